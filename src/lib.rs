@@ -1,1 +1,101 @@
-pub fn y(){}
+//! # procvisor
+//!
+//! Python's `multiprocessing`, rebuilt in Rust as an actor framework with supervised worker
+//! processes. Every [`Process`] runs in its own OS process; a process supervisor actor in each
+//! process watches its children, reaps them, and enforces daemon / non-daemon shutdown.
+//!
+//! ```no_run
+//! use procvisor::Process;
+//!
+//! fn worker(num: u32) {
+//!     println!("Worker: {num} in {}", procvisor::current_process().name());
+//! }
+//!
+//! fn main() -> procvisor::Result<()> {
+//!     procvisor::init(); // first line of main: a child stops here and runs its target
+//!     let p = Process::new(worker, (7,));
+//!     p.start()?;
+//!     p.join(None)?;
+//!     assert_eq!(p.exitcode(), Some(0));
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## How children start
+//!
+//! The default start method, *spawn*, re-executes the current program; [`init`] (the analogue
+//! of Python's `freeze_support()`) recognises the child, runs its target and exits, so the rest
+//! of `main` never runs in a child. Integration-test crates put [`test_init!`] at their top
+//! instead. The opt-in *fork* method (see [`StartMethod`]) forks from a clean fork server.
+//!
+//! ## Map of the crate
+//!
+//! | module | Python | what |
+//! |---|---|---|
+//! | [`process`] | `multiprocessing.process` | [`Process`], [`current_process`], [`active_children`] |
+//! | [`context`] | `multiprocessing.context` | [`StartMethod`], [`set_start_method`] |
+//! | [`util`] | `multiprocessing.util` | [`log_to_stderr`] |
+//! | [`error`] | exceptions | [`Error`] |
+
+pub mod context;
+pub mod error;
+pub mod process;
+pub mod util;
+
+pub use context::{StartMethod, get_start_method, set_start_method};
+pub use error::{Error, Result};
+pub use process::{
+    Process, Run, Target, TargetOutput, active_children, cpu_count, current_process,
+    parent_process, stop_requested, wait_for_stop,
+};
+pub use util::{LOG_TARGET, log_to_stderr};
+
+/// Makes this program able to start processes. Call it first in `main`.
+///
+/// In the main process it prepares the process supervisor machinery and returns at once. In a
+/// child started by procvisor it never returns: it runs the child's target and exits, so the
+/// rest of `main` runs only in the main process.
+pub fn init() {
+    if let Some(fd) = bootstrap_fd() {
+        process::run_child(fd);
+    }
+    process::current::identity();
+    process::current::mark_initialized();
+    process::current::register_at_exit();
+    procvisor_actors::spawner::ensure_started();
+}
+
+/// Takes the bootstrap fd number out of the environment, if this is a procvisor child.
+fn bootstrap_fd() -> Option<std::os::fd::RawFd> {
+    use procvisor_actors::bootstrap::BOOTSTRAP_FD_ENV;
+    let value = std::env::var_os(BOOTSTRAP_FD_ENV)?;
+    // SAFETY: `init` runs first in main (or in a constructor before main), before the program
+    // has started other threads that could read the environment concurrently.
+    unsafe { std::env::remove_var(BOOTSTRAP_FD_ENV) };
+    value.to_str()?.parse().ok()
+}
+
+/// Runs [`init`] before the test harness's `main`, so that an integration-test crate can start
+/// processes. Put it once at the top of each test crate (each file in `tests/`):
+///
+/// ```ignore
+/// procvisor::test_init!();
+/// ```
+///
+/// It registers a constructor in the ELF `.init_array`, which the loader runs before `main`; in
+/// a child it runs the child's target there and exits, so the harness never starts in a child.
+#[macro_export]
+macro_rules! test_init {
+    () => {
+        #[used]
+        // SAFETY: `.init_array` entries are plain `extern "C" fn()` pointers run once by the
+        // loader before main; this one only calls `procvisor::init()`.
+        #[unsafe(link_section = ".init_array")]
+        static __PROCVISOR_TEST_INIT: extern "C" fn() = {
+            extern "C" fn procvisor_test_init() {
+                $crate::init();
+            }
+            procvisor_test_init
+        };
+    };
+}

@@ -1,1 +1,18 @@
-pub fn x(){}
+//! # procvisor-actors
+//!
+//! The machinery behind [procvisor](https://docs.rs/procvisor)'s handles: the per-process
+//! [`node`] (a small tokio runtime hosting ractor actors), the [`process_supervisor`] actor that
+//! owns a process's children, the dedicated [`spawner`] thread that starts them, the
+//! [`bootstrap`] protocol a new child reads before it runs its target, and the OS edge
+//! ([`sys`]: pidfds, signals, exit statuses).
+//!
+//! Users normally depend on `procvisor`, which re-exports what they need; this crate is public
+//! so that tools and tests can speak the protocols directly.
+
+pub mod bootstrap;
+pub mod child;
+pub mod node;
+pub mod process_supervisor;
+pub mod reply;
+pub mod spawner;
+pub mod sys;

@@ -1,0 +1,134 @@
+//! The bootstrap protocol: what a parent tells a new child before the child runs its target,
+//! and the little the two say to each other afterwards over the same socket (the *parent link*).
+//!
+//! The parent creates a Unix socketpair, starts the child with one end inherited (its number in
+//! `PROCVISOR_BOOTSTRAP_FD`, nothing else secret in argv or the environment), and writes one
+//! frame holding a [`Bootstrap`]. The socket then stays open for the child's whole life:
+//!
+//! * parent → child: [`ParentToChild::Stop`] (a graceful stop request);
+//! * child → parent: [`ChildToParent::BootstrapFailed`] when the child cannot run its target
+//!   (undecodable arguments, a different binary, a protocol version mismatch);
+//! * EOF seen by the child means the parent is gone: the child kills itself, so children never
+//!   outlive their parent even where `PR_SET_PDEATHSIG` cannot help.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever [`Bootstrap`] or the link messages change shape.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The environment variable holding the bootstrap socket's fd number in a spawned child.
+pub const BOOTSTRAP_FD_ENV: &str = "PROCVISOR_BOOTSTRAP_FD";
+
+/// Exit code of a child whose bootstrap failed (it never ran its target).
+pub const BOOTSTRAP_FAILED_EXIT_CODE: i32 = 255;
+
+/// Largest bootstrap frame a child accepts (the target's arguments included).
+pub const MAX_BOOTSTRAP_FRAME: usize = 1 << 30;
+
+/// Everything a child needs to become the process its parent described.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Bootstrap {
+    /// [`PROTOCOL_VERSION`] of the parent.
+    pub protocol: u32,
+    /// The parent's `procvisor` version, for the error message on a mismatch.
+    pub crate_version: String,
+    /// Device and inode of the parent's executable ([`crate::sys::executable_identity`]).
+    pub executable: (u64, u64),
+    /// Address of the entry trampoline relative to the anchor function, in this binary.
+    pub entry_offset: i64,
+    /// The target's arguments (or the `Run` value), encoded.
+    pub payload: Vec<u8>,
+    /// The child's name (`Process-1:2`, or what the user chose).
+    pub name: String,
+    /// The child's identity: its parent's identity plus its own ordinal.
+    pub identity: Vec<u32>,
+    /// The process tree's authentication key.
+    pub authkey: Vec<u8>,
+    /// Whether the child is daemonic (and so may not start children).
+    pub daemon: bool,
+    /// The parent's pid and name, for `parent_process()`.
+    pub parent_pid: i32,
+    /// See `parent_pid`.
+    pub parent_name: String,
+    /// The parent's `log_to_stderr` level (tracing level as 1=ERROR … 5=TRACE), if it set one.
+    pub log_level: Option<u8>,
+}
+
+/// Messages a parent sends its child over the parent link.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ParentToChild {
+    /// Please stop: the child's `stop_requested()` turns true.
+    Stop,
+}
+
+/// Messages a child sends its parent over the parent link.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ChildToParent {
+    /// The child could not run its target; the text says why. The child exits with
+    /// [`BOOTSTRAP_FAILED_EXIT_CODE`] right after sending this.
+    BootstrapFailed(String),
+}
+
+/// Writes one message as one frame.
+pub fn send<T: Serialize, W: Write>(w: &mut W, msg: &T) -> io::Result<()> {
+    let payload = codec::encode(msg)?;
+    let mut frame = Vec::with_capacity(4 + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&payload);
+    w.write_all(&frame)
+}
+
+/// Reads one message; `Ok(None)` on a clean EOF before any byte of the frame.
+pub fn recv<T: serde::de::DeserializeOwned, R: Read>(
+    r: &mut R,
+    max: usize,
+) -> io::Result<Option<T>> {
+    let mut header = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut header[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let len = u32::from_be_bytes(header) as usize;
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the limit of {max}"),
+        ));
+    }
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload)?;
+    codec::decode(&payload).map(Some)
+}
+
+mod codec {
+    use std::io;
+
+    pub fn encode<T: serde::Serialize>(v: &T) -> io::Result<Vec<u8>> {
+        bincode::serde::encode_to_vec(v, bincode::config::standard())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+    }
+
+    pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> io::Result<T> {
+        bincode::serde::decode_from_slice(b, bincode::config::standard())
+            .map(|(v, _)| v)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+    }
+}
+
+/// Encodes a value with the project's codec (used for target arguments).
+pub fn encode_payload<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
+    codec::encode(v)
+}
+
+/// Decodes a value encoded by [`encode_payload`].
+pub fn decode_payload<T: serde::de::DeserializeOwned>(b: &[u8]) -> io::Result<T> {
+    codec::decode(b)
+}

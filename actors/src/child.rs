@@ -1,0 +1,193 @@
+//! [`ChildRecord`]: what a parent knows about one started child, shared between the user's
+//! `Process` handles and the process supervisor actor that watches the child.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::bootstrap::{self, ChildToParent, ParentToChild};
+use crate::reply::lock;
+use crate::sys::{self, ExitStatus};
+
+/// One started child. The supervisor actor reaps it and calls [`ChildRecord::finish`]; users
+/// wait on it through [`ChildRecord::wait`] / [`ChildRecord::wait_async`].
+pub struct ChildRecord {
+    pid: i32,
+    name: Mutex<String>,
+    daemon: bool,
+    pidfd: OwnedFd,
+    link: UnixStream,
+    exit: Mutex<Option<ExitStatus>>,
+    exited: Condvar,
+    exited_async: Notify,
+    bootstrap_error: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for ChildRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildRecord")
+            .field("pid", &self.pid)
+            .field("name", &*lock(&self.name))
+            .field("daemon", &self.daemon)
+            .field("exit", &*lock(&self.exit))
+            .finish()
+    }
+}
+
+impl ChildRecord {
+    /// Records a child just started with `pid`, watched through `pidfd`, talked to over `link`.
+    pub fn new(pid: i32, name: String, daemon: bool, pidfd: OwnedFd, link: UnixStream) -> Self {
+        ChildRecord {
+            pid,
+            name: Mutex::new(name),
+            daemon,
+            pidfd,
+            link,
+            exit: Mutex::new(None),
+            exited: Condvar::new(),
+            exited_async: Notify::new(),
+            bootstrap_error: Mutex::new(None),
+        }
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The child's name.
+    pub fn name(&self) -> String {
+        lock(&self.name).clone()
+    }
+
+    /// Renames the child (names have no semantics; this only changes what is displayed).
+    pub fn set_name(&self, name: String) {
+        *lock(&self.name) = name;
+    }
+
+    /// Whether the child is daemonic.
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// The parent's end of the link to the child (see [`crate::bootstrap`]).
+    pub fn link(&self) -> &UnixStream {
+        &self.link
+    }
+
+    /// The pidfd, for the supervisor's exit watch.
+    pub fn pidfd(&self) -> &OwnedFd {
+        &self.pidfd
+    }
+
+    /// The exit status once the supervisor has reaped the child; before that, a non-reaping
+    /// peek (`WNOWAIT`) so that `is_alive()` right after the child died is already false.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        if let Some(status) = *lock(&self.exit) {
+            return Some(status);
+        }
+        sys::wait_pidfd(self.pidfd.as_fd(), false, false)
+            .ok()
+            .flatten()
+    }
+
+    /// The reason the child's bootstrap failed, if it did (known once it has exited).
+    pub fn bootstrap_error(&self) -> Option<String> {
+        lock(&self.bootstrap_error).clone()
+    }
+
+    /// Blocks until the child has been reaped, or `timeout` passes. Returns the status if so.
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<ExitStatus> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut exit = lock(&self.exit);
+        loop {
+            if let Some(status) = *exit {
+                return Some(status);
+            }
+            exit = match deadline {
+                None => self.exited.wait(exit).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return None;
+                    }
+                    self.exited
+                        .wait_timeout(exit, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Waits asynchronously until the child has been reaped (no timeout: wrap it in
+    /// `tokio::time::timeout` for one).
+    pub async fn wait_async(&self) -> ExitStatus {
+        loop {
+            let notified = self.exited_async.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(status) = *lock(&self.exit) {
+                return status;
+            }
+            notified.await;
+        }
+    }
+
+    /// Sends a signal through the pidfd (never to a recycled pid). `Ok(false)` if the child had
+    /// already exited.
+    pub fn signal(&self, sig: i32) -> std::io::Result<bool> {
+        if lock(&self.exit).is_some() {
+            return Ok(false);
+        }
+        sys::pidfd_send_signal(self.pidfd.as_fd(), sig)
+    }
+
+    /// Sends the graceful stop request over the parent link. `Ok(false)` if the child is gone.
+    pub fn request_stop(&self) -> std::io::Result<bool> {
+        if lock(&self.exit).is_some() {
+            return Ok(false);
+        }
+        match bootstrap::send(&mut &self.link, &ParentToChild::Stop) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reaps the child (it must have exited: the pidfd is readable), collects any message it
+    /// left on the link, publishes the status and wakes every waiter.
+    pub fn finish(&self) -> std::io::Result<ExitStatus> {
+        let status = sys::wait_pidfd(self.pidfd.as_fd(), true, true)?
+            .ok_or_else(|| std::io::Error::other("child not exited"))?;
+        self.collect_link_messages();
+        *lock(&self.exit) = Some(status);
+        self.exited.notify_all();
+        self.exited_async.notify_waiters();
+        Ok(status)
+    }
+
+    fn collect_link_messages(&self) {
+        if self.link.set_nonblocking(true).is_err() {
+            return;
+        }
+        let mut link = &self.link;
+        while let Ok(Some(msg)) = bootstrap::recv::<ChildToParent, _>(&mut link, 1 << 20) {
+            match msg {
+                ChildToParent::BootstrapFailed(reason) => {
+                    *lock(&self.bootstrap_error) = Some(reason);
+                }
+            }
+        }
+    }
+}
+
+impl ChildRecord {
+    /// Blocks this thread until the child has exited, without reaping it.
+    pub fn wait_exit_blocking(&self) {
+        let _ = sys::wait_pidfd(self.pidfd.as_fd(), false, true);
+    }
+}

@@ -1,0 +1,101 @@
+//! Start methods: how a child process comes to exist (Python's `set_start_method`).
+//!
+//! * [`StartMethod::Spawn`] (the default) re-executes the current program. The child runs
+//!   `main` only as far as `procvisor::init()`, which recognises it as a child, runs its target
+//!   and exits. Nothing of the parent's state is inherited except what travels in the target's
+//!   arguments, so it is safe whatever the parent was doing (threads, locks, runtimes).
+//! * [`StartMethod::Fork`] forks a *fork server*: a helper process started (by spawn) the first
+//!   time it is needed, which has run nothing but `procvisor::init()` and has a single thread.
+//!   Each child is forked from it, so a child starts without paying for `exec` and for the
+//!   dynamic loader, yet can never inherit a lock held by another thread of your program.
+//!   Hazards: a fork child shares nothing with *your* process's state either (the fork server
+//!   never ran your `main`), so the same rule as spawn applies: everything the target needs
+//!   comes through its arguments; and file descriptors opened by your program are not
+//!   inherited. Python's plain `fork` (forking the caller itself) is deliberately not offered:
+//!   in a multi-threaded program (tokio, ractor and the test harness all start threads) the
+//!   child may deadlock on a lock that another thread held at the moment of the fork.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::error::{Error, Result};
+
+/// How child processes are started. See the [module docs](self).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum StartMethod {
+    /// Re-execute the current program (the default).
+    #[default]
+    Spawn,
+    /// Fork from a single-threaded fork server started on first use.
+    Fork,
+}
+
+impl StartMethod {
+    /// Python's name for the method.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartMethod::Spawn => "spawn",
+            StartMethod::Fork => "fork",
+        }
+    }
+}
+
+impl std::fmt::Display for StartMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for StartMethod {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "spawn" => Ok(StartMethod::Spawn),
+            "fork" | "forkserver" => Ok(StartMethod::Fork),
+            other => Err(format!(
+                "unknown start method {other:?} (expected spawn or fork)"
+            )),
+        }
+    }
+}
+
+const UNSET: u8 = 0;
+static METHOD: AtomicU8 = AtomicU8::new(UNSET);
+
+fn encode(m: StartMethod) -> u8 {
+    match m {
+        StartMethod::Spawn => 1,
+        StartMethod::Fork => 2,
+    }
+}
+
+/// Chooses the default start method for processes created afterwards in this process.
+/// Like Python, it may be set once; `force = true` changes it again.
+///
+/// ```
+/// use procvisor::{StartMethod, set_start_method, get_start_method};
+/// set_start_method(StartMethod::Fork, false).unwrap();
+/// assert_eq!(get_start_method(), StartMethod::Fork);
+/// assert!(set_start_method(StartMethod::Spawn, false).is_err());
+/// set_start_method(StartMethod::Spawn, true).unwrap();
+/// ```
+pub fn set_start_method(method: StartMethod, force: bool) -> Result<()> {
+    let new = encode(method);
+    if force {
+        METHOD.store(new, Ordering::SeqCst);
+        return Ok(());
+    }
+    match METHOD.compare_exchange(UNSET, new, Ordering::SeqCst, Ordering::SeqCst) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Error::StartMethodAlreadySet {
+            current: get_start_method(),
+        }),
+    }
+}
+
+/// The start method new processes use unless they choose their own.
+pub fn get_start_method() -> StartMethod {
+    match METHOD.load(Ordering::SeqCst) {
+        2 => StartMethod::Fork,
+        _ => StartMethod::Spawn,
+    }
+}

@@ -1,0 +1,159 @@
+//! The child's side of the bootstrap: become the process the parent described, run the target,
+//! run the exit sequence, exit. Entered from `procvisor::init()` when `PROCVISOR_BOOTSTRAP_FD`
+//! is set; never returns.
+
+use std::io::Write;
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use procvisor_actors::bootstrap::{
+    self, BOOTSTRAP_FAILED_EXIT_CODE, Bootstrap, ChildToParent, MAX_BOOTSTRAP_FRAME,
+    PROTOCOL_VERSION, ParentToChild,
+};
+use procvisor_actors::sys;
+
+use super::current::{self, Identity};
+use super::target::{self, EntryOutcome};
+
+/// The version every process of a tree must share.
+pub(crate) const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Runs the child whose bootstrap socket is `fd`. Never returns.
+pub(crate) fn run(fd: RawFd) -> ! {
+    // SAFETY: the parent passed us this fd number for exactly this purpose, and nothing else in
+    // this freshly started process has taken ownership of it.
+    let link = unsafe { UnixStream::from_raw_fd(fd) };
+    // Our grandchildren must not inherit our end of the link to our parent.
+    let _ = nix::fcntl::fcntl(
+        &link,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+
+    let boot = match read_bootstrap(&link) {
+        Ok(boot) => boot,
+        Err(reason) => fail(&link, "(unknown)", &reason),
+    };
+    if let Err(reason) = check_compatible(&boot) {
+        fail(&link, &boot.name, &reason);
+    }
+    become_child(&boot);
+    watch_parent_link(&link);
+
+    // SAFETY: `check_compatible` verified that we run the same executable file as the parent,
+    // which computed this offset with `target::offset_of`.
+    let entry = unsafe { target::entry_at(boot.entry_offset) };
+    let before_run = || tracing::info!(target: "procvisor", "child process calling run()");
+    let code = match std::panic::catch_unwind(|| entry(&boot.payload, &before_run)) {
+        Ok(EntryOutcome::Finished(code)) => code,
+        Ok(EntryOutcome::BadPayload(reason)) => fail(&link, &boot.name, &reason),
+        // The panic hook has already printed the message (and backtrace when enabled).
+        Err(_) => 1,
+    };
+    current::exit_child(code)
+}
+
+fn read_bootstrap(link: &UnixStream) -> Result<Bootstrap, String> {
+    let mut reader = link;
+    match bootstrap::recv::<Bootstrap, _>(&mut reader, MAX_BOOTSTRAP_FRAME) {
+        Ok(Some(boot)) => Ok(boot),
+        Ok(None) => Err("the parent process exited before sending the bootstrap".into()),
+        Err(e) => Err(format!("cannot read the bootstrap from the parent: {e}")),
+    }
+}
+
+fn check_compatible(boot: &Bootstrap) -> Result<(), String> {
+    if boot.protocol != PROTOCOL_VERSION {
+        return Err(format!(
+            "bootstrap protocol version mismatch: parent speaks {} (procvisor {}), this child \
+             speaks {PROTOCOL_VERSION} (procvisor {CRATE_VERSION})",
+            boot.protocol, boot.crate_version
+        ));
+    }
+    if boot.crate_version != CRATE_VERSION {
+        return Err(format!(
+            "procvisor version mismatch: parent {} vs child {CRATE_VERSION}",
+            boot.crate_version
+        ));
+    }
+    let mine =
+        sys::executable_identity().map_err(|e| format!("cannot identify this executable: {e}"))?;
+    if mine != boot.executable {
+        return Err(
+            "the child is not running the parent's executable (was it rebuilt or replaced?)".into(),
+        );
+    }
+    if nix::unistd::getppid().as_raw() != boot.parent_pid {
+        return Err("the parent process is gone".into());
+    }
+    Ok(())
+}
+
+fn become_child(boot: &Bootstrap) {
+    current::set_identity(Identity {
+        name: boot.name.clone(),
+        identity: boot.identity.clone(),
+        authkey: boot.authkey.clone(),
+        daemon: boot.daemon,
+        parent: Some((boot.parent_pid, boot.parent_name.clone())),
+    });
+    current::mark_initialized();
+    current::register_at_exit();
+    if let Some(level) = boot.log_level.and_then(crate::util::level_from_u8) {
+        let _ = crate::util::log_to_stderr(level);
+    }
+    install_panic_hook();
+}
+
+/// Python prints `Process Process-1:` before a child's traceback; we print the same line before
+/// the default panic message.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "Process {}:",
+            current::name_for_messages()
+        );
+        default(info);
+    }));
+}
+
+/// A thread that reads the parent link: stop requests set the flag; EOF means the parent died,
+/// and a child never outlives its parent.
+fn watch_parent_link(link: &UnixStream) {
+    let Ok(link) = link.try_clone() else {
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("procvisor-parent-link".into())
+        .spawn(move || {
+            let mut reader = &link;
+            loop {
+                match bootstrap::recv::<ParentToChild, _>(&mut reader, 1 << 16) {
+                    Ok(Some(ParentToChild::Stop)) => current::note_stop_request(),
+                    Ok(None) | Err(_) => {
+                        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+                    }
+                }
+            }
+        });
+    if spawned.is_err() {
+        eprintln!("procvisor: cannot watch the parent link; relying on PR_SET_PDEATHSIG alone");
+    }
+}
+
+/// Reports a failed bootstrap to the parent and on stderr, then exits without running anything.
+fn fail(link: &UnixStream, name: &str, reason: &str) -> ! {
+    let _ = writeln!(
+        std::io::stderr(),
+        "procvisor: {name} failed to start: {reason}"
+    );
+    let mut writer = link;
+    let _ = bootstrap::send(
+        &mut writer,
+        &ChildToParent::BootstrapFailed(reason.to_string()),
+    );
+    // No exit sequence: this process never became a procvisor process with children.
+    // SAFETY: _exit is always safe to call; it skips atexit handlers on purpose.
+    unsafe { libc::_exit(BOOTSTRAP_FAILED_EXIT_CODE) }
+}
