@@ -56,6 +56,9 @@ pub use util::{LOG_TARGET, log_to_stderr};
 /// child started by procvisor it never returns: it runs the child's target and exits, so the
 /// rest of `main` runs only in the main process.
 pub fn init() {
+    if let Some(control) = process::fork_server_fd() {
+        process::serve_forks(control);
+    }
     if let Some(fd) = bootstrap_fd() {
         process::run_child(fd);
     }

@@ -28,6 +28,7 @@
 
 mod child_main;
 pub(crate) mod current;
+mod forkserver;
 mod popen;
 mod target;
 
@@ -50,6 +51,7 @@ use crate::context::{StartMethod, get_start_method};
 use crate::error::{Error, Result};
 
 pub(crate) use child_main::run as run_child;
+pub(crate) use forkserver::{control_fd_from_env as fork_server_fd, serve as serve_forks};
 
 /// A process: created with a target, started with [`start`](Process::start), waited for with
 /// [`join`](Process::join). Cloning gives another handle to the same process.
@@ -289,7 +291,7 @@ impl Process {
         let name = boot.name.clone();
         let started = match method {
             StartMethod::Spawn => popen::spawn(boot),
-            StartMethod::Fork => popen::spawn(boot),
+            StartMethod::Fork => forkserver::start(boot),
         };
         match started {
             Ok(record) => {

@@ -132,3 +132,40 @@ pub fn encode_payload<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
 pub fn decode_payload<T: serde::de::DeserializeOwned>(b: &[u8]) -> io::Result<T> {
     codec::decode(b)
 }
+
+/// The environment variable that tells a re-executed program to become a fork server, holding
+/// the number of its control socket (`SOCK_SEQPACKET`).
+pub const FORK_SERVER_FD_ENV: &str = "PROCVISOR_FORKSERVER_FD";
+
+/// Parent → fork server: fork a child whose parent link is the fd sent with this message.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ForkRequest {
+    /// Chosen by the parent to match the reply.
+    pub id: u64,
+}
+
+/// Fork server → parent.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ForkServerMsg {
+    /// Request `id` became process `pid`.
+    Started {
+        /// The request.
+        id: u64,
+        /// The new child.
+        pid: i32,
+    },
+    /// Request `id` could not be served.
+    Failed {
+        /// The request.
+        id: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Child `pid` exited (the fork server reaped it).
+    Exited {
+        /// The child.
+        pid: i32,
+        /// How it ended.
+        status: crate::sys::ExitStatus,
+    },
+}

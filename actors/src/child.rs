@@ -24,6 +24,7 @@ pub struct ChildRecord {
     exited: Condvar,
     exited_async: Notify,
     bootstrap_error: Mutex<Option<String>>,
+    relayed: bool,
 }
 
 impl std::fmt::Debug for ChildRecord {
@@ -39,7 +40,16 @@ impl std::fmt::Debug for ChildRecord {
 
 impl ChildRecord {
     /// Records a child just started with `pid`, watched through `pidfd`, talked to over `link`.
-    pub fn new(pid: i32, name: String, daemon: bool, pidfd: OwnedFd, link: UnixStream) -> Self {
+    /// `relayed` children are not ours to reap (a fork server forked them): their exit status
+    /// arrives through [`ChildRecord::finish_with`].
+    pub fn new(
+        pid: i32,
+        name: String,
+        daemon: bool,
+        pidfd: OwnedFd,
+        link: UnixStream,
+        relayed: bool,
+    ) -> Self {
         ChildRecord {
             pid,
             name: Mutex::new(name),
@@ -50,6 +60,7 @@ impl ChildRecord {
             exited: Condvar::new(),
             exited_async: Notify::new(),
             bootstrap_error: Mutex::new(None),
+            relayed,
         }
     }
 
@@ -88,6 +99,9 @@ impl ChildRecord {
     pub fn exit_status(&self) -> Option<ExitStatus> {
         if let Some(status) = *lock(&self.exit) {
             return Some(status);
+        }
+        if self.relayed {
+            return None;
         }
         sys::wait_pidfd(self.pidfd.as_fd(), false, false)
             .ok()
@@ -163,11 +177,21 @@ impl ChildRecord {
     pub fn finish(&self) -> std::io::Result<ExitStatus> {
         let status = sys::wait_pidfd(self.pidfd.as_fd(), true, true)?
             .ok_or_else(|| std::io::Error::other("child not exited"))?;
+        self.finish_with(status);
+        Ok(status)
+    }
+
+    /// Whether the exit status is relayed by a fork server rather than reaped here.
+    pub fn is_relayed(&self) -> bool {
+        self.relayed
+    }
+
+    /// Publishes an exit status learned elsewhere (a fork server reaped the child).
+    pub fn finish_with(&self, status: ExitStatus) {
         self.collect_link_messages();
         *lock(&self.exit) = Some(status);
         self.exited.notify_all();
         self.exited_async.notify_waiters();
-        Ok(status)
     }
 
     fn collect_link_messages(&self) {

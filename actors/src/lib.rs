@@ -11,6 +11,7 @@
 
 pub mod bootstrap;
 pub mod child;
+pub mod fdpass;
 pub mod node;
 pub mod process_supervisor;
 pub mod reply;

@@ -27,6 +27,8 @@ pub enum SupervisorMsg {
     Adopt(Arc<ChildRecord>),
     /// Internal: the child with this pid has exited (its pidfd became readable).
     Exited(i32),
+    /// A fork server reaped this child of ours and relayed its status.
+    RelayedExit(i32, crate::sys::ExitStatus),
     /// The children that have not exited yet.
     ActiveChildren(Reply<Vec<Arc<ChildRecord>>>),
     /// The process is ending: terminate daemonic children, wait for all; answer when none is left.
@@ -77,6 +79,11 @@ impl Actor for ProcessSupervisor {
         match msg {
             SupervisorMsg::Adopt(child) => adopt(&myself, state, child),
             SupervisorMsg::Exited(pid) => reap(state, pid),
+            SupervisorMsg::RelayedExit(pid, status) => {
+                if let Some(child) = state.children.remove(&pid) {
+                    child.finish_with(status);
+                }
+            }
             SupervisorMsg::ActiveChildren(reply) => {
                 reply.send(state.children.values().cloned().collect());
             }
@@ -102,6 +109,10 @@ impl Actor for ProcessSupervisor {
 
 fn adopt(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, child: Arc<ChildRecord>) {
     let pid = child.pid();
+    if child.is_relayed() {
+        state.children.insert(pid, child);
+        return;
+    }
     // SAFETY: the pidfd is owned by the record, which `PidFdWatch` keeps alive (an `Arc`) for
     // as long as the `AsyncFd` exists, and the record never replaces or closes its pidfd.
     let registered =

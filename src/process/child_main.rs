@@ -18,8 +18,17 @@ use super::target::{self, EntryOutcome};
 /// The version every process of a tree must share.
 pub(crate) const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Runs the child whose bootstrap socket is `fd`. Never returns.
+/// Runs the spawned child whose bootstrap socket is `fd`. Never returns.
 pub(crate) fn run(fd: RawFd) -> ! {
+    run_with(fd, true)
+}
+
+/// Runs a child forked by the fork server (whose parent, for the OS, is the fork server).
+pub(crate) fn run_forked(fd: RawFd) -> ! {
+    run_with(fd, false)
+}
+
+fn run_with(fd: RawFd, spawned: bool) -> ! {
     // SAFETY: the parent passed us this fd number for exactly this purpose, and nothing else in
     // this freshly started process has taken ownership of it.
     let link = unsafe { UnixStream::from_raw_fd(fd) };
@@ -33,7 +42,7 @@ pub(crate) fn run(fd: RawFd) -> ! {
         Ok(boot) => boot,
         Err(reason) => fail(&link, "(unknown)", &reason),
     };
-    if let Err(reason) = check_compatible(&boot) {
+    if let Err(reason) = check_compatible(&boot, spawned) {
         fail(&link, &boot.name, &reason);
     }
     become_child(&boot);
@@ -61,7 +70,7 @@ fn read_bootstrap(link: &UnixStream) -> Result<Bootstrap, String> {
     }
 }
 
-fn check_compatible(boot: &Bootstrap) -> Result<(), String> {
+fn check_compatible(boot: &Bootstrap, spawned: bool) -> Result<(), String> {
     if boot.protocol != PROTOCOL_VERSION {
         return Err(format!(
             "bootstrap protocol version mismatch: parent speaks {} (procvisor {}), this child \
@@ -82,7 +91,7 @@ fn check_compatible(boot: &Bootstrap) -> Result<(), String> {
             "the child is not running the parent's executable (was it rebuilt or replaced?)".into(),
         );
     }
-    if nix::unistd::getppid().as_raw() != boot.parent_pid {
+    if spawned && nix::unistd::getppid().as_raw() != boot.parent_pid {
         return Err("the parent process is gone".into());
     }
     Ok(())

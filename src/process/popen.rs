@@ -26,8 +26,8 @@ pub(crate) fn spawn(boot: Bootstrap) -> Result<Arc<ChildRecord>> {
     let parent_pid = boot.parent_pid;
     // The child's end is closed (dropped) on the spawner thread right after the fork, so that
     // the child's exit is the only thing that can make the link read EOF.
-    let (pid, pidfd) =
-        spawner::run(move || exec_self(child_fd, parent_pid)).map_err(|source| Error::Spawn {
+    let (pid, pidfd) = spawner::run(move || exec_self(child_fd, BOOTSTRAP_FD_ENV, parent_pid))
+        .map_err(|source| Error::Spawn {
             name: name.clone(),
             source,
         })?;
@@ -37,6 +37,7 @@ pub(crate) fn spawn(boot: Bootstrap) -> Result<Arc<ChildRecord>> {
         boot.daemon,
         pidfd,
         parent_end,
+        false,
     ));
     let sent = bootstrap::send(&mut record.link(), &boot);
     Node::get()
@@ -57,12 +58,17 @@ pub(crate) fn spawn(boot: Bootstrap) -> Result<Arc<ChildRecord>> {
     }
 }
 
-/// Forks and execs `/proc/self/exe` with `child_fd` inherited. Runs on the spawner thread.
-fn exec_self(child_fd: OwnedFd, parent_pid: i32) -> std::io::Result<(i32, OwnedFd)> {
+/// Forks and execs `/proc/self/exe` with `child_fd` inherited and its number in the
+/// environment variable `env`. Runs on the spawner thread (see [`spawner`] for why).
+pub(crate) fn exec_self(
+    child_fd: OwnedFd,
+    env: &str,
+    parent_pid: i32,
+) -> std::io::Result<(i32, OwnedFd)> {
     let fd = child_fd.as_raw_fd();
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0(program_name())
-        .env(BOOTSTRAP_FD_ENV, fd.to_string())
+        .env(env, fd.to_string())
         .stdin(Stdio::null());
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe system calls (fcntl, prctl, getppid); it allocates nothing.
