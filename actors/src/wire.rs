@@ -96,8 +96,13 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod frame;
 
 pub use codec::{decode, encode, encode_into};
+pub use frame::{
+    DEFAULT_MAX_FRAME, FrameBatch, FrameLimits, FrameReader, encode_frame_into, read_frame_async,
+    read_frame_unbuffered, write_frame, write_frame_async,
+};
 
 /// Everything that can go wrong on the wire.
 ///
