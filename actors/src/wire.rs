@@ -95,9 +95,14 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod codec;
 pub mod frame;
 
+pub use auth::{
+    answer_challenge, answer_challenge_async, client_handshake, client_handshake_async,
+    deliver_challenge, deliver_challenge_async, server_handshake, server_handshake_async,
+};
 pub use codec::{decode, encode, encode_into};
 pub use frame::{
     DEFAULT_MAX_FRAME, FrameBatch, FrameLimits, FrameReader, encode_frame_into, read_frame_async,
