@@ -4,9 +4,10 @@
 //! other module goes through [`encode`], [`encode_into`] and [`decode`], so
 //! the encoding of a message cannot differ between two call sites.
 //!
-//! The configuration is bincode's *standard* one, spelled out in
-//! [`config`]: little-endian, variable-length integers (values below 251
-//! take one byte), no size limit when encoding.
+//! The configuration is bincode's *standard* one, spelled out once in a
+//! private `config()`: little-endian, variable-length integers (values below
+//! 251 take one byte), no size limit when encoding. It is deliberately not
+//! public, so no other module can build its own bincode calls around it.
 //!
 //! # Hostile payloads
 //!
@@ -47,7 +48,7 @@ pub const CLAIM_FACTOR: usize = 16;
 
 /// The one bincode configuration of procvisor: little-endian, variable-length
 /// integers, no limit (the decode budget is added by [`decode`]).
-pub const fn config() -> Configuration<LittleEndian, Varint> {
+const fn config() -> Configuration<LittleEndian, Varint> {
     bincode::config::standard()
         .with_little_endian()
         .with_variable_int_encoding()

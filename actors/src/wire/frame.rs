@@ -116,8 +116,8 @@ fn out_of_memory(len: usize) -> WireError {
 
 fn truncated(expected_payload: usize, got_payload: usize) -> WireError {
     WireError::Truncated {
-        expected: HEADER_LEN + expected_payload,
-        got: HEADER_LEN + got_payload,
+        expected: expected_payload.saturating_add(HEADER_LEN),
+        got: got_payload.saturating_add(HEADER_LEN),
     }
 }
 
@@ -592,8 +592,10 @@ impl<R: Read> FrameReader<R> {
         match self.pending {
             Some(pending) => pending.left <= self.buffered_len(),
             None => match self.peek_header() {
+                // `peek_header` returned a length, so at least HEADER_LEN
+                // bytes are buffered.
                 Some(len) => {
-                    self.limits.check(len).is_err() || HEADER_LEN + len <= self.buffered_len()
+                    self.limits.check(len).is_err() || len <= self.buffered_len() - HEADER_LEN
                 }
                 None => false,
             },
