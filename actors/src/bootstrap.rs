@@ -15,6 +15,9 @@ use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
+use crate::wire::frame::{self, FrameLimits};
+use crate::wire::{WireError, codec};
+
 /// Bumped whenever [`Bootstrap`] or the link messages change shape.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -71,66 +74,39 @@ pub enum ChildToParent {
     BootstrapFailed(String),
 }
 
-/// Writes one message as one frame.
+/// Writes one message as one frame (see [`crate::wire`] for the bytes).
 pub fn send<T: Serialize, W: Write>(w: &mut W, msg: &T) -> io::Result<()> {
-    let payload = codec::encode(msg)?;
-    let mut frame = Vec::with_capacity(4 + payload.len());
-    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&payload);
-    w.write_all(&frame)
+    let payload = codec::encode(msg).map_err(into_io)?;
+    frame::write_frame(w, &payload, &FrameLimits::default()).map_err(into_io)
 }
 
-/// Reads one message; `Ok(None)` on a clean EOF before any byte of the frame.
-pub fn recv<T: serde::de::DeserializeOwned, R: Read>(
-    r: &mut R,
-    max: usize,
-) -> io::Result<Option<T>> {
-    let mut header = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        match r.read(&mut header[got..]) {
-            Ok(0) if got == 0 => return Ok(None),
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let len = u32::from_be_bytes(header) as usize;
-    if len > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds the limit of {max}"),
-        ));
-    }
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload)?;
-    codec::decode(&payload).map(Some)
-}
-
-mod codec {
-    use std::io;
-
-    pub fn encode<T: serde::Serialize>(v: &T) -> io::Result<Vec<u8>> {
-        bincode::serde::encode_to_vec(v, bincode::config::standard())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
-    }
-
-    pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> io::Result<T> {
-        bincode::serde::decode_from_slice(b, bincode::config::standard())
-            .map(|(v, _)| v)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+/// Reads one message, never reading past its frame; `Ok(None)` on a clean EOF before any byte
+/// of the frame.
+pub fn recv<T: serde::de::DeserializeOwned, R: Read>(r: &mut R, max: usize) -> io::Result<Option<T>> {
+    match frame::read_frame_unbuffered(r, &FrameLimits::new(max)) {
+        Ok(payload) => codec::decode(&payload).map(Some).map_err(into_io),
+        Err(WireError::Eof) => Ok(None),
+        Err(e) => Err(into_io(e)),
     }
 }
 
 /// Encodes a value with the project's codec (used for target arguments).
 pub fn encode_payload<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
-    codec::encode(v)
+    codec::encode(v).map_err(into_io)
 }
 
 /// Decodes a value encoded by [`encode_payload`].
 pub fn decode_payload<T: serde::de::DeserializeOwned>(b: &[u8]) -> io::Result<T> {
-    codec::decode(b)
+    codec::decode(b).map_err(into_io)
+}
+
+fn into_io(e: WireError) -> io::Error {
+    match e {
+        WireError::Io(e) => e,
+        WireError::Decode(text) => io::Error::new(io::ErrorKind::InvalidData, text),
+        WireError::Encode(text) => io::Error::new(io::ErrorKind::InvalidInput, text),
+        other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+    }
 }
 
 /// The environment variable that tells a re-executed program to become a fork server, holding

@@ -4,7 +4,8 @@
 //! [`node`] (a small tokio runtime hosting ractor actors), the [`process_supervisor`] actor that
 //! owns a process's children, the dedicated [`spawner`] thread that starts them, the
 //! [`bootstrap`] protocol a new child reads before it runs its target, and the OS edge
-//! ([`sys`]: pidfds, signals, exit statuses).
+//! ([`sys`]: pidfds, signals, exit statuses), and the [`wire`] format every connection between
+//! processes speaks (frames, the codec, HMAC authentication).
 //!
 //! Users normally depend on `procvisor`, which re-exports what they need; this crate is public
 //! so that tools and tests can speak the protocols directly.
@@ -17,3 +18,4 @@ pub mod process_supervisor;
 pub mod reply;
 pub mod spawner;
 pub mod sys;
+pub mod wire;
