@@ -36,8 +36,11 @@ use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use procvisor_actors::bootstrap::{Bootstrap, PROTOCOL_VERSION};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use procvisor_actors::bootstrap::{self, Bootstrap, PROTOCOL_VERSION};
 use procvisor_actors::child::ChildRecord;
+use procvisor_actors::fdpass;
 use procvisor_actors::node::Node;
 use procvisor_actors::process_supervisor::SupervisorMsg;
 use procvisor_actors::{reply, sys};
@@ -71,6 +74,9 @@ enum Kind {
     Child {
         entry_offset: i64,
         payload: std::result::Result<Vec<u8>, String>,
+        /// File descriptors the arguments carry (e.g. a `Connection`), sent with the bootstrap
+        /// and closed here once the child has them.
+        fds: Mutex<Vec<OwnedFd>>,
         identity: Vec<u32>,
     },
     /// The process we are running in (`current_process()`).
@@ -98,18 +104,23 @@ impl Process {
     {
         const { target::assert_zero_sized::<F>() };
         let _ = target;
-        let payload = procvisor_actors::bootstrap::encode_payload(&args).map_err(|e| e.to_string());
-        Self::child(target::offset_of(target::entry::<F, Args>), payload)
+        let (payload, fds) = fdpass::collecting_fds(|| bootstrap::encode_payload(&args));
+        let payload = payload.map_err(|e| e.to_string());
+        Self::child(target::offset_of(target::entry::<F, Args>), payload, fds)
     }
 
     /// A process that will run `runner.run()`: the Rust form of subclassing Python's `Process`.
     pub fn from_run<R: Run>(runner: R) -> Process {
-        let payload =
-            procvisor_actors::bootstrap::encode_payload(&runner).map_err(|e| e.to_string());
-        Self::child(target::offset_of(target::run_entry::<R>), payload)
+        let (payload, fds) = fdpass::collecting_fds(|| bootstrap::encode_payload(&runner));
+        let payload = payload.map_err(|e| e.to_string());
+        Self::child(target::offset_of(target::run_entry::<R>), payload, fds)
     }
 
-    fn child(entry_offset: i64, payload: std::result::Result<Vec<u8>, String>) -> Process {
+    fn child(
+        entry_offset: i64,
+        payload: std::result::Result<Vec<u8>, String>,
+        fds: Vec<OwnedFd>,
+    ) -> Process {
         let identity = current::next_child_identity();
         let me = current::identity();
         let name = default_name(&identity);
@@ -118,6 +129,7 @@ impl Process {
                 kind: Kind::Child {
                     entry_offset,
                     payload,
+                    fds: Mutex::new(fds),
                     identity,
                 },
                 settings: Mutex::new(Settings {
@@ -154,6 +166,7 @@ impl Process {
             Kind::Child {
                 entry_offset: 0,
                 payload: Err("already started".into()),
+                fds: Mutex::new(Vec::new()),
                 identity: Vec::new(),
             },
             record.name(),
@@ -287,12 +300,18 @@ impl Process {
     /// Starts the process. Errors: started twice, a daemonic creator, arguments that cannot
     /// be encoded, or the OS refusing to start it.
     pub fn start(&self) -> Result<()> {
-        let (boot, method) = self.prepare_start()?;
+        let (boot, method, fds) = self.prepare_start()?;
         let name = boot.name.clone();
+        let mut fds = fds.lock().unwrap_or_else(|e| e.into_inner());
+        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|fd| fd.as_fd()).collect();
         let started = match method {
-            StartMethod::Spawn => popen::spawn(boot),
-            StartMethod::Fork => forkserver::start(boot),
+            StartMethod::Spawn => popen::spawn(boot, &borrowed),
+            StartMethod::Fork => forkserver::start(boot, &borrowed),
         };
+        if started.is_ok() {
+            // The child has its copies; ours would keep e.g. a pipe's peer from seeing EOF.
+            fds.clear();
+        }
         match started {
             Ok(record) => {
                 let _ = self.inner.record.set(record);
@@ -322,10 +341,11 @@ impl Process {
         })
     }
 
-    fn prepare_start(&self) -> Result<(Bootstrap, StartMethod)> {
+    fn prepare_start(&self) -> Result<(Bootstrap, StartMethod, &Mutex<Vec<OwnedFd>>)> {
         let Kind::Child {
             entry_offset,
             payload,
+            fds,
             identity,
         } = &self.inner.kind
         else {
@@ -372,7 +392,7 @@ impl Process {
             parent_name: me.name.clone(),
             log_level: crate::util::current_level_u8(),
         };
-        Ok((boot, s.start_method.unwrap_or_else(get_start_method)))
+        Ok((boot, s.start_method.unwrap_or_else(get_start_method), fds))
     }
 
     fn record(&self, action: &'static str) -> Result<&Arc<ChildRecord>> {

@@ -82,12 +82,48 @@ pub fn send<T: Serialize, W: Write>(w: &mut W, msg: &T) -> io::Result<()> {
 
 /// Reads one message, never reading past its frame; `Ok(None)` on a clean EOF before any byte
 /// of the frame.
-pub fn recv<T: serde::de::DeserializeOwned, R: Read>(r: &mut R, max: usize) -> io::Result<Option<T>> {
+pub fn recv<T: serde::de::DeserializeOwned, R: Read>(
+    r: &mut R,
+    max: usize,
+) -> io::Result<Option<T>> {
     match frame::read_frame_unbuffered(r, &FrameLimits::new(max)) {
         Ok(payload) => codec::decode(&payload).map(Some).map_err(into_io),
         Err(WireError::Eof) => Ok(None),
         Err(e) => Err(into_io(e)),
     }
+}
+
+/// Writes one message as one frame with `fds` attached (SCM_RIGHTS); `sock` must be a Unix
+/// stream socket.
+pub fn send_with_fds<T: Serialize>(
+    sock: std::os::fd::BorrowedFd<'_>,
+    msg: &T,
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> io::Result<()> {
+    let payload = codec::encode(msg).map_err(into_io)?;
+    let mut bytes = Vec::with_capacity(4 + payload.len());
+    frame::encode_frame_into(&mut bytes, &payload).map_err(into_io)?;
+    crate::fdpass::send_frame_with_fds(sock, &bytes, fds)
+}
+
+/// Reads one message and the fds attached to it from a Unix stream socket; `Ok(None)` on a
+/// clean EOF.
+pub fn recv_with_fds<T: serde::de::DeserializeOwned>(
+    sock: &std::os::unix::net::UnixStream,
+    max: usize,
+) -> io::Result<Option<(T, Vec<std::os::fd::OwnedFd>)>> {
+    use std::os::fd::AsFd;
+    let Some((header, fds)) = crate::fdpass::recv_header_with_fds(sock.as_fd())? else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes(header) as usize;
+    if len > max {
+        return Err(into_io(WireError::Oversized { len, max }));
+    }
+    let mut payload = vec![0u8; len];
+    (&*sock).read_exact(&mut payload)?;
+    let msg = codec::decode(&payload).map_err(into_io)?;
+    Ok(Some((msg, fds)))
 }
 
 /// Encodes a value with the project's codec (used for target arguments).

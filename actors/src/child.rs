@@ -12,6 +12,9 @@ use crate::bootstrap::{self, ChildToParent, ParentToChild};
 use crate::reply::lock;
 use crate::sys::{self, ExitStatus};
 
+/// How long `exit_status` waits for a fork server's relay once the process is known to be gone.
+const RELAY_WAIT: Duration = Duration::from_secs(5);
+
 /// One started child. The supervisor actor reaps it and calls [`ChildRecord::finish`]; users
 /// wait on it through [`ChildRecord::wait`] / [`ChildRecord::wait_async`].
 pub struct ChildRecord {
@@ -97,10 +100,19 @@ impl ChildRecord {
     /// The exit status once the supervisor has reaped the child; before that, a non-reaping
     /// peek (`WNOWAIT`) so that `is_alive()` right after the child died is already false.
     pub fn exit_status(&self) -> Option<ExitStatus> {
-        if let Some(status) = *lock(&self.exit) {
+        // The lock is held across the peek: `finish` holds it while it reaps and publishes, so
+        // the peek never sees an already-reaped child with no status published yet.
+        let exit = lock(&self.exit);
+        if let Some(status) = *exit {
             return Some(status);
         }
         if self.relayed {
+            drop(exit);
+            // Not our child, so no peek; but an exited process's pidfd is readable, and then
+            // the fork server's relay of its status is moments away.
+            if sys::pidfd_exited(self.pidfd.as_fd()) {
+                return self.wait(Some(RELAY_WAIT));
+            }
             return None;
         }
         sys::wait_pidfd(self.pidfd.as_fd(), false, false)
@@ -175,9 +187,10 @@ impl ChildRecord {
     /// Reaps the child (it must have exited: the pidfd is readable), collects any message it
     /// left on the link, publishes the status and wakes every waiter.
     pub fn finish(&self) -> std::io::Result<ExitStatus> {
+        let mut exit = lock(&self.exit);
         let status = sys::wait_pidfd(self.pidfd.as_fd(), true, true)?
             .ok_or_else(|| std::io::Error::other("child not exited"))?;
-        self.finish_with(status);
+        self.publish(&mut exit, status);
         Ok(status)
     }
 
@@ -188,8 +201,15 @@ impl ChildRecord {
 
     /// Publishes an exit status learned elsewhere (a fork server reaped the child).
     pub fn finish_with(&self, status: ExitStatus) {
+        self.publish(&mut lock(&self.exit), status);
+    }
+
+    fn publish(&self, exit: &mut Option<ExitStatus>, status: ExitStatus) {
+        if exit.is_some() {
+            return;
+        }
         self.collect_link_messages();
-        *lock(&self.exit) = Some(status);
+        *exit = Some(status);
         self.exited.notify_all();
         self.exited_async.notify_waiters();
     }

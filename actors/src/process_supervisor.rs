@@ -29,6 +29,9 @@ pub enum SupervisorMsg {
     Exited(i32),
     /// A fork server reaped this child of ours and relayed its status.
     RelayedExit(i32, crate::sys::ExitStatus),
+    /// The fork server died: its children died with it (`PR_SET_PDEATHSIG`), and no status
+    /// will be relayed for them any more.
+    RelayLost,
     /// The children that have not exited yet.
     ActiveChildren(Reply<Vec<Arc<ChildRecord>>>),
     /// The process is ending: terminate daemonic children, wait for all; answer when none is left.
@@ -82,6 +85,19 @@ impl Actor for ProcessSupervisor {
             SupervisorMsg::RelayedExit(pid, status) => {
                 if let Some(child) = state.children.remove(&pid) {
                     child.finish_with(status);
+                }
+            }
+            SupervisorMsg::RelayLost => {
+                let lost: Vec<i32> = state
+                    .children
+                    .values()
+                    .filter(|c| c.is_relayed())
+                    .map(|c| c.pid())
+                    .collect();
+                for pid in lost {
+                    if let Some(child) = state.children.remove(&pid) {
+                        child.finish_with(crate::sys::ExitStatus::Signaled(libc::SIGKILL));
+                    }
                 }
             }
             SupervisorMsg::ActiveChildren(reply) => {

@@ -142,3 +142,11 @@ pub fn executable_identity() -> io::Result<(u64, u64)> {
     let meta = std::fs::metadata("/proc/self/exe")?;
     Ok((meta.dev(), meta.ino()))
 }
+
+/// Whether the process behind `pidfd` has exited (its pidfd polls readable). Works for any
+/// process, not only our children.
+pub fn pidfd_exited(pidfd: BorrowedFd<'_>) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+}

@@ -3,14 +3,14 @@
 //! is set; never returns.
 
 use std::io::Write;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use procvisor_actors::bootstrap::{
     self, BOOTSTRAP_FAILED_EXIT_CODE, Bootstrap, ChildToParent, MAX_BOOTSTRAP_FRAME,
     PROTOCOL_VERSION, ParentToChild,
 };
-use procvisor_actors::sys;
+use procvisor_actors::{fdpass, sys};
 
 use super::current::{self, Identity};
 use super::target::{self, EntryOutcome};
@@ -38,8 +38,8 @@ fn run_with(fd: RawFd, spawned: bool) -> ! {
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
 
-    let boot = match read_bootstrap(&link) {
-        Ok(boot) => boot,
+    let (boot, fds) = match read_bootstrap(&link) {
+        Ok(got) => got,
         Err(reason) => fail(&link, "(unknown)", &reason),
     };
     if let Err(reason) = check_compatible(&boot, spawned) {
@@ -52,7 +52,10 @@ fn run_with(fd: RawFd, spawned: bool) -> ! {
     // which computed this offset with `target::offset_of`.
     let entry = unsafe { target::entry_at(boot.entry_offset) };
     let before_run = || tracing::info!(target: "procvisor", "child process calling run()");
-    let code = match std::panic::catch_unwind(|| entry(&boot.payload, &before_run)) {
+    // The arguments' file descriptors (a `Connection`, …) are handed to their values as the
+    // trampoline decodes them.
+    let run = || fdpass::providing_fds(fds, || entry(&boot.payload, &before_run));
+    let code = match std::panic::catch_unwind(run) {
         Ok(EntryOutcome::Finished(code)) => code,
         Ok(EntryOutcome::BadPayload(reason)) => fail(&link, &boot.name, &reason),
         // The panic hook has already printed the message (and backtrace when enabled).
@@ -61,10 +64,9 @@ fn run_with(fd: RawFd, spawned: bool) -> ! {
     current::exit_child(code)
 }
 
-fn read_bootstrap(link: &UnixStream) -> Result<Bootstrap, String> {
-    let mut reader = link;
-    match bootstrap::recv::<Bootstrap, _>(&mut reader, MAX_BOOTSTRAP_FRAME) {
-        Ok(Some(boot)) => Ok(boot),
+fn read_bootstrap(link: &UnixStream) -> Result<(Bootstrap, Vec<OwnedFd>), String> {
+    match bootstrap::recv_with_fds::<Bootstrap>(link, MAX_BOOTSTRAP_FRAME) {
+        Ok(Some(got)) => Ok(got),
         Ok(None) => Err("the parent process exited before sending the bootstrap".into()),
         Err(e) => Err(format!("cannot read the bootstrap from the parent: {e}")),
     }

@@ -81,17 +81,28 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
             );
             continue;
         };
-        let msg = match fork_child(&control, link, &mut children) {
-            Ok(pid) => ForkServerMsg::Started {
-                id: request.id,
-                pid,
-            },
-            Err(e) => ForkServerMsg::Failed {
-                id: request.id,
-                reason: e.to_string(),
-            },
-        };
-        reply_to_parent(&control, &msg);
+        match fork_child(&control, link, &mut children) {
+            // The pidfd goes with the answer: the parent must not `pidfd_open` the pid itself,
+            // since we may reap the child (and the pid be reused) before it could.
+            Ok(pid) => reply_with_fds(
+                &control,
+                &ForkServerMsg::Started {
+                    id: request.id,
+                    pid,
+                },
+                &[children[&pid].as_fd()],
+            ),
+            Err(e) => {
+                let reason = e.to_string();
+                reply_to_parent(
+                    &control,
+                    &ForkServerMsg::Failed {
+                        id: request.id,
+                        reason,
+                    },
+                );
+            }
+        }
     }
 }
 
@@ -127,8 +138,12 @@ fn wait_ready(control: &OwnedFd, children: &HashMap<i32, OwnedFd>) -> Ready {
 }
 
 fn reply_to_parent(control: &OwnedFd, msg: &ForkServerMsg) {
+    reply_with_fds(control, msg, &[]);
+}
+
+fn reply_with_fds(control: &OwnedFd, msg: &ForkServerMsg, fds: &[std::os::fd::BorrowedFd<'_>]) {
     if let Ok(bytes) = bootstrap::encode_payload(msg) {
-        if fdpass::send_with_fds(control.as_fd(), &bytes, &[]).is_err() {
+        if fdpass::send_with_fds(control.as_fd(), &bytes, fds).is_err() {
             // The parent is gone: so are we.
             std::process::exit(0);
         }
@@ -189,13 +204,16 @@ struct PendingStart {
 static CLIENT: Mutex<Option<Arc<Client>>> = Mutex::new(None);
 
 /// Starts a child by asking the fork server (started on first use) to fork one.
-pub(crate) fn start(boot: Bootstrap) -> Result<Arc<ChildRecord>> {
+pub(crate) fn start(
+    boot: Bootstrap,
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> Result<Arc<ChildRecord>> {
     let client = client()?;
     let name = boot.name.clone();
     let (parent_end, child_end) =
         UnixStream::pair().map_err(|e| Error::io("cannot create the bootstrap socket", e))?;
     // Written before the fork even happens: the child finds it waiting in its socket.
-    bootstrap::send(&mut &parent_end, &boot)
+    bootstrap::send_with_fds(parent_end.as_fd(), &boot, fds)
         .map_err(|e| Error::io(format!("cannot send the bootstrap of {name}"), e))?;
     let id = client.next_id.fetch_add(1, Ordering::Relaxed);
     let (reply, pending) = reply::channel();
@@ -274,9 +292,9 @@ fn read_replies(client: Arc<Client>) {
     let mut buf = [0u8; MAX_MSG];
     let node = Node::get();
     loop {
-        let n = match fdpass::recv_with_fds(client.control.as_fd(), &mut buf) {
+        let (n, mut fds) = match fdpass::recv_with_fds(client.control.as_fd(), &mut buf) {
             Ok((0, _)) | Err(_) => break,
-            Ok((n, _)) => n,
+            Ok(got) => got,
         };
         let Ok(msg) = bootstrap::decode_payload::<ForkServerMsg>(&buf[..n]) else {
             continue;
@@ -286,8 +304,19 @@ fn read_replies(client: Arc<Client>) {
                 let Some(start) = take_pending(&client, id) else {
                     continue;
                 };
-                let answer = adopt(node, start.name.clone(), start.daemon, start.link, pid);
-                start.reply.send(answer);
+                let PendingStart {
+                    name,
+                    daemon,
+                    link,
+                    reply,
+                } = start;
+                reply.send(match fds.pop() {
+                    Some(pidfd) => Ok(adopt(node, name, daemon, link, pid, pidfd)),
+                    None => Err(Error::Spawn {
+                        name,
+                        source: std::io::Error::other("the fork server sent no pidfd"),
+                    }),
+                });
             }
             ForkServerMsg::Failed { id, reason } => {
                 if let Some(start) = take_pending(&client, id) {
@@ -307,6 +336,7 @@ fn read_replies(client: Arc<Client>) {
     }
     // The fork server is gone; its children died with it (PR_SET_PDEATHSIG). Fail what waits.
     forget_client(&client);
+    let _ = node.supervisor().cast(SupervisorMsg::RelayLost);
     let pending: Vec<_> = client
         .pending
         .lock()
@@ -338,11 +368,11 @@ fn adopt(
     daemon: bool,
     link: UnixStream,
     pid: i32,
-) -> Result<Arc<ChildRecord>> {
-    let pidfd = sys::pidfd_open(pid).map_err(|e| Error::io(format!("cannot watch {name}"), e))?;
+    pidfd: OwnedFd,
+) -> Arc<ChildRecord> {
     let record = Arc::new(ChildRecord::new(pid, name, daemon, pidfd, link, true));
     let _ = node.supervisor().cast(SupervisorMsg::Adopt(record.clone()));
-    Ok(record)
+    record
 }
 
 /// Takes the fork server's control fd out of the environment, if this process is one.

@@ -1,7 +1,7 @@
 //! Starting a child: the start-method strategies (CPython's `popen_*` modules). Each one turns a
 //! [`Bootstrap`] into a running child and a [`ChildRecord`] that the process supervisor watches.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 
 /// Starts a child by re-executing this program, hands it its bootstrap, and puts it under the
 /// process supervisor. Returns once the child exists (not once it has run anything).
-pub(crate) fn spawn(boot: Bootstrap) -> Result<Arc<ChildRecord>> {
+pub(crate) fn spawn(boot: Bootstrap, fds: &[BorrowedFd<'_>]) -> Result<Arc<ChildRecord>> {
     let name = boot.name.clone();
     let (parent_end, child_end) =
         UnixStream::pair().map_err(|e| Error::io("cannot create the bootstrap socket", e))?;
@@ -39,7 +39,7 @@ pub(crate) fn spawn(boot: Bootstrap) -> Result<Arc<ChildRecord>> {
         parent_end,
         false,
     ));
-    let sent = bootstrap::send(&mut record.link(), &boot);
+    let sent = bootstrap::send_with_fds(record.link().as_fd(), &boot, fds);
     Node::get()
         .supervisor()
         .cast(SupervisorMsg::Adopt(record.clone()))

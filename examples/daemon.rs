@@ -1,0 +1,50 @@
+//! Port of `multiprocessing_daemon.py` from the PyMOTW tutorial *multiprocessing Basics*
+//! (`pymotw-multiprocessing-basics.txt`, "Daemon Processes").
+//!
+//! `main` returns without joining anyone. On the way out procvisor does what Python's exit
+//! handler does: it waits for the non-daemonic child and terminates the daemonic one, which is
+//! still asleep, so the daemon's `Exiting` line never appears and no process is left behind
+//! (look for the daemon's pid with `ps` afterwards). The sleeps are shorter than the
+//! document's (1.5 s in the daemon, 0.3 s in `main`); the pids vary:
+//!
+//! ```text
+//! $ cargo run --example daemon
+//! Starting: daemon 13952
+//! Starting: non-daemon 13953
+//! Exiting : non-daemon 13953
+//! ```
+
+use std::thread::sleep;
+use std::time::Duration;
+
+use procvisor::{Process, current_process};
+
+fn daemon() {
+    let p = current_process();
+    println!("Starting: {} {}", p.name(), p.pid().unwrap_or_default());
+    sleep(Duration::from_millis(1500));
+    println!("Exiting : {} {}", p.name(), p.pid().unwrap_or_default());
+}
+
+fn non_daemon() {
+    let p = current_process();
+    println!("Starting: {} {}", p.name(), p.pid().unwrap_or_default());
+    println!("Exiting : {} {}", p.name(), p.pid().unwrap_or_default());
+}
+
+fn main() -> procvisor::Result<()> {
+    procvisor::init();
+
+    let d = Process::new(daemon, ())
+        .with_name("daemon")
+        .with_daemon(true)?;
+    let n = Process::new(non_daemon, ())
+        .with_name("non-daemon")
+        .with_daemon(false)?;
+
+    d.start()?;
+    sleep(Duration::from_millis(300));
+    n.start()?;
+    // Returning joins `n` and terminates `d`.
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! procvisor's benchmark program: the counterpart of `py_mp_benchmarks.py` (the Python 3 port
+//! of the `mp_benchmarks.py` that ships with the multiprocessing docs), for a side-by-side run
+//! with `compare.py`.
+//!
+//! ```text
+//! cargo run --release --example mp_benchmarks -- --json [--only a,b] [--delta SECONDS] [--list]
+//! python3 ../shared/bench/compare.py -- cargo run --release -q --example mp_benchmarks -- --json
+//! ```
+//!
+//! Every test repeats its operation in the Python file's loop: start with 1 iteration, double
+//! until one timed round lasts at least `delta` seconds (env `BENCH_DELTA`, or `--delta`;
+//! default 1.0), and report that last round. With `--json` each test prints exactly one line on
+//! stdout, in the Python file's format:
+//!
+//! ```text
+//! {"test": "process_start_join", "n": 1024, "secs": 1.0123, "per_sec": 1011.6, "unit": "ops"}
+//! ```
+//!
+//! Without `--json` the same figures are printed as a table. Notes and errors go to stderr.
+//! `--only` takes a comma-separated list of test names; unknown names are skipped.
+//!
+//! To add a test: write a `fn(delta: f64) -> TestResult` (usually with `doubling`) and add a
+//! row to `TESTS`.
+
+use std::error::Error;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use procvisor::{Process, StartMethod};
+
+/// What a test reports: one JSON line.
+#[derive(Debug, Clone)]
+struct Row {
+    /// The test's name, as in `py_mp_benchmarks.py`.
+    test: &'static str,
+    /// Operations in the reported round.
+    n: u64,
+    /// Seconds the reported round took.
+    secs: f64,
+    /// What was counted: `ops`, `items`, `MiB`.
+    unit: &'static str,
+}
+
+impl Row {
+    fn new(test: &'static str, n: u64, elapsed: Duration) -> Row {
+        Row {
+            test,
+            n,
+            secs: elapsed.as_secs_f64(),
+            unit: "ops",
+        }
+    }
+
+    fn per_sec(&self) -> f64 {
+        self.n as f64 / self.secs
+    }
+
+    /// The Python file's line: `secs` rounded to 4 decimals, `per_sec` to 1, in this key order.
+    fn to_json(&self) -> String {
+        let fields = [
+            ("test", serde_json::json!(self.test)),
+            ("n", serde_json::json!(self.n)),
+            ("secs", serde_json::json!(round(self.secs, 4))),
+            ("per_sec", serde_json::json!(round(self.per_sec(), 1))),
+            ("unit", serde_json::json!(self.unit)),
+        ];
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("{}: {v}", serde_json::json!(k)))
+            .collect();
+        format!("{{{}}}", body.join(", "))
+    }
+}
+
+fn round(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
+}
+
+type TestResult = Result<Row, Box<dyn Error>>;
+
+/// A test: its name and the function that runs it with `delta` and reports its row.
+type Test = (&'static str, fn(f64) -> TestResult);
+
+/// The tests, in the order of `py_mp_benchmarks.py`.
+const TESTS: &[Test] = &[
+    ("process_start_join", process_start_join),
+    ("process_start_join_fork", process_start_join_fork),
+];
+
+/// The Python file's loop: `iterations` starts at 1 and doubles until a round lasts at least
+/// `delta` seconds. `round(iterations)` performs one round and returns the time it measured
+/// (it may leave set-up out of the measurement). Returns the last round's size and time.
+fn doubling(
+    delta: f64,
+    mut round: impl FnMut(u64) -> Result<Duration, Box<dyn Error>>,
+) -> Result<(u64, Duration), Box<dyn Error>> {
+    let mut iterations = 1u64;
+    let mut elapsed = Duration::ZERO;
+    while elapsed.as_secs_f64() < delta {
+        iterations *= 2;
+        elapsed = round(iterations)?;
+    }
+    Ok((iterations, elapsed))
+}
+
+// ---- process start ------------------------------------------------------------------------
+
+fn noop() {}
+
+/// Starts and joins `iterations` no-op children one after the other.
+fn start_join_round(method: StartMethod, iterations: u64) -> Result<Duration, Box<dyn Error>> {
+    let t = Instant::now();
+    for _ in 0..iterations {
+        let p = Process::new(noop, ()).with_start_method(method)?;
+        p.start()?;
+        p.join(None)?;
+    }
+    Ok(t.elapsed())
+}
+
+/// `test_spawn` of the Python file with procvisor's default start method, spawn.
+fn process_start_join(delta: f64) -> TestResult {
+    let (n, elapsed) = doubling(delta, |i| start_join_round(StartMethod::Spawn, i))?;
+    Ok(Row::new("process_start_join", n, elapsed))
+}
+
+/// The same with the fork start method (children forked from the fork server; the first round
+/// also starts the fork server, but only the last round is reported).
+fn process_start_join_fork(delta: f64) -> TestResult {
+    let (n, elapsed) = doubling(delta, |i| start_join_round(StartMethod::Fork, i))?;
+    Ok(Row::new("process_start_join_fork", n, elapsed))
+}
+
+// ---- command line -------------------------------------------------------------------------
+
+struct Options {
+    json: bool,
+    delta: f64,
+    only: Option<Vec<String>>,
+    list: bool,
+}
+
+const USAGE: &str = "usage: mp_benchmarks [--json] [--only a,b] [--delta SECONDS] [--list]";
+
+fn parse_args() -> Result<Options, String> {
+    let mut opts = Options {
+        json: false,
+        delta: 1.0,
+        only: None,
+        list: false,
+    };
+    if let Ok(v) = std::env::var("BENCH_DELTA") {
+        opts.delta = parse_delta(&v)?;
+    }
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--json" => opts.json = true,
+            "--list" => opts.list = true,
+            "--only" => {
+                let v = args.next().ok_or("--only needs a comma-separated list")?;
+                let names = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from);
+                opts.only.get_or_insert_with(Vec::new).extend(names);
+            }
+            "--delta" => {
+                let v = args.next().ok_or("--delta needs a number of seconds")?;
+                opts.delta = parse_delta(&v)?;
+            }
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(opts)
+}
+
+fn parse_delta(v: &str) -> Result<f64, String> {
+    match v.trim().parse::<f64>() {
+        Ok(d) if d.is_finite() && d >= 0.0 => Ok(d),
+        _ => Err(format!("invalid delta {v:?}: expected seconds, e.g. 1.0")),
+    }
+}
+
+fn main() {
+    // In a child process `init` runs the child's target and exits.
+    procvisor::init();
+
+    let opts = match parse_args() {
+        Ok(opts) => opts,
+        Err(msg) => {
+            eprintln!("{msg}");
+            std::process::exit(2);
+        }
+    };
+    if opts.list {
+        for (name, _) in TESTS {
+            println!("{name}");
+        }
+        return;
+    }
+    if let Some(only) = &opts.only {
+        for name in only {
+            if !TESTS.iter().any(|(t, _)| t == name) {
+                eprintln!("note: no test named {name:?} here; skipped");
+            }
+        }
+    }
+    eprintln!(
+        "procvisor benchmarks: delta {} s per test, {} CPUs",
+        opts.delta,
+        procvisor::cpu_count()
+    );
+
+    let mut failed = 0;
+    for (name, test) in TESTS {
+        let wanted = opts
+            .only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|o| o == name));
+        if !wanted {
+            continue;
+        }
+        match test(opts.delta) {
+            Ok(row) => {
+                if opts.json {
+                    println!("{}", row.to_json());
+                } else {
+                    println!(
+                        "{:<28} {:>9} {} in {:>8.4} s = {:>12.1} {}/s",
+                        row.test,
+                        row.n,
+                        row.unit,
+                        row.secs,
+                        row.per_sec(),
+                        row.unit
+                    );
+                }
+                let _ = std::io::stdout().flush();
+            }
+            Err(e) => {
+                eprintln!("error: {name} failed: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,47 @@
+//! Port of `multiprocessing_subclass.py` from the PyMOTW tutorial *multiprocessing Basics*
+//! (`pymotw-multiprocessing-basics.txt`, "Subclassing Process").
+//!
+//! Python subclasses `Process` and overrides `run()`; in Rust a value whose type implements
+//! [`procvisor::Run`] is sent to the child, which calls its `run`. The value's fields travel
+//! like a target's arguments (here there are none). Python names a subclass's processes after
+//! the class (`Worker-1`); procvisor names them `Process-N` like every other process. The
+//! order of the lines depends on scheduling:
+//!
+//! ```text
+//! $ cargo run --example subclass
+//! In Process-1
+//! In Process-2
+//! In Process-3
+//! In Process-5
+//! In Process-4
+//! ```
+
+use procvisor::{Process, Run, current_process};
+use serde::{Deserialize, Serialize};
+
+/// The "subclass": its `run` is what the child does.
+#[derive(Serialize, Deserialize)]
+struct Worker;
+
+impl Run for Worker {
+    type Output = ();
+
+    fn run(self) {
+        println!("In {}", current_process().name());
+    }
+}
+
+fn main() -> procvisor::Result<()> {
+    procvisor::init();
+
+    let mut jobs = Vec::new();
+    for _ in 0..5 {
+        let p = Process::from_run(Worker);
+        p.start()?;
+        jobs.push(p);
+    }
+    for j in &jobs {
+        j.join(None)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,442 @@
+//! A guided tour of procvisor: the README's demo.
+//!
+//! ```text
+//! cargo run --release --example tour
+//! ```
+//!
+//! Each section is one function that shows one feature and prints what it sees; `main` runs
+//! them in order from the `SECTIONS` table and ends with a one-line summary. The whole tour
+//! takes a couple of seconds. Lines printed by child processes are indented by two spaces and
+//! say which process printed them; lines printed by the main process by four spaces (`|`).
+//!
+//! To add a section: write a `fn my_section() -> procvisor::Result<()>` and add a row to
+//! `SECTIONS`. Start children with `launch` so the summary counts them.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use procvisor::{
+    Process, Run, StartMethod, active_children, current_process, get_start_method, parent_process,
+    set_start_method, wait_for_stop,
+};
+use serde::{Deserialize, Serialize};
+
+/// A section of the tour: its title and the function that shows it.
+type Section = (&'static str, fn() -> procvisor::Result<()>);
+
+/// The sections of the tour, in order.
+const SECTIONS: &[Section] = &[
+    ("Starting workers with arguments", workers_with_args),
+    ("Names, current_process() and parent_process()", names),
+    ("Daemonic and non-daemonic children", daemons),
+    ("join() with a timeout", join_with_timeout),
+    ("terminate() and exit codes", exit_codes),
+    ("The Run trait: Python's Process subclass", run_subclass),
+    ("Graceful stop() with escalation", graceful_stop),
+    ("active_children()", children),
+    ("Logging with log_to_stderr()", logging),
+    ("The fork start method", fork_start_method),
+];
+
+/// How many processes the main process started (through `launch`).
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+/// Starts `p` and counts it for the summary.
+fn launch(p: &Process) -> procvisor::Result<()> {
+    p.start()?;
+    STARTED.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// A line printed by the main process.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("    | {}", format_args!($($arg)*))
+    };
+}
+
+/// A line printed by a child process, prefixed with its name.
+macro_rules! child_say {
+    ($($arg:tt)*) => {
+        println!("  [{}] {}", current_process().name(), format_args!($($arg)*))
+    };
+}
+
+fn main() -> procvisor::Result<()> {
+    // In a child process `init` runs the child's target and exits: nothing below runs there.
+    procvisor::init();
+
+    let t0 = Instant::now();
+    println!("procvisor tour: Python's multiprocessing, rebuilt in Rust");
+    for (i, (title, section)) in SECTIONS.iter().enumerate() {
+        println!();
+        println!("== {}. {title}", i + 1);
+        section()?;
+    }
+
+    let left = active_children();
+    println!();
+    println!(
+        "Tour complete: {} sections, {} processes started by the main process, {} left \
+         running, {:.2} s.",
+        SECTIONS.len(),
+        STARTED.load(Ordering::Relaxed),
+        left.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+// ---- 1. starting workers with arguments ----------------------------------------------------
+
+/// A target takes its arguments from a serde tuple: they are encoded here and decoded in the
+/// child, as Python pickles `args`.
+fn greet(num: u32, greeting: String, squares: Vec<u64>) {
+    child_say!("{greeting} from worker {num}: squares so far {squares:?}");
+}
+
+fn workers_with_args() -> procvisor::Result<()> {
+    say!("Process::new(target, args) takes a fn item (or a closure that captures nothing)");
+    say!("and a tuple of serde values; start() runs it in a new OS process, join() waits.");
+    let workers: Vec<Process> = (0..4u32)
+        .map(|i| {
+            let squares = (0..=u64::from(i)).map(|k| k * k).collect::<Vec<_>>();
+            Process::new(greet, (i, "hello".to_string(), squares))
+        })
+        .collect();
+    for p in &workers {
+        launch(p)?;
+    }
+    for p in &workers {
+        p.join(None)?;
+    }
+    let closure = Process::new(
+        |x: f64, y: f64| child_say!("a closure: {x} * {y} = {}", x * y),
+        (1.5, 4.0),
+    );
+    launch(&closure)?;
+    closure.join(None)?;
+    let codes: Vec<_> = workers
+        .iter()
+        .chain([&closure])
+        .map(Process::exitcode)
+        .collect();
+    say!("exit codes: {codes:?}");
+    Ok(())
+}
+
+// ---- 2. names, current_process, parent_process ---------------------------------------------
+
+fn who_am_i() {
+    let me = current_process();
+    let parent = parent_process().map_or("none".to_string(), |p| {
+        format!("{} (pid {})", p.name(), p.pid().unwrap_or_default())
+    });
+    child_say!(
+        "I am {me} with pid {}; my parent is {parent}",
+        me.pid().unwrap_or_default()
+    );
+}
+
+fn names() -> procvisor::Result<()> {
+    let me = current_process();
+    say!(
+        "current_process() here is {me}, pid {}",
+        me.pid().unwrap_or_default()
+    );
+    say!(
+        "parent_process() here is {:?}",
+        parent_process().map(|p| p.name())
+    );
+    let default = Process::new(who_am_i, ());
+    let named = Process::new(who_am_i, ()).with_name("reporter");
+    say!(
+        "default name: {}, chosen name: {}",
+        default.name(),
+        named.name()
+    );
+    for p in [&default, &named] {
+        launch(p)?;
+        p.join(None)?;
+    }
+    Ok(())
+}
+
+// ---- 3. daemonic and non-daemonic children --------------------------------------------------
+
+fn sleeper(label: String, millis: u64) {
+    child_say!("{label}: sleeping {millis} ms");
+    sleep(Duration::from_millis(millis));
+    child_say!("{label}: done");
+}
+
+/// A child that starts a daemonic and a non-daemonic child of its own, then returns. Its exit
+/// sequence joins the non-daemonic one and terminates the daemonic one.
+fn middle_manager() -> procvisor::Result<()> {
+    let d = Process::new(sleeper, ("daemon".to_string(), 5_000)).with_daemon(true)?;
+    let n = Process::new(sleeper, ("non-daemon".to_string(), 200)).with_daemon(false)?;
+    d.start()?;
+    n.start()?;
+    sleep(Duration::from_millis(50));
+    child_say!("started {d} and {n}; returning without joining them");
+    Ok(())
+}
+
+/// A daemonic process may not have children.
+fn daemonic_parent() {
+    let p = Process::new(|| (), ());
+    match p.start() {
+        Ok(()) => child_say!("unexpectedly started {p}"),
+        Err(e) => child_say!("start() refused: {e}"),
+    }
+}
+
+fn daemons() -> procvisor::Result<()> {
+    say!("When a process ends, its non-daemonic children are joined and its daemonic children");
+    say!("terminated. Children are named after their parent: Process-N:1, Process-N:2.");
+    let t = Instant::now();
+    let m = Process::new(middle_manager, ()).with_name("manager");
+    launch(&m)?;
+    m.join(None)?;
+    say!(
+        "{m} ended after {:.2} s: it waited for the 200 ms non-daemon, not the 5 s daemon",
+        t.elapsed().as_secs_f64()
+    );
+    let d = Process::new(daemonic_parent, ()).with_daemon(true)?;
+    launch(&d)?;
+    d.join(None)?;
+    Ok(())
+}
+
+// ---- 4. join with a timeout ------------------------------------------------------------------
+
+fn join_with_timeout() -> procvisor::Result<()> {
+    let p = Process::new(sleeper, ("slow".to_string(), 300));
+    launch(&p)?;
+    p.join(Some(Duration::from_millis(50)))?;
+    say!(
+        "after join(50 ms): {p} is_alive={} exitcode={:?}",
+        p.is_alive(),
+        p.exitcode()
+    );
+    p.join(None)?;
+    say!(
+        "after join(None):  {p} is_alive={} exitcode={:?}",
+        p.is_alive(),
+        p.exitcode()
+    );
+    Ok(())
+}
+
+// ---- 5. terminate and exit codes ---------------------------------------------------------------
+
+fn returns() {}
+
+fn panics() {
+    panic!("a panic in a child exits with code 1 (Python: an uncaught exception)");
+}
+
+fn exits(code: i32) {
+    std::process::exit(code);
+}
+
+fn fails() -> Result<(), String> {
+    Err("a target returning Err also exits with code 1".into())
+}
+
+fn exit_codes() -> procvisor::Result<()> {
+    say!("exitcode(): 0 on return, 1 after a panic or an Err, N after exit(N), -N after signal N");
+    say!("(the panicking child's message appears on stderr)");
+    let jobs = [
+        Process::new(returns, ()).with_name("returns"),
+        Process::new(panics, ()).with_name("panics"),
+        Process::new(fails, ()).with_name("fails"),
+        Process::new(exits, (7,)).with_name("exit(7)"),
+        Process::new(sleeper, ("terminated".to_string(), 5_000)).with_name("terminated"),
+    ];
+    for p in &jobs {
+        launch(p)?;
+    }
+    let victim = &jobs[4];
+    say!(
+        "before terminate(): {victim} exitcode={:?}",
+        victim.exitcode()
+    );
+    victim.terminate()?;
+    for p in &jobs {
+        p.join(None)?;
+    }
+    for p in &jobs {
+        say!("{:<11} exitcode={:?}  {p}", p.name(), p.exitcode());
+    }
+    Ok(())
+}
+
+// ---- 6. the Run trait -------------------------------------------------------------------------
+
+/// The Rust form of subclassing `Process` and overriding `run()`: a value sent to the child.
+#[derive(Serialize, Deserialize)]
+struct Countdown {
+    from: u32,
+    liftoff: String,
+}
+
+impl Run for Countdown {
+    type Output = Result<(), String>;
+
+    fn run(self) -> Result<(), String> {
+        let steps: Vec<String> = (1..=self.from).rev().map(|n| n.to_string()).collect();
+        child_say!("{}… {}", steps.join("… "), self.liftoff);
+        Ok(())
+    }
+}
+
+fn run_subclass() -> procvisor::Result<()> {
+    let p = Process::from_run(Countdown {
+        from: 3,
+        liftoff: "liftoff!".into(),
+    })
+    .with_name("countdown");
+    launch(&p)?;
+    p.join(None)?;
+    say!("{p} exitcode={:?}", p.exitcode());
+    Ok(())
+}
+
+// ---- 7. graceful stop with escalation ---------------------------------------------------------
+
+/// Works in slices until asked to stop, then cleans up and returns.
+fn cooperative() {
+    let mut slices = 0u32;
+    while !wait_for_stop(Some(Duration::from_millis(20))) {
+        slices += 1;
+    }
+    child_say!("stop requested after ~{slices} slices of work: cleaning up and returning");
+}
+
+/// Ignores stop requests, but dies of SIGTERM.
+fn stubborn() {
+    sleep(Duration::from_secs(5));
+}
+
+/// Ignores stop requests and SIGTERM: only SIGKILL ends it.
+fn very_stubborn() {
+    // SAFETY: setting SIGTERM's disposition to "ignore" installs no handler code; it is done
+    // before this process does anything else.
+    unsafe {
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+    }
+    sleep(Duration::from_secs(5));
+}
+
+fn graceful_stop() -> procvisor::Result<()> {
+    say!("stop(grace) asks politely (stop_requested() / wait_for_stop() in the child), then");
+    say!("sends SIGTERM after `grace`, then SIGKILL after another `grace`.");
+    let grace = Duration::from_millis(150);
+    let jobs = [
+        Process::new(cooperative, ()).with_name("cooperative"),
+        Process::new(stubborn, ()).with_name("stubborn"),
+        Process::new(very_stubborn, ()).with_name("very-stubborn"),
+    ];
+    for p in &jobs {
+        launch(p)?;
+    }
+    sleep(Duration::from_millis(100));
+    for p in &jobs {
+        let t = Instant::now();
+        p.stop(grace)?;
+        say!(
+            "{:<13} stopped in {:>3} ms, exitcode={:?}",
+            p.name(),
+            t.elapsed().as_millis(),
+            p.exitcode()
+        );
+    }
+    Ok(())
+}
+
+// ---- 8. active_children -------------------------------------------------------------------------
+
+fn until_stopped() {
+    wait_for_stop(Some(Duration::from_secs(5)));
+}
+
+fn children() -> procvisor::Result<()> {
+    for i in 1..=3 {
+        launch(&Process::new(until_stopped, ()).with_name(format!("idle-{i}")))?;
+    }
+    let running = active_children();
+    let names: Vec<String> = running.iter().map(Process::name).collect();
+    say!("launch() dropped its handles, but active_children() finds the running children:");
+    say!("{names:?}");
+    for p in &running {
+        p.stop(Duration::from_secs(1))?;
+    }
+    say!(
+        "after stopping each one through those handles: {} active",
+        active_children().len()
+    );
+    Ok(())
+}
+
+// ---- 9. logging ---------------------------------------------------------------------------------
+
+fn logged_work() {
+    tracing::info!("doing some work");
+}
+
+/// Turns logging on in this child only, so the rest of the tour stays quiet, and starts a
+/// child of its own, which inherits the level.
+fn logging_demo() -> procvisor::Result<()> {
+    procvisor::log_to_stderr(tracing::Level::INFO)?;
+    let p = Process::new(logged_work, ());
+    p.start()?;
+    p.join(None)?;
+    Ok(())
+}
+
+fn logging() -> procvisor::Result<()> {
+    say!("log_to_stderr(level) prints lifecycle events as [LEVEL/process] on stderr; children");
+    say!("started afterwards log at the same level. Here it is enabled inside one child:");
+    let p = Process::new(logging_demo, ()).with_name("logger");
+    launch(&p)?;
+    p.join(None)?;
+    Ok(())
+}
+
+// ---- 10. the fork start method ------------------------------------------------------------------
+
+fn noop() {}
+
+/// Starts and joins `n` no-op children with `method`; returns the time per child.
+fn time_start_join(method: StartMethod, n: u32) -> procvisor::Result<Duration> {
+    let t = Instant::now();
+    for _ in 0..n {
+        let p = Process::new(noop, ()).with_start_method(method)?;
+        launch(&p)?;
+        p.join(None)?;
+    }
+    Ok(t.elapsed() / n)
+}
+
+fn fork_start_method() -> procvisor::Result<()> {
+    say!("default start method: {}", get_start_method());
+    set_start_method(StartMethod::Fork, false)?;
+    say!("set_start_method(Fork): children now fork from a single-threaded fork server");
+    let p = Process::new(who_am_i, ());
+    launch(&p)?;
+    p.join(None)?;
+    set_start_method(StartMethod::Spawn, true)?;
+
+    let n = 20;
+    time_start_join(StartMethod::Fork, 1)?; // starts the fork server
+    let spawn = time_start_join(StartMethod::Spawn, n)?;
+    let fork = time_start_join(StartMethod::Fork, n)?;
+    say!(
+        "start+join of a no-op child, {n} times each: spawn {:.2} ms, fork {:.2} ms per child",
+        spawn.as_secs_f64() * 1e3,
+        fork.as_secs_f64() * 1e3
+    );
+    Ok(())
+}

@@ -1,0 +1,374 @@
+//! How processes end: exit codes, what a panicking child prints, the exit sequence of a whole
+//! program (daemonic children terminated, non-daemonic ones waited for), and children never
+//! outliving a parent killed with SIGKILL.
+
+procvisor::test_init!();
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{
+    GENEROUS, KillOnDrop, PidsGuard, TempDir, driver_param, in_driver, line_with, pid_is_running,
+    run_driver, say, spawn_driver, wait_until, write_atomic,
+};
+use procvisor::Process;
+
+fn exitcode_of(p: Process) -> Option<i32> {
+    let mut guard = KillOnDrop::new();
+    guard.add(&p);
+    p.start().unwrap();
+    p.join(Some(GENEROUS)).unwrap();
+    p.exitcode()
+}
+
+#[test]
+fn returning_unit_exits_zero() {
+    assert_eq!(exitcode_of(Process::new(|| (), ())), Some(0));
+}
+
+#[test]
+fn returning_ok_exits_zero() {
+    assert_eq!(
+        exitcode_of(Process::new(|| Ok::<_, std::io::Error>("fine"), ())),
+        Some(0)
+    );
+}
+
+#[test]
+fn returning_err_exits_one() {
+    assert_eq!(
+        exitcode_of(Process::new(
+            || Err::<(), _>(std::io::Error::other("expected failure, ignore this line")),
+            ()
+        )),
+        Some(1)
+    );
+}
+
+// A target's return type must implement `TargetOutput`, which `!` does not: diverging targets
+// are written as `fn`s returning `()`.
+fn exit_with(code: i32) {
+    std::process::exit(code)
+}
+
+fn panics(n: u32) {
+    panic!("boom-marker {n}")
+}
+
+#[test]
+fn process_exit_sets_the_code() {
+    assert_eq!(exitcode_of(Process::new(exit_with, (7,))), Some(7));
+    assert_eq!(exitcode_of(Process::new(exit_with, (255,))), Some(255));
+}
+
+/// Child: starts a non-daemonic grandchild that writes `done` a little later, then exits with
+/// code 7 at once. The exit sequence must wait for the grandchild first.
+fn exit_with_a_child_running(done: String) {
+    let g = Process::new(
+        |done: String| {
+            std::thread::sleep(Duration::from_millis(200));
+            write_atomic(&done, "");
+        },
+        (done,),
+    );
+    g.start().unwrap();
+    std::process::exit(7)
+}
+
+#[test]
+fn process_exit_still_joins_non_daemonic_children() {
+    let dir = TempDir::new("exit-joins");
+    let done = dir.file("done");
+    let p = Process::new(exit_with_a_child_running, (done.clone(),));
+    assert_eq!(exitcode_of(p), Some(7));
+    assert!(
+        Path::new(&done).exists(),
+        "the child exited without waiting for its non-daemonic child"
+    );
+}
+
+// ---- what a failing child prints --------------------------------------------------------
+
+#[test]
+#[ignore = "driver for panic_and_err_are_reported_on_the_childs_stderr"]
+fn driver_failing_children() {
+    if !in_driver() {
+        return;
+    }
+    let panics = Process::new(panics, (42,));
+    let errs = Process::new(|| Err::<(), _>("err-marker"), ());
+    for (tag, p) in [("PANIC", &panics), ("ERR", &errs)] {
+        p.start().unwrap();
+        p.join(Some(GENEROUS)).unwrap();
+        say(format!("EXITCODE {tag} {:?}", p.exitcode()));
+        say(format!("DISPLAY {tag} {p}"));
+    }
+}
+
+#[test]
+fn panic_and_err_are_reported_on_the_childs_stderr() {
+    let out = run_driver("driver_failing_children");
+    let all = common::describe(&out);
+    assert!(out.status.success(), "{all}");
+    let stdout = common::stdout_of(&out);
+    let stderr = common::stderr_of(&out);
+    assert_eq!(line_with(&stdout, "EXITCODE PANIC"), "Some(1)", "{all}");
+    assert_eq!(line_with(&stdout, "EXITCODE ERR"), "Some(1)", "{all}");
+    assert_eq!(
+        line_with(&stdout, "DISPLAY PANIC"),
+        "<Process(Process-1, stopped[1])>"
+    );
+    // Python prints `Process Process-1:` and then the traceback.
+    let header = stderr
+        .lines()
+        .position(|l| l == "Process Process-1:")
+        .unwrap_or_else(|| panic!("no `Process Process-1:` line\n{all}"));
+    let message = stderr
+        .lines()
+        .position(|l| l.contains("boom-marker 42"))
+        .unwrap_or_else(|| panic!("no panic message\n{all}"));
+    assert!(header < message, "{all}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == "Process Process-2: error: err-marker"),
+        "{all}"
+    );
+}
+
+// ---- the exit sequence of a whole program -----------------------------------------------
+
+fn daemon_sleeper() {
+    say(format!("DAEMON started {}", std::process::id()));
+    std::thread::sleep(Duration::from_secs(30));
+    say("DAEMON Exiting");
+}
+
+fn nondaemon_waiter(go: String) {
+    say("NONDAEMON waiting");
+    assert!(common::wait_for_file(Path::new(&go)));
+    say("nondaemon done");
+}
+
+#[test]
+#[ignore = "driver for main_exit_terminates_daemons_and_waits_for_the_others"]
+fn driver_exit_semantics() {
+    if !in_driver() {
+        return;
+    }
+    let go = driver_param().expect("the go file");
+    let daemon = Process::new(daemon_sleeper, ()).with_daemon(true).unwrap();
+    let nondaemon = Process::new(nondaemon_waiter, (go,));
+    daemon.start().unwrap();
+    nondaemon.start().unwrap();
+    say(format!("DAEMON_PID {}", daemon.pid().unwrap()));
+    say(format!("NONDAEMON_PID {}", nondaemon.pid().unwrap()));
+    say("RETURNING");
+    // The test function returns and the program exits with both children running.
+}
+
+#[test]
+fn main_exit_terminates_daemons_and_waits_for_the_others() {
+    let dir = TempDir::new("exit-semantics");
+    let go = dir.file("go");
+    let mut driver = spawn_driver("driver_exit_semantics", Some(&go));
+    let daemon: i32 = driver.expect_line("DAEMON_PID ", GENEROUS).parse().unwrap();
+    let nondaemon: i32 = driver
+        .expect_line("NONDAEMON_PID ", GENEROUS)
+        .parse()
+        .unwrap();
+    let _pids = PidsGuard(vec![daemon, nondaemon]);
+    driver.expect_line("RETURNING", GENEROUS);
+
+    // The driver's exit sequence terminates the daemon…
+    assert!(
+        wait_until(GENEROUS, || !pid_is_running(daemon)),
+        "the daemonic child {daemon} was not terminated when the program exited"
+    );
+    // …and the program does not exit while the non-daemonic child runs (it waits for `go`).
+    assert!(pid_is_running(nondaemon), "the non-daemonic child died");
+    assert!(
+        driver.guard.try_wait().is_none(),
+        "the program exited before its non-daemonic child finished"
+    );
+
+    write_atomic(&go, "");
+    let status = driver.guard.wait_timeout(GENEROUS);
+    driver.drain(Duration::from_secs(5));
+    let stderr = driver.stderr(Duration::from_secs(5));
+    let seen = driver.seen.join("\n");
+    let status = status.unwrap_or_else(|| panic!("the driver did not exit\n{seen}\n{stderr}"));
+    assert!(status.success(), "{status:?}\n{seen}\n{stderr}");
+    let lines: Vec<&str> = driver.seen.iter().map(|l| common::clean_line(l)).collect();
+    let returning = lines.iter().position(|&l| l == "RETURNING").unwrap();
+    let done = lines
+        .iter()
+        .position(|&l| l == "nondaemon done")
+        .unwrap_or_else(|| panic!("the non-daemonic child did not finish\n{seen}\n{stderr}"));
+    assert!(returning < done, "{seen}");
+    assert!(
+        !lines.iter().any(|l| l.contains("DAEMON Exiting")),
+        "the daemon ran to completion\n{seen}"
+    );
+    assert!(!pid_is_running(daemon));
+    assert!(wait_until(GENEROUS, || !pid_is_running(nondaemon)));
+}
+
+// ---- SIGKILL of a parent ----------------------------------------------------------------
+
+fn sleep_and_report() {
+    say(format!("PID {}", std::process::id()));
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn sleep_with_a_grandchild() -> procvisor::Result<()> {
+    Process::new(sleep_and_report, ()).start()?;
+    sleep_and_report();
+    Ok(())
+}
+
+#[test]
+#[ignore = "driver for sigkill_of_the_parent_leaves_no_child_running"]
+fn driver_orphans() {
+    if !in_driver() {
+        return;
+    }
+    let children = [
+        Process::new(sleep_and_report, ()),
+        Process::new(sleep_with_a_grandchild, ()),
+        Process::new(sleep_and_report, ())
+            .with_daemon(true)
+            .unwrap(),
+    ];
+    for p in &children {
+        p.start().unwrap();
+    }
+    say("STARTED");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+#[test]
+fn sigkill_of_the_parent_leaves_no_child_running() {
+    let mut driver = spawn_driver("driver_orphans", None);
+    let mut pids = PidsGuard::default();
+    for _ in 0..4 {
+        let pid = driver.expect_line("PID ", GENEROUS).parse().unwrap();
+        pids.0.push(pid);
+    }
+    for &pid in &pids.0 {
+        assert!(pid_is_running(pid), "{pid} is not running");
+    }
+    driver.guard.kill();
+    let t = Instant::now();
+    let all_gone = wait_until(Duration::from_secs(2), || {
+        pids.0.iter().all(|&pid| !pid_is_running(pid))
+    });
+    let took = t.elapsed();
+    let left: Vec<i32> = pids
+        .0
+        .iter()
+        .copied()
+        .filter(|&pid| pid_is_running(pid))
+        .collect();
+    assert!(
+        all_gone,
+        "still running 2 s after the parent's SIGKILL: {left:?}"
+    );
+    assert!(
+        took <= Duration::from_secs(1),
+        "the children took {took:?} (more than 1 s) to die"
+    );
+}
+
+// ---- a child's own exit sequence ---------------------------------------------------------
+
+fn sleep_forever(ready: String) {
+    write_atomic(&ready, &std::process::id().to_string());
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Child: starts a daemonic grandchild, waits until it runs, reports its pid, returns.
+fn return_with_a_daemon_running(ready: String, report: String) -> procvisor::Result<()> {
+    let g = Process::new(sleep_forever, (ready.clone(),)).with_daemon(true)?;
+    g.start()?;
+    assert!(common::wait_for_file(Path::new(&ready)));
+    write_atomic(&report, &g.pid().unwrap().to_string());
+    Ok(())
+}
+
+#[test]
+fn a_childs_daemonic_children_are_terminated_when_it_returns() {
+    let dir = TempDir::new("child-daemon");
+    let (ready, report) = (dir.file("ready"), dir.file("report"));
+    let p = Process::new(return_with_a_daemon_running, (ready, report.clone()));
+    let mut guard = KillOnDrop::new();
+    guard.add(&p);
+    p.start().unwrap();
+    p.join(Some(GENEROUS)).unwrap();
+    let grandchild: i32 = match std::fs::read_to_string(&report) {
+        Ok(pid) => pid.parse().unwrap(),
+        Err(e) => panic!("the child did not report its daemon ({e}); {p}"),
+    };
+    let _pids = PidsGuard(vec![grandchild]);
+    assert_eq!(p.exitcode(), Some(0));
+    // The child's exit sequence terminated (and reaped) its daemon before the child exited.
+    assert!(
+        wait_until(GENEROUS, || !pid_is_running(grandchild)),
+        "the daemonic grandchild {grandchild} outlived its parent's normal exit"
+    );
+}
+
+/// Child: ignores SIGTERM, reports readiness, sleeps.
+fn ignore_sigterm_forever(ready: String) {
+    // SAFETY: installing SIG_IGN for SIGTERM has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+    }
+    sleep_forever(ready);
+}
+
+#[test]
+#[ignore = "driver for a_daemon_that_ignores_sigterm_is_killed_at_exit"]
+fn driver_stubborn_daemon() {
+    if !in_driver() {
+        return;
+    }
+    let ready = driver_param().expect("the ready file");
+    let d = Process::new(ignore_sigterm_forever, (ready.clone(),))
+        .with_daemon(true)
+        .unwrap();
+    d.start().unwrap();
+    assert!(common::wait_for_file(Path::new(&ready)));
+    say(format!("DAEMON_PID {}", d.pid().unwrap()));
+    say("RETURNING");
+}
+
+#[test]
+fn a_daemon_that_ignores_sigterm_is_killed_at_exit() {
+    let dir = TempDir::new("stubborn-daemon");
+    let ready = dir.file("ready");
+    let mut driver = spawn_driver("driver_stubborn_daemon", Some(&ready));
+    let daemon: i32 = driver.expect_line("DAEMON_PID ", GENEROUS).parse().unwrap();
+    let _pids = PidsGuard(vec![daemon]);
+    driver.expect_line("RETURNING", GENEROUS);
+    let t = Instant::now();
+    let status = driver.guard.wait_timeout(GENEROUS);
+    let took = t.elapsed();
+    let stderr = driver.stderr(Duration::from_secs(5));
+    let status = status.unwrap_or_else(|| panic!("the driver never exited\n{stderr}"));
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert!(
+        !pid_is_running(daemon),
+        "the daemon {daemon} ignoring SIGTERM outlived the program"
+    );
+    // It was given its grace period (2 s) before SIGKILL; allow for timer slack.
+    assert!(took >= Duration::from_millis(1500), "exited after {took:?}");
+}

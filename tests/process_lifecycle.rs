@@ -1,0 +1,476 @@
+//! A process's life: join with a timeout, terminate / kill, many children, reaping (no
+//! zombies), `active_children()`, graceful stop with escalation.
+
+procvisor::test_init!();
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{GENEROUS, KillOnDrop, PidsGuard, TempDir, pid_state, read, wait_until, write_atomic};
+use procvisor::{Process, active_children, stop_requested, wait_for_stop};
+
+/// Child: reports readiness (its pid, in `ready`), then sleeps until it is signalled.
+fn sleep_forever(ready: String) {
+    write_atomic(&ready, &std::process::id().to_string());
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Child: waits until `go` exists, then exits 0.
+fn wait_for_go(go: String) {
+    assert!(common::wait_for_file(Path::new(&go)));
+}
+
+fn started_and_ready(p: &Process, ready: &str) {
+    p.start().unwrap();
+    assert!(
+        common::wait_for_file(Path::new(ready)),
+        "{p} never became ready"
+    );
+}
+
+#[test]
+fn join_with_timeout_then_terminate() {
+    let dir = TempDir::new("join-timeout");
+    let ready = dir.file("ready");
+    let p = Process::new(sleep_forever, (ready.clone(),));
+    let mut guard = KillOnDrop::new();
+    guard.add(&p);
+    let name = p.name();
+    started_and_ready(&p, &ready);
+
+    let timeout = Duration::from_millis(300);
+    let t = Instant::now();
+    p.join(Some(timeout)).unwrap();
+    let waited = t.elapsed();
+    assert!(waited >= timeout, "join returned after {waited:?}");
+    assert!(p.is_alive());
+    assert_eq!(p.exitcode(), None);
+    assert_eq!(p.to_string(), format!("<Process({name}, started)>"));
+
+    p.terminate().unwrap();
+    p.join(Some(GENEROUS)).unwrap();
+    assert!(!p.is_alive());
+    assert_eq!(p.exitcode(), Some(-libc::SIGTERM));
+    assert_eq!(
+        p.to_string(),
+        format!("<Process({name}, stopped[SIGTERM])>")
+    );
+    // Signalling a process that has exited is harmless.
+    p.terminate().unwrap();
+    p.kill().unwrap();
+    assert_eq!(p.exitcode(), Some(-15));
+}
+
+#[test]
+fn kill_gives_minus_nine() {
+    let dir = TempDir::new("kill");
+    let ready = dir.file("ready");
+    let p = Process::new(sleep_forever, (ready.clone(),));
+    let mut guard = KillOnDrop::new();
+    guard.add(&p);
+    let name = p.name();
+    started_and_ready(&p, &ready);
+    p.kill().unwrap();
+    p.join(Some(GENEROUS)).unwrap();
+    assert_eq!(p.exitcode(), Some(-9));
+    assert_eq!(
+        p.to_string(),
+        format!("<Process({name}, stopped[SIGKILL])>")
+    );
+}
+
+#[test]
+fn is_alive_turns_false_as_soon_as_the_child_has_exited() {
+    let dir = TempDir::new("alive");
+    let go = dir.file("go");
+    let p = Process::new(wait_for_go, (go.clone(),));
+    let mut guard = KillOnDrop::new();
+    guard.add(&p);
+    p.start().unwrap();
+    assert!(p.is_alive());
+    write_atomic(&go, "");
+    assert!(wait_until(GENEROUS, || !p.is_alive()));
+    assert_eq!(p.exitcode(), Some(0));
+}
+
+#[test]
+fn display_shows_a_nonzero_exit_code() {
+    let p = Process::new(|| Err::<(), _>("failed on purpose"), ());
+    let mut guard = KillOnDrop::new();
+    guard.add(&p);
+    let name = p.name();
+    p.start().unwrap();
+    p.join(None).unwrap();
+    assert_eq!(p.exitcode(), Some(1));
+    assert_eq!(p.to_string(), format!("<Process({name}, stopped[1])>"));
+}
+
+/// Child: starts a grandchild that reports its pid, then sleeps until signalled.
+fn parent_of_sleeper(grand_ready: String, ready: String) -> procvisor::Result<()> {
+    let g = Process::new(sleep_forever, (grand_ready,));
+    g.start()?;
+    sleep_forever(ready);
+    Ok(())
+}
+
+#[test]
+fn terminating_a_child_takes_its_children_down() {
+    let dir = TempDir::new("terminate-tree");
+    let (grand_ready, ready) = (dir.file("grand"), dir.file("ready"));
+    let p = Process::new(parent_of_sleeper, (grand_ready.clone(), ready.clone()));
+    let mut guard = KillOnDrop::new();
+    guard.add(&p);
+    started_and_ready(&p, &ready);
+    assert!(common::wait_for_file(Path::new(&grand_ready)));
+    let grandchild: i32 = read(&grand_ready).parse().unwrap();
+    let _pids = PidsGuard(vec![grandchild]);
+    assert!(common::pid_is_running(grandchild));
+
+    p.terminate().unwrap();
+    p.join(Some(GENEROUS)).unwrap();
+    assert_eq!(p.exitcode(), Some(-15));
+    assert!(
+        wait_until(GENEROUS, || !common::pid_is_running(grandchild)),
+        "the grandchild {grandchild} outlived its terminated parent"
+    );
+}
+
+#[test]
+fn several_threads_join_the_same_process() {
+    let dir = TempDir::new("multi-join");
+    let go = dir.file("go");
+    let p = Process::new(wait_for_go, (go.clone(),));
+    let mut guard = KillOnDrop::new();
+    guard.add(&p);
+    p.start().unwrap();
+    let joiners: Vec<_> = (0..4)
+        .map(|_| {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                p.join(Some(GENEROUS)).unwrap();
+                p.exitcode()
+            })
+        })
+        .collect();
+    write_atomic(&go, "");
+    for j in joiners {
+        assert_eq!(j.join().unwrap(), Some(0));
+    }
+}
+
+#[test]
+fn a_child_started_from_a_short_lived_thread_outlives_the_thread() {
+    // PR_SET_PDEATHSIG fires when the *thread* that forked the child exits; the child must
+    // survive the end of the thread that called start().
+    let dir = TempDir::new("thread-start");
+    let go = dir.file("go");
+    let p = Process::new(wait_for_go, (go.clone(),));
+    let mut guard = KillOnDrop::new();
+    guard.add(&p);
+    let starter = p.clone();
+    std::thread::spawn(move || starter.start().unwrap())
+        .join()
+        .unwrap();
+    assert!(p.is_alive());
+    write_atomic(&go, "");
+    p.join(Some(GENEROUS)).unwrap();
+    assert_eq!(p.exitcode(), Some(0), "{p}");
+}
+
+#[test]
+fn renaming_a_started_process() {
+    let dir = TempDir::new("rename");
+    let go = dir.file("go");
+    let p = Process::new(wait_for_go, (go.clone(),));
+    let mut guard = KillOnDrop::new();
+    guard.add(&p);
+    p.start().unwrap();
+    p.set_name("renamed-while-running");
+    assert_eq!(p.name(), "renamed-while-running");
+    assert_eq!(p.to_string(), "<Process(renamed-while-running, started)>");
+    let listed = active_children()
+        .into_iter()
+        .find(|c| c.pid() == p.pid())
+        .expect("the child is active");
+    assert_eq!(listed.name(), "renamed-while-running");
+    write_atomic(&go, "");
+    p.join(Some(GENEROUS)).unwrap();
+    assert_eq!(p.to_string(), "<Process(renamed-while-running, stopped)>");
+}
+
+#[test]
+fn wait_for_stop_times_out_when_nobody_asks() {
+    let t = Instant::now();
+    assert!(!wait_for_stop(Some(Duration::from_millis(50))));
+    assert!(t.elapsed() >= Duration::from_millis(50));
+    assert!(!stop_requested());
+}
+
+#[test]
+fn a_hundred_short_children() {
+    let ps: Vec<Process> = (0..100u32)
+        .map(|i| Process::new(|i: u32| assert!(i < 100), (i,)))
+        .collect();
+    let mut guard = KillOnDrop::new();
+    for p in &ps {
+        guard.add(p);
+    }
+    let t = Instant::now();
+    for p in &ps {
+        p.start().unwrap();
+    }
+    for p in &ps {
+        p.join(Some(GENEROUS)).unwrap();
+    }
+    for p in &ps {
+        assert_eq!(p.exitcode(), Some(0), "{p}");
+    }
+    let mut pids: Vec<i32> = ps.iter().map(|p| p.pid().unwrap()).collect();
+    pids.sort();
+    pids.dedup();
+    assert_eq!(pids.len(), 100);
+    eprintln!("100 children started and joined in {:?}", t.elapsed());
+}
+
+#[test]
+fn joined_children_leave_no_zombies() {
+    let ps: Vec<Process> = (0..5).map(|_| Process::new(|| (), ())).collect();
+    let mut guard = KillOnDrop::new();
+    for p in &ps {
+        guard.add(p);
+        p.start().unwrap();
+    }
+    for p in &ps {
+        p.join(None).unwrap();
+        assert_eq!(p.exitcode(), Some(0));
+    }
+    let active: Vec<Option<i32>> = active_children().iter().map(Process::pid).collect();
+    for p in &ps {
+        let pid = p.pid().unwrap();
+        assert!(!active.contains(&Some(pid)), "{p} is listed as active");
+        // Joined means reaped: the pid is gone (not a zombie).
+        assert!(
+            wait_until(GENEROUS, || pid_state(pid).is_none()),
+            "pid {pid} is still in /proc as {:?}",
+            pid_state(pid)
+        );
+    }
+}
+
+#[test]
+fn children_are_reaped_without_join() {
+    let dir = TempDir::new("no-join");
+    let ps: Vec<(Process, String)> = (0..5)
+        .map(|i| {
+            let done = dir.file(&format!("done{i}"));
+            (
+                Process::new(|done: String| write_atomic(&done, ""), (done.clone(),)),
+                done,
+            )
+        })
+        .collect();
+    let mut guard = KillOnDrop::new();
+    for (p, _) in &ps {
+        guard.add(p);
+        p.start().unwrap();
+    }
+    for (p, done) in &ps {
+        assert!(common::wait_for_file(Path::new(done)));
+        let pid = p.pid().unwrap();
+        // Nobody joins: the process supervisor reaps the child as soon as it exits.
+        assert!(
+            wait_until(GENEROUS, || pid_state(pid).is_none()),
+            "pid {pid} was not reaped: {:?}",
+            pid_state(pid)
+        );
+        // (That the status is published at the same moment is checked by
+        // exit_status_is_known_once_the_pid_is_gone.)
+        assert!(wait_until(GENEROUS, || !p.is_alive()));
+        assert_eq!(p.exitcode(), Some(0));
+    }
+}
+
+/// Spins (no sleep, not even a yield, so that a short window is seen) until `pid` has left
+/// `/proc`. Bounded by a generous deadline.
+fn spin_until_gone(pid: i32) -> bool {
+    let end = Instant::now() + GENEROUS;
+    while pid_state(pid).is_some() {
+        if Instant::now() >= end {
+            return false;
+        }
+    }
+    true
+}
+
+#[test]
+fn exit_status_is_known_once_the_pid_is_gone() {
+    // Once a child has been reaped (its pid has left /proc), `is_alive()` must be false and
+    // `exitcode()` known: nothing can change any more.
+    let mut stale = Vec::new();
+    for _ in 0..100 {
+        let p = Process::new(|| (), ());
+        let mut guard = KillOnDrop::new();
+        guard.add(&p);
+        p.start().unwrap();
+        let pid = p.pid().unwrap();
+        assert!(spin_until_gone(pid), "pid {pid} was never reaped");
+        let (alive, code) = (p.is_alive(), p.exitcode());
+        if alive || code.is_none() {
+            stale.push(format!(
+                "pid {pid}: is_alive() = {alive}, exitcode() = {code:?}"
+            ));
+        }
+        p.join(Some(GENEROUS)).unwrap();
+        assert_eq!(p.exitcode(), Some(0));
+    }
+    assert!(
+        stale.is_empty(),
+        "{} of 100 reaped children still looked alive:\n{}",
+        stale.len(),
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn active_children_lists_running_children_only() {
+    let dir = TempDir::new("active");
+    let go = dir.file("go");
+    let long = Process::new(wait_for_go, (go.clone(),)).with_name("long-runner");
+    let short = Process::new(|| (), ());
+    let mut guard = KillOnDrop::new();
+    guard.add(&long);
+    guard.add(&short);
+    long.start().unwrap();
+    short.start().unwrap();
+    short.join(None).unwrap();
+    let (long_pid, short_pid) = (long.pid().unwrap(), short.pid().unwrap());
+
+    let active = active_children();
+    let listed: Vec<&Process> = active
+        .iter()
+        .filter(|p| p.pid() == Some(long_pid))
+        .collect();
+    assert_eq!(listed.len(), 1, "{active:?}");
+    let handle = listed[0];
+    assert_eq!(handle.name(), "long-runner");
+    assert!(handle.is_alive());
+    assert_eq!(handle.to_string(), "<Process(long-runner, started)>");
+    assert!(
+        active.iter().all(|p| p.pid() != Some(short_pid)),
+        "a finished child is listed: {active:?}"
+    );
+    assert!(
+        active.iter().all(Process::is_alive),
+        "every listed child is alive: {active:?}"
+    );
+
+    write_atomic(&go, "");
+    // The handle from active_children() is as good as the original for joining.
+    handle.join(Some(GENEROUS)).unwrap();
+    assert_eq!(handle.exitcode(), Some(0));
+    assert_eq!(long.exitcode(), Some(0));
+    assert!(active_children().iter().all(|p| p.pid() != Some(long_pid)));
+}
+
+// ---- graceful stop ----------------------------------------------------------------------
+
+/// Child: works in slices until asked to stop, then exits 0.
+fn cooperative(ready: String) -> Result<(), String> {
+    write_atomic(&ready, "");
+    while !wait_for_stop(Some(Duration::from_millis(50))) {}
+    if stop_requested() {
+        Ok(())
+    } else {
+        Err("wait_for_stop returned true but stop_requested() is false".into())
+    }
+}
+
+/// Child: ignores the stop request.
+fn stubborn(ready: String) {
+    sleep_forever(ready);
+}
+
+/// Child: ignores the stop request and SIGTERM.
+fn very_stubborn(ready: String) {
+    // SAFETY: installing SIG_IGN for SIGTERM has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+    }
+    sleep_forever(ready);
+}
+
+#[test]
+fn stop_a_cooperative_child() {
+    let dir = TempDir::new("stop-coop");
+    let ready = dir.file("ready");
+    let p = Process::new(cooperative, (ready.clone(),));
+    let mut guard = KillOnDrop::new();
+    guard.add(&p);
+    started_and_ready(&p, &ready);
+    let grace = Duration::from_secs(15);
+    let t = Instant::now();
+    p.stop(grace).unwrap();
+    assert!(
+        t.elapsed() < grace,
+        "the child did not see the stop request"
+    );
+    assert!(!p.is_alive());
+    assert_eq!(p.exitcode(), Some(0), "{p}");
+    // Stopping a finished process returns at once.
+    p.stop(grace).unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+}
+
+#[test]
+fn stop_right_after_start_is_not_lost() {
+    let dir = TempDir::new("stop-early");
+    let ready = dir.file("ready");
+    let p = Process::new(
+        |_ready: String| {
+            while !wait_for_stop(None) {}
+        },
+        (ready,),
+    );
+    let mut guard = KillOnDrop::new();
+    guard.add(&p);
+    p.start().unwrap();
+    p.stop(Duration::from_secs(15)).unwrap();
+    assert_eq!(p.exitcode(), Some(0), "{p}");
+}
+
+#[test]
+fn stop_escalates_to_sigterm() {
+    let dir = TempDir::new("stop-term");
+    let ready = dir.file("ready");
+    let p = Process::new(stubborn, (ready.clone(),));
+    let mut guard = KillOnDrop::new();
+    guard.add(&p);
+    started_and_ready(&p, &ready);
+    let grace = Duration::from_millis(300);
+    let t = Instant::now();
+    p.stop(grace).unwrap();
+    let took = t.elapsed();
+    assert!(took >= grace, "stop returned after {took:?}");
+    assert_eq!(p.exitcode(), Some(-15), "{p}");
+}
+
+#[test]
+fn stop_escalates_to_sigkill() {
+    let dir = TempDir::new("stop-kill");
+    let ready = dir.file("ready");
+    let p = Process::new(very_stubborn, (ready.clone(),));
+    let mut guard = KillOnDrop::new();
+    guard.add(&p);
+    started_and_ready(&p, &ready);
+    let grace = Duration::from_millis(300);
+    let t = Instant::now();
+    p.stop(grace).unwrap();
+    let took = t.elapsed();
+    assert!(took >= 2 * grace, "stop returned after {took:?}");
+    assert_eq!(p.exitcode(), Some(-9), "{p}");
+    assert!(p.to_string().ends_with("stopped[SIGKILL])>"), "{p}");
+}

@@ -1,0 +1,65 @@
+//! `log_to_stderr`: multiprocessing's `[LEVEL/ProcessName] message` log, inherited by children.
+
+procvisor::test_init!();
+
+mod common;
+
+use common::{GENEROUS, in_driver, run_driver, say};
+use procvisor::Process;
+
+fn child_logs() {
+    tracing::info!("hello from the child");
+    tracing::debug!("a debug line that INFO filters out");
+}
+
+#[test]
+#[ignore = "driver for log_to_stderr_shows_the_lifecycle"]
+fn driver_logging() {
+    if !in_driver() {
+        return;
+    }
+    procvisor::log_to_stderr(tracing::Level::INFO).unwrap();
+    assert_eq!(procvisor::util::log_level(), Some(tracing::Level::INFO));
+    assert!(
+        procvisor::log_to_stderr(tracing::Level::INFO).is_err(),
+        "a second global subscriber is refused"
+    );
+    tracing::info!("hello from the main process");
+    let p = Process::new(child_logs, ());
+    p.start().unwrap();
+    p.join(Some(GENEROUS)).unwrap();
+    say(format!("EXITCODE {:?}", p.exitcode()));
+}
+
+#[test]
+fn log_to_stderr_shows_the_lifecycle() {
+    let out = run_driver("driver_logging");
+    let all = common::describe(&out);
+    assert!(out.status.success(), "{all}");
+    assert_eq!(
+        common::line_with(&common::stdout_of(&out), "EXITCODE "),
+        "Some(0)"
+    );
+    let stderr = common::stderr_of(&out);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let at = |wanted: &str| {
+        lines
+            .iter()
+            .position(|l| *l == wanted)
+            .unwrap_or_else(|| panic!("no line {wanted:?} on stderr\n{all}"))
+    };
+    let main_hello = at("[INFO/MainProcess] hello from the main process");
+    let run = at("[INFO/Process-1] child process calling run()");
+    let child_hello = at("[INFO/Process-1] hello from the child");
+    let child_exit = at("[INFO/Process-1] process exiting with exitcode 0");
+    let main_shutdown = at("[INFO/MainProcess] process shutting down");
+    assert!(main_hello < run, "{all}");
+    assert!(run < child_hello, "{all}");
+    assert!(child_hello < child_exit, "{all}");
+    assert!(child_exit < main_shutdown, "{all}");
+    assert!(
+        !stderr.contains("a debug line that INFO filters out"),
+        "the child inherited the level\n{all}"
+    );
+    assert!(!stderr.contains("DEBUG/"), "no debug lines at INFO\n{all}");
+}
