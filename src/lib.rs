@@ -59,23 +59,13 @@ pub fn init() {
     if let Some(control) = process::fork_server_fd() {
         process::serve_forks(control);
     }
-    if let Some(fd) = bootstrap_fd() {
-        process::run_child(fd);
+    if let Some(link) = process::bootstrap_link() {
+        process::run_child(link);
     }
     process::current::identity();
     process::current::mark_initialized();
     process::current::register_at_exit();
     procvisor_actors::spawner::ensure_started();
-}
-
-/// Takes the bootstrap fd number out of the environment, if this is a procvisor child.
-fn bootstrap_fd() -> Option<std::os::fd::RawFd> {
-    use procvisor_actors::bootstrap::BOOTSTRAP_FD_ENV;
-    let value = std::env::var_os(BOOTSTRAP_FD_ENV)?;
-    // SAFETY: `init` runs first in main (or in a constructor before main), before the program
-    // has started other threads that could read the environment concurrently.
-    unsafe { std::env::remove_var(BOOTSTRAP_FD_ENV) };
-    value.to_str()?.parse().ok()
 }
 
 /// Runs [`init`] before the test harness's `main`, so that an integration-test crate can start

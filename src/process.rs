@@ -29,6 +29,7 @@
 mod child_main;
 pub(crate) mod current;
 mod forkserver;
+mod parent_link;
 mod popen;
 mod target;
 
@@ -55,6 +56,7 @@ use crate::error::{Error, Result};
 
 pub(crate) use child_main::run as run_child;
 pub(crate) use forkserver::{control_fd_from_env as fork_server_fd, serve as serve_forks};
+pub(crate) use popen::bootstrap_link;
 
 /// A process: created with a target, started with [`start`](Process::start), waited for with
 /// [`join`](Process::join). Cloning gives another handle to the same process.

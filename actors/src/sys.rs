@@ -139,8 +139,12 @@ pub fn wait_pidfd(
 /// that a child re-executed the very same binary as its parent.
 pub fn executable_identity() -> io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
+    static IDENTITY: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+    if let Some(id) = IDENTITY.get() {
+        return Ok(*id);
+    }
     let meta = std::fs::metadata("/proc/self/exe")?;
-    Ok((meta.dev(), meta.ino()))
+    Ok(*IDENTITY.get_or_init(|| (meta.dev(), meta.ino())))
 }
 
 /// Whether the process behind `pidfd` has exited (its pidfd polls readable). Works for any

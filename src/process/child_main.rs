@@ -3,12 +3,12 @@
 //! is set; never returns.
 
 use std::io::Write;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use procvisor_actors::bootstrap::{
     self, BOOTSTRAP_FAILED_EXIT_CODE, Bootstrap, ChildToParent, MAX_BOOTSTRAP_FRAME,
-    PROTOCOL_VERSION, ParentToChild,
+    PROTOCOL_VERSION,
 };
 use procvisor_actors::{fdpass, sys};
 
@@ -18,9 +18,9 @@ use super::target::{self, EntryOutcome};
 /// The version every process of a tree must share.
 pub(crate) const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Runs the spawned child whose bootstrap socket is `fd`. Never returns.
-pub(crate) fn run(fd: RawFd) -> ! {
-    run_with(fd, true)
+/// Runs the spawned child whose bootstrap socket is `link`. Never returns.
+pub(crate) fn run(link: OwnedFd) -> ! {
+    run_with(link.into_raw_fd(), true)
 }
 
 /// Runs a child forked by the fork server (whose parent, for the OS, is the fork server).
@@ -46,7 +46,7 @@ fn run_with(fd: RawFd, spawned: bool) -> ! {
         fail(&link, &boot.name, &reason);
     }
     become_child(&boot);
-    watch_parent_link(&link);
+    super::parent_link::watch(link.as_raw_fd());
 
     // SAFETY: `check_compatible` verified that we run the same executable file as the parent,
     // which computed this offset with `target::offset_of`.
@@ -127,30 +127,6 @@ fn install_panic_hook() {
         );
         default(info);
     }));
-}
-
-/// A thread that reads the parent link: stop requests set the flag; EOF means the parent died,
-/// and a child never outlives its parent.
-fn watch_parent_link(link: &UnixStream) {
-    let Ok(link) = link.try_clone() else {
-        return;
-    };
-    let spawned = std::thread::Builder::new()
-        .name("procvisor-parent-link".into())
-        .spawn(move || {
-            let mut reader = &link;
-            loop {
-                match bootstrap::recv::<ParentToChild, _>(&mut reader, 1 << 16) {
-                    Ok(Some(ParentToChild::Stop)) => current::note_stop_request(),
-                    Ok(None) | Err(_) => {
-                        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-                    }
-                }
-            }
-        });
-    if spawned.is_err() {
-        eprintln!("procvisor: cannot watch the parent link; relying on PR_SET_PDEATHSIG alone");
-    }
 }
 
 /// Reports a failed bootstrap to the parent and on stderr, then exits without running anything.

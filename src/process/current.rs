@@ -1,9 +1,9 @@
 //! The current process: who it is (name, identity, authkey, daemon flag, parent), the stop
 //! request flag, and the exit sequence that every procvisor process runs when it ends normally.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use procvisor_actors::node::Node;
 use procvisor_actors::process_supervisor::SupervisorMsg;
@@ -82,19 +82,11 @@ pub(crate) fn name_for_messages() -> String {
 
 // ---- graceful stop requests ------------------------------------------------------------
 
-static STOP_REQUESTED: Mutex<bool> = Mutex::new(false);
-static STOP_SIGNAL: Condvar = Condvar::new();
-
-pub(crate) fn note_stop_request() {
-    *STOP_REQUESTED.lock().unwrap_or_else(|e| e.into_inner()) = true;
-    STOP_SIGNAL.notify_all();
-}
-
 /// True once this process's parent has asked it to stop ([`Process::stop`](crate::Process::stop)).
 /// A long-running target should check it (or block in [`wait_for_stop`]) and return; if it does
 /// not, its parent escalates to SIGTERM after the grace period.
 pub fn stop_requested() -> bool {
-    *STOP_REQUESTED.lock().unwrap_or_else(|e| e.into_inner())
+    super::parent_link::stop_requested()
 }
 
 /// Blocks until a stop is requested (`true`) or `timeout` passes (`false`); `None` waits forever.
@@ -106,68 +98,57 @@ pub fn stop_requested() -> bool {
 /// }
 /// ```
 pub fn wait_for_stop(timeout: Option<Duration>) -> bool {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    let mut requested = STOP_REQUESTED.lock().unwrap_or_else(|e| e.into_inner());
-    while !*requested {
-        requested = match deadline {
-            None => STOP_SIGNAL
-                .wait(requested)
-                .unwrap_or_else(|e| e.into_inner()),
-            Some(d) => {
-                let now = Instant::now();
-                if now >= d {
-                    return false;
-                }
-                STOP_SIGNAL
-                    .wait_timeout(requested, d - now)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
-            }
-        };
-    }
-    true
+    super::parent_link::wait_for_stop(timeout)
 }
 
 // ---- the exit sequence -----------------------------------------------------------------
 
 /// Runs once per process: "process shutting down", then daemonic children are terminated and
-/// the others joined. Called at the end of a child's target and from the `atexit` handler of
-/// every process (main returning, or `std::process::exit`). It runs on the spawner thread
-/// because an `atexit` handler may not touch the calling thread's (destroyed) thread-locals.
+/// the others joined. Called on the main thread at the end of a child's target, and from the
+/// `atexit` handler of every process (main returning, or `std::process::exit`).
 pub(crate) fn shutdown() {
-    if SHUTDOWN_DONE.swap(true, Ordering::SeqCst) {
-        return;
+    if !SHUTDOWN_DONE.swap(true, Ordering::SeqCst) {
+        run_shutdown();
     }
-    spawner::run(|| {
-        SHUTTING_DOWN.store(true, Ordering::SeqCst);
-        tracing::info!(target: "procvisor", "process shutting down");
-        if let Some(node) = Node::try_get() {
-            let (reply, pending) = reply::channel();
-            if node
-                .supervisor()
-                .cast(SupervisorMsg::Shutdown(reply))
-                .is_ok()
-            {
-                let _ = pending.wait();
-            }
+}
+
+fn run_shutdown() {
+    SHUTTING_DOWN.store(true, Ordering::SeqCst);
+    tracing::info!(target: "procvisor", "process shutting down");
+    if let Some(node) = Node::try_get() {
+        let (reply, pending) = reply::channel();
+        if node
+            .supervisor()
+            .cast(SupervisorMsg::Shutdown(reply))
+            .is_ok()
+        {
+            let _ = pending.wait();
         }
-    });
+    }
 }
 
 /// Logs the exit code, flushes, and exits the process after the shutdown sequence.
 pub(crate) fn exit_child(code: i32) -> ! {
     shutdown();
-    spawner::run(move || {
-        tracing::info!(target: "procvisor", "process exiting with exitcode {code}");
-    });
+    tracing::info!(target: "procvisor", "process exiting with exitcode {code}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     std::process::exit(code)
 }
 
+/// The `atexit` handler. It runs after the main thread's thread-locals are destroyed, so the
+/// sequence (which logs, and talks to the node) runs on the spawner thread; this thread only
+/// waits on a mutex and condvar, which need no thread-local storage. A process with nothing to
+/// shut down (no children ever, no logging) skips even that.
 extern "C" fn at_exit() {
-    shutdown();
+    if SHUTDOWN_DONE.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let nothing_to_do = Node::try_get().is_none() && crate::util::log_level().is_none();
+    if !nothing_to_do {
+        spawner::run(run_shutdown);
+    }
 }
 
 pub(crate) fn register_at_exit() {

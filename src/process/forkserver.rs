@@ -22,10 +22,10 @@
 //! (`PR_SET_PDEATHSIG`, and EOF on its control socket), and its children die with it.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use procvisor_actors::bootstrap::{
@@ -191,6 +191,9 @@ struct Client {
     control: OwnedFd,
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, PendingStart>>,
+    /// The children this fork server forked for us, so their exits are published without
+    /// waiting for an actor hop (the supervisor is told too, for its bookkeeping).
+    children: Mutex<HashMap<i32, Weak<ChildRecord>>>,
 }
 
 /// A start waiting for the fork server's answer; the reader thread completes it.
@@ -270,6 +273,7 @@ fn client() -> Result<Arc<Client>> {
         control: ours,
         next_id: AtomicU64::new(1),
         pending: Mutex::new(HashMap::new()),
+        children: Mutex::new(HashMap::new()),
     });
     let reader = client.clone();
     std::thread::Builder::new()
@@ -311,7 +315,11 @@ fn read_replies(client: Arc<Client>) {
                     reply,
                 } = start;
                 reply.send(match fds.pop() {
-                    Some(pidfd) => Ok(adopt(node, name, daemon, link, pid, pidfd)),
+                    Some(pidfd) => {
+                        let record = adopt(node, name, daemon, link, pid, pidfd);
+                        lock(&client.children).insert(pid, Arc::downgrade(&record));
+                        Ok(record)
+                    }
                     None => Err(Error::Spawn {
                         name,
                         source: std::io::Error::other("the fork server sent no pidfd"),
@@ -328,6 +336,12 @@ fn read_replies(client: Arc<Client>) {
                 }
             }
             ForkServerMsg::Exited { pid, status } => {
+                if let Some(record) = lock(&client.children)
+                    .remove(&pid)
+                    .and_then(|w| w.upgrade())
+                {
+                    record.finish_with(status);
+                }
                 let _ = node
                     .supervisor()
                     .cast(SupervisorMsg::RelayedExit(pid, status));
@@ -350,6 +364,10 @@ fn read_replies(client: Arc<Client>) {
             source,
         }));
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn take_pending(client: &Client, id: u64) -> Option<PendingStart> {
@@ -377,10 +395,5 @@ fn adopt(
 
 /// Takes the fork server's control fd out of the environment, if this process is one.
 pub(crate) fn control_fd_from_env() -> Option<OwnedFd> {
-    let value = std::env::var_os(FORK_SERVER_FD_ENV)?;
-    // SAFETY: called first thing in `init()`, before this process has started any thread.
-    unsafe { std::env::remove_var(FORK_SERVER_FD_ENV) };
-    let fd: RawFd = value.to_str()?.parse().ok()?;
-    // SAFETY: our parent passed this fd for exactly this purpose; nothing else owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    super::popen::take_inherited_fd(FORK_SERVER_FD_ENV)
 }
