@@ -34,7 +34,6 @@ use procvisor_actors::bootstrap::{
 use procvisor_actors::child::ChildRecord;
 use procvisor_actors::node::Node;
 use procvisor_actors::process_supervisor::SupervisorMsg;
-use procvisor_actors::reply::{self, Reply};
 use procvisor_actors::{fdpass, spawner, sys};
 
 use crate::error::{Error, Result};
@@ -70,37 +69,31 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         let Ok(request) = bootstrap::decode_payload::<ForkRequest>(&buf[..n]) else {
             continue;
         };
-        let Some(link) = fds.pop() else {
-            let reason = "fork request without a link fd".to_string();
-            reply_to_parent(
-                &control,
-                &ForkServerMsg::Failed {
-                    id: request.id,
-                    reason,
-                },
-            );
+        // fds: [link, reply socket]. The answer goes on the reply socket, straight to the
+        // thread that asked; `Exited` goes on the control socket.
+        let (Some(reply), Some(link)) = (fds.pop(), fds.pop()) else {
             continue;
         };
         match fork_child(&control, link, &mut children) {
             // The pidfd goes with the answer: the parent must not `pidfd_open` the pid itself,
             // since we may reap the child (and the pid be reused) before it could.
-            Ok(pid) => reply_with_fds(
-                &control,
-                &ForkServerMsg::Started {
-                    id: request.id,
-                    pid,
-                },
-                &[children[&pid].as_fd()],
-            ),
+            Ok(pid) => {
+                send_msg(
+                    &reply,
+                    &ForkServerMsg::Started {
+                        id: request.id,
+                        pid,
+                    },
+                    &[children[&pid].as_fd()],
+                );
+            }
             Err(e) => {
                 let reason = e.to_string();
-                reply_to_parent(
-                    &control,
-                    &ForkServerMsg::Failed {
-                        id: request.id,
-                        reason,
-                    },
-                );
+                let failed = ForkServerMsg::Failed {
+                    id: request.id,
+                    reason,
+                };
+                send_msg(&reply, &failed, &[]);
             }
         }
     }
@@ -138,16 +131,15 @@ fn wait_ready(control: &OwnedFd, children: &HashMap<i32, OwnedFd>) -> Ready {
 }
 
 fn reply_to_parent(control: &OwnedFd, msg: &ForkServerMsg) {
-    reply_with_fds(control, msg, &[]);
+    if !send_msg(control, msg, &[]) {
+        // The parent is gone: so are we.
+        std::process::exit(0);
+    }
 }
 
-fn reply_with_fds(control: &OwnedFd, msg: &ForkServerMsg, fds: &[std::os::fd::BorrowedFd<'_>]) {
-    if let Ok(bytes) = bootstrap::encode_payload(msg) {
-        if fdpass::send_with_fds(control.as_fd(), &bytes, fds).is_err() {
-            // The parent is gone: so are we.
-            std::process::exit(0);
-        }
-    }
+fn send_msg(sock: &OwnedFd, msg: &ForkServerMsg, fds: &[std::os::fd::BorrowedFd<'_>]) -> bool {
+    bootstrap::encode_payload(msg)
+        .is_ok_and(|bytes| fdpass::send_with_fds(sock.as_fd(), &bytes, fds).is_ok())
 }
 
 /// Forks one child. In the child this never returns: it becomes the process described by the
@@ -190,18 +182,14 @@ fn fork_child(
 struct Client {
     control: OwnedFd,
     next_id: AtomicU64,
-    pending: Mutex<HashMap<u64, PendingStart>>,
-    /// The children this fork server forked for us, so their exits are published without
-    /// waiting for an actor hop (the supervisor is told too, for its bookkeeping).
-    children: Mutex<HashMap<i32, Weak<ChildRecord>>>,
+    /// The children this fork server forked for us, or the exits that were relayed before the
+    /// thread that started the child had registered it.
+    children: Mutex<HashMap<i32, Relay>>,
 }
 
-/// A start waiting for the fork server's answer; the reader thread completes it.
-struct PendingStart {
-    name: String,
-    daemon: bool,
-    link: UnixStream,
-    reply: Reply<Result<Arc<ChildRecord>>>,
+enum Relay {
+    Running(Weak<ChildRecord>),
+    ExitedEarly(sys::ExitStatus),
 }
 
 static CLIENT: Mutex<Option<Arc<Client>>> = Mutex::new(None);
@@ -213,45 +201,71 @@ pub(crate) fn start(
 ) -> Result<Arc<ChildRecord>> {
     let client = client()?;
     let name = boot.name.clone();
+    let spawn_error = |source| Error::Spawn {
+        name: name.clone(),
+        source,
+    };
     let (parent_end, child_end) =
         UnixStream::pair().map_err(|e| Error::io("cannot create the bootstrap socket", e))?;
     // Written before the fork even happens: the child finds it waiting in its socket.
     bootstrap::send_with_fds(parent_end.as_fd(), &boot, fds)
         .map_err(|e| Error::io(format!("cannot send the bootstrap of {name}"), e))?;
+    let (answer, answer_theirs) = fdpass::seqpacket_pair().map_err(spawn_error)?;
     let id = client.next_id.fetch_add(1, Ordering::Relaxed);
-    let (reply, pending) = reply::channel();
-    client
-        .pending
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(
-            id,
-            PendingStart {
-                name: name.clone(),
-                daemon: boot.daemon,
-                link: parent_end,
-                reply,
-            },
-        );
-    let request = bootstrap::encode_payload(&ForkRequest { id })
-        .map_err(|e| Error::io("cannot encode a fork request", e))?;
-    let child_fd: OwnedFd = child_end.into();
-    if let Err(e) = fdpass::send_with_fds(client.control.as_fd(), &request, &[child_fd.as_fd()]) {
-        client
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+    let request = bootstrap::encode_payload(&ForkRequest { id }).map_err(spawn_error)?;
+    let sent = fdpass::send_with_fds(
+        client.control.as_fd(),
+        &request,
+        &[child_end.as_fd(), answer_theirs.as_fd()],
+    );
+    if let Err(e) = sent {
         forget_client(&client);
-        return Err(Error::Spawn { name, source: e });
+        return Err(spawn_error(e));
     }
-    drop(child_fd);
-    pending.wait().unwrap_or_else(|| {
-        Err(Error::Spawn {
-            name,
-            source: std::io::Error::other("the fork server exited"),
-        })
-    })
+    drop((child_end, answer_theirs));
+    let mut buf = [0u8; MAX_MSG];
+    let (n, mut answer_fds) = match fdpass::recv_with_fds(answer.as_fd(), &mut buf) {
+        Ok((0, _)) => return Err(spawn_error(std::io::Error::other("the fork server exited"))),
+        Ok(got) => got,
+        Err(e) => return Err(spawn_error(e)),
+    };
+    match bootstrap::decode_payload::<ForkServerMsg>(&buf[..n]).map_err(spawn_error)? {
+        ForkServerMsg::Started { pid, .. } => {
+            let pidfd = answer_fds.pop().ok_or_else(|| {
+                spawn_error(std::io::Error::other("the fork server sent no pidfd"))
+            })?;
+            let record = Arc::new(ChildRecord::new(
+                pid,
+                name,
+                boot.daemon,
+                pidfd,
+                parent_end,
+                true,
+            ));
+            register(&client, &record);
+            Ok(record)
+        }
+        ForkServerMsg::Failed { reason, .. } => Err(spawn_error(std::io::Error::other(reason))),
+        ForkServerMsg::Exited { .. } => Err(spawn_error(std::io::Error::other(
+            "the fork server answered out of turn",
+        ))),
+    }
+}
+
+/// Puts a freshly forked child under the process supervisor, unless its exit was relayed
+/// already. Under the `children` lock, so the supervisor hears `Adopt` before `RelayedExit`.
+fn register(client: &Client, record: &Arc<ChildRecord>) {
+    let pid = record.pid();
+    let mut children = lock(&client.children);
+    match children.remove(&pid) {
+        Some(Relay::ExitedEarly(status)) => record.finish_with(status),
+        _ => {
+            children.insert(pid, Relay::Running(Arc::downgrade(record)));
+            let _ = Node::get()
+                .supervisor()
+                .cast(SupervisorMsg::Adopt(record.clone()));
+        }
+    }
 }
 
 fn client() -> Result<Arc<Client>> {
@@ -272,13 +286,12 @@ fn client() -> Result<Arc<Client>> {
     let client = Arc::new(Client {
         control: ours,
         next_id: AtomicU64::new(1),
-        pending: Mutex::new(HashMap::new()),
         children: Mutex::new(HashMap::new()),
     });
     let reader = client.clone();
     std::thread::Builder::new()
         .name("procvisor-forkserver".into())
-        .spawn(move || read_replies(reader))
+        .spawn(move || read_exits(reader))
         .map_err(|e| Error::io("cannot start the fork server reader thread", e))?;
     *slot = Some(client.clone());
     Ok(client)
@@ -291,106 +304,40 @@ fn forget_client(client: &Arc<Client>) {
     }
 }
 
-/// Routes the fork server's messages: answers to starts, and relayed exits.
-fn read_replies(client: Arc<Client>) {
+/// Publishes the exits the fork server relays (the answers to starts go to the starters).
+fn read_exits(client: Arc<Client>) {
     let mut buf = [0u8; MAX_MSG];
     let node = Node::get();
     loop {
-        let (n, mut fds) = match fdpass::recv_with_fds(client.control.as_fd(), &mut buf) {
+        let n = match fdpass::recv_with_fds(client.control.as_fd(), &mut buf) {
             Ok((0, _)) | Err(_) => break,
-            Ok(got) => got,
+            Ok((n, _)) => n,
         };
-        let Ok(msg) = bootstrap::decode_payload::<ForkServerMsg>(&buf[..n]) else {
+        let Ok(ForkServerMsg::Exited { pid, status }) = bootstrap::decode_payload(&buf[..n]) else {
             continue;
         };
-        match msg {
-            ForkServerMsg::Started { id, pid } => {
-                let Some(start) = take_pending(&client, id) else {
-                    continue;
-                };
-                let PendingStart {
-                    name,
-                    daemon,
-                    link,
-                    reply,
-                } = start;
-                reply.send(match fds.pop() {
-                    Some(pidfd) => {
-                        let record = adopt(node, name, daemon, link, pid, pidfd);
-                        lock(&client.children).insert(pid, Arc::downgrade(&record));
-                        Ok(record)
-                    }
-                    None => Err(Error::Spawn {
-                        name,
-                        source: std::io::Error::other("the fork server sent no pidfd"),
-                    }),
-                });
-            }
-            ForkServerMsg::Failed { id, reason } => {
-                if let Some(start) = take_pending(&client, id) {
-                    let source = std::io::Error::other(reason);
-                    start.reply.send(Err(Error::Spawn {
-                        name: start.name,
-                        source,
-                    }));
-                }
-            }
-            ForkServerMsg::Exited { pid, status } => {
-                if let Some(record) = lock(&client.children)
-                    .remove(&pid)
-                    .and_then(|w| w.upgrade())
-                {
+        let mut children = lock(&client.children);
+        match children.remove(&pid) {
+            Some(Relay::Running(record)) => {
+                if let Some(record) = record.upgrade() {
                     record.finish_with(status);
                 }
                 let _ = node
                     .supervisor()
                     .cast(SupervisorMsg::RelayedExit(pid, status));
             }
+            _ => {
+                children.insert(pid, Relay::ExitedEarly(status));
+            }
         }
     }
-    // The fork server is gone; its children died with it (PR_SET_PDEATHSIG). Fail what waits.
+    // The fork server is gone; its children died with it (PR_SET_PDEATHSIG).
     forget_client(&client);
     let _ = node.supervisor().cast(SupervisorMsg::RelayLost);
-    let pending: Vec<_> = client
-        .pending
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .drain()
-        .collect();
-    for (_, start) in pending {
-        let source = std::io::Error::other("the fork server exited");
-        start.reply.send(Err(Error::Spawn {
-            name: start.name,
-            source,
-        }));
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn take_pending(client: &Client, id: u64) -> Option<PendingStart> {
-    client
-        .pending
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&id)
-}
-
-/// Puts a freshly forked child under the process supervisor. Done on the reader thread, before
-/// it reads the child's `Exited`, so the supervisor always hears of a child before its exit.
-fn adopt(
-    node: &Node,
-    name: String,
-    daemon: bool,
-    link: UnixStream,
-    pid: i32,
-    pidfd: OwnedFd,
-) -> Arc<ChildRecord> {
-    let record = Arc::new(ChildRecord::new(pid, name, daemon, pidfd, link, true));
-    let _ = node.supervisor().cast(SupervisorMsg::Adopt(record.clone()));
-    record
 }
 
 /// Takes the fork server's control fd out of the environment, if this process is one.

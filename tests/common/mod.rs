@@ -488,7 +488,9 @@ pub fn stderr_of(out: &Output) -> String {
 /// Prints a machine-readable line from a driver or a child (flushed at once: stdout is a pipe).
 pub fn say(line: impl std::fmt::Display) {
     use std::io::Write;
+    // One write, starting on a fresh line: a child's line must not stick to whatever libtest
+    // (or another process sharing the pipe) was in the middle of printing.
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    let _ = out.write_all(format!("\n{line}\n").as_bytes());
     let _ = out.flush();
 }
