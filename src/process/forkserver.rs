@@ -46,6 +46,8 @@ const MAX_MSG: usize = 1024;
 /// The fork server's main loop. Never returns: it exits when its parent closes the control
 /// socket.
 pub(crate) fn serve(control: OwnedFd) -> ! {
+    // Cached now, so every forked child inherits the answer instead of asking the kernel.
+    let _ = sys::executable_identity();
     let mut children: HashMap<i32, OwnedFd> = HashMap::new();
     let mut buf = [0u8; MAX_MSG];
     loop {
