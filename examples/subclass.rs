@@ -3,17 +3,16 @@
 //!
 //! Python subclasses `Process` and overrides `run()`; in Rust a value whose type implements
 //! [`procvisor::Run`] is sent to the child, which calls its `run`. The value's fields travel
-//! like a target's arguments (here there are none). Python names a subclass's processes after
-//! the class (`Worker-1`); procvisor names them `Process-N` like every other process. The
-//! order of the lines depends on scheduling:
+//! like a target's arguments (here there are none). As in Python, a `Run` type's processes are
+//! named after the type (`Worker-1`). The order of the lines depends on scheduling:
 //!
 //! ```text
 //! $ cargo run --example subclass
-//! In Process-1
-//! In Process-2
-//! In Process-3
-//! In Process-5
-//! In Process-4
+//! In Worker-1
+//! In Worker-2
+//! In Worker-3
+//! In Worker-5
+//! In Worker-4
 //! ```
 
 use procvisor::{Process, Run, current_process};

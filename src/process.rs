@@ -108,24 +108,28 @@ impl Process {
         let _ = target;
         let (payload, fds) = fdpass::collecting_fds(|| bootstrap::encode_payload(&args));
         let payload = payload.map_err(|e| e.to_string());
-        Self::child(target::offset_of(target::entry::<F, Args>), payload, fds)
+        Self::child(target::offset_of(target::entry::<F, Args>), payload, fds, "Process")
     }
 
     /// A process that will run `runner.run()`: the Rust form of subclassing Python's `Process`.
+    /// As in Python, its default name is the type's name and the process's identity
+    /// (`Worker-1` for a `Worker`).
     pub fn from_run<R: Run>(runner: R) -> Process {
         let (payload, fds) = fdpass::collecting_fds(|| bootstrap::encode_payload(&runner));
         let payload = payload.map_err(|e| e.to_string());
-        Self::child(target::offset_of(target::run_entry::<R>), payload, fds)
+        let offset = target::offset_of(target::run_entry::<R>);
+        Self::child(offset, payload, fds, short_type_name::<R>())
     }
 
     fn child(
         entry_offset: i64,
         payload: std::result::Result<Vec<u8>, String>,
         fds: Vec<OwnedFd>,
+        kind_name: &str,
     ) -> Process {
         let identity = current::next_child_identity();
         let me = current::identity();
-        let name = default_name(&identity);
+        let name = default_name(kind_name, &identity);
         Process {
             inner: Arc::new(Inner {
                 kind: Kind::Child {
@@ -297,6 +301,14 @@ impl Process {
                 .get()
                 .is_some_and(|r| r.exit_status().is_none()),
         }
+    }
+
+    /// A file descriptor that becomes readable when the process exits (Python's `sentinel`):
+    /// its pidfd, owned by this handle. Use it with [`wait`](crate::wait) or your own poll loop.
+    ///
+    /// Errors: not started, or not a child of this process.
+    pub fn sentinel(&self) -> Result<BorrowedFd<'_>> {
+        Ok(self.record("waited for")?.pidfd().as_fd())
     }
 
     /// Starts the process. Errors: started twice, a daemonic creator, arguments that cannot
@@ -509,9 +521,16 @@ fn child_main_version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
 
-fn default_name(identity: &[u32]) -> String {
+fn default_name(kind_name: &str, identity: &[u32]) -> String {
     let parts: Vec<String> = identity.iter().map(u32::to_string).collect();
-    format!("Process-{}", parts.join(":"))
+    format!("{kind_name}-{}", parts.join(":"))
+}
+
+/// `Worker` for `my_crate::jobs::Worker<T>`.
+fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
 }
 
 impl fmt::Display for Process {
