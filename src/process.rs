@@ -405,6 +405,7 @@ impl Process {
             parent_pid: std::process::id() as i32,
             parent_name: me.name.clone(),
             log_level: crate::util::current_level_u8(),
+            start_method: get_start_method().as_str().to_string(),
         };
         Ok((boot, s.start_method.unwrap_or_else(get_start_method), fds))
     }

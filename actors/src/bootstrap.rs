@@ -57,6 +57,8 @@ pub struct Bootstrap {
     pub parent_name: String,
     /// The parent's `log_to_stderr` level (tracing level as 1=ERROR … 5=TRACE), if it set one.
     pub log_level: Option<u8>,
+    /// The parent's default start method (`"spawn"` or `"fork"`), which the child inherits.
+    pub start_method: String,
 }
 
 /// Messages a parent sends its child over the parent link.

@@ -112,6 +112,9 @@ fn become_child(boot: &Bootstrap) {
     if let Some(level) = boot.log_level.and_then(crate::util::level_from_u8) {
         let _ = crate::util::log_to_stderr(level);
     }
+    if let Ok(method) = boot.start_method.parse() {
+        let _ = crate::context::set_start_method(method, true);
+    }
     install_panic_hook();
 }
 
