@@ -10,6 +10,8 @@
 //! Users normally depend on `procvisor`, which re-exports what they need; this crate is public
 //! so that tools and tests can speak the protocols directly.
 
+#![warn(missing_docs)]
+
 pub mod bootstrap;
 pub mod child;
 pub mod fdpass;
