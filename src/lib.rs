@@ -33,15 +33,21 @@
 //! | module | Python | what |
 //! |---|---|---|
 //! | [`process`] | `multiprocessing.process` | [`Process`], [`current_process`], [`active_children`] |
+//! | [`connection`] | `Pipe`, `multiprocessing.connection` | [`pipe`], [`Connection`], [`Listener`], [`Client`], [`wait`] |
 //! | [`context`] | `multiprocessing.context` | [`StartMethod`], [`set_start_method`] |
 //! | [`util`] | `multiprocessing.util` | [`log_to_stderr`] |
 //! | [`error`] | exceptions | [`Error`] |
 
+pub mod connection;
 pub mod context;
 pub mod error;
 pub mod process;
 pub mod util;
 
+pub use connection::{
+    Address, Client, ClientBuilder, Connection, Family, Listener, ListenerBuilder, Waitable, pipe,
+    wait,
+};
 pub use context::{StartMethod, get_start_method, set_start_method};
 pub use error::{Error, Result};
 pub use process::{
