@@ -26,7 +26,7 @@ use std::error::Error;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use procvisor::{Process, StartMethod};
+use procvisor::{Connection, Process, StartMethod, pipe as make_pipe};
 
 /// What a test reports: one JSON line.
 #[derive(Debug, Clone)]
@@ -84,6 +84,9 @@ type Test = (&'static str, fn(f64) -> TestResult);
 
 /// The tests, in the order of `py_mp_benchmarks.py`.
 const TESTS: &[Test] = &[
+    ("pipe", pipe),
+    ("pipe_roundtrip", pipe_roundtrip),
+    ("pipe_bytes_1mib", pipe_bytes_1mib),
     ("process_start_join", process_start_join),
     ("process_start_join_fork", process_start_join_fork),
 ];
@@ -102,6 +105,93 @@ fn doubling(
         elapsed = round(iterations)?;
     }
     Ok((iterations, elapsed))
+}
+
+// ---- pipes --------------------------------------------------------------------------------
+
+/// `pipe_func`: tells the parent it is ready (Python notifies a Condition; here a one-way
+/// pipe), then sends `iterations` 256-byte strings and `STOP`.
+fn pipe_func(conn: Connection, ready: Connection, iterations: u64) -> procvisor::Result<()> {
+    let a = "0".repeat(256);
+    ready.send(&())?;
+    for _ in 0..iterations {
+        conn.send(&a)?;
+    }
+    conn.send("STOP")
+}
+
+/// `test_pipespeed`: 256-byte strings from a child to its parent through a duplex pipe; the
+/// clock runs from the child's "ready" to the parent's receipt of `STOP`.
+fn pipe(delta: f64) -> TestResult {
+    let (c, d) = make_pipe(true)?;
+    let (iterations, elapsed) = doubling(delta, |iterations| {
+        let (ready_rx, ready_tx) = make_pipe(false)?;
+        let p = Process::new(pipe_func, (d.try_clone()?, ready_tx, iterations));
+        p.start()?;
+        ready_rx.recv::<()>()?;
+        let t = Instant::now();
+        while c.recv::<String>()? != "STOP" {}
+        let elapsed = t.elapsed();
+        p.join(None)?;
+        Ok(elapsed)
+    })?;
+    Ok(Row::new("pipe", iterations, elapsed))
+}
+
+/// `echo_func`: sends back every message until `None`.
+fn echo_func(conn: Connection) -> procvisor::Result<()> {
+    while let Some(m) = conn.recv::<Option<String>>()? {
+        conn.send(&Some(m))?;
+    }
+    Ok(())
+}
+
+/// `test_pipe_roundtrip`: send `'x'` to an echoing child and wait for it to come back.
+fn pipe_roundtrip(delta: f64) -> TestResult {
+    let (c, d) = make_pipe(true)?;
+    let p = Process::new(echo_func, (d,));
+    p.start()?;
+    let x = Some("x".to_string());
+    c.send(&Some("warm"))?;
+    c.recv::<Option<String>>()?;
+    let (iterations, elapsed) = doubling(delta, |iterations| {
+        let t = Instant::now();
+        for _ in 0..iterations {
+            c.send(&x)?;
+            c.recv::<Option<String>>()?;
+        }
+        Ok(t.elapsed())
+    })?;
+    c.send(&None::<String>)?;
+    p.join(None)?;
+    Ok(Row::new("pipe_roundtrip", iterations, elapsed))
+}
+
+/// `bytes_func`: sends `iterations` messages of `size` bytes, then an empty one.
+fn bytes_func(conn: Connection, iterations: u64, size: usize) -> procvisor::Result<()> {
+    let buf = vec![b'x'; size];
+    for _ in 0..iterations {
+        conn.send_bytes(&buf, 0, None)?;
+    }
+    conn.send_bytes(b"", 0, None)
+}
+
+/// `test_pipe_bytes`: 1 MiB messages from a child through a one-way pipe; counts MiB.
+fn pipe_bytes_1mib(delta: f64) -> TestResult {
+    let size = 1 << 20;
+    let (c, d) = make_pipe(false)?;
+    let (iterations, elapsed) = doubling(delta, |iterations| {
+        let p = Process::new(bytes_func, (d.try_clone()?, iterations, size));
+        p.start()?;
+        let t = Instant::now();
+        while !c.recv_bytes(None)?.is_empty() {}
+        let elapsed = t.elapsed();
+        p.join(None)?;
+        Ok(elapsed)
+    })?;
+    let mut row = Row::new("pipe_bytes_1mib", iterations, elapsed);
+    row.unit = "MiB";
+    Ok(row)
 }
 
 // ---- process start ------------------------------------------------------------------------
