@@ -15,6 +15,7 @@ use std::time::Duration;
 use nix::sys::socket::{Backlog, listen, setsockopt, sockopt};
 use procvisor_actors::wire::frame::DEFAULT_MAX_FRAME;
 use procvisor_actors::wire::{WireError, client_handshake, server_handshake};
+use serde::{Deserialize, Serialize};
 
 use super::Connection;
 use super::fd::{FdCell, RawIo};
@@ -32,7 +33,7 @@ pub const DEFAULT_BACKLOG: u32 = 128;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A socket family (Python's `'AF_UNIX'` and `'AF_INET'`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum Family {
     /// Unix domain sockets: a path on this machine. The default.
     #[default]
@@ -68,7 +69,7 @@ impl fmt::Display for Family {
 /// assert_eq!(local.family(), Family::Inet);
 /// # Ok::<(), procvisor::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Address {
     /// A Unix socket path.
     Unix(PathBuf),
@@ -377,7 +378,10 @@ fn private_temp_dir() -> Result<PathBuf> {
     let template = std::env::temp_dir().join("procvisor-XXXXXX");
     nix::unistd::mkdtemp(&template).map_err(|e| {
         Error::io(
-            format!("cannot create a private directory in {}", std::env::temp_dir().display()),
+            format!(
+                "cannot create a private directory in {}",
+                std::env::temp_dir().display()
+            ),
             e.into(),
         )
     })
@@ -773,7 +777,10 @@ mod tests {
             Address::parse("[::1]:7").unwrap(),
             Address::Inet("[::1]:7".parse().unwrap())
         );
-        assert_eq!(Address::parse("localhost:80").unwrap().family(), Family::Inet);
+        assert_eq!(
+            Address::parse("localhost:80").unwrap().family(),
+            Family::Inet
+        );
         assert_eq!(
             Address::parse("/tmp/a:b").unwrap(),
             Address::unix("/tmp/a:b")
