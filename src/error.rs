@@ -228,6 +228,11 @@ pub enum Error {
     #[error("connection failed: {0}")]
     Wire(#[source] procvisor_actors::wire::WireError),
 
+    /// A supervisor refused a spec or a request, or a child could not start: see
+    /// [`SupervisorError`](crate::supervisor::SupervisorError) for the cases.
+    #[error(transparent)]
+    Supervisor(#[from] procvisor_actors::supervisor::SupervisorError),
+
     /// An operating-system call failed.
     #[error("{context}: {source}")]
     Io {

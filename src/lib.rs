@@ -34,6 +34,7 @@
 //! |---|---|---|
 //! | [`process`] | `multiprocessing.process` | [`Process`], [`current_process`], [`active_children`] |
 //! | [`connection`] | `Pipe`, `multiprocessing.connection` | [`pipe`], [`Connection`], [`Listener`], [`Client`], [`wait`] |
+//! | [`supervisor`] | (Erlang/OTP) | [`Supervisor`], [`ChildSpec`], [`SupervisorSpec`]: supervision trees of processes |
 //! | [`context`] | `multiprocessing.context` | [`StartMethod`], [`set_start_method`] |
 //! | [`util`] | `multiprocessing.util` | [`log_to_stderr`] |
 //! | [`error`] | exceptions | [`Error`] |
@@ -42,6 +43,7 @@ pub mod connection;
 pub mod context;
 pub mod error;
 pub mod process;
+pub mod supervisor;
 pub mod util;
 
 pub use connection::{
@@ -54,6 +56,7 @@ pub use process::{
     Process, Run, Target, TargetOutput, active_children, cpu_count, current_process,
     parent_process, stop_requested, wait_for_stop,
 };
+pub use supervisor::{ChildSpec, Supervisor, SupervisorSpec};
 pub use util::{LOG_TARGET, log_to_stderr};
 
 /// Makes this program able to start processes. Call it first in `main`.

@@ -108,7 +108,12 @@ impl Process {
         let _ = target;
         let (payload, fds) = fdpass::collecting_fds(|| bootstrap::encode_payload(&args));
         let payload = payload.map_err(|e| e.to_string());
-        Self::child(target::offset_of(target::entry::<F, Args>), payload, fds, "Process")
+        Self::child(
+            target::offset_of(target::entry::<F, Args>),
+            payload,
+            fds,
+            "Process",
+        )
     }
 
     /// A process that will run `runner.run()`: the Rust form of subclassing Python's `Process`.
@@ -408,6 +413,11 @@ impl Process {
             start_method: get_start_method().as_str().to_string(),
         };
         Ok((boot, s.start_method.unwrap_or_else(get_start_method), fds))
+    }
+
+    /// The started child's record (the supervisor layer waits on it and sends stop requests).
+    pub(crate) fn child_record(&self) -> Option<Arc<ChildRecord>> {
+        self.inner.record.get().cloned()
     }
 
     fn record(&self, action: &'static str) -> Result<&Arc<ChildRecord>> {

@@ -3,7 +3,8 @@
 //! The machinery behind [procvisor](https://docs.rs/procvisor)'s handles: the per-process
 //! [`node`] (a small tokio runtime hosting ractor actors), the [`process_supervisor`] actor that
 //! owns a process's children, the dedicated [`spawner`] thread that starts them, the
-//! [`bootstrap`] protocol a new child reads before it runs its target, and the OS edge
+//! [`bootstrap`] protocol a new child reads before it runs its target, the [`supervisor`] actor
+//! (Erlang/OTP supervision trees over OS processes), and the OS edge
 //! ([`sys`]: pidfds, signals, exit statuses), and the [`wire`] format every connection between
 //! processes speaks (frames, the codec, HMAC authentication).
 //!
@@ -19,5 +20,6 @@ pub mod node;
 pub mod process_supervisor;
 pub mod reply;
 pub mod spawner;
+pub mod supervisor;
 pub mod sys;
 pub mod wire;

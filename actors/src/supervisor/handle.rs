@@ -1,0 +1,339 @@
+//! [`SupervisorRef`]: a handle to a running supervisor actor, usable from any thread (blocking
+//! calls) and any tokio runtime (`_async` calls).
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::ActorRef;
+use serde::{Deserialize, Serialize};
+
+use super::child::Exit;
+use super::error::SupervisorError;
+use super::event::{EventBus, EventStream};
+use super::spec::{ChildSpec, ChildType, ExtraType, Strategy, SupervisorSpec};
+use super::{Shared, SupMsg, spawn_supervisor};
+use crate::node::Node;
+use crate::reply::{self, Pending, Reply};
+
+/// What `which_children` says about one child.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildInfo {
+    /// Its id (`template-N` for the dynamic children of a `SimpleOneForOne` supervisor).
+    pub id: String,
+    /// Its pid while it runs (if it is a process).
+    pub pid: Option<i32>,
+    /// Worker or supervisor.
+    pub child_type: ChildType,
+    /// Running, being restarted, or stopped.
+    pub status: ChildStatus,
+    /// How many times the supervisor restarted it.
+    pub restarts: u32,
+}
+
+/// Whether a child runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChildStatus {
+    /// It runs.
+    Running,
+    /// Its restart failed and will be tried again.
+    Restarting,
+    /// It is not running (terminated, or exited and not restarted); its spec is kept.
+    Stopped,
+}
+
+/// What `count_children` says (OTP's `count_children`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChildCounts {
+    /// Child specs, running or not.
+    pub specs: usize,
+    /// Children running.
+    pub active: usize,
+    /// Specs of supervisors.
+    pub supervisors: usize,
+    /// Specs of workers.
+    pub workers: usize,
+}
+
+/// A handle to a supervisor. Cloning gives another handle to the same supervisor; dropping
+/// handles does not stop it (`procvisor::Supervisor` does, when its last handle goes).
+#[derive(Clone)]
+pub struct SupervisorRef {
+    actor: ActorRef<SupMsg>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SupervisorRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupervisorRef")
+            .field("path", &self.shared.path)
+            .field("strategy", &self.shared.strategy)
+            .field("exit", &self.shared.exit())
+            .finish()
+    }
+}
+
+impl SupervisorRef {
+    pub(crate) fn new(actor: ActorRef<SupMsg>, shared: Arc<Shared>) -> SupervisorRef {
+        SupervisorRef { actor, shared }
+    }
+
+    /// Starts a supervisor and its children (in order) on this process's node, and returns
+    /// once all have started — or fails with the first child that could not start, after
+    /// stopping those already started. Blocks the calling thread.
+    pub fn start(spec: SupervisorSpec) -> Result<SupervisorRef, SupervisorError> {
+        Self::start_with_bus(spec, EventBus::new(None))
+    }
+
+    /// [`start`](SupervisorRef::start) publishing on `bus` (subscribe to it first to see the
+    /// first children start).
+    pub fn start_with_bus(
+        spec: SupervisorSpec,
+        bus: Arc<EventBus>,
+    ) -> Result<SupervisorRef, SupervisorError> {
+        let name = spec.get_name().to_string();
+        Self::on_node(spec, name.clone(), bus)
+            .wait()
+            .unwrap_or(Err(SupervisorError::NotRunning { supervisor: name }))
+    }
+
+    /// [`start`](SupervisorRef::start) for async callers (any runtime).
+    pub async fn start_async(spec: SupervisorSpec) -> Result<SupervisorRef, SupervisorError> {
+        Self::start_with_bus_async(spec, EventBus::new(None)).await
+    }
+
+    /// [`start_with_bus`](SupervisorRef::start_with_bus) for async callers.
+    pub async fn start_with_bus_async(
+        spec: SupervisorSpec,
+        bus: Arc<EventBus>,
+    ) -> Result<SupervisorRef, SupervisorError> {
+        let name = spec.get_name().to_string();
+        Self::on_node(spec, name.clone(), bus)
+            .wait_async()
+            .await
+            .unwrap_or(Err(SupervisorError::NotRunning { supervisor: name }))
+    }
+
+    /// [`start_with_bus`](SupervisorRef::start_with_bus) under another path (a nested
+    /// supervisor running in its own OS process is named after its place in the tree).
+    pub fn start_at(
+        spec: SupervisorSpec,
+        path: String,
+        bus: Arc<EventBus>,
+    ) -> Result<SupervisorRef, SupervisorError> {
+        let supervisor = path.clone();
+        Self::on_node(spec, path, bus)
+            .wait()
+            .unwrap_or(Err(SupervisorError::NotRunning { supervisor }))
+    }
+
+    fn on_node(
+        spec: SupervisorSpec,
+        path: String,
+        bus: Arc<EventBus>,
+    ) -> Pending<Result<SupervisorRef, SupervisorError>> {
+        let (reply, pending) = reply::channel();
+        Node::get()
+            .handle()
+            .spawn(async move { reply.send(spawn_supervisor(spec, path, bus).await) });
+        pending
+    }
+
+    /// The supervisor's path (`top`, `top/db`, …).
+    pub fn path(&self) -> &str {
+        &self.shared.path
+    }
+
+    /// Its strategy.
+    pub fn strategy(&self) -> Strategy {
+        self.shared.strategy
+    }
+
+    /// A new subscription to its events (and its subtree's) from now on.
+    pub fn events(&self) -> EventStream {
+        self.shared.bus.subscribe()
+    }
+
+    /// Its bus (nested supervisors forward to it).
+    pub fn bus(&self) -> &Arc<EventBus> {
+        &self.shared.bus
+    }
+
+    /// Whether it is still running.
+    pub fn is_alive(&self) -> bool {
+        self.shared.exit().is_none()
+    }
+
+    /// How it ended, if it has: `Code(0)` after `stop`, `Failed` when it gave up.
+    pub fn exit(&self) -> Option<Exit> {
+        self.shared.exit()
+    }
+
+    /// Waits until it exits (on its own: it gave up; or stopped by someone), or `timeout`
+    /// passes (`None`).
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<Exit> {
+        self.shared.wait_exit(timeout)
+    }
+
+    /// Waits asynchronously until it exits.
+    pub async fn wait_async(&self) -> Exit {
+        self.shared.wait_exit_async().await
+    }
+
+    fn not_running(&self) -> SupervisorError {
+        SupervisorError::NotRunning {
+            supervisor: self.shared.path.clone(),
+        }
+    }
+
+    fn request<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> SupMsg,
+    ) -> Result<Pending<T>, SupervisorError> {
+        let (reply, pending) = reply::channel();
+        self.actor
+            .cast(make(reply))
+            .map_err(|_| self.not_running())?;
+        Ok(pending)
+    }
+
+    fn answer<T>(&self, answer: Option<T>) -> Result<T, SupervisorError> {
+        answer.ok_or_else(|| self.not_running())
+    }
+
+    /// Adds a child (at the end of the start order) and starts it; returns its pid. Errors:
+    /// an id already in use ([`SupervisorError::AlreadyStarted`] /
+    /// [`SupervisorError::AlreadyPresent`]), a failed start (the spec is not kept).
+    pub fn start_child(&self, spec: ChildSpec) -> Result<Option<i32>, SupervisorError> {
+        let pending = self.request(|r| SupMsg::StartChild(spec, r))?;
+        self.answer(pending.wait())?
+    }
+
+    /// [`start_child`](SupervisorRef::start_child) for async callers.
+    pub async fn start_child_async(&self, spec: ChildSpec) -> Result<Option<i32>, SupervisorError> {
+        let pending = self.request(|r| SupMsg::StartChild(spec, r))?;
+        self.answer(pending.wait_async().await)?
+    }
+
+    /// `SimpleOneForOne`: starts a new child from the template with `extra` arguments; returns
+    /// its id (`template-N`) and pid.
+    pub fn start_child_with<E: Any + Send + Sync>(
+        &self,
+        extra: E,
+    ) -> Result<(String, Option<i32>), SupervisorError> {
+        let pending =
+            self.request(|r| SupMsg::StartDynamic(Arc::new(extra), ExtraType::of::<E>(), r))?;
+        self.answer(pending.wait())?
+    }
+
+    /// [`start_child_with`](SupervisorRef::start_child_with) for async callers.
+    pub async fn start_child_with_async<E: Any + Send + Sync>(
+        &self,
+        extra: E,
+    ) -> Result<(String, Option<i32>), SupervisorError> {
+        let pending =
+            self.request(|r| SupMsg::StartDynamic(Arc::new(extra), ExtraType::of::<E>(), r))?;
+        self.answer(pending.wait_async().await)?
+    }
+
+    /// Stops child `id` (as its shutdown says) and keeps its spec, stopped — unless it is
+    /// temporary or dynamic, which are forgotten. Returns once it has exited.
+    pub fn terminate_child(&self, id: &str) -> Result<(), SupervisorError> {
+        let pending = self.request(|r| SupMsg::TerminateChild(id.into(), r))?;
+        self.answer(pending.wait())?
+    }
+
+    /// [`terminate_child`](SupervisorRef::terminate_child) for async callers.
+    pub async fn terminate_child_async(&self, id: &str) -> Result<(), SupervisorError> {
+        let pending = self.request(|r| SupMsg::TerminateChild(id.into(), r))?;
+        self.answer(pending.wait_async().await)?
+    }
+
+    /// Starts again the stopped child `id`; returns its pid.
+    pub fn restart_child(&self, id: &str) -> Result<Option<i32>, SupervisorError> {
+        let pending = self.request(|r| SupMsg::RestartChild(id.into(), r))?;
+        self.answer(pending.wait())?
+    }
+
+    /// [`restart_child`](SupervisorRef::restart_child) for async callers.
+    pub async fn restart_child_async(&self, id: &str) -> Result<Option<i32>, SupervisorError> {
+        let pending = self.request(|r| SupMsg::RestartChild(id.into(), r))?;
+        self.answer(pending.wait_async().await)?
+    }
+
+    /// Forgets the stopped child `id`.
+    pub fn delete_child(&self, id: &str) -> Result<(), SupervisorError> {
+        let pending = self.request(|r| SupMsg::DeleteChild(id.into(), r))?;
+        self.answer(pending.wait())?
+    }
+
+    /// [`delete_child`](SupervisorRef::delete_child) for async callers.
+    pub async fn delete_child_async(&self, id: &str) -> Result<(), SupervisorError> {
+        let pending = self.request(|r| SupMsg::DeleteChild(id.into(), r))?;
+        self.answer(pending.wait_async().await)?
+    }
+
+    /// Kills child `id` (SIGKILL) as if it crashed: its supervisor handles the exit as usual.
+    /// A test helper.
+    pub fn kill_child(&self, id: &str) -> Result<(), SupervisorError> {
+        let pending = self.request(|r| SupMsg::KillChild(id.into(), r))?;
+        self.answer(pending.wait())?
+    }
+
+    /// [`kill_child`](SupervisorRef::kill_child) for async callers.
+    pub async fn kill_child_async(&self, id: &str) -> Result<(), SupervisorError> {
+        let pending = self.request(|r| SupMsg::KillChild(id.into(), r))?;
+        self.answer(pending.wait_async().await)?
+    }
+
+    /// The children in start order.
+    pub fn which_children(&self) -> Result<Vec<ChildInfo>, SupervisorError> {
+        let pending = self.request(SupMsg::WhichChildren)?;
+        self.answer(pending.wait())
+    }
+
+    /// [`which_children`](SupervisorRef::which_children) for async callers.
+    pub async fn which_children_async(&self) -> Result<Vec<ChildInfo>, SupervisorError> {
+        let pending = self.request(SupMsg::WhichChildren)?;
+        self.answer(pending.wait_async().await)
+    }
+
+    /// Counts of specs, running children, supervisors and workers.
+    pub fn count_children(&self) -> Result<ChildCounts, SupervisorError> {
+        let pending = self.request(SupMsg::CountChildren)?;
+        self.answer(pending.wait())
+    }
+
+    /// [`count_children`](SupervisorRef::count_children) for async callers.
+    pub async fn count_children_async(&self) -> Result<ChildCounts, SupervisorError> {
+        let pending = self.request(SupMsg::CountChildren)?;
+        self.answer(pending.wait_async().await)
+    }
+
+    /// Stops every child in reverse start order, then the supervisor (exit `Code(0)`). Returns
+    /// once all have exited; stopping a supervisor that has already exited is not an error.
+    pub fn stop(&self) {
+        if let Ok(pending) = self.request(|r| SupMsg::Stop(Some(r))) {
+            let _ = pending.wait();
+        }
+        self.wait(None);
+    }
+
+    /// [`stop`](SupervisorRef::stop) for async callers.
+    pub async fn stop_async(&self) {
+        if let Ok(pending) = self.request(|r| SupMsg::Stop(Some(r))) {
+            let _ = pending.wait_async().await;
+        }
+        self.wait_async().await;
+    }
+
+    /// Asks the supervisor to stop without waiting.
+    pub fn request_stop(&self) {
+        let _ = self.actor.cast(SupMsg::Stop(None));
+    }
+
+    /// Kills the supervisor actor at once: its children are killed (SIGKILL), not stopped.
+    pub fn kill(&self) {
+        self.actor.kill();
+    }
+}

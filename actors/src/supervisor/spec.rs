@@ -1,0 +1,358 @@
+//! Child specs and supervisor specs: plain data, validated in one place before anything starts
+//! (OTP's `check_childspecs`), with one precise [`SupervisorError`] per mistake.
+
+use std::any::TypeId;
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::child::StartChild;
+use super::error::SupervisorError;
+
+/// When a child that exited is restarted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Restart {
+    /// Always.
+    #[default]
+    Permanent,
+    /// Only after an abnormal exit: not after exit code 0 and not after a shutdown (one its
+    /// supervisor asked for, or a death by SIGTERM).
+    Transient,
+    /// Never (and the child is forgotten once it has exited).
+    Temporary,
+}
+
+/// How a supervisor ends a child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Shutdown {
+    /// Kill it at once (SIGKILL).
+    Brutal,
+    /// Ask it to stop (its `stop_requested()` turns true) and wait this long; then terminate it
+    /// (SIGTERM) and wait as long again; then kill it.
+    Timeout(Duration),
+    /// Ask it to stop and wait as long as it takes: for nested supervisors, which stop their
+    /// own children first.
+    Infinity,
+}
+
+/// What a child is, for `which_children` / `count_children` and the default shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChildType {
+    /// A worker (default shutdown: a 5 s timeout).
+    Worker,
+    /// A supervisor (default shutdown: infinity).
+    Supervisor,
+}
+
+/// Which children are restarted when one of them has to be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Strategy {
+    /// Only the child that exited.
+    #[default]
+    OneForOne,
+    /// All children: the others are stopped (in reverse start order), then all are started
+    /// again in start order.
+    OneForAll,
+    /// The child that exited and every child started after it: those are stopped in reverse
+    /// order, then all of them are started again in start order.
+    RestForOne,
+    /// Like `OneForOne`, for children added at run time from one template spec with extra
+    /// arguments (`start_child_with`).
+    SimpleOneForOne,
+}
+
+/// Restart intensity: more than `max_restarts` restarts within `period` and the supervisor
+/// gives up (stops all its children and exits abnormally, which its own supervisor sees as a
+/// failed child). OTP's default is 1 restart in 5 seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Intensity {
+    /// Restarts allowed within `period` (`u32::MAX`: unlimited).
+    pub max_restarts: u32,
+    /// The sliding window.
+    pub period: Duration,
+}
+
+impl Intensity {
+    /// `max_restarts` within `period`.
+    pub const fn new(max_restarts: u32, period: Duration) -> Intensity {
+        Intensity {
+            max_restarts,
+            period,
+        }
+    }
+
+    /// No limit: the supervisor never gives up.
+    pub const fn unlimited() -> Intensity {
+        Intensity::new(u32::MAX, Duration::from_secs(1))
+    }
+
+    /// Whether there is no limit.
+    pub const fn is_unlimited(&self) -> bool {
+        self.max_restarts == u32::MAX
+    }
+}
+
+impl Default for Intensity {
+    /// 1 restart in 5 seconds, as OTP.
+    fn default() -> Intensity {
+        Intensity::new(1, Duration::from_secs(5))
+    }
+}
+
+/// The type a `SimpleOneForOne` template takes as extra arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExtraType {
+    /// Its `TypeId`.
+    pub id: TypeId,
+    /// Its name, for error messages.
+    pub name: &'static str,
+}
+
+impl ExtraType {
+    /// The descriptor of `E`.
+    pub fn of<E: 'static>() -> ExtraType {
+        ExtraType {
+            id: TypeId::of::<E>(),
+            name: std::any::type_name::<E>(),
+        }
+    }
+}
+
+/// One child of a supervisor: how to start it, when to restart it, how to stop it.
+///
+/// `procvisor::ChildSpec` builds these for processes (`worker`, `process`, `template`,
+/// `supervisor_process`); [`ChildSpec::supervisor`] nests a supervisor in this process;
+/// [`ChildSpec::new`] takes any [`StartChild`].
+#[derive(Clone)]
+pub struct ChildSpec {
+    id: String,
+    start: Arc<dyn StartChild>,
+    restart: Restart,
+    shutdown: Shutdown,
+    child_type: ChildType,
+    extra: Option<ExtraType>,
+}
+
+/// The default shutdown of a worker (OTP's 5000 ms).
+pub const DEFAULT_WORKER_SHUTDOWN: Duration = Duration::from_secs(5);
+
+impl ChildSpec {
+    /// A child started by `start`; `Permanent`, with the default shutdown of its type
+    /// (workers: a 5 s timeout; supervisors: infinity).
+    pub fn new(id: impl Into<String>, child_type: ChildType, start: impl StartChild) -> ChildSpec {
+        ChildSpec::from_arc(id, child_type, Arc::new(start))
+    }
+
+    /// [`ChildSpec::new`] with a shared starter.
+    pub fn from_arc(
+        id: impl Into<String>,
+        child_type: ChildType,
+        start: Arc<dyn StartChild>,
+    ) -> ChildSpec {
+        ChildSpec {
+            id: id.into(),
+            start,
+            restart: Restart::Permanent,
+            shutdown: match child_type {
+                ChildType::Worker => Shutdown::Timeout(DEFAULT_WORKER_SHUTDOWN),
+                ChildType::Supervisor => Shutdown::Infinity,
+            },
+            child_type,
+            extra: None,
+        }
+    }
+
+    /// Sets when the child is restarted.
+    pub fn restart(mut self, restart: Restart) -> ChildSpec {
+        self.restart = restart;
+        self
+    }
+
+    /// Sets how the child is stopped.
+    pub fn shutdown(mut self, shutdown: Shutdown) -> ChildSpec {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// Overrides the child type (reports only; the shutdown already chosen stays).
+    pub fn with_child_type(mut self, child_type: ChildType) -> ChildSpec {
+        self.child_type = child_type;
+        self
+    }
+
+    /// Declares the type of extra arguments this spec takes as a `SimpleOneForOne` template
+    /// (checked by `start_child_with` before anything starts).
+    pub fn extra_type(mut self, extra: ExtraType) -> ChildSpec {
+        self.extra = Some(extra);
+        self
+    }
+
+    /// The id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The restart type.
+    pub fn restart_type(&self) -> Restart {
+        self.restart
+    }
+
+    /// The shutdown.
+    pub fn shutdown_kind(&self) -> Shutdown {
+        self.shutdown
+    }
+
+    /// Worker or supervisor.
+    pub fn child_type(&self) -> ChildType {
+        self.child_type
+    }
+
+    /// The declared extra-argument type, if any.
+    pub fn extra(&self) -> Option<ExtraType> {
+        self.extra
+    }
+
+    /// The starter.
+    pub fn starter(&self) -> &Arc<dyn StartChild> {
+        &self.start
+    }
+}
+
+impl fmt::Debug for ChildSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildSpec")
+            .field("id", &self.id)
+            .field("restart", &self.restart)
+            .field("shutdown", &self.shutdown)
+            .field("child_type", &self.child_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A supervisor: its name, strategy, restart intensity and child specs (in start order).
+///
+/// ```
+/// use std::time::Duration;
+/// use procvisor_actors::supervisor::{Intensity, Strategy, SupervisorError, SupervisorSpec};
+///
+/// let spec = SupervisorSpec::new(Strategy::OneForAll)
+///     .name("db")
+///     .intensity(Intensity::new(3, Duration::from_secs(10)));
+/// assert_eq!(spec.validate(), Ok(()));
+///
+/// let bad = SupervisorSpec::new(Strategy::OneForOne).intensity(Intensity::new(3, Duration::ZERO));
+/// assert_eq!(bad.validate(), Err(SupervisorError::ZeroPeriod { supervisor: "supervisor".into() }));
+/// ```
+#[derive(Clone, Debug)]
+pub struct SupervisorSpec {
+    name: String,
+    strategy: Strategy,
+    intensity: Intensity,
+    children: Vec<ChildSpec>,
+}
+
+impl SupervisorSpec {
+    /// An empty supervisor named `supervisor` with the default intensity (1 in 5 s).
+    pub fn new(strategy: Strategy) -> SupervisorSpec {
+        SupervisorSpec {
+            name: "supervisor".into(),
+            strategy,
+            intensity: Intensity::default(),
+            children: Vec::new(),
+        }
+    }
+
+    /// Names the supervisor (the first part of the paths in its events). A nested supervisor
+    /// is named `parent/child-id` instead.
+    pub fn name(mut self, name: impl Into<String>) -> SupervisorSpec {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the restart intensity.
+    pub fn intensity(mut self, intensity: Intensity) -> SupervisorSpec {
+        self.intensity = intensity;
+        self
+    }
+
+    /// Appends a child (children start in the order they are added).
+    pub fn child(mut self, child: impl Into<ChildSpec>) -> SupervisorSpec {
+        self.children.push(child.into());
+        self
+    }
+
+    /// Appends several children.
+    pub fn children<C: Into<ChildSpec>>(
+        mut self,
+        children: impl IntoIterator<Item = C>,
+    ) -> SupervisorSpec {
+        self.children.extend(children.into_iter().map(Into::into));
+        self
+    }
+
+    /// The name.
+    pub fn get_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The strategy.
+    pub fn get_strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// The restart intensity.
+    pub fn get_intensity(&self) -> Intensity {
+        self.intensity
+    }
+
+    /// The child specs, in start order.
+    pub fn get_children(&self) -> &[ChildSpec] {
+        &self.children
+    }
+
+    /// Checks the spec: a positive period, non-empty unique ids, exactly one spec for
+    /// `SimpleOneForOne`.
+    pub fn validate(&self) -> Result<(), SupervisorError> {
+        self.validate_as(&self.name)
+    }
+
+    pub(crate) fn validate_as(&self, path: &str) -> Result<(), SupervisorError> {
+        if self.intensity.period.is_zero() && !self.intensity.is_unlimited() {
+            return Err(SupervisorError::ZeroPeriod {
+                supervisor: path.into(),
+            });
+        }
+        if self.strategy == Strategy::SimpleOneForOne && self.children.len() != 1 {
+            return Err(SupervisorError::SimpleOneForOneSpecs {
+                supervisor: path.into(),
+                count: self.children.len(),
+            });
+        }
+        let mut seen = HashSet::new();
+        for child in &self.children {
+            validate_child(child)?;
+            if !seen.insert(child.id()) {
+                return Err(SupervisorError::DuplicateChildId {
+                    supervisor: path.into(),
+                    id: child.id().into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn into_parts(self) -> (Strategy, Intensity, Vec<ChildSpec>) {
+        (self.strategy, self.intensity, self.children)
+    }
+}
+
+/// Checks one child spec on its own.
+pub(crate) fn validate_child(child: &ChildSpec) -> Result<(), SupervisorError> {
+    if child.id().is_empty() {
+        return Err(SupervisorError::EmptyChildId);
+    }
+    Ok(())
+}

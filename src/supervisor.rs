@@ -1,0 +1,548 @@
+//! Supervision trees over OS processes, with Erlang/OTP's semantics.
+//!
+//! A [`Supervisor`] starts children from [`ChildSpec`]s — plain data: an id, how to start the
+//! child (a process target and its arguments, a nested supervisor, or anything implementing
+//! [`StartChild`]), when to restart it ([`Restart`]), how to stop it ([`Shutdown`]) and what it
+//! is ([`ChildType`]) — and keeps them running:
+//!
+//! * children start in spec order ([`Supervisor::start`] returns once all have started, or
+//!   fails after stopping those already started) and stop in reverse order;
+//! * when one exits, its [`Restart`] type and the exit decide whether it is restarted, and the
+//!   [`Strategy`] which siblings restart with it (`OneForOne`, `OneForAll`, `RestForOne`, and
+//!   `SimpleOneForOne` for children added at run time with [`Supervisor::start_child_with`]);
+//! * more than [`Intensity::max_restarts`] restarts within [`Intensity::period`] (default: 1 in
+//!   5 s, as OTP) and the supervisor gives up: it stops its children and exits abnormally, and
+//!   its own supervisor handles that like any failed child (escalation);
+//! * every step is an [`Event`] on a stream that services log and tests await
+//!   ([`Supervisor::events`], [`Events::wait_for`], [`Events::wait_restarts`]).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use procvisor::supervisor::{ChildSpec, Event, Restart, Shutdown, Strategy, Supervisor, SupervisorSpec};
+//!
+//! fn serve(port: u16) {
+//!     // … accept connections until asked to stop …
+//!     while !procvisor::wait_for_stop(Some(Duration::from_millis(100))) {}
+//! }
+//!
+//! fn flaky() {
+//!     std::thread::sleep(Duration::from_millis(200));
+//!     panic!("lost the database connection");
+//! }
+//!
+//! fn main() -> procvisor::Result<()> {
+//!     procvisor::init();
+//!     let spec = SupervisorSpec::new(Strategy::OneForOne)
+//!         .name("service")
+//!         .child(ChildSpec::worker("http", serve, (8080u16,)).shutdown(Shutdown::Timeout(Duration::from_secs(2))))
+//!         .child(ChildSpec::worker("sync", flaky, ()).restart(Restart::Transient));
+//!     let (sup, events) = Supervisor::start_with_events(spec)?;
+//!     // `sync` crashes, and is restarted: wait for it.
+//!     events.wait_restarts("sync", 1, Duration::from_secs(10)).expect("restarted");
+//!     for child in sup.which_children()? {
+//!         println!("{} {:?} {:?}", child.id, child.pid, child.status);
+//!     }
+//!     sup.stop(); // sync, then http (reverse order)
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Exits and restarts
+//!
+//! | restart | restarted after |
+//! |---|---|
+//! | `Permanent` | any exit |
+//! | `Transient` | an abnormal exit: not exit code 0, not a *shutdown* (one its supervisor asked for, or a death by SIGTERM, which systemd's `Restart=on-failure` also counts as clean) |
+//! | `Temporary` | never (and it is forgotten once it exits) |
+//!
+//! ## Shutdown
+//!
+//! `Brutal` kills (SIGKILL). `Timeout(d)` sends the graceful stop request
+//! ([`stop_requested`](crate::stop_requested) / [`wait_for_stop`](crate::wait_for_stop) turn
+//! true in the child), waits `d`, sends SIGTERM, waits `d` again, then kills. `Infinity` (the
+//! default for supervisors) requests the stop and waits: a nested supervisor stops its own
+//! children first.
+//!
+//! ## Nesting
+//!
+//! [`ChildSpec::supervisor`] nests a supervisor in this process;
+//! [`ChildSpec::supervisor_process`] runs it in its own OS process, which builds its spec with a
+//! [`BuildSpec`] function and sends its events back over a Unix socket. Either way its events
+//! reach the subscribers of every ancestor, with its path (`top/db`) as `supervisor`. Killing a
+//! subtree's process takes its descendants with it: children never outlive their parent.
+//!
+//! ## Readiness
+//!
+//! A child process exists as soon as it is started, but may need time to become useful. With
+//! [`ChildSpec::wait_ready`] its start completes only when the child calls [`notify_ready`]
+//! (like OTP's `init/1` returning, or systemd's `READY=1`): the next child starts after it, and
+//! a child that exits before it is ready *failed to start*.
+//!
+//! ## Dropping
+//!
+//! Dropping the last [`Supervisor`] handle stops the supervisor (and so its children), as
+//! [`Supervisor::stop`] does; it blocks for as long as that takes.
+
+mod link;
+mod remote;
+mod worker;
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use procvisor_actors::supervisor as actors;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use procvisor_actors::supervisor::{
+    BoxFuture, ChildCounts, ChildExit, ChildInfo, ChildStatus, ChildType, EventBus, Exit,
+    ExtraArgs, ExtraType, Intensity, Restart, RunningChild, Shutdown, StartChild, StartContext,
+    Strategy, SupervisorError, SupervisorRef, SupervisorSpec, WaitError,
+};
+pub use procvisor_actors::supervisor::{Event, EventStream as Events};
+pub use remote::BuildSpec;
+
+use crate::error::Result;
+use crate::process::{Process, Target};
+use worker::{FnTarget, ProcessChild, TemplateTarget, assert_zero_sized};
+
+/// Tells the supervisor that this child process is ready (see [`ChildSpec::wait_ready`]).
+/// Does nothing in a process whose supervisor is not waiting for it, and after the first call.
+pub fn notify_ready() {
+    link::notify_ready();
+}
+
+/// One child of a [`Supervisor`]: its id, how to start it, when to restart it, how to stop it.
+///
+/// Defaults: `Restart::Permanent`; shutdown `Timeout(5 s)` for workers, `Infinity` for
+/// supervisors.
+#[derive(Clone)]
+pub struct ChildSpec {
+    id: String,
+    start: Start,
+    child_type: ChildType,
+    restart: Restart,
+    shutdown: Option<Shutdown>,
+    extra: Option<ExtraType>,
+}
+
+#[derive(Clone)]
+enum Start {
+    Process {
+        build: Arc<dyn worker::BuildProcess>,
+        ready: Option<Duration>,
+    },
+    Remote(Arc<remote::BuildRemote>),
+    Nested(SupervisorSpec),
+    Custom(Arc<dyn StartChild>),
+}
+
+impl std::fmt::Debug for ChildSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let start = match &self.start {
+            Start::Process { ready, .. } => format!("process (wait_ready: {ready:?})"),
+            Start::Remote(_) => "supervisor process".into(),
+            Start::Nested(spec) => format!("nested supervisor {spec:?}"),
+            Start::Custom(_) => "custom".into(),
+        };
+        f.debug_struct("ChildSpec")
+            .field("id", &self.id)
+            .field("start", &start)
+            .field("child_type", &self.child_type)
+            .field("restart", &self.restart)
+            .field("shutdown", &self.shutdown)
+            .finish()
+    }
+}
+
+impl ChildSpec {
+    fn with_start(id: impl Into<String>, child_type: ChildType, start: Start) -> ChildSpec {
+        ChildSpec {
+            id: id.into(),
+            start,
+            child_type,
+            restart: Restart::Permanent,
+            shutdown: None,
+            extra: None,
+        }
+    }
+
+    /// A worker process running `target(args…)`: a fresh [`Process`] (named after the id) at
+    /// every start, from the same arguments. The target is a `fn` item or a closure capturing
+    /// nothing, as for [`Process::new`].
+    ///
+    /// ```
+    /// use procvisor::supervisor::ChildSpec;
+    /// fn worker(queue: String, batch: u32) { /* … */ }
+    /// let spec = ChildSpec::worker("ingest", worker, ("jobs".to_string(), 64));
+    /// # let _ = spec;
+    /// ```
+    pub fn worker<F, Args>(id: impl Into<String>, target: F, args: Args) -> ChildSpec
+    where
+        F: Target<Args> + Copy,
+        Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        const { assert_zero_sized::<F>() };
+        let build = Arc::new(FnTarget { target, args });
+        ChildSpec::with_start(id, ChildType::Worker, Start::Process { build, ready: None })
+    }
+
+    /// A worker process built by `factory` at every start: for `Run` values, names, start
+    /// methods, or starts that may fail (an `Err` is a failed start).
+    pub fn process<P>(id: impl Into<String>, factory: P) -> ChildSpec
+    where
+        P: Fn() -> Result<Process> + Send + Sync + 'static,
+    {
+        let build = Arc::new(worker::Factory(factory));
+        ChildSpec::with_start(id, ChildType::Worker, Start::Process { build, ready: None })
+    }
+
+    /// The template of a `SimpleOneForOne` supervisor's children: each
+    /// [`Supervisor::start_child_with(args)`](Supervisor::start_child_with) starts
+    /// `target(args…)` (and every restart of that child reuses its `args`).
+    pub fn template<F, E>(id: impl Into<String>, target: F) -> ChildSpec
+    where
+        F: Target<E> + Copy,
+        E: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        const { assert_zero_sized::<F>() };
+        let build = Arc::new(TemplateTarget {
+            target,
+            extra: PhantomData::<fn(E)>,
+        });
+        let mut spec =
+            ChildSpec::with_start(id, ChildType::Worker, Start::Process { build, ready: None });
+        spec.extra = Some(ExtraType::of::<E>());
+        spec
+    }
+
+    /// A template whose processes are built by `factory` from the extra arguments.
+    pub fn template_fn<P, E>(id: impl Into<String>, factory: P) -> ChildSpec
+    where
+        P: Fn(&E) -> Result<Process> + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+    {
+        let build = Arc::new(worker::TemplateFactory(factory, PhantomData::<fn(E)>));
+        let mut spec =
+            ChildSpec::with_start(id, ChildType::Worker, Start::Process { build, ready: None });
+        spec.extra = Some(ExtraType::of::<E>());
+        spec
+    }
+
+    /// A supervisor nested in this process (its actor runs beside its parent's).
+    pub fn supervisor(id: impl Into<String>, spec: SupervisorSpec) -> ChildSpec {
+        ChildSpec::with_start(id, ChildType::Supervisor, Start::Nested(spec))
+    }
+
+    /// A supervisor in its own OS process, whose spec `build(args…)` makes there (`build` is a
+    /// `fn` item or a closure capturing nothing). Its subtree's events come back to this
+    /// supervisor's subscribers; killing its process kills its subtree.
+    pub fn supervisor_process<B, Args>(id: impl Into<String>, build: B, args: Args) -> ChildSpec
+    where
+        B: BuildSpec<Args> + Copy,
+        Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        const { assert_zero_sized::<B>() };
+        let _ = build;
+        let id = id.into();
+        let start = Start::Remote(remote::builder::<B, Args>(id.clone(), args));
+        ChildSpec::with_start(id, ChildType::Supervisor, start)
+    }
+
+    /// Any child that can be started and stopped.
+    pub fn custom(
+        id: impl Into<String>,
+        child_type: ChildType,
+        start: impl StartChild,
+    ) -> ChildSpec {
+        ChildSpec::with_start(id, child_type, Start::Custom(Arc::new(start)))
+    }
+
+    /// Sets when the child is restarted (default `Permanent`).
+    pub fn restart(mut self, restart: Restart) -> ChildSpec {
+        self.restart = restart;
+        self
+    }
+
+    /// Sets how the child is stopped.
+    pub fn shutdown(mut self, shutdown: Shutdown) -> ChildSpec {
+        self.shutdown = Some(shutdown);
+        self
+    }
+
+    /// Overrides the child type (it only changes reports and the default shutdown).
+    pub fn child_type(mut self, child_type: ChildType) -> ChildSpec {
+        self.child_type = child_type;
+        self
+    }
+
+    /// For `worker` and `template` specs: a start completes only once the child has called
+    /// [`notify_ready`]; a child that exits before, or is not ready within `timeout` (it is
+    /// then killed), failed to start.
+    pub fn wait_ready(mut self, timeout: Duration) -> ChildSpec {
+        if let Start::Process { ready, .. } = &mut self.start {
+            *ready = Some(timeout);
+        }
+        self
+    }
+
+    /// The id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl From<ChildSpec> for actors::ChildSpec {
+    fn from(spec: ChildSpec) -> actors::ChildSpec {
+        let start: Arc<dyn StartChild> = match spec.start {
+            Start::Process { build, ready } => Arc::new(ProcessChild { build, ready }),
+            Start::Remote(build) => Arc::new(remote::RemoteChild(build)),
+            Start::Nested(nested) => {
+                let mut converted = actors::ChildSpec::supervisor(spec.id, nested)
+                    .restart(spec.restart)
+                    .with_child_type(spec.child_type);
+                if let Some(shutdown) = spec.shutdown {
+                    converted = converted.shutdown(shutdown);
+                }
+                return converted;
+            }
+            Start::Custom(start) => start,
+        };
+        let mut converted =
+            actors::ChildSpec::from_arc(spec.id, spec.child_type, start).restart(spec.restart);
+        if let Some(shutdown) = spec.shutdown {
+            converted = converted.shutdown(shutdown);
+        }
+        if let Some(extra) = spec.extra {
+            converted = converted.extra_type(extra);
+        }
+        converted
+    }
+}
+
+/// A running supervisor. Clones are handles to the same supervisor; when the last one is
+/// dropped, the supervisor is stopped (its children in reverse order).
+///
+/// Every request has a blocking form (any thread, inside or outside a tokio runtime) and an
+/// `_async` form.
+#[derive(Clone)]
+pub struct Supervisor {
+    owner: Arc<Owner>,
+}
+
+struct Owner {
+    sup: SupervisorRef,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        if self.sup.is_alive() {
+            self.sup.stop();
+        }
+    }
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.owner.sup, f)
+    }
+}
+
+impl Supervisor {
+    fn wrap(sup: SupervisorRef) -> Supervisor {
+        Supervisor {
+            owner: Arc::new(Owner { sup }),
+        }
+    }
+
+    /// Validates `spec`, starts the supervisor and its children in order, and returns once all
+    /// have started. If one cannot start, those already started are stopped (reverse order)
+    /// and the error names it ([`SupervisorError::StartFailed`]).
+    pub fn start(spec: SupervisorSpec) -> Result<Supervisor> {
+        Ok(Supervisor::wrap(SupervisorRef::start(spec)?))
+    }
+
+    /// [`start`](Supervisor::start), with a subscription to the events made before the first
+    /// child starts (so it sees every start).
+    pub fn start_with_events(spec: SupervisorSpec) -> Result<(Supervisor, Events)> {
+        let bus = EventBus::new(None);
+        let events = bus.subscribe();
+        Ok((
+            Supervisor::wrap(SupervisorRef::start_with_bus(spec, bus)?),
+            events,
+        ))
+    }
+
+    /// [`start`](Supervisor::start) for async callers.
+    pub async fn start_async(spec: SupervisorSpec) -> Result<Supervisor> {
+        Ok(Supervisor::wrap(SupervisorRef::start_async(spec).await?))
+    }
+
+    /// [`start_with_events`](Supervisor::start_with_events) for async callers.
+    pub async fn start_with_events_async(spec: SupervisorSpec) -> Result<(Supervisor, Events)> {
+        let bus = EventBus::new(None);
+        let events = bus.subscribe();
+        let sup = SupervisorRef::start_with_bus_async(spec, bus).await?;
+        Ok((Supervisor::wrap(sup), events))
+    }
+
+    /// The underlying handle (it does not stop the supervisor when dropped).
+    pub fn handle(&self) -> &SupervisorRef {
+        &self.owner.sup
+    }
+
+    fn sup(&self) -> &SupervisorRef {
+        &self.owner.sup
+    }
+
+    /// The supervisor's name (the root of the paths in its events).
+    pub fn path(&self) -> &str {
+        self.sup().path()
+    }
+
+    /// Its strategy.
+    pub fn strategy(&self) -> Strategy {
+        self.sup().strategy()
+    }
+
+    /// A new subscription to its events and its subtree's, from now on.
+    pub fn events(&self) -> Events {
+        self.sup().events()
+    }
+
+    /// Adds a child at the end of the start order and starts it; returns its pid.
+    pub fn start_child(&self, spec: ChildSpec) -> Result<Option<i32>> {
+        Ok(self.sup().start_child(spec.into())?)
+    }
+
+    /// [`start_child`](Supervisor::start_child) for async callers.
+    pub async fn start_child_async(&self, spec: ChildSpec) -> Result<Option<i32>> {
+        Ok(self.sup().start_child_async(spec.into()).await?)
+    }
+
+    /// `SimpleOneForOne`: starts a child from the template with these extra arguments (the
+    /// template's target arguments, e.g. a tuple); returns its id (`template-N`) and pid.
+    pub fn start_child_with<E: Send + Sync + 'static>(
+        &self,
+        extra: E,
+    ) -> Result<(String, Option<i32>)> {
+        Ok(self.sup().start_child_with(extra)?)
+    }
+
+    /// [`start_child_with`](Supervisor::start_child_with) for async callers.
+    pub async fn start_child_with_async<E: Send + Sync + 'static>(
+        &self,
+        extra: E,
+    ) -> Result<(String, Option<i32>)> {
+        Ok(self.sup().start_child_with_async(extra).await?)
+    }
+
+    /// Stops child `id` (as its shutdown says); its spec stays, stopped (temporary and dynamic
+    /// children are forgotten). Returns once it has exited.
+    pub fn terminate_child(&self, id: &str) -> Result<()> {
+        Ok(self.sup().terminate_child(id)?)
+    }
+
+    /// [`terminate_child`](Supervisor::terminate_child) for async callers.
+    pub async fn terminate_child_async(&self, id: &str) -> Result<()> {
+        Ok(self.sup().terminate_child_async(id).await?)
+    }
+
+    /// Starts again the stopped child `id`; returns its pid.
+    pub fn restart_child(&self, id: &str) -> Result<Option<i32>> {
+        Ok(self.sup().restart_child(id)?)
+    }
+
+    /// [`restart_child`](Supervisor::restart_child) for async callers.
+    pub async fn restart_child_async(&self, id: &str) -> Result<Option<i32>> {
+        Ok(self.sup().restart_child_async(id).await?)
+    }
+
+    /// Forgets the stopped child `id`.
+    pub fn delete_child(&self, id: &str) -> Result<()> {
+        Ok(self.sup().delete_child(id)?)
+    }
+
+    /// [`delete_child`](Supervisor::delete_child) for async callers.
+    pub async fn delete_child_async(&self, id: &str) -> Result<()> {
+        Ok(self.sup().delete_child_async(id).await?)
+    }
+
+    /// Kills child `id` (SIGKILL) as if it had crashed — a test helper.
+    pub fn kill_child(&self, id: &str) -> Result<()> {
+        Ok(self.sup().kill_child(id)?)
+    }
+
+    /// [`kill_child`](Supervisor::kill_child) for async callers.
+    pub async fn kill_child_async(&self, id: &str) -> Result<()> {
+        Ok(self.sup().kill_child_async(id).await?)
+    }
+
+    /// The children in start order: id, pid, type, status, restarts.
+    pub fn which_children(&self) -> Result<Vec<ChildInfo>> {
+        Ok(self.sup().which_children()?)
+    }
+
+    /// [`which_children`](Supervisor::which_children) for async callers.
+    pub async fn which_children_async(&self) -> Result<Vec<ChildInfo>> {
+        Ok(self.sup().which_children_async().await?)
+    }
+
+    /// The pid of running child `id` (`None` if it is not running or not a process).
+    pub fn child_pid(&self, id: &str) -> Result<Option<i32>> {
+        let children = self.which_children()?;
+        children
+            .into_iter()
+            .find(|c| c.id == id)
+            .map(|c| c.pid)
+            .ok_or_else(|| {
+                SupervisorError::ChildNotFound {
+                    supervisor: self.path().into(),
+                    id: id.into(),
+                }
+                .into()
+            })
+    }
+
+    /// Specs, running children, supervisors, workers.
+    pub fn count_children(&self) -> Result<ChildCounts> {
+        Ok(self.sup().count_children()?)
+    }
+
+    /// [`count_children`](Supervisor::count_children) for async callers.
+    pub async fn count_children_async(&self) -> Result<ChildCounts> {
+        Ok(self.sup().count_children_async().await?)
+    }
+
+    /// Stops the children in reverse start order, then the supervisor. Returns once all have
+    /// exited. Stopping a supervisor that already exited does nothing.
+    pub fn stop(&self) {
+        self.sup().stop();
+    }
+
+    /// [`stop`](Supervisor::stop) for async callers.
+    pub async fn stop_async(&self) {
+        self.sup().stop_async().await;
+    }
+
+    /// Whether it still runs (it exits when stopped, or when it gives up).
+    pub fn is_alive(&self) -> bool {
+        self.sup().is_alive()
+    }
+
+    /// How it ended, if it has: `Code(0)` when stopped, `Failed(reason)` when it gave up.
+    pub fn exit(&self) -> Option<Exit> {
+        self.sup().exit()
+    }
+
+    /// Waits until it exits, or `timeout` passes (`None`).
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<Exit> {
+        self.sup().wait(timeout)
+    }
+
+    /// Waits asynchronously until it exits.
+    pub async fn wait_async(&self) -> Exit {
+        self.sup().wait_async().await
+    }
+}

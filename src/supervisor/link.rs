@@ -1,0 +1,101 @@
+//! The supervision link: a Unix socket between a supervisor and one child process, created per
+//! start and handed to the child in its arguments (the fd travels with the bootstrap).
+//!
+//! Child → supervisor, one frame each ([`crate`]'s wire format: 4-byte length + bincode):
+//! `Ready` (a worker called [`notify_ready`](super::notify_ready), or a nested supervisor has
+//! started its children), `StartFailed(reason)`, and `Event(e)` (a nested supervisor's events).
+//! The supervisor only reads; EOF means the child has exited.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Mutex;
+
+use procvisor_actors::fdpass;
+use procvisor_actors::supervisor::Event;
+use procvisor_actors::wire::{self, FrameLimits, WireError};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Largest frame a supervisor accepts from a child.
+const MAX_FRAME: usize = 1 << 20;
+
+/// What a supervised child tells its supervisor.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum ChildMsg {
+    Ready,
+    StartFailed(String),
+    Event(Event),
+}
+
+/// The child's end of a supervision link, as a target argument: its fd is exported while the
+/// arguments are encoded and imported in the child while they are decoded.
+pub(crate) struct LinkEnd(pub(crate) OwnedFd);
+
+impl Serialize for LinkEnd {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match fdpass::export_fd(self.0.as_fd()) {
+            Ok(Some(index)) => index.serialize(s),
+            Ok(None) => Err(serde::ser::Error::custom(
+                "a supervision link can only travel in a child process's arguments",
+            )),
+            Err(e) => Err(serde::ser::Error::custom(e)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LinkEnd {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<LinkEnd, D::Error> {
+        let index = u32::deserialize(d)?;
+        fdpass::import_fd(index)
+            .map(LinkEnd)
+            .ok_or_else(|| serde::de::Error::custom("the supervision link's fd did not arrive"))
+    }
+}
+
+/// Writes one message (blocking; the child's side).
+pub(crate) fn send(link: &Mutex<UnixStream>, msg: &ChildMsg) -> io::Result<()> {
+    let payload = wire::encode(msg).map_err(io::Error::other)?;
+    let mut stream = link.lock().unwrap_or_else(|e| e.into_inner());
+    wire::write_frame(&mut *stream, &payload, &FrameLimits::new(MAX_FRAME)).map_err(|e| match e {
+        WireError::Io(e) => e,
+        other => io::Error::other(other),
+    })
+}
+
+/// Reads one message (the supervisor's side); `None` at EOF or on any error (the child is gone
+/// or broken: either way nothing more will come).
+pub(crate) async fn recv(link: &mut tokio::net::UnixStream) -> Option<ChildMsg> {
+    let frame = wire::read_frame_async(link, &FrameLimits::new(MAX_FRAME))
+        .await
+        .ok()?;
+    wire::decode(&frame).ok()
+}
+
+/// The supervisor's end as a tokio stream (on the node's runtime).
+pub(crate) fn into_async(link: UnixStream) -> Result<tokio::net::UnixStream, String> {
+    link.set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixStream::from_std(link))
+        .map_err(|e| format!("cannot watch the supervision link: {e}"))
+}
+
+/// A new link: (the supervisor's end, the child's end).
+pub(crate) fn pair() -> Result<(UnixStream, LinkEnd), String> {
+    let (ours, theirs) =
+        UnixStream::pair().map_err(|e| format!("cannot create a supervision link: {e}"))?;
+    Ok((ours, LinkEnd(theirs.into())))
+}
+
+// ---- the child's side of readiness ------------------------------------------------------
+
+static READY_LINK: Mutex<Option<UnixStream>> = Mutex::new(None);
+
+pub(crate) fn set_ready_link(link: LinkEnd) {
+    *READY_LINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(UnixStream::from(link.0));
+}
+
+pub(crate) fn notify_ready() {
+    let link = READY_LINK.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(link) = link {
+        let _ = send(&Mutex::new(link), &ChildMsg::Ready);
+    }
+}

@@ -1,0 +1,266 @@
+//! The runtime API: dynamic children of a `SimpleOneForOne` supervisor (started with extra
+//! arguments, restarted with the same ones), and start/terminate/restart/delete/which/count
+//! on the other strategies, with their precise refusals. Also the async variants.
+
+procvisor::test_init!();
+
+mod common;
+mod supervisor_common;
+
+use std::time::Duration;
+
+use common::{GENEROUS, TempDir};
+use procvisor::Error;
+use procvisor::supervisor::{
+    ChildCounts, ChildSpec, ChildStatus, ChildType, Exit, Intensity, Restart, Strategy, Supervisor,
+    SupervisorError, SupervisorSpec,
+};
+use supervisor_common::{GRACE, actor, child, lines, lines_with, tags};
+
+fn script(s: &[&str]) -> Vec<String> {
+    s.iter().map(|s| s.to_string()).collect()
+}
+
+fn refused(result: procvisor::Result<impl std::fmt::Debug>) -> SupervisorError {
+    match result {
+        Err(Error::Supervisor(e)) => e,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn simple_one_for_one_children_are_added_at_run_time() {
+    let dir = TempDir::new("dynamic");
+    let log = dir.file("log");
+    let template = ChildSpec::template("job", actor)
+        .wait_ready(GENEROUS)
+        .shutdown(procvisor::supervisor::Shutdown::Timeout(GRACE))
+        .restart(Restart::Transient);
+    let spec = SupervisorSpec::new(Strategy::SimpleOneForOne)
+        .name("jobs")
+        .intensity(Intensity::new(10, Duration::from_secs(60)))
+        .child(template);
+    let (sup, events) = Supervisor::start_with_events(spec).unwrap();
+    assert_eq!(
+        sup.count_children().unwrap(),
+        ChildCounts::default(),
+        "no child at first"
+    );
+
+    let (a, pid_a) = sup
+        .start_child_with((log.clone(), "a".to_string(), script(&["serve"])))
+        .unwrap();
+    let (b, _) = sup
+        .start_child_with((log.clone(), "b".to_string(), script(&["exit:0"])))
+        .unwrap();
+    let (c, _) = sup
+        .start_child_with((log.clone(), "c".to_string(), script(&["serve"])))
+        .unwrap();
+    assert_eq!(
+        (a.as_str(), b.as_str(), c.as_str()),
+        ("job-1", "job-2", "job-3")
+    );
+    assert!(pid_a.is_some());
+
+    // b exits normally: transient, so not restarted — and a dynamic child is then forgotten.
+    events
+        .wait_for(|e| e.is_exit_of("job-2"), GENEROUS)
+        .unwrap();
+    // a is killed: restarted with the same extra arguments.
+    sup.kill_child("job-1").unwrap();
+    events.wait_restarts("job-1", 1, GENEROUS).unwrap();
+    assert_eq!(
+        lines_with(&log, "start ")
+            .iter()
+            .filter(|l| *l == "a")
+            .count(),
+        2
+    );
+    let children = sup.which_children().unwrap();
+    let ids: Vec<&str> = children.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["job-1", "job-3"]);
+    assert_eq!(children[0].restarts, 1);
+    assert_eq!(
+        sup.count_children().unwrap(),
+        ChildCounts {
+            specs: 2,
+            active: 2,
+            supervisors: 0,
+            workers: 2
+        }
+    );
+
+    // terminate_child forgets a dynamic child.
+    sup.terminate_child("job-3").unwrap();
+    assert_eq!(sup.which_children().unwrap().len(), 1);
+
+    // What a simple_one_for_one supervisor refuses.
+    assert!(matches!(
+        refused(sup.restart_child("job-1")),
+        SupervisorError::SimpleOneForOne {
+            operation: "restart_child",
+            ..
+        }
+    ));
+    assert!(matches!(
+        refused(sup.delete_child("job-1")),
+        SupervisorError::SimpleOneForOne {
+            operation: "delete_child",
+            ..
+        }
+    ));
+    assert!(matches!(
+        refused(sup.start_child(child(&log, "z", &["serve"]))),
+        SupervisorError::SimpleOneForOne { .. }
+    ));
+    let wrong = refused(sup.start_child_with(42u32));
+    assert!(
+        matches!(wrong, SupervisorError::ExtraArgsType { got: "u32", .. }),
+        "{wrong:?}"
+    );
+    assert!(
+        wrong
+            .to_string()
+            .contains("(alloc::string::String, alloc::string::String")
+    );
+
+    // Stopping stops every dynamic child.
+    for i in 0..3 {
+        sup.start_child_with((log.clone(), format!("d{i}"), script(&["serve"])))
+            .unwrap();
+    }
+    sup.stop();
+    let mut stopped = lines_with(&log, "stop ");
+    stopped.sort();
+    assert_eq!(stopped, ["a", "c", "d0", "d1", "d2"]);
+}
+
+#[test]
+fn children_can_be_started_terminated_restarted_and_deleted() {
+    let dir = TempDir::new("runtime-api");
+    let log = dir.file("log");
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .name("top")
+        .child(child(&log, "a", &["serve"]));
+    let (sup, events) = Supervisor::start_with_events(spec).unwrap();
+    let pid = sup.start_child(child(&log, "b", &["serve"])).unwrap();
+    assert!(pid.is_some());
+    assert!(matches!(
+        refused(sup.start_child(child(&log, "b", &["serve"]))),
+        SupervisorError::AlreadyStarted { pid: p, .. } if p == pid
+    ));
+    assert!(matches!(
+        refused(sup.delete_child("b")),
+        SupervisorError::ChildRunning { .. }
+    ));
+    sup.terminate_child("b").unwrap();
+    assert!(matches!(
+        refused(sup.start_child(child(&log, "b", &["serve"]))),
+        SupervisorError::AlreadyPresent { .. }
+    ));
+    let info = &sup.which_children().unwrap()[1];
+    assert_eq!(
+        (info.id.as_str(), info.pid, info.status, info.child_type),
+        ("b", None, ChildStatus::Stopped, ChildType::Worker)
+    );
+    let new_pid = sup.restart_child("b").unwrap();
+    assert!(new_pid.is_some() && new_pid != pid);
+    assert!(matches!(
+        refused(sup.restart_child("b")),
+        SupervisorError::ChildRunning { .. }
+    ));
+    sup.terminate_child("b").unwrap();
+    sup.delete_child("b").unwrap();
+    assert!(matches!(
+        refused(sup.terminate_child("b")),
+        SupervisorError::ChildNotFound { .. }
+    ));
+    assert!(matches!(
+        refused(sup.kill_child("nope")),
+        SupervisorError::ChildNotFound { .. }
+    ));
+    assert!(matches!(
+        refused(sup.start_child_with(())),
+        SupervisorError::NotSimpleOneForOne {
+            strategy: Strategy::OneForOne,
+            ..
+        }
+    ));
+    assert_eq!(sup.count_children().unwrap().specs, 1);
+    sup.stop();
+    assert_eq!(
+        lines(&log),
+        [
+            "start a", "start b", "stop b", "start b", "stop b", "stop a"
+        ]
+    );
+    assert_eq!(
+        tags(&events.collect::<Vec<_>>()),
+        [
+            "started top:a",
+            "started top:b",
+            "exited top:b",
+            "started top:b",
+            "exited top:b",
+            "exited top:a",
+            "supervisor-exited top",
+        ]
+    );
+}
+
+#[test]
+fn dropping_the_last_handle_stops_the_supervisor() {
+    let dir = TempDir::new("drop");
+    let log = dir.file("log");
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .child(child(&log, "a", &["serve"]))
+        .child(child(&log, "b", &["serve"]));
+    let (sup, events) = Supervisor::start_with_events(spec).unwrap();
+    let clone = sup.clone();
+    drop(sup);
+    assert!(clone.is_alive(), "a clone keeps it running");
+    drop(clone);
+    assert_eq!(lines_with(&log, "stop "), ["b", "a"]);
+    assert_eq!(
+        tags(&events.collect::<Vec<_>>()),
+        [
+            "started supervisor:a",
+            "started supervisor:b",
+            "exited supervisor:b",
+            "exited supervisor:a",
+            "supervisor-exited supervisor",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_async_api_works_inside_a_tokio_runtime() {
+    let dir = TempDir::new("async");
+    let log = dir.file("log");
+    let spec = SupervisorSpec::new(Strategy::RestForOne)
+        .name("top")
+        .child(child(&log, "a", &["serve"]))
+        .child(child(&log, "b", &["serve"]));
+    let (sup, events) = Supervisor::start_with_events_async(spec).await.unwrap();
+    sup.start_child_async(child(&log, "c", &["serve"]))
+        .await
+        .unwrap();
+    sup.kill_child_async("b").await.unwrap();
+    events
+        .wait_for_async(|e| e.is_restart_of("c"), GENEROUS)
+        .await
+        .unwrap();
+    assert_eq!(sup.which_children_async().await.unwrap().len(), 3);
+    assert_eq!(sup.count_children_async().await.unwrap().active, 3);
+    sup.terminate_child_async("c").await.unwrap();
+    sup.restart_child_async("c").await.unwrap();
+    sup.terminate_child_async("c").await.unwrap();
+    sup.delete_child_async("c").await.unwrap();
+    sup.stop_async().await;
+    assert_eq!(sup.wait_async().await, Exit::Code(0));
+    // The blocking API works here too (it does not need the caller's runtime).
+    assert!(sup.which_children().is_err());
+    while let Some(e) = events.recv_async().await {
+        let _ = e;
+    }
+}

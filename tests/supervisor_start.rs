@@ -1,0 +1,221 @@
+//! Starting: spec validation (precise errors), a child that fails to start (the supervisor
+//! stops those already started, in reverse order, and says which child and why), readiness.
+
+procvisor::test_init!();
+
+mod common;
+mod supervisor_common;
+
+use std::time::{Duration, Instant};
+
+use common::{GENEROUS, TempDir};
+use procvisor::supervisor::{
+    ChildSpec, Event, EventBus, Intensity, Strategy, Supervisor, SupervisorError, SupervisorRef,
+    SupervisorSpec,
+};
+use procvisor::{Error, Process};
+use supervisor_common::{child, lines, tags};
+
+fn noop() {}
+
+fn spec_error(spec: SupervisorSpec) -> SupervisorError {
+    match Supervisor::start(spec) {
+        Err(Error::Supervisor(e)) => e,
+        other => panic!("expected a supervisor error, got {other:?}"),
+    }
+}
+
+#[test]
+fn invalid_specs_are_refused_with_precise_errors() {
+    let w = |id: &str| ChildSpec::worker(id, noop, ());
+    assert_eq!(
+        spec_error(
+            SupervisorSpec::new(Strategy::OneForOne)
+                .child(w("a"))
+                .child(w("a"))
+        ),
+        SupervisorError::DuplicateChildId {
+            supervisor: "supervisor".into(),
+            id: "a".into()
+        }
+    );
+    assert_eq!(
+        spec_error(
+            SupervisorSpec::new(Strategy::OneForOne)
+                .name("top")
+                .intensity(Intensity::new(1, Duration::ZERO))
+        ),
+        SupervisorError::ZeroPeriod {
+            supervisor: "top".into()
+        }
+    );
+    assert_eq!(
+        spec_error(SupervisorSpec::new(Strategy::OneForOne).child(w(""))),
+        SupervisorError::EmptyChildId
+    );
+    for count in [0, 2] {
+        let spec = SupervisorSpec::new(Strategy::SimpleOneForOne)
+            .children((0..count).map(|i| w(&i.to_string())));
+        assert_eq!(
+            spec_error(spec),
+            SupervisorError::SimpleOneForOneSpecs {
+                supervisor: "supervisor".into(),
+                count
+            }
+        );
+    }
+    // A nested spec is checked when it starts, under its path.
+    let nested = SupervisorSpec::new(Strategy::OneForOne)
+        .child(w("x"))
+        .child(w("x"));
+    let err = spec_error(
+        SupervisorSpec::new(Strategy::OneForOne)
+            .name("top")
+            .child(ChildSpec::supervisor("mid", nested)),
+    );
+    let SupervisorError::StartFailed { id, reason, .. } = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(id, "mid");
+    assert!(
+        reason.contains("duplicate child id \"x\" in supervisor top/mid"),
+        "{reason}"
+    );
+    // The messages read well.
+    assert_eq!(
+        SupervisorError::ZeroPeriod {
+            supervisor: "top".into()
+        }
+        .to_string(),
+        "invalid restart intensity for supervisor top: the period must be longer than zero"
+    );
+}
+
+#[test]
+fn a_child_that_fails_to_start_stops_those_started_before_it() {
+    let dir = TempDir::new("start-fails");
+    let log = dir.file("log");
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .name("top")
+        .child(child(&log, "a", &["serve"]))
+        .child(child(&log, "b", &["serve"]))
+        .child(child(&log, "broken", &["unready:7"]))
+        .child(child(&log, "never", &["serve"]));
+    let bus = EventBus::new(None);
+    let events = bus.subscribe();
+    let err = SupervisorRef::start_with_bus(spec, bus).unwrap_err();
+    let SupervisorError::StartFailed {
+        supervisor,
+        id,
+        reason,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!((supervisor.as_str(), id.as_str()), ("top", "broken"));
+    assert!(
+        reason.contains("exited before it was ready (exit code 7)"),
+        "{reason}"
+    );
+    assert_eq!(
+        lines(&log),
+        ["start a", "start b", "start broken", "stop b", "stop a"]
+    );
+    let seen: Vec<Event> = events.collect();
+    assert_eq!(
+        tags(&seen),
+        [
+            "started top:a",
+            "started top:b",
+            "start-failed top:broken",
+            "exited top:b",
+            "exited top:a",
+            "supervisor-exited top",
+        ]
+    );
+}
+
+#[test]
+fn factories_and_readiness_timeouts_can_fail_a_start() {
+    // A factory's error is the reason.
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .child(ChildSpec::process("f", || Err(Error::NotInitialized)));
+    let SupervisorError::StartFailed { reason, .. } = spec_error(spec) else {
+        panic!()
+    };
+    assert!(reason.contains("procvisor::init() has not run"), "{reason}");
+
+    // A child that never reports ready is killed after the timeout.
+    fn silent() {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+    let timeout = Duration::from_millis(200);
+    let t = Instant::now();
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .child(ChildSpec::worker("silent", silent, ()).wait_ready(timeout));
+    let SupervisorError::StartFailed { reason, .. } = spec_error(spec) else {
+        panic!()
+    };
+    assert!(t.elapsed() >= timeout);
+    assert!(
+        reason.contains("did not report ready within 200ms"),
+        "{reason}"
+    );
+
+    // start_child: a failed start is reported and its spec is not kept.
+    let sup = Supervisor::start(SupervisorSpec::new(Strategy::OneForOne)).unwrap();
+    let err = sup
+        .start_child(
+            ChildSpec::process("g", || Process::new(noop, ()).with_daemon(false))
+                .wait_ready(GENEROUS),
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("wait_ready() needs a spec made with"),
+        "{err}"
+    );
+    assert!(sup.which_children().unwrap().is_empty());
+    sup.stop();
+}
+
+fn spec_with_broken_leaf(log: String) -> SupervisorSpec {
+    SupervisorSpec::new(Strategy::OneForOne)
+        .child(child(&log, "x", &["serve"]))
+        .child(child(&log, "bad", &["panic"]).wait_ready(GENEROUS))
+        .child(child(&log, "y", &["unready:3"]))
+}
+
+#[test]
+fn a_nested_supervisor_that_fails_to_start_fails_its_parents_start() {
+    let dir = TempDir::new("nested-start-fails");
+    let log = dir.file("log");
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .name("top")
+        .child(child(&log, "w", &["serve"]))
+        .child(ChildSpec::supervisor(
+            "mid",
+            spec_with_broken_leaf(log.clone()),
+        ));
+    let err = spec_error(spec);
+    let SupervisorError::StartFailed { id, reason, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(id, "mid");
+    assert!(
+        reason.contains("child \"y\" of supervisor top/mid failed to start"),
+        "{reason}"
+    );
+    // `bad` panicked after it was ready: started; `y` failed; then x, bad (dead), w stopped.
+    assert_eq!(
+        lines(&log),
+        [
+            "start w",
+            "start x",
+            "start bad",
+            "start y",
+            "stop x",
+            "stop w"
+        ]
+    );
+}
