@@ -37,6 +37,7 @@ const SECTIONS: &[Section] = &[
     ("active_children()", children),
     ("Logging with log_to_stderr()", logging),
     ("The fork start method", fork_start_method),
+    ("Pipes and connections", pipes),
 ];
 
 /// How many processes the main process started (through `launch`).
@@ -438,5 +439,88 @@ fn fork_start_method() -> procvisor::Result<()> {
         spawn.as_secs_f64() * 1e3,
         fork.as_secs_f64() * 1e3
     );
+    Ok(())
+}
+
+// ---- pipes and connections ----------------------------------------------------------------------
+
+/// A worker that squares what it receives until the pipe closes, then reports how many.
+fn squarer(conn: procvisor::Connection) -> procvisor::Result<()> {
+    let mut count = 0u32;
+    loop {
+        match conn.recv::<u64>() {
+            Ok(x) => conn.send(&(x, x * x))?,
+            Err(procvisor::Error::Eof) => break,
+            Err(e) => return Err(e),
+        }
+        count += 1;
+    }
+    child_say!("the pipe closed after {count} numbers");
+    Ok(())
+}
+
+/// Answers once on a connection to a listener, authenticated with the tree's key.
+fn phone_home(address: procvisor::Address, n: u32) -> procvisor::Result<()> {
+    let conn = procvisor::Client::builder(address)
+        .authenticate(true)
+        .connect()?;
+    conn.send(&format!("hello from {} (#{n})", current_process().name()))
+}
+
+fn pipes() -> procvisor::Result<()> {
+    say!("pipe(true) gives two connected ends; one travels to a child in its arguments.");
+    let (ours, theirs) = procvisor::pipe(true)?;
+    let p = Process::new(squarer, (theirs,));
+    launch(&p)?;
+    for x in [3u64, 12, 1 << 20] {
+        ours.send(&x)?;
+        let (x, square) = ours.recv::<(u64, u64)>()?;
+        say!("sent {x}, the child answered {square}");
+    }
+    say!(
+        "poll(0) with nothing pending: {}",
+        ours.poll(Some(Duration::ZERO))?
+    );
+    drop(ours); // the child sees end-of-file and stops
+    p.join(None)?;
+
+    say!("send_bytes / recv_bytes_into move raw bytes; a short buffer hands back the message:");
+    let (a, b) = procvisor::pipe(false)?; // one-way: a receives, b sends
+    b.send_bytes(b"twelve bytes", 0, None)?;
+    let mut small = [0u8; 5];
+    if let Err(e) = a.recv_bytes_into(&mut small, 0) {
+        let text = e.to_string();
+        let message = e.into_message().unwrap_or_default();
+        say!("{text} -> {:?}", String::from_utf8_lossy(&message));
+    }
+    let misuse = a.send(&1).unwrap_err();
+    say!("a.send on the receive-only end: {misuse}");
+
+    say!("a Listener authenticates clients with the tree's authkey; wait() multiplexes:");
+    let listener = procvisor::Listener::builder().authenticate(true).bind()?;
+    let callers: Vec<Process> = (0..3)
+        .map(|n| Process::new(phone_home, (listener.address().clone(), n)))
+        .collect();
+    for c in &callers {
+        launch(c)?;
+    }
+    let conns = (0..callers.len())
+        .map(|_| listener.accept())
+        .collect::<procvisor::Result<Vec<procvisor::Connection>>>()?;
+    let mut pending: Vec<&procvisor::Connection> = conns.iter().collect();
+    while !pending.is_empty() {
+        let objects: Vec<&dyn procvisor::Waitable> = pending
+            .iter()
+            .map(|c| *c as &dyn procvisor::Waitable)
+            .collect();
+        let ready = procvisor::wait(&objects, None)?;
+        for &i in ready.iter().rev() {
+            say!("{}", pending[i].recv::<String>()?);
+            pending.remove(i);
+        }
+    }
+    for c in &callers {
+        c.join(None)?;
+    }
     Ok(())
 }

@@ -390,7 +390,9 @@ fn misbehave(address: Address, kind: String) -> procvisor::Result<()> {
         }
         "oversized" => {
             let mut stream = raw();
-            stream.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).unwrap();
+            stream
+                .write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3])
+                .unwrap();
             until_hung_up(stream);
         }
         "wrong-key" => {
