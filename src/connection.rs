@@ -451,8 +451,12 @@ impl Connection {
         let dup = fd
             .try_clone()
             .map_err(|e| Error::io("cannot duplicate the connection's descriptor", e))?;
-        let clone =
-            Connection::from_parts(dup, self.inner.socket, self.inner.readable, self.inner.writable);
+        let clone = Connection::from_parts(
+            dup,
+            self.inner.socket,
+            self.inner.readable,
+            self.inner.writable,
+        );
         clone.set_max_frame(self.max_frame());
         Ok(clone)
     }
@@ -481,9 +485,7 @@ impl Connection {
     /// Whether this end may receive (false for the send-only end of a one-way pipe, for a
     /// connection that refused a message, and once closed).
     pub fn readable(&self) -> bool {
-        self.inner.readable
-            && !self.closed()
-            && lock(&self.inner.read).refused.is_none()
+        self.inner.readable && !self.closed() && lock(&self.inner.read).refused.is_none()
     }
 
     /// Whether this end may send (false for the receive-only end of a one-way pipe, and once
@@ -590,7 +592,11 @@ impl ReadHalf {
 }
 
 /// `recv_bytes`'s maxlength rule: a longer message is refused and reading stops.
-fn check_maxlength(refused: &mut Option<String>, len: usize, maxlength: Option<usize>) -> Result<()> {
+fn check_maxlength(
+    refused: &mut Option<String>,
+    len: usize,
+    maxlength: Option<usize>,
+) -> Result<()> {
     match maxlength {
         Some(maxlength) if len > maxlength => {
             *refused = Some(format!(
@@ -713,14 +719,14 @@ impl Serialize for Connection {
     /// arguments.
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::Error as _;
-        let fd = self
-            .inner
-            .fd
-            .guard()
-            .map_err(|_| S::Error::custom("cannot pass a closed Connection to another process"))?;
+        let fd =
+            self.inner.fd.guard().map_err(|_| {
+                S::Error::custom("cannot pass a closed Connection to another process")
+            })?;
         {
             let half = lock(&self.inner.read);
-            let pending = half.reader.buffered_len() + half.stash.iter().map(Vec::len).sum::<usize>();
+            let pending =
+                half.reader.buffered_len() + half.stash.iter().map(Vec::len).sum::<usize>();
             if pending > 0 {
                 return Err(S::Error::custom(format!(
                     "cannot pass this Connection to another process: it holds {pending} bytes \

@@ -30,7 +30,10 @@ fn join_ok(p: &Process) {
 enum Msg {
     Text(String),
     Numbers(Vec<i64>),
-    Nested { id: u32, tags: Vec<(String, Option<bool>)> },
+    Nested {
+        id: u32,
+        tags: Vec<(String, Option<bool>)>,
+    },
     Stop,
 }
 
@@ -190,7 +193,10 @@ fn send_sizes(conn: Connection, sizes: Vec<usize>) -> procvisor::Result<()> {
 fn recv_bytes_maxlength_refuses_a_longer_message_and_stops_reading() {
     let mut guard = KillOnDrop::new();
     let (ours, theirs) = pipe(true).unwrap();
-    let p = start(&mut guard, Process::new(send_sizes, (theirs, vec![10, 11, 3])));
+    let p = start(
+        &mut guard,
+        Process::new(send_sizes, (theirs, vec![10, 11, 3])),
+    );
     assert_eq!(ours.recv_bytes(Some(10)).unwrap().len(), 10);
     let err = ours.recv_bytes(Some(10)).unwrap_err();
     assert!(
@@ -210,7 +216,10 @@ fn recv_bytes_maxlength_refuses_a_longer_message_and_stops_reading() {
     );
     assert!(!ours.readable());
     assert!(ours.writable(), "only reading stops");
-    for result in [ours.recv_bytes(None).map(|_| ()), ours.recv::<u8>().map(|_| ())] {
+    for result in [
+        ours.recv_bytes(None).map(|_| ()),
+        ours.recv::<u8>().map(|_| ()),
+    ] {
         let err = result.unwrap_err();
         assert!(matches!(err, Error::NotReadable { .. }), "{err:?}");
         assert_eq!(
@@ -230,7 +239,10 @@ fn recv_bytes_maxlength_refuses_a_longer_message_and_stops_reading() {
 fn recv_bytes_into_fills_at_offset_and_buffer_too_short_carries_the_message() {
     let mut guard = KillOnDrop::new();
     let (ours, theirs) = pipe(true).unwrap();
-    let p = start(&mut guard, Process::new(send_sizes, (theirs, vec![4, 9, 0, 5])));
+    let p = start(
+        &mut guard,
+        Process::new(send_sizes, (theirs, vec![4, 9, 0, 5])),
+    );
     let mut buf = [0xffu8; 8];
     assert_eq!(ours.recv_bytes_into(&mut buf, 2).unwrap(), 4);
     assert_eq!(buf, [0xff, 0xff, 0, 1, 2, 3, 0xff, 0xff]);
@@ -246,8 +258,14 @@ fn recv_bytes_into_fills_at_offset_and_buffer_too_short_carries_the_message() {
     // An empty message fits at the very end; an offset past the end is refused before reading.
     assert_eq!(ours.recv_bytes_into(&mut buf, 8).unwrap(), 0);
     let err = ours.recv_bytes_into(&mut buf, 9).unwrap_err();
-    assert!(matches!(err, Error::BadOffset { offset: 9, len: 8 }), "{err:?}");
-    assert_eq!(err.to_string(), "offset 9 is past the end of the 8-byte buffer");
+    assert!(
+        matches!(err, Error::BadOffset { offset: 9, len: 8 }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "offset 9 is past the end of the 8-byte buffer"
+    );
     // Nothing was consumed by the refused call.
     assert_eq!(ours.recv_bytes(None).unwrap(), [0, 1, 2, 3, 4]);
     join_ok(&p);
@@ -285,7 +303,10 @@ fn send_bytes_offset_and_size_follow_python() {
     assert_eq!(b.recv_bytes(None).unwrap(), b"3456");
     assert_eq!(b.recv_bytes(None).unwrap(), b"");
     let err = a.send_bytes(b"0123", 5, None).unwrap_err();
-    assert!(matches!(err, Error::BadOffset { offset: 5, len: 4 }), "{err:?}");
+    assert!(
+        matches!(err, Error::BadOffset { offset: 5, len: 4 }),
+        "{err:?}"
+    );
     let err = a.send_bytes(b"0123", 2, Some(3)).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -342,7 +363,11 @@ fn poll_zero_answers_at_once_timeout_waits_and_none_blocks_until_data() {
     let wait = Duration::from_millis(200);
     let t = Instant::now();
     assert!(!ours.poll(Some(wait)).unwrap());
-    assert!(t.elapsed() >= wait, "poll returned early: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= wait,
+        "poll returned early: {:?}",
+        t.elapsed()
+    );
 
     ours.send("go").unwrap();
     assert!(ours.poll(None).unwrap());
@@ -462,7 +487,10 @@ fn one_mib_and_sixty_four_mib_messages_arrive_intact() {
     assert_eq!(ours.recv_bytes(None).unwrap(), expected);
     let mut buf = vec![0u8; (64 << 20) + 8];
     assert_eq!(ours.recv_bytes_into(&mut buf, 8).unwrap(), 64 << 20);
-    assert!(buf[8..] == expected[..], "recv_bytes_into corrupted the message");
+    assert!(
+        buf[8..] == expected[..],
+        "recv_bytes_into corrupted the message"
+    );
     ours.send_bytes(&pattern(64 << 20, 3), 0, None).unwrap();
     assert_eq!(ours.recv::<(usize, bool)>().unwrap(), (64 << 20, true));
     join_ok(&p);
@@ -486,10 +514,20 @@ fn the_frame_limit_is_enforced_on_both_sides() {
         &mut guard,
         Process::new(report_limit_then_send_big, (theirs,)),
     );
-    assert_eq!(ours.recv::<usize>().unwrap(), 1000, "the limit travels with the end");
+    assert_eq!(
+        ours.recv::<usize>().unwrap(),
+        1000,
+        "the limit travels with the end"
+    );
     let err = ours.recv_bytes(None).unwrap_err();
     assert!(
-        matches!(err, Error::FrameTooLarge { len: 2000, max: 1000 }),
+        matches!(
+            err,
+            Error::FrameTooLarge {
+                len: 2000,
+                max: 1000
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(
@@ -540,7 +578,11 @@ fn wait_returns_the_ready_connections_and_exited_processes() {
 
     assert!(wait(&objects, Some(Duration::ZERO)).unwrap().is_empty());
     let t = Instant::now();
-    assert!(wait(&objects, Some(Duration::from_millis(100))).unwrap().is_empty());
+    assert!(
+        wait(&objects, Some(Duration::from_millis(100)))
+            .unwrap()
+            .is_empty()
+    );
     assert!(t.elapsed() >= Duration::from_millis(100));
 
     ours[1].send("send").unwrap();
@@ -580,7 +622,11 @@ fn wait_rejects_unusable_objects() {
         Err(Error::NotStarted { .. })
     ));
     let t = Instant::now();
-    assert!(wait(&[], Some(Duration::from_millis(50))).unwrap().is_empty());
+    assert!(
+        wait(&[], Some(Duration::from_millis(50)))
+            .unwrap()
+            .is_empty()
+    );
     assert!(t.elapsed() >= Duration::from_millis(50));
 }
 
@@ -601,7 +647,10 @@ fn close_is_idempotent_and_later_operations_fail() {
         a.fileno().unwrap_err(),
         a.try_clone().unwrap_err(),
     ] {
-        assert!(matches!(err, Error::Closed { what: "connection" }), "{err:?}");
+        assert!(
+            matches!(err, Error::Closed { what: "connection" }),
+            "{err:?}"
+        );
         assert_eq!(err.to_string(), "the connection is closed");
     }
     assert!(matches!(b.recv::<u8>(), Err(Error::Eof)));
@@ -640,7 +689,10 @@ fn a_connection_with_unreceived_buffered_bytes_refuses_to_travel() {
     let p = Process::new(|_c: Connection| (), (b,));
     let err = p.start().unwrap_err();
     assert!(matches!(err, Error::Encode { .. }), "{err:?}");
-    assert!(err.to_string().contains("already read from the OS"), "{err}");
+    assert!(
+        err.to_string().contains("already read from the OS"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -655,7 +707,12 @@ fn a_connection_cannot_be_encoded_outside_a_childs_arguments() {
     let closed = pipe(true).unwrap().0;
     closed.close();
     let p = Process::new(|_c: Connection| (), (closed,));
-    assert!(p.start().unwrap_err().to_string().contains("closed Connection"));
+    assert!(
+        p.start()
+            .unwrap_err()
+            .to_string()
+            .contains("closed Connection")
+    );
 }
 
 #[test]
@@ -684,7 +741,10 @@ fn debug_shows_the_kind_and_ends() {
     let (a, b) = pipe(false).unwrap();
     let shown = format!("{a:?}");
     assert!(shown.starts_with("Connection { fd: "), "{shown}");
-    assert!(shown.ends_with("kind: \"socket\", readable: true, writable: false }"), "{shown}");
+    assert!(
+        shown.ends_with("kind: \"socket\", readable: true, writable: false }"),
+        "{shown}"
+    );
     b.close();
     assert!(format!("{b:?}").contains("fd: \"closed\""));
 }
@@ -772,5 +832,9 @@ fn arbitrary_bytes_give_errors_never_panics_or_hangs() {
             }
         }
     }
-    assert!(start.elapsed() < GENEROUS, "hostile input took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < GENEROUS,
+        "hostile input took {:?}",
+        start.elapsed()
+    );
 }

@@ -258,8 +258,8 @@ pub(crate) fn poll_readable(
         .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
         .collect();
     loop {
-        let timeout = deadline
-            .map(|d| TimeSpec::from_duration(d.saturating_duration_since(Instant::now())));
+        let timeout =
+            deadline.map(|d| TimeSpec::from_duration(d.saturating_duration_since(Instant::now())));
         match ppoll(&mut polls, timeout, None) {
             Ok(_) => break,
             Err(nix::errno::Errno::EINTR) => continue,
