@@ -26,6 +26,7 @@ use std::error::Error;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use procvisor::supervisor::{ChildSpec, Intensity, Strategy, Supervisor, SupervisorSpec};
 use procvisor::{Connection, Process, StartMethod, pipe as make_pipe};
 
 /// What a test reports: one JSON line.
@@ -89,6 +90,7 @@ const TESTS: &[Test] = &[
     ("pipe_bytes_1mib", pipe_bytes_1mib),
     ("process_start_join", process_start_join),
     ("process_start_join_fork", process_start_join_fork),
+    ("supervisor_restart", supervisor_restart),
 ];
 
 /// The Python file's loop: `iterations` starts at 1 and doubles until a round lasts at least
@@ -220,6 +222,26 @@ fn process_start_join(delta: f64) -> TestResult {
 fn process_start_join_fork(delta: f64) -> TestResult {
     let (n, elapsed) = doubling(delta, |i| start_join_round(StartMethod::Fork, i))?;
     Ok(Row::new("process_start_join_fork", n, elapsed))
+}
+
+// ---- supervision ----------------------------------------------------------------------------
+
+/// A child that exits at once under a `Permanent` one-for-one spec with unlimited intensity:
+/// restarts per second, counted from the event stream (a restart costs about one process start).
+fn supervisor_restart(delta: f64) -> TestResult {
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .name("bench")
+        .intensity(Intensity::unlimited())
+        .child(ChildSpec::worker("noop", noop, ()));
+    let (sup, events) = Supervisor::start_with_events(spec)?;
+    let (n, elapsed) = doubling(delta, |n| {
+        events.drain();
+        let t = Instant::now();
+        events.wait_restarts("noop", n as u32, Duration::from_secs(600))?;
+        Ok(t.elapsed())
+    })?;
+    sup.stop();
+    Ok(Row::new("supervisor_restart", n, elapsed))
 }
 
 // ---- command line -------------------------------------------------------------------------

@@ -38,6 +38,7 @@ const SECTIONS: &[Section] = &[
     ("Logging with log_to_stderr()", logging),
     ("The fork start method", fork_start_method),
     ("Pipes and connections", pipes),
+    ("Supervision trees (Erlang/OTP)", supervision),
 ];
 
 /// How many processes the main process started (through `launch`).
@@ -521,6 +522,51 @@ fn pipes() -> procvisor::Result<()> {
     }
     for c in &callers {
         c.join(None)?;
+    }
+    Ok(())
+}
+
+// ---- supervision trees ----------------------------------------------------------------------
+
+/// A supervised stage: reports ready, then serves until its supervisor asks it to stop.
+fn stage() {
+    child_say!("ready");
+    procvisor::supervisor::notify_ready();
+    wait_for_stop(None);
+    child_say!("stopping");
+}
+
+fn supervision() -> procvisor::Result<()> {
+    use procvisor::supervisor::{ChildSpec, Intensity, Strategy, Supervisor, SupervisorSpec};
+
+    let spec = SupervisorSpec::new(Strategy::RestForOne)
+        .name("tour")
+        .intensity(Intensity::new(3, Duration::from_secs(10)))
+        .children(
+            ["reader", "parser", "writer"]
+                .map(|id| ChildSpec::worker(id, stage, ()).wait_ready(Duration::from_secs(10))),
+        );
+    let (sup, events) = Supervisor::start_with_events(spec)?;
+    say!("a rest_for_one supervisor started reader, parser, writer, in that order");
+    for e in events.drain() {
+        say!("event: {e}");
+    }
+    say!("kill_child(\"parser\"): parser and the children after it restart, reader does not");
+    sup.kill_child("parser")?;
+    let seen = events
+        .wait_restarts("writer", 1, Duration::from_secs(10))
+        .expect("the supervisor restarts parser and writer");
+    for e in seen {
+        say!("event: {e}");
+    }
+    for c in sup.which_children()? {
+        let (id, pid, status) = (c.id, c.pid.unwrap_or(0), c.status);
+        say!("{id} pid {pid} {status:?}, {} restart(s)", c.restarts);
+    }
+    say!("stop(): children stop in reverse order");
+    sup.stop();
+    for e in events {
+        say!("event: {e}");
     }
     Ok(())
 }

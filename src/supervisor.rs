@@ -250,7 +250,66 @@ impl ChildSpec {
         ChildSpec::with_start(id, ChildType::Supervisor, start)
     }
 
-    /// Any child that can be started and stopped.
+    /// Any child that can be started and stopped: implement [`StartChild`] and
+    /// [`RunningChild`] (both run on the node's runtime and must not block).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procvisor::supervisor::*;
+    /// use tokio::sync::watch;
+    ///
+    /// /// A child that is a tokio task: it fails (exit code 1) 10 ms after each start.
+    /// struct Flaky;
+    /// struct Task(watch::Receiver<Option<Exit>>, tokio::task::AbortHandle);
+    ///
+    /// impl StartChild for Flaky {
+    ///     fn start(&self, _: StartContext) -> BoxFuture<'static, Result<Box<dyn RunningChild>, String>> {
+    ///         Box::pin(async {
+    ///             let (done, exit) = watch::channel(None);
+    ///             let task = tokio::spawn(async move {
+    ///                 tokio::time::sleep(Duration::from_millis(10)).await;
+    ///                 let _ = done.send(Some(Exit::Code(1)));
+    ///             });
+    ///             Ok(Box::new(Task(exit, task.abort_handle())) as Box<dyn RunningChild>)
+    ///         })
+    ///     }
+    /// }
+    ///
+    /// impl RunningChild for Task {
+    ///     fn pid(&self) -> Option<i32> { None }
+    ///     fn wait_exit(&self) -> BoxFuture<'static, Exit> {
+    ///         let mut exit = self.0.clone();
+    ///         Box::pin(async move {
+    ///             // An aborted task drops its sender without a value: report it as killed.
+    ///             let _ = exit.wait_for(Option::is_some).await;
+    ///             exit.borrow().clone().unwrap_or(Exit::Signal(9))
+    ///         })
+    ///     }
+    ///     fn request_stop(&self) { self.1.abort() }
+    ///     fn terminate(&self) { self.1.abort() }
+    ///     fn kill(&self) { self.1.abort() }
+    /// }
+    ///
+    /// impl Drop for Task {
+    ///     fn drop(&mut self) { self.1.abort() }
+    /// }
+    ///
+    /// let spec = SupervisorSpec::new(Strategy::OneForOne)
+    ///     .name("tasks")
+    ///     .intensity(Intensity::new(2, Duration::from_secs(60)))
+    ///     .child(ChildSpec::custom("flaky", ChildType::Worker, Flaky));
+    /// let (sup, events) = Supervisor::start_with_events(spec)?;
+    /// // Two restarts are allowed; the third failure makes the supervisor give up.
+    /// assert!(matches!(sup.wait(Some(Duration::from_secs(10))), Some(Exit::Failed(_))));
+    /// let tags: Vec<String> = events.map(|e| e.tag()).collect();
+    /// assert_eq!(tags, [
+    ///     "started tasks:flaky",
+    ///     "exited tasks:flaky", "restarted tasks:flaky",
+    ///     "exited tasks:flaky", "restarted tasks:flaky",
+    ///     "exited tasks:flaky", "gave-up tasks", "supervisor-exited tasks",
+    /// ]);
+    /// # Ok::<(), procvisor::Error>(())
+    /// ```
     pub fn custom(
         id: impl Into<String>,
         child_type: ChildType,

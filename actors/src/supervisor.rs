@@ -13,7 +13,7 @@
 //!
 //! ## The actor
 //!
-//! One ractor actor per supervisor, on the node's runtime. Its messages ([`SupMsg`]) are the
+//! One ractor actor per supervisor, on the node's runtime. Its messages (`SupMsg`) are the
 //! runtime API (start/terminate/restart/delete a child, which/count children, stop) plus two it
 //! sends itself:
 //!
