@@ -77,7 +77,7 @@
 //!
 //! A [`Listener`] or [`Client`] given an authkey runs an HMAC-SHA256 challenge/response in both
 //! directions before the connection is handed out (see [`procvisor_actors::wire::auth`]); a
-//! wrong key gives [`Error::Authentication`](crate::Error::Authentication) on both sides, and
+//! wrong key gives [`Error::Authentication`] on both sides, and
 //! nothing the peer sent before authenticating is ever decoded.
 //!
 //! # Threads and async
@@ -109,7 +109,10 @@ use procvisor_actors::wire::{WireError, codec};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use listener::{Address, Client, ClientBuilder, Family, Listener, ListenerBuilder};
+pub use listener::{
+    Address, Client, ClientBuilder, DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT, Family, Listener,
+    ListenerBuilder,
+};
 pub use wait::{Waitable, wait};
 
 use crate::error::{Error, Result};

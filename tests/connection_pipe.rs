@@ -838,3 +838,53 @@ fn arbitrary_bytes_give_errors_never_panics_or_hangs() {
         start.elapsed()
     );
 }
+
+// ---- threads -------------------------------------------------------------------------------
+
+#[test]
+fn connection_types_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Connection>();
+    assert_send_sync::<procvisor::Listener>();
+    assert_send_sync::<procvisor::ListenerBuilder>();
+    assert_send_sync::<procvisor::ClientBuilder>();
+    assert_send_sync::<procvisor::Address>();
+}
+
+/// Child: echoes numbers until 0.
+fn echo_numbers(conn: Connection) -> procvisor::Result<()> {
+    loop {
+        let n: u64 = conn.recv()?;
+        conn.send(&n)?;
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+#[test]
+fn one_thread_sends_while_another_receives_on_the_same_connection() {
+    let mut guard = KillOnDrop::new();
+    let (ours, theirs) = pipe(true).unwrap();
+    let p = start(&mut guard, Process::new(echo_numbers, (theirs,)));
+    let ours = std::sync::Arc::new(ours);
+    let count = 20_000u64;
+    let receiver = {
+        let ours = ours.clone();
+        std::thread::spawn(move || {
+            let mut sum = 0u64;
+            loop {
+                let n: u64 = ours.recv().unwrap();
+                if n == 0 {
+                    return sum;
+                }
+                sum += n;
+            }
+        })
+    };
+    for n in (1..=count).chain([0]) {
+        ours.send(&n).unwrap();
+    }
+    assert_eq!(receiver.join().unwrap(), count * (count + 1) / 2);
+    join_ok(&p);
+}
