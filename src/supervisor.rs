@@ -81,7 +81,10 @@
 //! ## Dropping
 //!
 //! Dropping the last [`Supervisor`] handle stops the supervisor (and so its children), as
-//! [`Supervisor::stop`] does; it blocks for as long as that takes.
+//! [`Supervisor::stop`] does; it blocks for as long as that takes. A supervisor still running
+//! when the program exits (its handle leaked, or kept in a static) is not stopped first: its
+//! children are non-daemonic processes, which the exit sequence waits for, as Python does —
+//! stop it before exiting.
 
 mod link;
 mod remote;

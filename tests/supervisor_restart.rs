@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use common::{GENEROUS, TempDir};
 use procvisor::supervisor::{
-    ChildStatus, Event, Exit, Intensity, Restart, Strategy, Supervisor, SupervisorSpec,
+    ChildSpec, ChildStatus, Event, Exit, Intensity, Restart, Strategy, Supervisor, SupervisorSpec,
 };
+use procvisor::{Process, StartMethod};
 use supervisor_common::{child, lines_with, tags_of, until_exits};
 
 /// Each child exits once in its own way, then serves.
@@ -124,4 +125,37 @@ fn a_child_is_restarted_again_and_again_and_kill_child_helps_tests() {
     sup.stop();
     assert_eq!(lines_with(&log, "stop "), ["a"]);
     assert_eq!(sup.exit(), Some(Exit::Code(0)));
+}
+
+#[test]
+fn children_started_by_the_fork_server_are_supervised_the_same_way() {
+    let dir = TempDir::new("restart-fork");
+    let log = dir.file("log");
+    let factory_log = log.clone();
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .name("forked")
+        .intensity(Intensity::new(10, Duration::from_secs(60)))
+        .child(ChildSpec::process("a", move || {
+            let args = (
+                factory_log.clone(),
+                "a".to_string(),
+                vec!["serve".to_string()],
+            );
+            Process::new(supervisor_common::actor, args).with_start_method(StartMethod::Fork)
+        }));
+    let (sup, events) = Supervisor::start_with_events(spec).unwrap();
+    assert!(common::wait_until(GENEROUS, || lines_with(&log, "start ")
+        .len()
+        == 1));
+    sup.kill_child("a").unwrap();
+    let seen = events.wait_restarts("a", 1, GENEROUS).unwrap();
+    assert_eq!(
+        supervisor_common::exit_of(&seen, "a"),
+        Exit::Signal(libc::SIGKILL)
+    );
+    assert!(common::wait_until(GENEROUS, || lines_with(&log, "start ")
+        .len()
+        == 2));
+    sup.stop();
+    assert_eq!(lines_with(&log, "stop "), ["a"]);
 }
