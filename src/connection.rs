@@ -98,7 +98,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use procvisor_actors::fdpass;
@@ -488,7 +488,7 @@ impl Connection {
     /// Whether this end may receive (false for the send-only end of a one-way pipe, for a
     /// connection that refused a message, and once closed).
     pub fn readable(&self) -> bool {
-        self.inner.readable && !self.closed() && lock(&self.inner.read).refused.is_none()
+        self.inner.readable && !self.closed() && !self.inner.refused()
     }
 
     /// Whether this end may send (false for the receive-only end of a one-way pipe, and once
@@ -561,15 +561,30 @@ impl Inner {
     }
 
     /// Whether something can be received without reading the fd: a stashed message or
-    /// buffered bytes. Fails if the connection no longer reads.
+    /// buffered bytes. Fails if the connection no longer reads. While another thread is
+    /// receiving, nothing is known to be ready (the OS is asked instead).
     fn ready_now(&self) -> Result<bool> {
-        let half = lock(&self.read);
+        let half = match self.read.try_lock() {
+            Ok(half) => half,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(false),
+        };
         if let Some(reason) = &half.refused {
             return Err(Error::NotReadable {
                 reason: reason.clone(),
             });
         }
         Ok(!half.stash.is_empty() || half.reader.buffered_len() > 0)
+    }
+
+    /// Whether reading stopped after a refused message (without waiting for a receive in
+    /// another thread: that one would find out).
+    fn refused(&self) -> bool {
+        match self.read.try_lock() {
+            Ok(half) => half.refused.is_some(),
+            Err(TryLockError::Poisoned(e)) => e.into_inner().refused.is_some(),
+            Err(TryLockError::WouldBlock) => false,
+        }
     }
 
     /// Keeps a message that an async receive read after its caller went away.

@@ -888,3 +888,24 @@ fn one_thread_sends_while_another_receives_on_the_same_connection() {
     assert_eq!(receiver.join().unwrap(), count * (count + 1) / 2);
     join_ok(&p);
 }
+
+#[test]
+fn queries_do_not_wait_for_a_receive_blocked_in_another_thread() {
+    let (a, b) = pipe(true).unwrap();
+    let b = std::sync::Arc::new(b);
+    let receiver = {
+        let b = b.clone();
+        std::thread::spawn(move || b.recv::<u32>())
+    };
+    // Give the receiver time to block (not needed for correctness: the queries below must
+    // answer at once whether or not it is already waiting).
+    std::thread::sleep(Duration::from_millis(50));
+    let t = Instant::now();
+    assert!(b.readable());
+    assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+    assert!(wait(&[&*b], Some(Duration::ZERO)).unwrap().is_empty());
+    assert!(format!("{b:?}").starts_with("Connection {"));
+    assert!(t.elapsed() < GENEROUS);
+    a.send(&5u32).unwrap();
+    assert_eq!(receiver.join().unwrap().unwrap(), 5);
+}
