@@ -118,7 +118,7 @@ pub(crate) struct RawIo {
 }
 
 /// How long a spinning reader looks for data before it blocks.
-pub(crate) const SPIN: Duration = Duration::from_micros(50);
+pub(crate) const SPIN: Duration = Duration::from_micros(20);
 
 impl RawIo {
     /// A reader or writer on `fd` that does not spin.
