@@ -78,7 +78,9 @@
 //! A [`Listener`] or [`Client`] given an authkey runs an HMAC-SHA256 challenge/response in both
 //! directions before the connection is handed out (see [`procvisor_actors::wire::auth`]); a
 //! wrong key gives [`Error::Authentication`] on both sides, and
-//! nothing the peer sent before authenticating is ever decoded.
+//! nothing the peer sent before authenticating is ever decoded. For a connection made another
+//! way (a [`pipe`], a wrapped socket), [`deliver_challenge`] and [`answer_challenge`] run one
+//! direction each, as in Python.
 //!
 //! # Threads and async
 //!
@@ -680,6 +682,75 @@ fn write_error(e: WireError) -> Error {
             Error::BrokenPipe
         }
         other => Error::Wire(other),
+    }
+}
+
+/// Challenges the peer of `conn` to prove it knows `authkey` (Python's
+/// `multiprocessing.connection.deliver_challenge`): sends a random challenge, checks the HMAC
+/// that comes back and tells the peer the verdict. The peer runs [`answer_challenge`].
+///
+/// [`Listener`] and [`Client`] run both directions themselves when given a key; these two
+/// functions are for connections made another way (a [`pipe`], a wrapped socket). Call them
+/// before anything else is received on `conn`.
+///
+/// ```
+/// use procvisor::connection::{answer_challenge, deliver_challenge};
+///
+/// let (a, b) = procvisor::pipe(true)?;
+/// let peer = std::thread::spawn(move || answer_challenge(&b, b"key"));
+/// deliver_challenge(&a, b"key")?;
+/// peer.join().unwrap()?;
+/// # Ok::<(), procvisor::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Authentication`] if the digest is wrong (the peer is told) or the peer does not
+/// speak the handshake; [`Error::NotReadable`] if bytes were already received on `conn` and not
+/// handed out; [`Error::WrongEnd`] on one end of a one-way pipe (the handshake needs both
+/// directions); [`Error::Closed`].
+pub fn deliver_challenge(conn: &Connection, authkey: &[u8]) -> Result<()> {
+    conn.inner.handshake_step(authkey, true)
+}
+
+/// Answers the challenge sent by the peer of `conn` with [`deliver_challenge`] (Python's
+/// `multiprocessing.connection.answer_challenge`).
+///
+/// # Errors
+///
+/// [`Error::Authentication`] if the peer rejects our digest ("digest sent was rejected") or
+/// does not speak the handshake; otherwise as [`deliver_challenge`].
+pub fn answer_challenge(conn: &Connection, authkey: &[u8]) -> Result<()> {
+    conn.inner.handshake_step(authkey, false)
+}
+
+impl Inner {
+    /// One direction of the HMAC handshake, on the raw fd (the wire functions read exactly
+    /// one frame at a time, so nothing is read past the handshake).
+    fn handshake_step(&self, authkey: &[u8], challenger: bool) -> Result<()> {
+        self.check_end("authenticate", true)?;
+        self.check_end("authenticate", false)?;
+        let fd = self.fd.guard()?;
+        let read = lock(&self.read);
+        let _write = lock(&self.write);
+        if read.reader.buffered_len() > 0 || !read.stash.is_empty() {
+            return Err(Error::NotReadable {
+                reason: "the handshake must come first, but bytes were already received".into(),
+            });
+        }
+        let mut io = RawIo::new(fd.as_raw_fd(), self.socket);
+        let result = if challenger {
+            procvisor_actors::wire::deliver_challenge(&mut io, authkey)
+        } else {
+            procvisor_actors::wire::answer_challenge(&mut io, authkey)
+        };
+        result.map_err(|e| match e {
+            WireError::Authentication(reason) => Error::Authentication(reason),
+            WireError::Eof | WireError::Truncated { .. } => {
+                Error::Authentication("the peer closed the connection during the handshake".into())
+            }
+            other => write_error(other),
+        })
     }
 }
 

@@ -909,3 +909,62 @@ fn queries_do_not_wait_for_a_receive_blocked_in_another_thread() {
     a.send(&5u32).unwrap();
     assert_eq!(receiver.join().unwrap().unwrap(), 5);
 }
+
+// ---- deliver_challenge / answer_challenge ----------------------------------------------------
+
+/// Child: authenticates both ways with `key`, then says so; on failure, sends the error.
+fn authenticate_then_talk(conn: Connection, key: Vec<u8>) -> procvisor::Result<()> {
+    use procvisor::connection::{answer_challenge, deliver_challenge};
+    match answer_challenge(&conn, &key).and_then(|()| deliver_challenge(&conn, &key)) {
+        Ok(()) => conn.send("authenticated"),
+        Err(e) => conn.send(&e.to_string()),
+    }
+}
+
+#[test]
+fn deliver_and_answer_challenge_on_a_pipe_across_processes() {
+    use procvisor::connection::{answer_challenge, deliver_challenge};
+    let mut guard = KillOnDrop::new();
+    for (child_key, outcome) in [
+        (b"right".to_vec(), Ok("authenticated")),
+        (
+            b"wrong".to_vec(),
+            Err("authentication failed: digest received was wrong"),
+        ),
+    ] {
+        let (ours, theirs) = pipe(true).unwrap();
+        let p = start(
+            &mut guard,
+            Process::new(authenticate_then_talk, (theirs, child_key)),
+        );
+        let ours_result =
+            deliver_challenge(&ours, b"right").and_then(|()| answer_challenge(&ours, b"right"));
+        let reply: String = ours.recv().unwrap();
+        match outcome {
+            Ok(expected) => {
+                ours_result.unwrap();
+                assert_eq!(reply, expected);
+            }
+            Err(expected) => {
+                assert_eq!(ours_result.unwrap_err().to_string(), expected);
+                assert_eq!(reply, "authentication failed: digest sent was rejected");
+            }
+        }
+        join_ok(&p);
+    }
+    // The handshake must come first and needs both directions.
+    let (a, b) = pipe(true).unwrap();
+    a.send(&1u8).unwrap();
+    a.send(&2u8).unwrap();
+    assert!(b.poll(Some(GENEROUS)).unwrap());
+    b.recv::<u8>().unwrap();
+    assert!(matches!(
+        deliver_challenge(&b, b"k"),
+        Err(Error::NotReadable { .. })
+    ));
+    let (r, _w) = pipe(false).unwrap();
+    assert!(matches!(
+        answer_challenge(&r, b"k"),
+        Err(Error::WrongEnd { .. })
+    ));
+}
