@@ -82,9 +82,8 @@
 //!
 //! Dropping the last [`Supervisor`] handle stops the supervisor (and so its children), as
 //! [`Supervisor::stop`] does; it blocks for as long as that takes. A supervisor still running
-//! when the program exits (its handle leaked, or kept in a static) is not stopped first: its
-//! children are non-daemonic processes, which the exit sequence waits for, as Python does —
-//! stop it before exiting.
+//! when its process exits normally (its handle leaked, or kept in a static) is stopped by the
+//! exit sequence, newest first, before the process's remaining children are joined.
 
 mod link;
 mod remote;
@@ -397,6 +396,14 @@ struct Owner {
     sup: SupervisorRef,
 }
 
+impl crate::process::current::StopAtExit for Owner {
+    fn stop_at_exit(&self) {
+        if self.sup.is_alive() {
+            self.sup.stop();
+        }
+    }
+}
+
 impl Drop for Owner {
     fn drop(&mut self) {
         if self.sup.is_alive() {
@@ -413,9 +420,11 @@ impl std::fmt::Debug for Supervisor {
 
 impl Supervisor {
     fn wrap(sup: SupervisorRef) -> Supervisor {
-        Supervisor {
-            owner: Arc::new(Owner { sup }),
-        }
+        let owner = Arc::new(Owner { sup });
+        let weak: std::sync::Weak<dyn crate::process::current::StopAtExit> =
+            Arc::downgrade(&owner) as _;
+        crate::process::current::stop_at_exit(weak);
+        Supervisor { owner }
     }
 
     /// Validates `spec`, starts the supervisor and its children in order, and returns once all

@@ -112,9 +112,32 @@ pub(crate) fn shutdown() {
     }
 }
 
+/// Something that must be stopped when its process exits normally, before the process's
+/// children are joined (a running supervisor would otherwise keep restarting them forever).
+pub(crate) trait StopAtExit: Send + Sync {
+    /// Stops it, blocking until done.
+    fn stop_at_exit(&self);
+}
+
+static STOP_AT_EXIT: std::sync::Mutex<Vec<std::sync::Weak<dyn StopAtExit>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Registers `item` to be stopped by the exit sequence if it still exists then.
+pub(crate) fn stop_at_exit(item: std::sync::Weak<dyn StopAtExit>) {
+    let mut items = STOP_AT_EXIT.lock().unwrap_or_else(|e| e.into_inner());
+    items.retain(|w| w.strong_count() > 0);
+    items.push(item);
+}
+
 fn run_shutdown() {
     SHUTTING_DOWN.store(true, Ordering::SeqCst);
     tracing::info!(target: "procvisor", "process shutting down");
+    // Newest first, as a stack of services is taken down.
+    let items: Vec<_> =
+        std::mem::take(&mut *STOP_AT_EXIT.lock().unwrap_or_else(|e| e.into_inner()));
+    for item in items.iter().rev().filter_map(std::sync::Weak::upgrade) {
+        item.stop_at_exit();
+    }
     if let Some(node) = Node::try_get() {
         let (reply, pending) = reply::channel();
         if node
