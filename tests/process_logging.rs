@@ -7,6 +7,11 @@ mod common;
 use common::{GENEROUS, in_driver, run_driver, say};
 use procvisor::Process;
 
+fn child_exits_with_three() {
+    tracing::info!("leaving with exit(3)");
+    std::process::exit(3);
+}
+
 fn child_logs() {
     tracing::info!("hello from the child");
     tracing::debug!("a debug line that INFO filters out");
@@ -29,6 +34,11 @@ fn driver_logging() {
     p.start().unwrap();
     p.join(Some(GENEROUS)).unwrap();
     say(format!("EXITCODE {:?}", p.exitcode()));
+    // exit() inside a logging child: its exit sequence runs from atexit, and still logs.
+    let q = Process::new(child_exits_with_three, ());
+    q.start().unwrap();
+    q.join(Some(GENEROUS)).unwrap();
+    say(format!("EXIT3 {:?}", q.exitcode()));
 }
 
 #[test]
@@ -62,4 +72,11 @@ fn log_to_stderr_shows_the_lifecycle() {
         "the child inherited the level\n{all}"
     );
     assert!(!stderr.contains("DEBUG/"), "no debug lines at INFO\n{all}");
+    assert_eq!(
+        common::line_with(&common::stdout_of(&out), "EXIT3 "),
+        "Some(3)",
+        "{all}"
+    );
+    at("[INFO/Process-2] leaving with exit(3)");
+    at("[INFO/Process-2] process shutting down");
 }

@@ -111,6 +111,10 @@ fn become_child(boot: &Bootstrap) {
     current::register_at_exit();
     if let Some(level) = boot.log_level.and_then(crate::util::level_from_u8) {
         let _ = crate::util::log_to_stderr(level);
+        // The exit sequence logs; if it runs from `atexit` (the target called
+        // `std::process::exit`), it must run on the spawner thread, which cannot be started
+        // from there.
+        procvisor_actors::spawner::ensure_started();
     }
     if let Ok(method) = boot.start_method.parse() {
         let _ = crate::context::set_start_method(method, true);
