@@ -261,29 +261,7 @@ fn sigkill_of_the_parent_leaves_no_child_running() {
         let pid = driver.expect_line("PID ", GENEROUS).parse().unwrap();
         pids.0.push(pid);
     }
-    for &pid in &pids.0 {
-        assert!(pid_is_running(pid), "{pid} is not running");
-    }
-    driver.guard.kill();
-    let t = Instant::now();
-    let all_gone = wait_until(Duration::from_secs(2), || {
-        pids.0.iter().all(|&pid| !pid_is_running(pid))
-    });
-    let took = t.elapsed();
-    let left: Vec<i32> = pids
-        .0
-        .iter()
-        .copied()
-        .filter(|&pid| pid_is_running(pid))
-        .collect();
-    assert!(
-        all_gone,
-        "still running 2 s after the parent's SIGKILL: {left:?}"
-    );
-    assert!(
-        took <= Duration::from_secs(1),
-        "the children took {took:?} (more than 1 s) to die"
-    );
+    common::kill_driver_and_expect_descendants_gone(&mut driver.guard, &pids.0);
 }
 
 // ---- a child's own exit sequence ---------------------------------------------------------

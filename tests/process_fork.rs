@@ -556,30 +556,7 @@ fn sigkill_of_a_fork_parent_leaves_nothing_running() {
             pids.0.push(os_parent);
         }
     }
-    for &pid in &pids.0 {
-        assert!(pid_is_running(pid), "{pid} is not running");
-    }
-    driver.guard.kill();
-    let t = Instant::now();
-    let all_gone = wait_until(Duration::from_secs(2), || {
-        pids.0.iter().all(|&pid| !pid_is_running(pid))
-    });
-    let took = t.elapsed();
-    let left: Vec<i32> = pids
-        .0
-        .iter()
-        .copied()
-        .filter(|&p| pid_is_running(p))
-        .collect();
-    assert!(
-        all_gone,
-        "still running 2 s after the parent's SIGKILL: {left:?} of {:?}",
-        pids.0
-    );
-    assert!(
-        took <= Duration::from_secs(1),
-        "took {took:?} (more than 1 s)"
-    );
+    common::kill_driver_and_expect_descendants_gone(&mut driver.guard, &pids.0);
 }
 
 fn daemon_sleeper() {

@@ -375,7 +375,8 @@ impl ListenerBuilder {
 
 /// A fresh directory only we can enter (`mkdtemp` makes it with mode 0700).
 fn private_temp_dir() -> Result<PathBuf> {
-    let template = std::env::temp_dir().join("procvisor-XXXXXX");
+    // mkdtemp replaces the trailing six 'X's with random characters.
+    let template = std::env::temp_dir().join(format!("procvisor-{}", "X".repeat(6)));
     nix::unistd::mkdtemp(&template).map_err(|e| {
         Error::io(
             format!(

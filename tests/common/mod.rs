@@ -494,3 +494,30 @@ pub fn say(line: impl std::fmt::Display) {
     let _ = out.write_all(format!("\n{line}\n").as_bytes());
     let _ = out.flush();
 }
+
+/// SIGKILLs the driver and asserts that every one of `pids` (its descendants) is gone within
+/// 2 s, and within the 1 s the foundation issue promises. Children never outlive their parent.
+pub fn kill_driver_and_expect_descendants_gone(guard: &mut DriverGuard, pids: &[i32]) {
+    for &pid in pids {
+        assert!(pid_is_running(pid), "{pid} is not running");
+    }
+    guard.kill();
+    let t = Instant::now();
+    let all_gone = wait_until(Duration::from_secs(2), || {
+        pids.iter().all(|&pid| !pid_is_running(pid))
+    });
+    let took = t.elapsed();
+    let left: Vec<i32> = pids
+        .iter()
+        .copied()
+        .filter(|&p| pid_is_running(p))
+        .collect();
+    assert!(
+        all_gone,
+        "still running 2 s after the parent's SIGKILL: {left:?} of {pids:?}"
+    );
+    assert!(
+        took <= Duration::from_secs(1),
+        "the descendants took {took:?} (more than 1 s) to die"
+    );
+}
