@@ -39,6 +39,8 @@
 //! | [`util`] | `multiprocessing.util` | [`log_to_stderr`] |
 //! | [`error`] | exceptions | [`Error`] |
 
+#![warn(missing_docs)]
+
 pub mod connection;
 pub mod context;
 pub mod error;
