@@ -442,34 +442,35 @@ fn stop_right_after_start_is_not_lost() {
     assert_eq!(p.exitcode(), Some(0), "{p}");
 }
 
-#[test]
-fn stop_escalates_to_sigterm() {
-    let dir = TempDir::new("stop-term");
+/// Starts `target` (which ignores stop requests), waits until it is ready, and stops it with
+/// `grace`; returns the process and how long `stop` took.
+fn stop_a_stubborn_child<F>(target: F, tag: &str, grace: Duration) -> (Process, Duration)
+where
+    F: procvisor::Target<(String,), Output = ()>,
+{
+    let dir = TempDir::new(tag);
     let ready = dir.file("ready");
-    let p = Process::new(stubborn, (ready.clone(),));
+    let p = Process::new(target, (ready.clone(),));
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     started_and_ready(&p, &ready);
-    let grace = Duration::from_millis(300);
     let t = Instant::now();
     p.stop(grace).unwrap();
-    let took = t.elapsed();
+    (p, t.elapsed())
+}
+
+#[test]
+fn stop_escalates_to_sigterm() {
+    let grace = Duration::from_millis(300);
+    let (p, took) = stop_a_stubborn_child(stubborn, "stop-term", grace);
     assert!(took >= grace, "stop returned after {took:?}");
     assert_eq!(p.exitcode(), Some(-15), "{p}");
 }
 
 #[test]
 fn stop_escalates_to_sigkill() {
-    let dir = TempDir::new("stop-kill");
-    let ready = dir.file("ready");
-    let p = Process::new(very_stubborn, (ready.clone(),));
-    let mut guard = KillOnDrop::new();
-    guard.add(&p);
-    started_and_ready(&p, &ready);
     let grace = Duration::from_millis(300);
-    let t = Instant::now();
-    p.stop(grace).unwrap();
-    let took = t.elapsed();
+    let (p, took) = stop_a_stubborn_child(very_stubborn, "stop-kill", grace);
     assert!(took >= 2 * grace, "stop returned after {took:?}");
     assert_eq!(p.exitcode(), Some(-9), "{p}");
     assert!(p.to_string().ends_with("stopped[SIGKILL])>"), "{p}");

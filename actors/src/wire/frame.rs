@@ -131,6 +131,19 @@ fn read_retrying<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usiz
     }
 }
 
+/// The error for a stream that ended after `got` bytes of a frame header: a clean `Eof` at a
+/// frame boundary, `Truncated` inside the header.
+fn header_cut_short(got: usize) -> WireError {
+    if got == 0 {
+        WireError::Eof
+    } else {
+        WireError::Truncated {
+            expected: HEADER_LEN,
+            got,
+        }
+    }
+}
+
 /// Reads the 4 header bytes, one `read` at a time so nothing past them is
 /// consumed. `Eof` if the stream ends before the first byte.
 fn read_header_exact<R: Read + ?Sized>(r: &mut R) -> Result<usize, WireError> {
@@ -139,14 +152,7 @@ fn read_header_exact<R: Read + ?Sized>(r: &mut R) -> Result<usize, WireError> {
     while got < HEADER_LEN {
         let n = read_retrying(r, &mut header[got..])?;
         if n == 0 {
-            return Err(if got == 0 {
-                WireError::Eof
-            } else {
-                WireError::Truncated {
-                    expected: HEADER_LEN,
-                    got,
-                }
-            });
+            return Err(header_cut_short(got));
         }
         got += n;
     }
@@ -716,14 +722,7 @@ pub async fn read_frame_async<R: AsyncRead + Unpin + ?Sized>(
     while got < HEADER_LEN {
         let n = read_retrying_async(r, &mut header[got..]).await?;
         if n == 0 {
-            return Err(if got == 0 {
-                WireError::Eof
-            } else {
-                WireError::Truncated {
-                    expected: HEADER_LEN,
-                    got,
-                }
-            });
+            return Err(header_cut_short(got));
         }
         got += n;
     }
