@@ -6,7 +6,8 @@
 //! [`bootstrap`] protocol a new child reads before it runs its target, the [`supervisor`] actor
 //! (Erlang/OTP supervision trees over OS processes), and the OS edge
 //! ([`sys`]: pidfds, signals, exit statuses), and the [`wire`] format every connection between
-//! processes speaks (frames, the codec, HMAC authentication).
+//! processes speaks (frames, the codec, HMAC authentication), and the [`shm`] fast path under shared objects
+//! (memfd segments, futexes, robust locks).
 //!
 //! Users normally depend on `procvisor`, which re-exports what they need; this crate is public
 //! so that tools and tests can speak the protocols directly.
@@ -19,6 +20,7 @@ pub mod fdpass;
 pub mod node;
 pub mod process_supervisor;
 pub mod reply;
+pub mod shm;
 pub mod spawner;
 pub mod supervisor;
 pub mod sys;

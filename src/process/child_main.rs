@@ -25,6 +25,8 @@ pub(crate) fn run(link: OwnedFd) -> ! {
 
 /// Runs a child forked by the fork server (whose parent, for the OS, is the fork server).
 pub(crate) fn run_forked(fd: RawFd) -> ! {
+    // The fork server's cached pid is not ours.
+    procvisor_actors::shm::forget_cached_pid();
     run_with(fd, false)
 }
 

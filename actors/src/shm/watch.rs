@@ -1,0 +1,96 @@
+//! The node's watch on processes that hold units of shared objects.
+//!
+//! A thread that has to wait for a unit (a lock, a semaphore unit, a queue's internal lock)
+//! held by another process asks the watch to keep an eye on the holder. The watch opens a pidfd
+//! on it and, on the node's runtime, waits for it to become readable — the kernel's notice that
+//! the process exited; no polling. Then it runs every recovery registered against that pid: each
+//! gives back what the dead process held and marks it so that the next acquirer learns of it.
+//!
+//! A pid that is already gone when the watch is asked is recovered at once, on the caller's
+//! thread. (A pid reused by an unrelated process between the holder's death and the first
+//! waiter's request would be watched instead; with pids wrapping only after `pid_max` starts
+//! this window is narrow, and the unit is recovered when that process exits.)
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::io::unix::AsyncFd;
+
+use crate::node::Node;
+use crate::sys;
+
+/// What a recovery is keyed by: a shared object's segment id and the offset of its state.
+pub type WatchKey = ([u8; 16], usize);
+
+/// Gives back what a dead process (its pid is the argument) held in one shared object.
+pub type Recovery = Arc<dyn Fn(i32) + Send + Sync>;
+
+type Watches = HashMap<i32, HashMap<WatchKey, Recovery>>;
+
+fn watches() -> &'static Mutex<Watches> {
+    static WATCHES: OnceLock<Mutex<Watches>> = OnceLock::new();
+    WATCHES.get_or_init(Default::default)
+}
+
+/// Makes sure that `recovery` runs when process `pid` dies (at once if it is already gone).
+/// `recovery` is only built when `key` is not yet watched for `pid`.
+pub fn on_death(pid: i32, key: WatchKey, recovery: impl FnOnce() -> Recovery) {
+    if pid <= 0 || pid == super::my_pid() {
+        return;
+    }
+    let first_for_pid = {
+        let mut watches = watches().lock().unwrap_or_else(|e| e.into_inner());
+        let entry = watches.entry(pid).or_default();
+        if entry.contains_key(&key) {
+            return;
+        }
+        let first = entry.is_empty();
+        entry.insert(key, recovery());
+        first
+    };
+    if !first_for_pid {
+        return;
+    }
+    match sys::pidfd_open(pid) {
+        Ok(pidfd) => {
+            Node::get().handle().spawn(async move {
+                // SAFETY: the AsyncFd owns the pidfd for as long as it exists; nothing else
+                // closes or replaces it.
+                let registered = unsafe {
+                    AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
+                };
+                match registered {
+                    Ok(fd) => {
+                        let _ = fd.readable().await;
+                    }
+                    // The runtime cannot register it: wait on a blocking thread instead.
+                    Err(e) => {
+                        let (pidfd, _) = e.into_parts();
+                        let _ = tokio::task::spawn_blocking(move || wait_readable(&pidfd)).await;
+                    }
+                }
+                recover(pid);
+            });
+        }
+        Err(_) => recover(pid), // already gone (ESRCH): nobody else will give its units back
+    }
+}
+
+fn wait_readable(pidfd: &std::os::fd::OwnedFd) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    while poll(&mut fds, PollTimeout::NONE).is_err() {}
+}
+
+fn recover(pid: i32) {
+    let recoveries = watches()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&pid)
+        .unwrap_or_default();
+    for recovery in recoveries.into_values() {
+        tracing::debug!(pid, "giving back what a dead process held");
+        recovery(pid);
+    }
+}
