@@ -262,6 +262,14 @@ impl<T> Queue<T> {
         Ok(())
     }
 
+    /// Test seam, not part of the API: takes the queue's internal put and get locks and never
+    /// gives them back, as a process killed in the middle of a put and a get would. Other
+    /// processes get them back when this process dies.
+    #[doc(hidden)]
+    pub fn __hold_internal_locks(&self) {
+        self.shared.ring.hold_locks();
+    }
+
     /// Makes [`join_thread`](Self::join_thread) return at once and lets this process exit
     /// without flushing the items its feeder still holds (they are lost).
     pub fn cancel_join_thread(&self) {

@@ -245,6 +245,18 @@ impl Ring {
         }
     }
 
+    /// Takes both internal locks and keeps them, as a process killed inside a put and a get
+    /// would (test seam for robustness tests).
+    pub fn hold_locks(&self) {
+        let w = self.words();
+        for (mutex, offset) in [
+            (w.put_lock, layout::PUT_LOCK),
+            (w.get_lock, layout::GET_LOCK),
+        ] {
+            std::mem::forget(self.lock(mutex, offset, None));
+        }
+    }
+
     // ---- waiting --------------------------------------------------------------------------
 
     fn side_words(&self, side: Side) -> (&AtomicU32, &AtomicU32) {
