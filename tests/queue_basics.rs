@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use common::{GENEROUS, KillOnDrop};
-use procvisor::{Connection, Error, JoinableQueue, Process, Queue, SimpleQueue, pipe};
+use procvisor::{Connection, Error, JoinableQueue, Process, Queue, SimpleQueue, StartMethod, pipe};
 
 /// Starts `p` under `guard` (killed and joined if the test fails).
 fn start(guard: &mut KillOnDrop, p: Process) -> Process {
@@ -283,6 +283,21 @@ fn an_undecodable_item_is_reported_and_the_next_one_is_delivered() {
 fn put_big_and_exit(q: Queue<Vec<u8>>) -> procvisor::Result<()> {
     q.put(&vec![b'X'; 1_000_000])?;
     q.put(&b"after".to_vec())
+}
+
+#[test]
+fn a_queue_passed_to_a_forked_child_works() {
+    let mut guard = KillOnDrop::new();
+    let q = Queue::<Vec<u8>>::new().unwrap();
+    let p = start(
+        &mut guard,
+        Process::new(put_big_and_exit, (q.clone(),))
+            .with_start_method(StartMethod::Fork)
+            .unwrap(),
+    );
+    assert_eq!(q.get_timeout(GENEROUS).unwrap().len(), 1_000_000);
+    assert_eq!(q.get_timeout(GENEROUS).unwrap(), b"after");
+    join_ok(&p);
 }
 
 #[test]
