@@ -45,11 +45,11 @@
 //! | Python | here |
 //! |---|---|
 //! | `Queue()`, `Queue(maxsize)` | [`Queue::new`], [`Queue::with_maxsize`], [`Queue::builder`] |
-//! | `put(item)` / `put(item, True, t)` / `put_nowait` | [`Queue::put`], [`Queue::put_timeout`], [`Queue::put_nowait`] → [`Error::Full`](crate::Error::Full) |
-//! | `get()` / `get(True, t)` / `get_nowait` | [`Queue::get`], [`Queue::get_timeout`], [`Queue::get_nowait`] → [`Error::Empty`](crate::Error::Empty) |
+//! | `put(item)` / `put(item, True, t)` / `put_nowait` | [`Queue::put`], [`Queue::put_timeout`], [`Queue::put_nowait`] → [`Error::Full`] |
+//! | `get()` / `get(True, t)` / `get_nowait` | [`Queue::get`], [`Queue::get_timeout`], [`Queue::get_nowait`] → [`Error::Empty`] |
 //! | `qsize`, `empty`, `full` | [`Queue::qsize`], [`Queue::empty`], [`Queue::full`] |
 //! | `close`, `join_thread`, `cancel_join_thread` | the same names |
-//! | `JoinableQueue`: `task_done`, `join` | [`JoinableQueue::task_done`] ([`Error::TaskDoneTooMany`](crate::Error::TaskDoneTooMany)), [`JoinableQueue::join`] |
+//! | `JoinableQueue`: `task_done`, `join` | [`JoinableQueue::task_done`] ([`Error::TaskDoneTooMany`]), [`JoinableQueue::join`] |
 //! | `SimpleQueue`: `put`, `get`, `empty`, `close` | [`SimpleQueue`] |
 //! | — | async: [`Queue::put_async`], [`Queue::get_async`], [`Queue::get_timeout_async`] |
 //!
@@ -68,7 +68,7 @@
 //!   given back by the node's watch of the holder, and no item is duplicated; only items already
 //!   in the dead process's hands (taken by it, or waiting in its feeder) are lost.
 //! * **An item that cannot be decoded** is consumed and reported as
-//!   [`Error::Decode`](crate::Error::Decode); the next get proceeds normally.
+//!   [`Error::Decode`]; the next get proceeds normally.
 //! * `close` and `cancel_join_thread` apply to the queue in the calling process (all its
 //!   handles of that queue), as Python's apply to the queue object.
 //!
