@@ -503,3 +503,67 @@ fn simple_queue_between_processes() {
     join_ok(&p);
     assert!(back.empty());
 }
+
+// ---- threads and types ----------------------------------------------------------------------
+
+#[test]
+fn threads_of_one_process_share_a_queue_without_loss_or_duplicates() {
+    const N: u32 = 5_000;
+    let q = Queue::<(u32, u32)>::builder()
+        .capacity(4096)
+        .maxsize(64)
+        .build()
+        .unwrap();
+    let producers: Vec<_> = (0..4)
+        .map(|id| {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                for seq in 0..N {
+                    q.put(&(id, seq)).unwrap();
+                }
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..4)
+        .map(|_| {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                while let Ok(item) = q.get_timeout(Duration::from_millis(500)) {
+                    got.push(item);
+                }
+                got
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    let mut seen = HashSet::new();
+    for c in consumers {
+        let mut last: HashMap<u32, u32> = HashMap::new();
+        for (id, seq) in c.join().unwrap() {
+            assert!(seen.insert((id, seq)), "({id}, {seq}) twice");
+            if let Some(&prev) = last.get(&id) {
+                assert!(seq > prev, "producer {id}: {seq} after {prev}");
+            }
+            last.insert(id, seq);
+        }
+    }
+    assert_eq!(seen.len(), 4 * N as usize);
+}
+
+#[test]
+fn queue_handles_are_send_sync_clone_and_serde() {
+    fn assert_handle<
+        T: Send + Sync + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    >() {
+    }
+    // Whatever the item type: a handle never holds an item.
+    assert_handle::<Queue<std::rc::Rc<u8>>>();
+    assert_handle::<JoinableQueue<std::cell::Cell<u8>>>();
+    assert_handle::<SimpleQueue<String>>();
+    let q = Queue::<u8>::new().unwrap();
+    let debug = format!("{q:?}");
+    assert!(debug.starts_with("Queue {"), "{debug}");
+}

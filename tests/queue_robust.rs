@@ -323,3 +323,52 @@ fn a_sigkilled_tree_using_a_queue_leaves_no_named_object_behind() {
     assert!(new_shm.is_empty(), "left in /dev/shm: {new_shm:?}");
     assert!(new_tmp.is_empty(), "left in {}: {new_tmp:?}", tmp.display());
 }
+
+// ---- the exit sequence flushes what the feeder holds -----------------------------------------
+
+fn count_until_none(q: Queue<Option<u32>>) -> procvisor::Result<()> {
+    let (mut n, mut in_order) = (0u32, true);
+    while let Some(i) = q.get()? {
+        in_order &= i == n;
+        n += 1;
+    }
+    say(format!("CONSUMED {n} {in_order}"));
+    Ok(())
+}
+
+/// Driver: puts far more than the ring holds (the rest waits in the feeder), then ends main.
+#[test]
+#[ignore]
+fn driver_exit_flushes_the_feeder() {
+    if !common::in_driver() {
+        return;
+    }
+    let q = Queue::<Option<u32>>::builder()
+        .capacity(4096)
+        .build()
+        .unwrap();
+    let p = Process::new(count_until_none, (q.clone(),));
+    p.start().unwrap();
+    for i in 0..20_000 {
+        q.put(&Some(i)).unwrap();
+    }
+    q.put(&None).unwrap();
+    say(format!("QSIZE {}", q.qsize()));
+    // Returning ends the program: the exit sequence flushes the feeder, then joins the child.
+}
+
+#[test]
+fn a_main_process_that_exits_flushes_its_feeder_before_joining_its_children() {
+    let out = common::run_driver("driver_exit_flushes_the_feeder");
+    let stdout = common::stdout_of(&out);
+    assert!(out.status.success(), "{}", common::describe(&out));
+    let qsize: usize = common::line_with(&stdout, "QSIZE").parse().unwrap();
+    // The 4 KiB ring holds at most 512 such items: the rest waited in the feeder.
+    assert!(qsize > 512, "the feeder was not needed: {qsize}");
+    assert_eq!(
+        common::line_with(&stdout, "CONSUMED"),
+        "20000 true",
+        "{}",
+        common::describe(&out)
+    );
+}
