@@ -83,10 +83,9 @@ impl Local {
         self.state().records.len()
     }
 
-    /// Queues `record` behind the overflow, starting the feeder if it is not running.
-    /// `try_direct` is tried first under the overflow's lock when nothing is queued (the
-    /// ring may have made room since the caller looked): returns without queuing if it
-    /// succeeds.
+    /// Queues `record` behind the overflow, starting the feeder if it is not running. When
+    /// nothing is queued yet, the ring is tried once more under the overflow's lock (it may
+    /// have made room since the caller looked).
     pub fn push(self: &Arc<Self>, ring: &Ring, record: Vec<u8>) {
         let mut state = self.state();
         if !self.is_overflowing() && ring.try_push(&record, None) {

@@ -44,7 +44,8 @@ pub(super) const JOIN_WAITERS: usize = 196;
 pub(super) const RING: usize = 256;
 
 const POS_BITS: u32 = 40;
-const POS_MASK: u64 = (1 << POS_BITS) - 1;
+/// The position bits of a head or tail word.
+pub(super) const POS_MASK: u64 = (1 << POS_BITS) - 1;
 /// Item sequences wrap at 2^24: at most this many items are ever in a queue at once.
 pub(super) const SEQ_MASK: u32 = (1 << 24) - 1;
 /// The largest item count a queue holds (and the largest `maxsize`).

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use procvisor_actors::shm::{Acquired, RobustMutex, Segment, WaitOutcome, futex_wait, futex_wake};
 
-use super::layout::{self, Cursor, RECORD_HEADER, Words, record_size};
+use super::layout::{self, Cursor, POS_MASK, RECORD_HEADER, Words, record_size};
 
 /// How long a waiter polls before it sleeps.
 pub(super) const SPIN_FOR: Duration = Duration::from_micros(20);
@@ -131,7 +131,7 @@ impl Ring {
     /// Whether a get would find an item now.
     pub fn has_items(&self) -> bool {
         let w = self.words();
-        w.head.load(SeqCst) & POS_ONLY != w.tail.load(SeqCst) & POS_ONLY
+        w.head.load(SeqCst) & POS_MASK != w.tail.load(SeqCst) & POS_MASK
     }
 
     /// Whether the queue holds `maxsize` items (bounded queues only).
@@ -353,9 +353,6 @@ impl Ring {
         }
     }
 }
-
-/// The position bits of a head or tail word.
-const POS_ONLY: u64 = (1 << 40) - 1;
 
 /// Polls `ready` for about [`SPIN_FOR`] (or until `deadline`): `true` as soon as it holds.
 fn spin_until(ready: &impl Fn() -> bool, deadline: Option<Instant>) -> bool {

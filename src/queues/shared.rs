@@ -238,7 +238,7 @@ impl Shared {
         let _ = rx.await;
     }
 
-    // ---- this process's flush --------------------------------------------------------------
+    // ---- sizes ----------------------------------------------------------------------------
 
     /// Items in the queue, plus this process's items still waiting in its overflow.
     pub fn qsize(&self) -> usize {
