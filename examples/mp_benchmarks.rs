@@ -27,7 +27,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use procvisor::supervisor::{ChildSpec, Intensity, Strategy, Supervisor, SupervisorSpec};
-use procvisor::{Connection, Process, StartMethod, pipe as make_pipe};
+use procvisor::{Connection, Process, Queue, StartMethod, pipe as make_pipe};
 
 /// What a test reports: one JSON line.
 #[derive(Debug, Clone)]
@@ -85,9 +85,11 @@ type Test = (&'static str, fn(f64) -> TestResult);
 
 /// The tests, in the order of `py_mp_benchmarks.py`.
 const TESTS: &[Test] = &[
+    ("queue", queue),
     ("pipe", pipe),
     ("pipe_roundtrip", pipe_roundtrip),
     ("pipe_bytes_1mib", pipe_bytes_1mib),
+    ("queue_child_consumer", queue_child_consumer),
     ("process_start_join", process_start_join),
     ("process_start_join_fork", process_start_join_fork),
     ("supervisor_restart", supervisor_restart),
@@ -107,6 +109,72 @@ fn doubling(
         elapsed = round(iterations)?;
     }
     Ok((iterations, elapsed))
+}
+
+// ---- queues -------------------------------------------------------------------------------
+
+/// `queuespeed_func`: tells the parent it is ready (Python notifies a Condition; here a
+/// one-way pipe), then puts `iterations` 256-byte strings and `STOP`.
+fn queuespeed_func(q: Queue<String>, ready: Connection, iterations: u64) -> procvisor::Result<()> {
+    let a = "0".repeat(256);
+    ready.send(&())?;
+    for _ in 0..iterations {
+        q.put(&a)?;
+    }
+    q.put(&"STOP".to_string())
+}
+
+/// `test_queuespeed` with `mp.Queue`: a child puts, the parent gets until `STOP`; the clock
+/// runs from the child's "ready" to the parent's `STOP`.
+fn queue(delta: f64) -> TestResult {
+    let q = Queue::<String>::new()?;
+    let (iterations, elapsed) = doubling(delta, |iterations| {
+        let (ready_rx, ready_tx) = make_pipe(false)?;
+        let p = Process::new(queuespeed_func, (q.clone(), ready_tx, iterations));
+        p.start()?;
+        ready_rx.recv::<()>()?;
+        let t = Instant::now();
+        while q.get()? != "STOP" {}
+        let elapsed = t.elapsed();
+        p.join(None)?;
+        Ok(elapsed)
+    })?;
+    Ok(Row::new("queue", iterations, elapsed))
+}
+
+/// `consumer_func`: gets until `STOP`, timing from its first item, and reports `(n, secs)`.
+fn consumer_func(q: Queue<String>, conn: Connection) -> procvisor::Result<()> {
+    let mut n = 0u64;
+    let mut t = None;
+    loop {
+        let result = q.get()?;
+        let start = *t.get_or_insert_with(Instant::now);
+        n += 1;
+        if result == "STOP" {
+            return conn.send(&(n, start.elapsed().as_secs_f64()));
+        }
+    }
+}
+
+/// `test_queue_child_consumer`: the parent puts, a child gets (the consumer is not the
+/// process that made the queue).
+fn queue_child_consumer(delta: f64) -> TestResult {
+    let q = Queue::<String>::new()?;
+    let (a, b) = make_pipe(true)?;
+    let payload = "0".repeat(256);
+    let stop = "STOP".to_string();
+    let (iterations, elapsed) = doubling(delta, |iterations| {
+        let p = Process::new(consumer_func, (q.clone(), b.try_clone()?));
+        p.start()?;
+        for _ in 0..iterations {
+            q.put(&payload)?;
+        }
+        q.put(&stop)?;
+        let (_n, secs): (u64, f64) = a.recv()?;
+        p.join(None)?;
+        Ok(Duration::from_secs_f64(secs))
+    })?;
+    Ok(Row::new("queue_child_consumer", iterations, elapsed))
 }
 
 // ---- pipes --------------------------------------------------------------------------------

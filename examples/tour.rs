@@ -39,6 +39,7 @@ const SECTIONS: &[Section] = &[
     ("The fork start method", fork_start_method),
     ("Pipes and connections", pipes),
     ("Supervision trees (Erlang/OTP)", supervision),
+    ("Queues", queues),
 ];
 
 /// How many processes the main process started (through `launch`).
@@ -567,6 +568,57 @@ fn supervision() -> procvisor::Result<()> {
     sup.stop();
     for e in events {
         say!("event: {e}");
+    }
+    Ok(())
+}
+
+// ---- queues ---------------------------------------------------------------------------------
+
+/// A queue worker: squares numbers until the poison pill (`None`), marking each task done.
+fn square_worker(
+    tasks: procvisor::JoinableQueue<Option<u64>>,
+    results: procvisor::Queue<(String, u64, u64)>,
+) -> procvisor::Result<()> {
+    while let Some(n) = tasks.get()? {
+        std::thread::sleep(Duration::from_millis(20)); // a task takes a while
+        results.put(&(current_process().name(), n, n * n))?;
+        tasks.task_done()?;
+    }
+    tasks.task_done()
+}
+
+fn queues() -> procvisor::Result<()> {
+    use procvisor::{Error, JoinableQueue, Queue};
+
+    let tasks = JoinableQueue::<Option<u64>>::new()?;
+    let results = Queue::<(String, u64, u64)>::new()?;
+    let workers: Vec<Process> = (0..2)
+        .map(|_| Process::new(square_worker, (tasks.clone(), results.clone())))
+        .collect();
+    for w in &workers {
+        launch(w)?;
+    }
+    say!("two workers share one JoinableQueue of tasks (the handles travel in their args)");
+    for n in 1..=6 {
+        tasks.put(&Some(n))?;
+    }
+    tasks.join()?;
+    say!("tasks.join() returned: every task was marked task_done()");
+    let mut squares: Vec<(String, u64, u64)> =
+        (0..6).map(|_| results.get()).collect::<Result<_, _>>()?;
+    squares.sort_by_key(|r| r.1);
+    for (worker, n, sq) in squares {
+        say!("{n}² = {sq} (by {worker})");
+    }
+    for _ in &workers {
+        tasks.put(&None)?; // one poison pill per worker
+    }
+    for w in &workers {
+        w.join(None)?;
+    }
+    match results.get_timeout(Duration::from_millis(50)) {
+        Err(Error::Empty) => say!("results.get_timeout(50 ms) on an empty queue: Empty"),
+        other => say!("unexpected: {other:?}"),
     }
     Ok(())
 }

@@ -34,6 +34,7 @@
 //! |---|---|---|
 //! | [`process`] | `multiprocessing.process` | [`Process`], [`current_process`], [`active_children`] |
 //! | [`connection`] | `Pipe`, `multiprocessing.connection` | [`pipe`], [`Connection`], [`Listener`], [`Client`], [`wait`] |
+//! | [`queues`] | `Queue`, `JoinableQueue`, `SimpleQueue` | [`Queue`], [`JoinableQueue`], [`SimpleQueue`]: FIFO queues between processes |
 //! | [`supervisor`] | (Erlang/OTP) | [`Supervisor`], [`ChildSpec`], [`SupervisorSpec`]: supervision trees of processes |
 //! | [`context`] | `multiprocessing.context` | [`StartMethod`], [`set_start_method`] |
 //! | [`util`] | `multiprocessing.util` | [`log_to_stderr`] |
@@ -45,6 +46,7 @@ pub mod connection;
 pub mod context;
 pub mod error;
 pub mod process;
+pub mod queues;
 pub mod supervisor;
 pub mod util;
 
@@ -58,6 +60,7 @@ pub use process::{
     Process, Run, Target, TargetOutput, active_children, cpu_count, current_process,
     parent_process, stop_requested, wait_for_stop,
 };
+pub use queues::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};
 pub use supervisor::{ChildSpec, Supervisor, SupervisorSpec};
 pub use util::{LOG_TARGET, log_to_stderr};
 

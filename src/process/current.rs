@@ -129,6 +129,16 @@ pub(crate) fn stop_at_exit(item: std::sync::Weak<dyn StopAtExit>) {
     items.push(item);
 }
 
+/// Whether something registered with [`stop_at_exit`] still exists (a queue's feeder may
+/// have items to flush even in a process that never started a child).
+fn has_stop_at_exit_items() -> bool {
+    STOP_AT_EXIT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|w| w.strong_count() > 0)
+}
+
 fn run_shutdown() {
     SHUTTING_DOWN.store(true, Ordering::SeqCst);
     tracing::info!(target: "procvisor", "process shutting down");
@@ -163,12 +173,14 @@ pub(crate) fn exit_child(code: i32) -> ! {
 /// The `atexit` handler. It runs after the main thread's thread-locals are destroyed, so the
 /// sequence (which logs, and talks to the node) runs on the spawner thread; this thread only
 /// waits on a mutex and condvar, which need no thread-local storage. A process with nothing to
-/// shut down (no children ever, no logging) skips even that.
+/// shut down (no children ever, no logging, no queue items to flush) skips even that.
 extern "C" fn at_exit() {
     if SHUTDOWN_DONE.swap(true, Ordering::SeqCst) {
         return;
     }
-    let nothing_to_do = Node::try_get().is_none() && crate::util::log_level().is_none();
+    let nothing_to_do = Node::try_get().is_none()
+        && crate::util::log_level().is_none()
+        && !has_stop_at_exit_items();
     if !nothing_to_do {
         spawner::run(run_shutdown);
     }
