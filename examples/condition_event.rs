@@ -34,9 +34,15 @@ fn main() -> procvisor::Result<()> {
     let ready = Value::new(0i32)?;
     let mut procs = Vec::new();
     for id in 1..=2 {
-        procs.push(Process::new(consumer, (id, start.clone(), cond.clone(), ready.clone())));
+        procs.push(Process::new(
+            consumer,
+            (id, start.clone(), cond.clone(), ready.clone()),
+        ));
     }
-    procs.push(Process::new(producer, (start.clone(), cond.clone(), ready.clone())));
+    procs.push(Process::new(
+        producer,
+        (start.clone(), cond.clone(), ready.clone()),
+    ));
     for p in &procs {
         p.start()?;
     }

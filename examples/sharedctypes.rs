@@ -20,12 +20,7 @@ struct Point {
 // SAFETY: repr(C), two f64 fields: no pointers, and any bit pattern is a valid Point.
 unsafe impl Shareable for Point {}
 
-fn modify(
-    n: Value<i32>,
-    x: Value<f64>,
-    s: Array<Char>,
-    a: Array<Point>,
-) -> procvisor::Result<()> {
+fn modify(n: Value<i32>, x: Value<f64>, s: Array<Char>, a: Array<Point>) -> procvisor::Result<()> {
     n.update(|v| v.pow(2));
     x.update(|v| v.powi(2));
     s.set_value(&s.value().to_ascii_uppercase())?;

@@ -603,7 +603,10 @@ fn locks_and_shared_memory() -> procvisor::Result<()> {
     for p in &workers {
         p.join(None)?;
     }
-    say!("4 processes added 1000 each under a shared Lock: {}", counter.get());
+    say!(
+        "4 processes added 1000 each under a shared Lock: {}",
+        counter.get()
+    );
 
     let held = Event::new()?;
     let holder = Process::new(die_holding, (lock.clone(), held.clone()));

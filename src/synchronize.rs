@@ -80,8 +80,8 @@ pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 
 pub(crate) use rlock::RLOCK_STATE;
 
-/// How a unit of a lock or semaphore was acquired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a unit of a lock or semaphore was acquired (encodable, to report it to another process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Acquired {
     /// From a holder that released it (or it was free).
     Clean,
