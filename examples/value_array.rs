@@ -8,6 +8,8 @@
 
 use procvisor::{Array, Process, Value};
 
+// The docs' literal, printed as the docs print it (not f64::consts::PI).
+#[allow(clippy::approx_constant)]
 fn f(n: Value<f64>, a: Array<i32>) -> procvisor::Result<()> {
     n.set(3.1415927);
     for i in 0..a.len() {

@@ -416,11 +416,10 @@ impl Condition {
             .count()
     }
 
-    /// [`wait`](Self::wait) for async callers. Conditions belong to threads (the lock is held
-    /// by the calling thread), so the wait happens in a blocking section of the node runtime's
-    /// pool and the future resolves once the lock is held again. Run it from a thread that may
-    /// block (e.g. inside `tokio::task::block_in_place`) or prefer [`Event`](super::Event) for
-    /// async code.
+    /// [`wait`](Self::wait) for async callers (any executor, inside a tokio runtime or not):
+    /// the lock is released at once, the sleep happens on the node runtime's blocking pool, and
+    /// the future resolves once the lock is held again — by the thread that polls it (an
+    /// RLock's recursion levels are restored there).
     ///
     /// # Errors
     ///
