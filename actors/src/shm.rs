@@ -3,7 +3,7 @@
 //! Locks, semaphores, conditions, events, barriers, queues and `Value`/`Array` keep their state
 //! in a [`Segment`] — an anonymous `memfd` mapping shared by every process that holds a handle
 //! to the object. Operations that need no waiting are plain atomic instructions on that memory
-//! (an uncontended lock is one compare-and-swap); waiting uses [`futex`]es on words in the
+//! (an uncontended lock is one compare-and-swap); waiting uses futexes ([`futex_wait`]) on words in the
 //! segment, so a waiter sleeps in the kernel and is woken by whichever process changes the word.
 //!
 //! The node stays the authority for what shared memory alone cannot do: when a process waits
