@@ -80,7 +80,7 @@ impl Array<Char> {
     /// assert_eq!(s.value(), b"HELLO WORLD");
     /// s.set_value(b"hi")?;
     /// assert_eq!(s.value(), b"hi");
-    /// assert_eq!(&s.raw()[..4], b"hi\0l");
+    /// assert_eq!(&s.raw()[..4], b"hi\0L");
     /// # Ok::<(), procvisor::Error>(())
     /// ```
     ///
