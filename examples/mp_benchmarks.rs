@@ -27,7 +27,9 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use procvisor::supervisor::{ChildSpec, Intensity, Strategy, Supervisor, SupervisorSpec};
-use procvisor::{Connection, Process, Queue, StartMethod, pipe as make_pipe};
+use procvisor::{
+    Array, Condition, Connection, Lock, Process, Queue, RLock, StartMethod, pipe as make_pipe,
+};
 
 /// What a test reports: one JSON line.
 #[derive(Debug, Clone)]
@@ -90,6 +92,12 @@ const TESTS: &[Test] = &[
     ("pipe_roundtrip", pipe_roundtrip),
     ("pipe_bytes_1mib", pipe_bytes_1mib),
     ("queue_child_consumer", queue_child_consumer),
+    ("array_nolock", array_nolock),
+    ("array_lock", array_lock),
+    ("lock", lock),
+    ("rlock", rlock),
+    ("lock_child", lock_child),
+    ("condition", condition),
     ("process_start_join", process_start_join),
     ("process_start_join_fork", process_start_join_fork),
     ("supervisor_restart", supervisor_restart),
@@ -262,6 +270,149 @@ fn pipe_bytes_1mib(delta: f64) -> TestResult {
     let mut row = Row::new("pipe_bytes_1mib", iterations, elapsed);
     row.unit = "MiB";
     Ok(row)
+}
+
+// ---- shared memory and locks ----------------------------------------------------------------
+
+/// `test_seqspeed`: reads `seq[5]` in a loop.
+fn seqspeed(name: &'static str, arr: &Array<i32>, delta: f64) -> TestResult {
+    let (n, elapsed) = doubling(delta, |iterations| {
+        let t = Instant::now();
+        for _ in 0..iterations {
+            std::hint::black_box(arr.get(std::hint::black_box(5))?);
+        }
+        Ok(t.elapsed())
+    })?;
+    Ok(Row::new(name, n, elapsed))
+}
+
+fn zero_to_ten() -> Vec<i32> {
+    (0..10).collect()
+}
+
+/// `Array('i', range(10), lock=False)`.
+fn array_nolock(delta: f64) -> TestResult {
+    seqspeed(
+        "array_nolock",
+        &Array::from_typecode('i', &zero_to_ten(), false)?,
+        delta,
+    )
+}
+
+/// `Array('i', range(10), lock=True)`: every read takes and gives back the array's RLock.
+fn array_lock(delta: f64) -> TestResult {
+    seqspeed(
+        "array_lock",
+        &Array::from_typecode('i', &zero_to_ten(), true)?,
+        delta,
+    )
+}
+
+/// `test_lockspeed`: acquire + release in a loop.
+fn lockspeed(
+    name: &'static str,
+    delta: f64,
+    acquire: impl Fn() -> bool,
+    release: impl Fn() -> procvisor::Result<()>,
+) -> TestResult {
+    let (n, elapsed) = doubling(delta, |iterations| {
+        let t = Instant::now();
+        for _ in 0..iterations {
+            if !acquire() {
+                return Err("acquire failed".into());
+            }
+            release()?;
+        }
+        Ok(t.elapsed())
+    })?;
+    Ok(Row::new(name, n, elapsed))
+}
+
+fn lock(delta: f64) -> TestResult {
+    let l = Lock::new()?;
+    lockspeed(
+        "lock",
+        delta,
+        || l.acquire(true, None).is_some(),
+        || l.release(),
+    )
+}
+
+fn rlock(delta: f64) -> TestResult {
+    let l = RLock::new()?;
+    lockspeed(
+        "rlock",
+        delta,
+        || l.acquire(true, None).is_some(),
+        || l.release(),
+    )
+}
+
+/// `lock_child_func`: times `iterations` acquire/release pairs and sends the seconds.
+fn lock_child_func(l: Lock, iterations: u64, conn: Connection) -> procvisor::Result<()> {
+    let t = Instant::now();
+    for _ in 0..iterations {
+        if l.acquire(true, None).is_none() {
+            return Err(procvisor::Error::Io {
+                context: "lock_child".into(),
+                source: std::io::Error::other("acquire failed"),
+            });
+        }
+        l.release()?;
+    }
+    conn.send(&t.elapsed().as_secs_f64())
+}
+
+/// `test_lock_child`: a child takes and gives back a lock its parent created.
+fn lock_child(delta: f64) -> TestResult {
+    let l = Lock::new()?;
+    let (a, b) = make_pipe(true)?;
+    let mut iterations = 1u64;
+    let mut elapsed = 0.0;
+    while elapsed < delta {
+        iterations *= 2;
+        let p = Process::new(lock_child_func, (l.clone(), iterations, b.try_clone()?));
+        p.start()?;
+        elapsed = a.recv::<f64>()?;
+        p.join(None)?;
+    }
+    Ok(Row::new(
+        "lock_child",
+        iterations,
+        Duration::from_secs_f64(elapsed),
+    ))
+}
+
+/// `conditionspeed_func`: notify, then `n` times wait and notify.
+fn conditionspeed_func(c: Condition, n: u64) -> procvisor::Result<()> {
+    let _ = c.acquire(true, None);
+    c.notify(1)?;
+    for _ in 0..n {
+        c.wait(None)?;
+        c.notify(1)?;
+    }
+    c.release()
+}
+
+/// `test_conditionspeed`: ping-pong between two processes; counts both directions.
+fn condition(delta: f64) -> TestResult {
+    let c = Condition::new()?;
+    let (iterations, elapsed) = doubling(delta, |iterations| {
+        let _ = c.acquire(true, None);
+        let p = Process::new(conditionspeed_func, (c.clone(), iterations));
+        p.start()?;
+        c.wait(None)?;
+        let t = Instant::now();
+        for _ in 0..iterations {
+            c.notify(1)?;
+            c.wait(None)?;
+        }
+        let elapsed = t.elapsed();
+        c.release()?;
+        p.join(None)?;
+        Ok(elapsed)
+    })?;
+    Ok(Row::new("condition", iterations * 2, elapsed))
 }
 
 // ---- process start ------------------------------------------------------------------------

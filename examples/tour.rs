@@ -40,6 +40,7 @@ const SECTIONS: &[Section] = &[
     ("Pipes and connections", pipes),
     ("Supervision trees (Erlang/OTP)", supervision),
     ("Queues", queues),
+    ("Locks and shared memory", locks_and_shared_memory),
 ];
 
 /// How many processes the main process started (through `launch`).
@@ -620,5 +621,57 @@ fn queues() -> procvisor::Result<()> {
         Err(Error::Empty) => say!("results.get_timeout(50 ms) on an empty queue: Empty"),
         other => say!("unexpected: {other:?}"),
     }
+    Ok(())
+}
+
+// ---- locks and shared memory --------------------------------------------------------------------
+
+fn add_under_lock(counter: procvisor::Value<i64>, lock: procvisor::Lock, n: u32) {
+    for _ in 0..n {
+        let _guard = lock.lock();
+        let raw = counter.get_obj();
+        raw.set(raw.get() + 1); // a read-modify-write the lock makes safe
+    }
+}
+
+fn die_holding(lock: procvisor::Lock, held: procvisor::Event) {
+    let guard = lock.lock();
+    held.set();
+    sleep(Duration::from_secs(60)); // killed long before
+    drop(guard);
+}
+
+fn locks_and_shared_memory() -> procvisor::Result<()> {
+    use procvisor::{Event, Lock, Value};
+
+    let counter = Value::with_lock(0i64, false)?;
+    let lock = Lock::new()?;
+    let workers: Vec<Process> = (0..4)
+        .map(|_| Process::new(add_under_lock, (counter.clone(), lock.clone(), 1000)))
+        .collect();
+    for p in &workers {
+        launch(p)?;
+    }
+    for p in &workers {
+        p.join(None)?;
+    }
+    say!(
+        "4 processes added 1000 each under a shared Lock: {}",
+        counter.get()
+    );
+
+    let held = Event::new()?;
+    let holder = Process::new(die_holding, (lock.clone(), held.clone()));
+    launch(&holder)?;
+    held.wait(None);
+    holder.kill()?;
+    say!("a process holding the lock was SIGKILLed");
+    let guard = lock.lock();
+    say!(
+        "the next acquirer gets it at once, told that pid {} died holding it",
+        guard.previous_owner_died().unwrap_or(0)
+    );
+    drop(guard);
+    holder.join(None)?;
     Ok(())
 }

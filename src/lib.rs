@@ -36,6 +36,8 @@
 //! | [`connection`] | `Pipe`, `multiprocessing.connection` | [`pipe`], [`Connection`], [`Listener`], [`Client`], [`wait`] |
 //! | [`queues`] | `Queue`, `JoinableQueue`, `SimpleQueue` | [`Queue`], [`JoinableQueue`], [`SimpleQueue`]: FIFO queues between processes |
 //! | [`supervisor`] | (Erlang/OTP) | [`Supervisor`], [`ChildSpec`], [`SupervisorSpec`]: supervision trees of processes |
+//! | [`synchronize`] | `Lock`, `RLock`, `Semaphore`, `Condition`, `Event`, `Barrier` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`], [`Barrier`] (shared memory, futexes, recovery of dead holders) |
+//! | [`sharedctypes`] | `Value`, `Array`, `multiprocessing.sharedctypes` | [`Value`], [`Array`], [`RawValue`], [`RawArray`], [`synchronized`], [`sharedctypes::copy`] |
 //! | [`context`] | `multiprocessing.context` | [`StartMethod`], [`set_start_method`] |
 //! | [`util`] | `multiprocessing.util` | [`log_to_stderr`] |
 //! | [`error`] | exceptions | [`Error`] |
@@ -47,7 +49,9 @@ pub mod context;
 pub mod error;
 pub mod process;
 pub mod queues;
+pub mod sharedctypes;
 pub mod supervisor;
+pub mod synchronize;
 pub mod util;
 
 pub use connection::{
@@ -61,7 +65,13 @@ pub use process::{
     parent_process, stop_requested, wait_for_stop,
 };
 pub use queues::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};
+pub use sharedctypes::{
+    Array, Char, LockSpec, RawArray, RawValue, Shareable, TypeCode, Value, synchronized,
+};
 pub use supervisor::{ChildSpec, Supervisor, SupervisorSpec};
+pub use synchronize::{
+    Acquired, AnyLock, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore,
+};
 pub use util::{LOG_TARGET, log_to_stderr};
 
 /// Makes this program able to start processes. Call it first in `main`.

@@ -24,4 +24,4 @@ pub mod watch;
 pub use futex::{WaitOutcome, futex_wait, futex_wake};
 pub use mutex::{Acquired, RobustMutex};
 pub use pid::{forget_cached_pid, my_pid};
-pub use segment::{Segment, SegmentError};
+pub use segment::{Segment, SegmentError, SharedState};

@@ -1,0 +1,114 @@
+//! Synchronization primitives shared between processes: Python's `Lock`, `RLock`,
+//! `Semaphore`, `BoundedSemaphore`, `Condition`, `Event` and `Barrier`.
+//!
+//! Every primitive keeps its state in a shared memory segment (an anonymous memfd, see
+//! [`procvisor_actors::shm`]); handles are `Clone + Send + Sync + Serialize + Deserialize`, so
+//! a handle passed in a child's arguments, or sent through a [`Connection`](crate::Connection)
+//! to a process that already runs, is the same primitive there. Operations that need no waiting
+//! are atomic instructions on that memory (an uncontended lock is one compare-and-swap each
+//! way); waiting sleeps on a futex in it.
+//!
+//! ## Recovery: a holder that dies
+//!
+//! Python's locks stay locked for ever when their holder dies. Here, a waiter's node watches
+//! the holder (a pidfd, no polling) and gives the unit back when it dies; the next acquirer is
+//! told so by [`Acquired::OwnerDied`] (or a guard's [`previous_owner_died`](Guard::previous_owner_died)),
+//! since the data the lock protected may be half-updated.
+//!
+//! ```
+//! use procvisor::{Acquired, Lock};
+//!
+//! let lock = Lock::new()?;
+//! match lock.acquire(true, None) {
+//!     Some(Acquired::Clean) => {}
+//!     Some(Acquired::OwnerDied { pid }) => eprintln!("process {pid} died holding the lock"),
+//!     None => unreachable!("a blocking acquire without timeout always acquires"),
+//! }
+//! lock.release()?;
+//!
+//! // Most code uses guards:
+//! let guard = lock.lock();
+//! if let Some(pid) = guard.previous_owner_died() {
+//!     eprintln!("repairing what {pid} left half-done");
+//! }
+//! # Ok::<(), procvisor::Error>(())
+//! ```
+//!
+//! ## Between processes
+//!
+//! ```no_run
+//! use procvisor::{Lock, Process};
+//!
+//! fn f(lock: Lock, i: u32) {
+//!     let _guard = lock.lock();
+//!     println!("hello world {i}");
+//! }
+//!
+//! fn main() -> procvisor::Result<()> {
+//!     procvisor::init();
+//!     let lock = Lock::new()?;
+//!     for num in 0..10 {
+//!         Process::new(f, (lock.clone(), num)).start()?;
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Async
+//!
+//! `acquire_async`, `wait_async`, … run the wait on procvisor's node runtime's blocking pool;
+//! they work on any executor, inside or outside a tokio runtime, and never block the caller's
+//! runtime.
+
+mod barrier;
+mod condition;
+mod event;
+mod guard;
+mod lock;
+mod rlock;
+mod semaphore;
+mod shared;
+mod wait;
+
+pub use barrier::{Barrier, MAX_PARTIES};
+pub use condition::{AnyLock, Condition, ConditionGuard, MAX_WAITERS};
+pub use event::Event;
+pub use guard::{Guard, Release};
+pub use lock::{Lock, LockGuard};
+pub use rlock::{RLock, RLockGuard};
+pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+
+pub(crate) use rlock::RLOCK_STATE;
+
+/// How a unit of a lock or semaphore was acquired (encodable, to report it to another process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Acquired {
+    /// From a holder that released it (or it was free).
+    Clean,
+    /// The previous holder died holding it, and procvisor gave it back to this acquirer. What
+    /// it protected may be half-updated.
+    OwnerDied {
+        /// The dead holder's pid.
+        pid: i32,
+    },
+}
+
+impl Acquired {
+    /// The pid of the process that died holding the unit, if that is how it was acquired.
+    pub fn previous_owner_died(&self) -> Option<i32> {
+        match *self {
+            Acquired::Clean => None,
+            Acquired::OwnerDied { pid } => Some(pid),
+        }
+    }
+}
+
+impl From<procvisor_actors::shm::Acquired> for Acquired {
+    #[inline]
+    fn from(a: procvisor_actors::shm::Acquired) -> Self {
+        match a {
+            procvisor_actors::shm::Acquired::Clean => Acquired::Clean,
+            procvisor_actors::shm::Acquired::OwnerDied { pid } => Acquired::OwnerDied { pid },
+        }
+    }
+}
