@@ -156,23 +156,29 @@ impl RobustMutex {
     /// caller's. `Err` if it was not locked.
     #[inline]
     pub fn unlock(&self) -> Result<(), NotLocked> {
-        let mut w = self.word.load(Ordering::Relaxed);
-        loop {
-            if w & PID_MASK == 0 {
-                return Err(NotLocked);
-            }
-            match self
-                .word
-                .compare_exchange_weak(w, 0, Ordering::Release, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(actual) => w = actual,
-            }
+        // One swap (not load + compare-and-swap): the uncontended path's second and last
+        // atomic instruction.
+        let w = self.word.swap(0, Ordering::Release);
+        if w & PID_MASK == 0 {
+            return Err(self.refuse_unlock(w));
         }
         if w & CONTENDED != 0 {
             futex_wake(&self.word, 1);
         }
         Ok(())
+    }
+
+    /// An unlock of a free lock swapped in 0 over a free state: put back an owner-died notice
+    /// it may have erased (unless someone took the lock in between, who then misses it — only
+    /// ever after a misuse).
+    #[cold]
+    fn refuse_unlock(&self, was: u32) -> NotLocked {
+        if was == OWNER_DIED {
+            let _ = self
+                .word
+                .compare_exchange(0, OWNER_DIED, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        NotLocked
     }
 
     /// The holder's pid, if the lock is held.
