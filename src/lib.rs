@@ -34,6 +34,7 @@
 //! |---|---|---|
 //! | [`process`] | `multiprocessing.process` | [`Process`], [`current_process`], [`active_children`] |
 //! | [`connection`] | `Pipe`, `multiprocessing.connection` | [`pipe`], [`Connection`], [`Listener`], [`Client`], [`wait`] |
+//! | [`pool`] | `multiprocessing.Pool` | [`Pool`], [`AsyncResult`], [`IMapIterator`]: worker processes with crash recovery |
 //! | [`supervisor`] | (Erlang/OTP) | [`Supervisor`], [`ChildSpec`], [`SupervisorSpec`]: supervision trees of processes |
 //! | [`context`] | `multiprocessing.context` | [`StartMethod`], [`set_start_method`] |
 //! | [`util`] | `multiprocessing.util` | [`log_to_stderr`] |
@@ -44,6 +45,7 @@
 pub mod connection;
 pub mod context;
 pub mod error;
+pub mod pool;
 pub mod process;
 pub mod supervisor;
 pub mod util;
@@ -54,6 +56,7 @@ pub use connection::{
 };
 pub use context::{StartMethod, get_start_method, set_start_method};
 pub use error::{Error, Result};
+pub use pool::{AsyncResult, IMapIterator, Pool, PoolBuilder};
 pub use process::{
     Process, Run, Target, TargetOutput, active_children, cpu_count, current_process,
     parent_process, stop_requested, wait_for_stop,
