@@ -51,6 +51,7 @@
 //!
 //! [`Connection`]: crate::Connection
 
+mod assembly;
 mod async_result;
 mod callbacks;
 mod dispatch;
@@ -581,6 +582,7 @@ where
         self.pool.shared.check_running()?;
         let job = MapJob::new(
             1,
+            1,
             single::<TaskValue<F, Args>>,
             self.callbacks,
             self.pool.shared.callbacks.clone(),
@@ -699,7 +701,8 @@ where
                 .unwrap_or_else(|| default_chunksize(items.len(), pool.processes)),
         );
         let job = MapJob::new(
-            plan.chunks,
+            plan.len,
+            plan.chunksize,
             all::<TaskValue<F, Args>>,
             self.callbacks,
             pool.shared.callbacks.clone(),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
+use super::assembly::Assembly;
 use super::callbacks::CallbackThread;
 use super::outcome::{Chunk, Failure, Outcome};
 use crate::error::Error;
@@ -146,7 +147,7 @@ impl<T> Callbacks<T> {
 /// The chunks of one `apply` / `map` / `starmap` call, assembled into a `T` once all are in;
 /// the first failure fails the whole call and abandons its queued chunks.
 pub(crate) struct MapJob<R, T> {
-    parts: Mutex<Parts<R>>,
+    parts: Mutex<Assembly<R>>,
     finish: fn(Vec<R>) -> Result<T, Failure>,
     done: Arc<Completion<T>>,
     callbacks: Mutex<Option<Callbacks<T>>>,
@@ -154,36 +155,29 @@ pub(crate) struct MapJob<R, T> {
     finished: AtomicBool,
 }
 
-struct Parts<R> {
-    chunks: Vec<Option<Vec<R>>>,
-    remaining: usize,
-}
-
 impl<R, T> MapJob<R, T>
 where
     R: DeserializeOwned + Send + 'static,
     T: Send + 'static,
 {
-    /// A job of `chunks` chunks; `finish` turns the concatenated results into the call's value.
-    /// A job of no chunks finishes at once.
+    /// A job of `total` items in chunks of `chunksize`; `finish` turns the results (in order)
+    /// into the call's value. A job of no items finishes at once.
     pub(crate) fn new(
-        chunks: usize,
+        total: usize,
+        chunksize: usize,
         finish: fn(Vec<R>) -> Result<T, Failure>,
         callbacks: Callbacks<T>,
         runner: Arc<CallbackThread>,
     ) -> Arc<MapJob<R, T>> {
         let job = Arc::new(MapJob {
-            parts: Mutex::new(Parts {
-                chunks: (0..chunks).map(|_| None).collect(),
-                remaining: chunks,
-            }),
+            parts: Mutex::new(Assembly::new(total, chunksize)),
             finish,
             done: Arc::new(Completion::new()),
             callbacks: Mutex::new((!callbacks.is_empty()).then_some(callbacks)),
             runner,
             finished: AtomicBool::new(false),
         });
-        if chunks == 0 {
+        if total == 0 {
             job.deliver(finish(Vec::new()));
         }
         job
@@ -214,25 +208,15 @@ where
     }
 
     fn store(&self, index: u32, values: Vec<R>) {
-        let mut parts = lock(&self.parts);
-        let Some(slot) = parts.chunks.get_mut(index as usize) else {
-            return;
-        };
-        if slot.is_some() {
-            return;
+        let placed = lock(&self.parts).place(index as usize, values);
+        match placed {
+            Ok(None) => {}
+            Ok(Some(all)) => self.deliver((self.finish)(all)),
+            Err(reason) => self.deliver(Err(Failure::Codec {
+                encode: false,
+                reason,
+            })),
         }
-        *slot = Some(values);
-        parts.remaining -= 1;
-        if parts.remaining > 0 {
-            return;
-        }
-        let chunks = std::mem::take(&mut parts.chunks);
-        drop(parts);
-        let mut all = Vec::with_capacity(chunks.iter().flatten().map(Vec::len).sum());
-        for chunk in chunks.into_iter().flatten() {
-            all.extend(chunk);
-        }
-        self.deliver((self.finish)(all));
     }
 }
 
@@ -289,7 +273,7 @@ mod tests {
 
     #[test]
     fn chunks_are_assembled_in_order_whatever_order_they_arrive_in() {
-        let job = MapJob::new(3, vec_of, no_callbacks(), Default::default());
+        let job = MapJob::new(5, 2, vec_of, no_callbacks(), Default::default());
         use super::super::task::ChunkStatus::AllOk;
         job.complete(2, 1, Outcome::Frame(AllOk, &frame(&[5])));
         job.complete(0, 2, Outcome::Frame(AllOk, &frame(&[1, 2])));
@@ -302,7 +286,7 @@ mod tests {
 
     #[test]
     fn the_first_failure_fails_the_call_and_abandons_the_rest() {
-        let job = MapJob::new(3, vec_of, no_callbacks(), Default::default());
+        let job = MapJob::new(5, 2, vec_of, no_callbacks(), Default::default());
         job.complete(
             1,
             2,
@@ -319,7 +303,7 @@ mod tests {
 
     #[test]
     fn a_wrong_result_count_is_a_decode_error() {
-        let job = MapJob::new(1, vec_of, no_callbacks(), Default::default());
+        let job = MapJob::new(3, 3, vec_of, no_callbacks(), Default::default());
         use super::super::task::ChunkStatus::AllOk;
         job.complete(0, 3, Outcome::Frame(AllOk, &frame(&[1])));
         let err = job.completion().take().unwrap().unwrap_err();
@@ -328,7 +312,7 @@ mod tests {
 
     #[test]
     fn wait_times_out_on_a_pending_result() {
-        let job = MapJob::new(1, vec_of, no_callbacks(), Default::default());
+        let job = MapJob::new(3, 3, vec_of, no_callbacks(), Default::default());
         let done = job.completion();
         assert!(!done.wait(Some(Duration::from_millis(20))));
         assert_eq!(done.successful(), None);
