@@ -23,7 +23,7 @@ use procvisor_actors::node::Node;
 use super::callbacks::CallbackThread;
 use super::job::{JobSink, lock};
 use super::outcome::{Failure, Outcome};
-use super::protocol::{parse_result, set_seq};
+use super::protocol::{parse_result, recv_reusing, set_seq};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::supervisor::{Exit, SupervisorRef};
@@ -281,8 +281,9 @@ impl Shared {
         conn: &Connection,
         record: &ChildRecord,
     ) {
-        while let Ok(frame) = conn.recv_bytes(None) {
-            self.on_result(i, generation, &frame);
+        let mut buf = Vec::new();
+        while let Ok(len) = recv_reusing(conn, &mut buf) {
+            self.on_result(i, generation, &buf[..len]);
         }
         self.on_worker_gone(i, generation, record);
     }

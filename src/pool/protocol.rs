@@ -21,6 +21,8 @@ use serde::ser::{Error as _, SerializeSeq};
 use serde::{Serialize, Serializer};
 
 use super::task::ChunkStatus;
+use crate::connection::Connection;
+use crate::error::Error;
 
 /// Bytes before a task's chunk: seq and entry offset.
 pub(crate) const TASK_HEADER: usize = 16;
@@ -70,6 +72,26 @@ pub(crate) fn parse_result(frame: &[u8]) -> Option<(u64, ChunkStatus, &[u8])> {
     let seq = u64::from_le_bytes(frame.get(..8)?.try_into().ok()?);
     let status = ChunkStatus::from_byte(*frame.get(8)?)?;
     Some((seq, status, &frame[RESULT_HEADER..]))
+}
+
+/// Frames up to this size leave their buffer to be reused for the next one.
+const KEEP_BUFFER: usize = 64 << 20;
+
+/// Receives one frame into `buf` (reused from frame to frame, so a stream of big chunks does
+/// not allocate and fault in fresh memory for each) and returns its length.
+pub(crate) fn recv_reusing(conn: &Connection, buf: &mut Vec<u8>) -> crate::Result<usize> {
+    match conn.recv_bytes_into(buf, 0) {
+        Ok(len) => Ok(len),
+        Err(Error::BufferTooShort { message, .. }) => {
+            let len = message.len();
+            *buf = message;
+            if len <= KEEP_BUFFER {
+                buf.resize(buf.capacity(), 0);
+            }
+            Ok(len)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Serializes the next `len` items of an iterator as one sequence, without collecting them.

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dispatch::{Shared, Status};
 use super::outcome::Failure;
-use super::protocol::{READY_SEQ, parse_result, parse_task, start_result};
+use super::protocol::{READY_SEQ, parse_result, parse_task, recv_reusing, start_result};
 use super::task::{ChunkStatus, TaskError, chunk_fn_at, init_fn_at, write_failed};
 use crate::connection::{Connection, pipe};
 use crate::context::StartMethod;
@@ -55,13 +55,14 @@ pub(crate) fn worker_main(conn: Connection, setup: WorkerSetup) -> Result<(), St
     conn.send_bytes(&out, 0, None)
         .map_err(|e| format!("cannot reach the pool: {e}"))?;
     let mut served = 0u64;
+    let mut buf = Vec::new();
     while setup.maxtasks.is_none_or(|max| served < max) {
-        let frame = match conn.recv_bytes(None) {
-            Ok(frame) => frame,
+        let len = match recv_reusing(&conn, &mut buf) {
+            Ok(len) => len,
             Err(Error::Eof) => return Ok(()),
             Err(e) => return Err(format!("the pool's connection failed: {e}")),
         };
-        let Some((seq, entry, chunk)) = parse_task(&frame) else {
+        let Some((seq, entry, chunk)) = parse_task(&buf[..len]) else {
             return Err("the pool sent a malformed task frame".into());
         };
         start_result(&mut out, seq);
