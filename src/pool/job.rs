@@ -28,6 +28,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// How long a blocking wait looks for a result before it sleeps.
+const SPIN: Duration = Duration::from_micros(20);
+
 enum State<T> {
     Pending,
     Done(Result<T, Failure>),
@@ -78,6 +81,9 @@ impl<T> Completion<T> {
     /// Waits until ready or `timeout` passes; true if ready.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> bool {
         let deadline = timeout.map(|t| Instant::now() + t);
+        if self.spin_until_ready(deadline) {
+            return true;
+        }
         let mut state = lock(&self.state);
         while matches!(*state, State::Pending) {
             state = match deadline {
@@ -98,6 +104,24 @@ impl<T> Completion<T> {
             };
         }
         true
+    }
+
+    /// Looks for the result without sleeping for up to [`SPIN`] (yielding between looks), as
+    /// the connections' receives do: a result that is microseconds away is then taken without
+    /// the cost of putting this thread to sleep and waking it (several microseconds on each
+    /// side here).
+    fn spin_until_ready(&self, deadline: Option<Instant>) -> bool {
+        let start = Instant::now();
+        let until = deadline.map_or(start + SPIN, |d| d.min(start + SPIN));
+        loop {
+            if self.ready() {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::yield_now();
+        }
     }
 
     /// Waits asynchronously until ready.
