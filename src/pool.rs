@@ -1,7 +1,7 @@
 //! [`Pool`]: a pool of worker processes (Python's `multiprocessing.Pool`), with crash recovery
 //! and task timeouts.
 //!
-//! ```no_run
+//! ```standalone_crate
 //! use std::time::Duration;
 //! use procvisor::Pool;
 //!
@@ -91,6 +91,9 @@ const WORKER_STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// The value a task function `F` called with `Args` gives the caller.
 pub type TaskValue<F, Args> = <<F as TaskFn<Args>>::Output as TaskOutput>::Value;
+
+/// The [`AsyncResult`] of a `map_async` / `starmap_async` of `F` over `Args`.
+pub type MapResult<F, Args> = AsyncResult<Vec<TaskValue<F, Args>>>;
 
 /// A pool of worker processes (Python's `multiprocessing.Pool`). See the [module docs](self).
 ///
@@ -279,7 +282,7 @@ impl Pool {
 
     /// A task to configure (callbacks, timeout) before submitting it.
     ///
-    /// ```no_run
+    /// ```standalone_crate
     /// # fn main() -> procvisor::Result<()> {
     /// # procvisor::init();
     /// use std::time::Duration;
@@ -334,11 +337,7 @@ impl Pool {
     /// # Errors
     ///
     /// As [`map`](Pool::map), for what is detected before submitting.
-    pub fn map_async<F, A, I>(
-        &self,
-        f: F,
-        iterable: I,
-    ) -> Result<AsyncResult<Vec<TaskValue<F, (A,)>>>>
+    pub fn map_async<F, A, I>(&self, f: F, iterable: I) -> Result<MapResult<F, (A,)>>
     where
         F: TaskFn<(A,)>,
         A: Serialize + DeserializeOwned + 'static,
@@ -400,11 +399,7 @@ impl Pool {
     /// # Errors
     ///
     /// As [`map_async`](Pool::map_async).
-    pub fn starmap_async<F, Args, I>(
-        &self,
-        f: F,
-        iterable: I,
-    ) -> Result<AsyncResult<Vec<TaskValue<F, Args>>>>
+    pub fn starmap_async<F, Args, I>(&self, f: F, iterable: I) -> Result<MapResult<F, Args>>
     where
         F: TaskFn<Args>,
         Args: Serialize + DeserializeOwned + 'static,
@@ -417,7 +412,7 @@ impl Pool {
     /// [`run`](MapBuilder::run) (`map`), [`submit`](MapBuilder::submit) (`map_async`),
     /// [`imap`](MapBuilder::imap) or [`imap_unordered`](MapBuilder::imap_unordered).
     ///
-    /// ```no_run
+    /// ```standalone_crate
     /// # fn main() -> procvisor::Result<()> {
     /// # procvisor::init();
     /// let pool = procvisor::Pool::new(2)?;
@@ -691,7 +686,7 @@ where
     /// # Errors
     ///
     /// As [`Pool::map_async`].
-    pub fn submit(self) -> Result<AsyncResult<Vec<TaskValue<F, Args>>>> {
+    pub fn submit(self) -> Result<MapResult<F, Args>> {
         let pool = self.pool;
         pool.shared.check_running()?;
         let items = Items::new(self.iterable.into_iter());

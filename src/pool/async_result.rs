@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 /// [`get_async`](AsyncResult::get_async) and [`wait_async`](AsyncResult::wait_async) work on
 /// any executor.
 ///
-/// ```no_run
+/// ```standalone_crate
 /// # fn main() -> procvisor::Result<()> {
 /// # procvisor::init();
 /// use std::time::Duration;

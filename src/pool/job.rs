@@ -156,10 +156,15 @@ impl<T> Completion<T> {
     }
 }
 
+/// A success callback: called with the value.
+pub(crate) type OnSuccess<T> = Box<dyn FnOnce(&T) + Send>;
+/// An error callback: called with the error.
+pub(crate) type OnError = Box<dyn FnOnce(&Error) + Send>;
+
 /// The success and error callbacks of an `apply_async` / `map_async`.
 pub(crate) struct Callbacks<T> {
-    pub(crate) success: Option<Box<dyn FnOnce(&T) + Send>>,
-    pub(crate) error: Option<Box<dyn FnOnce(&Error) + Send>>,
+    pub(crate) success: Option<OnSuccess<T>>,
+    pub(crate) error: Option<OnError>,
 }
 
 impl<T> Callbacks<T> {
