@@ -472,6 +472,42 @@ impl Pool {
         Ok(())
     }
 
+    /// [`terminate`](Pool::terminate) for async callers: the workers are stopped without
+    /// blocking the caller's thread.
+    pub async fn terminate_async(&self) {
+        self.shared.end(Status::Terminated, Failure::Terminated);
+        let supervisor = lock(&self.supervisor).take();
+        if let Some(supervisor) = supervisor {
+            supervisor.stop_async().await;
+        }
+        self.finish_callbacks_async().await;
+    }
+
+    /// [`join`](Pool::join) for async callers.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Pool::join).
+    pub async fn join_async(&self) -> Result<()> {
+        if self.shared.status() == Status::Running {
+            return Err(Error::PoolStillRunning);
+        }
+        self.shared.wait_idle_async().await;
+        let supervisor = lock(&self.supervisor).take();
+        if let Some(supervisor) = supervisor {
+            supervisor.stop_async().await;
+        }
+        self.finish_callbacks_async().await;
+        Ok(())
+    }
+
+    /// Drains the callback thread from a blocking thread of the node's runtime.
+    async fn finish_callbacks_async(&self) {
+        let callbacks = self.shared.callbacks.clone();
+        let node = procvisor_actors::node::Node::get().handle();
+        let _ = node.spawn_blocking(move || callbacks.finish()).await;
+    }
+
     fn stop_workers(&self) {
         let supervisor = lock(&self.supervisor).take();
         if let Some(supervisor) = supervisor {

@@ -218,6 +218,36 @@ fn maxtasksperchild_replaces_workers_and_results_stay_right() {
     pool.join().unwrap();
 }
 
+fn pid_of(_: ()) -> i32 {
+    std::process::id() as i32
+}
+
+fn suicide() -> u64 {
+    std::process::abort()
+}
+
+#[test]
+fn fork_started_workers_serve_and_are_replaced() {
+    let pool = Pool::builder()
+        .processes(2)
+        .start_method(procvisor::StartMethod::Fork)
+        .build()
+        .unwrap();
+    let mut guard = PidsGuard(pool.worker_pids());
+    assert_eq!(pool.map(square, 0..1000u64).unwrap()[999], 998_001);
+    let pids: BTreeSet<i32> = pool.map(pid_of, vec![(); 8]).unwrap().into_iter().collect();
+    assert!(
+        pids.iter().all(|p| pool.worker_pids().contains(p)),
+        "{pids:?}"
+    );
+    let err = pool.apply(suicide, ()).unwrap_err();
+    assert!(matches!(err, Error::WorkerLost { .. }), "{err}");
+    assert_eq!(pool.apply(square, (5,)).unwrap(), 25);
+    guard.0.extend(pool.worker_pids());
+    pool.close();
+    pool.join().unwrap();
+}
+
 #[test]
 fn async_results_and_iterators_on_a_tokio_runtime() {
     let (pool, _guard) = pool(2);
@@ -239,6 +269,19 @@ fn async_results_and_iterators_on_a_tokio_runtime() {
         assert_eq!(got, (0..10u64).map(square).collect::<Vec<_>>());
         // The blocking API works inside a runtime too.
         assert_eq!(pool.apply(square, (3,)).unwrap(), 9);
+        // A pool made, joined and dropped inside the runtime.
+        let inner = Pool::new(1).unwrap();
+        let pids = inner.worker_pids();
+        let _guard = PidsGuard(pids.clone());
+        let r = inner.apply_async(square, (4,)).unwrap();
+        inner.close();
+        inner.join_async().await.unwrap();
+        assert_eq!(r.get_async().await.unwrap(), 16);
+        assert!(pids.iter().all(|&p| !common::pid_is_running(p)));
+        let other = Pool::new(1).unwrap();
+        let _guard = PidsGuard(other.worker_pids());
+        other.terminate_async().await;
+        drop(Pool::new(1).unwrap());
     });
     // And the async API outside one, on a plain executor.
     let r = pool.apply_async(square, (5,)).unwrap();

@@ -107,6 +107,7 @@ struct Send {
 pub(crate) struct Shared {
     state: Mutex<State>,
     idle: Condvar,
+    idle_async: tokio::sync::Notify,
     maxtasks: Option<u64>,
     pub(crate) callbacks: Arc<CallbackThread>,
     /// The supervisor of the workers, stopped when the pool breaks.
@@ -124,6 +125,7 @@ impl Shared {
                 outstanding: 0,
             }),
             idle: Condvar::new(),
+            idle_async: tokio::sync::Notify::new(),
             maxtasks,
             callbacks: Arc::default(),
             supervisor: OnceLock::new(),
@@ -230,6 +232,7 @@ impl Shared {
         state.outstanding -= n;
         if state.outstanding == 0 {
             self.idle.notify_all();
+            self.idle_async.notify_waiters();
         }
     }
 
@@ -404,6 +407,19 @@ impl Shared {
                 .idle
                 .wait(state)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// [`wait_idle`](Shared::wait_idle) for async callers.
+    pub(crate) async fn wait_idle_async(&self) {
+        loop {
+            let notified = self.idle_async.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if lock(&self.state).outstanding == 0 {
+                return;
+            }
+            notified.await;
         }
     }
 
