@@ -13,11 +13,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
+use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use procvisor_actors::wire::codec;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::de::{DeserializeOwned, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::process::target::{anchor, conjure};
 
@@ -209,34 +210,83 @@ pub(crate) type ChunkFn = fn(input: &[u8], out: &mut Vec<u8>);
 pub(crate) type InitFn = fn(input: &[u8]) -> Result<(), TaskError>;
 
 /// The chunk trampoline for `F` called with argument tuples `Args`.
+///
+/// The function runs on each argument tuple as it is decoded (no vector of arguments is built):
+/// see [`Running`]. An undecodable chunk fails as a whole; the items before the bad one have
+/// run by then (the pool encoded the chunk from the same types, so this means a bug, not bad
+/// user input).
 pub(crate) fn run_chunk<F, Args>(input: &[u8], out: &mut Vec<u8>)
 where
     F: TaskFn<Args>,
     Args: DeserializeOwned,
 {
-    let items: Vec<Args> = match codec::decode(input) {
-        Ok(items) => items,
+    match codec::decode::<Running<F, Args>>(input) {
+        Ok(Running(Ran::AllOk(values), _)) => write_results(out, ChunkStatus::AllOk, &values),
+        Ok(Running(Ran::Partial(each), _)) => write_results(out, ChunkStatus::Partial, &each),
         Err(e) => {
             let why = format!("cannot decode the task's arguments in the worker: {e}");
-            return write_failed(out, &TaskError::Decode(why));
-        }
-    };
-    let f = conjure::<F>();
-    let mut ok = Vec::with_capacity(items.len());
-    let mut items = items.into_iter();
-    for args in items.by_ref() {
-        match call(&f, args) {
-            Ok(value) => ok.push(value),
-            Err(e) => {
-                // From here on every item gets its own outcome.
-                let mut each: Vec<Result<_, TaskError>> = ok.into_iter().map(Ok).collect();
-                each.push(Err(e));
-                each.extend(items.map(|args| call(&f, args)));
-                return write_results(out, ChunkStatus::Partial, &each);
-            }
+            write_failed(out, &TaskError::Decode(why));
         }
     }
-    write_results(out, ChunkStatus::AllOk, &ok);
+}
+
+/// The value `F` gives for `Args`.
+type ValueOf<F, Args> = <<F as TaskFn<Args>>::Output as TaskOutput>::Value;
+
+/// A chunk's results, made while decoding it: every value, or (once an item failed) one outcome
+/// per item.
+enum Ran<V> {
+    AllOk(Vec<V>),
+    Partial(Vec<Result<V, TaskError>>),
+}
+
+/// "Decoding" a chunk runs `F` on each argument tuple as soon as it is decoded.
+struct Running<F: TaskFn<Args>, Args>(Ran<ValueOf<F, Args>>, PhantomData<fn() -> F>);
+
+impl<'de, F, Args> Deserialize<'de> for Running<F, Args>
+where
+    F: TaskFn<Args>,
+    Args: Deserialize<'de>,
+{
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let ran = deserializer.deserialize_seq(RunVisitor::<F, Args>(PhantomData))?;
+        Ok(Running(ran, PhantomData))
+    }
+}
+
+struct RunVisitor<F, Args>(PhantomData<fn() -> (F, Args)>);
+
+impl<'de, F, Args> Visitor<'de> for RunVisitor<F, Args>
+where
+    F: TaskFn<Args>,
+    Args: Deserialize<'de>,
+{
+    type Value = Ran<ValueOf<F, Args>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a sequence of argument tuples")
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        let f = conjure::<F>();
+        // The hint is the chunk's length as encoded; cap what is reserved up front anyway.
+        let mut ok = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 22));
+        while let Some(args) = seq.next_element::<Args>()? {
+            match call(&f, args) {
+                Ok(value) => ok.push(value),
+                Err(e) => {
+                    // From here on every item gets its own outcome.
+                    let mut each: Vec<Result<_, TaskError>> = ok.into_iter().map(Ok).collect();
+                    each.push(Err(e));
+                    while let Some(args) = seq.next_element::<Args>()? {
+                        each.push(call(&f, args));
+                    }
+                    return Ok(Ran::Partial(each));
+                }
+            }
+        }
+        Ok(Ran::AllOk(ok))
+    }
 }
 
 /// Calls `f(args)`, turning an `Err` or a panic into a [`TaskError`].
