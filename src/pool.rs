@@ -807,7 +807,8 @@ struct ChunkPlan {
 
 impl ChunkPlan {
     fn new(len: usize, chunksize: usize) -> ChunkPlan {
-        let chunksize = chunksize.max(1);
+        // Chunk indices travel as u32: past that many chunks, chunks grow instead.
+        let chunksize = chunksize.max(1).max(len.div_ceil(u32::MAX as usize));
         ChunkPlan {
             len,
             chunksize,
@@ -878,6 +879,16 @@ mod tests {
             assert_eq!(total, len, "{len} items in chunks of {size}");
             assert!((0..plan.chunks).all(|i| plan.len_of(i) > 0));
         }
+    }
+
+    #[test]
+    fn chunk_indices_fit_in_u32() {
+        let plan = ChunkPlan::new(usize::MAX, 1);
+        assert!(plan.chunks <= u32::MAX as usize);
+        assert_eq!(
+            plan.len_of(plan.chunks - 1),
+            usize::MAX - (plan.chunks - 1) * plan.chunksize
+        );
     }
 
     #[test]

@@ -313,3 +313,12 @@ fn futures_lite_block_on<F: std::future::Future>(fut: F) -> F::Output {
         std::thread::park_timeout(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn pool_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Pool>();
+    send_sync::<procvisor::AsyncResult<Vec<String>>>();
+    send_sync::<procvisor::IMapIterator<u64>>();
+    send_sync::<procvisor::PoolBuilder>();
+}
