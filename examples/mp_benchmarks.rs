@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use procvisor::supervisor::{ChildSpec, Intensity, Strategy, Supervisor, SupervisorSpec};
 use procvisor::{
-    Array, Condition, Connection, Lock, Process, Queue, RLock, StartMethod, pipe as make_pipe,
+    Array, Condition, Connection, Lock, Pool, Process, Queue, RLock, StartMethod, pipe as make_pipe,
 };
 
 /// What a test reports: one JSON line.
@@ -101,6 +101,8 @@ const TESTS: &[Test] = &[
     ("process_start_join", process_start_join),
     ("process_start_join_fork", process_start_join_fork),
     ("supervisor_restart", supervisor_restart),
+    ("pool_map_square", pool_map_square),
+    ("pool_apply_roundtrip", pool_apply_roundtrip),
 ];
 
 /// The Python file's loop: `iterations` starts at 1 and doubles until a round lasts at least
@@ -461,6 +463,51 @@ fn supervisor_restart(delta: f64) -> TestResult {
     })?;
     sup.stop();
     Ok(Row::new("supervisor_restart", n, elapsed))
+}
+
+// ---- pool ---------------------------------------------------------------------------------
+
+fn square(x: u64) -> u64 {
+    x.wrapping_mul(x)
+}
+
+/// `test_pool_map`'s pool: two workers, warmed up with a map of 100 items.
+fn bench_pool() -> Result<Pool, Box<dyn Error>> {
+    let pool = Pool::new(2)?;
+    pool.map(square, 0..100)?;
+    Ok(pool)
+}
+
+/// `test_pool_map`, first half: `map(square, range(iterations))` with the default chunk size,
+/// `iterations` starting at 2048 and doubling until a round lasts `delta`.
+fn pool_map_square(delta: f64) -> TestResult {
+    let pool = bench_pool()?;
+    let (mut iterations, mut elapsed) = (1024u64, Duration::ZERO);
+    while elapsed.as_secs_f64() < delta {
+        iterations *= 2;
+        let t = Instant::now();
+        let r = pool.map(square, 0..iterations)?;
+        elapsed = t.elapsed();
+        if r.last() != Some(&square(iterations - 1)) {
+            return Err("pool.map returned a wrong last square".into());
+        }
+    }
+    let mut row = Row::new("pool_map_square", iterations, elapsed);
+    row.unit = "items";
+    Ok(row)
+}
+
+/// `test_pool_map`, second half: sequential `apply(square, (i,))`.
+fn pool_apply_roundtrip(delta: f64) -> TestResult {
+    let pool = bench_pool()?;
+    let (iterations, elapsed) = doubling(delta, |iterations| {
+        let t = Instant::now();
+        for i in 0..iterations {
+            pool.apply(square, (i,))?;
+        }
+        Ok(t.elapsed())
+    })?;
+    Ok(Row::new("pool_apply_roundtrip", iterations, elapsed))
 }
 
 // ---- command line -------------------------------------------------------------------------

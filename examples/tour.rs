@@ -41,6 +41,7 @@ const SECTIONS: &[Section] = &[
     ("Supervision trees (Erlang/OTP)", supervision),
     ("Queues", queues),
     ("Locks and shared memory", locks_and_shared_memory),
+    ("Process pools, with crash recovery", pools),
 ];
 
 /// How many processes the main process started (through `launch`).
@@ -673,5 +674,56 @@ fn locks_and_shared_memory() -> procvisor::Result<()> {
     );
     drop(guard);
     holder.join(None)?;
+    Ok(())
+}
+
+// ---- process pools ----------------------------------------------------------------------------
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn picky(x: u64) -> Result<u64, String> {
+    if x == 13 {
+        Err("13 is unlucky".into())
+    } else {
+        Ok(x)
+    }
+}
+
+fn die() -> u64 {
+    std::process::exit(7)
+}
+
+fn pools() -> procvisor::Result<()> {
+    use procvisor::Pool;
+
+    let pool = Pool::new(2)?;
+    say!("Pool::new(2) started workers {:?}", pool.worker_pids());
+    say!("map(square, 0..10) = {:?}", pool.map(square, 0..10)?);
+    let r = pool.apply_async(square, (12,))?;
+    say!("apply_async(square, (12,)).get() = {}", r.get(None)?);
+    let unordered: Vec<u64> = pool
+        .imap_unordered(square, 0..5)?
+        .collect::<procvisor::Result<_>>()?;
+    say!(
+        "imap_unordered(square, 0..5) gave {} results in completion order",
+        unordered.len()
+    );
+    say!(
+        "a task's Err fails only that task: {}",
+        pool.apply(picky, (13,)).unwrap_err()
+    );
+    say!(
+        "a worker that dies mid-task: {}",
+        pool.apply(die, ()).unwrap_err()
+    );
+    say!(
+        "… the pool replaces it and keeps serving: map(square, 0..4) = {:?}",
+        pool.map(square, 0..4)?
+    );
+    pool.close();
+    pool.join()?;
+    say!("close() + join(): every worker has exited");
     Ok(())
 }

@@ -35,6 +35,7 @@
 //! | [`process`] | `multiprocessing.process` | [`Process`], [`current_process`], [`active_children`] |
 //! | [`connection`] | `Pipe`, `multiprocessing.connection` | [`pipe`], [`Connection`], [`Listener`], [`Client`], [`wait`] |
 //! | [`queues`] | `Queue`, `JoinableQueue`, `SimpleQueue` | [`Queue`], [`JoinableQueue`], [`SimpleQueue`]: FIFO queues between processes |
+//! | [`pool`] | `multiprocessing.Pool` | [`Pool`], [`AsyncResult`], [`IMapIterator`]: worker processes with crash recovery |
 //! | [`supervisor`] | (Erlang/OTP) | [`Supervisor`], [`ChildSpec`], [`SupervisorSpec`]: supervision trees of processes |
 //! | [`synchronize`] | `Lock`, `RLock`, `Semaphore`, `Condition`, `Event`, `Barrier` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`], [`Barrier`] (shared memory, futexes, recovery of dead holders) |
 //! | [`sharedctypes`] | `Value`, `Array`, `multiprocessing.sharedctypes` | [`Value`], [`Array`], [`RawValue`], [`RawArray`], [`synchronized`], [`sharedctypes::copy`] |
@@ -47,6 +48,7 @@
 pub mod connection;
 pub mod context;
 pub mod error;
+pub mod pool;
 pub mod process;
 pub mod queues;
 pub mod sharedctypes;
@@ -60,6 +62,7 @@ pub use connection::{
 };
 pub use context::{StartMethod, get_start_method, set_start_method};
 pub use error::{Error, Result};
+pub use pool::{AsyncResult, IMapIterator, Pool, PoolBuilder};
 pub use process::{
     Process, Run, Target, TargetOutput, active_children, cpu_count, current_process,
     parent_process, stop_requested, wait_for_stop,

@@ -31,7 +31,7 @@ pub(crate) mod current;
 mod forkserver;
 mod parent_link;
 mod popen;
-mod target;
+pub(crate) mod target;
 
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -87,7 +87,7 @@
 
 mod link;
 mod remote;
-mod worker;
+pub(crate) mod worker;
 
 use std::marker::PhantomData;
 use std::sync::Arc;

@@ -163,7 +163,7 @@ pub(crate) fn run_entry<R: Run>(payload: &[u8], before_run: &dyn Fn()) -> EntryO
 }
 
 /// Makes a value of a zero-sized function type.
-fn conjure<F>() -> F {
+pub(crate) fn conjure<F>() -> F {
     const { assert_zero_sized::<F>() };
     // SAFETY: `F` has size zero (checked at compile time above), so it has no bytes that could
     // be invalid; it is a fn item or a closure capturing nothing, which carry no invariants.

@@ -226,7 +226,7 @@ pub(crate) struct RunningProcess {
 }
 
 impl RunningProcess {
-    fn new(process: &Process) -> Result<RunningProcess, String> {
+    pub(crate) fn new(process: &Process) -> Result<RunningProcess, String> {
         let record = process
             .child_record()
             .ok_or_else(|| "the process did not start".to_string())?;

@@ -1,0 +1,206 @@
+//! Pool errors with real worker processes: a task's `Err` or panic fails only that task (the
+//! message reaches the caller, the worker keeps serving); a result that cannot be encoded;
+//! timeouts while waiting for results; misuse (join before close, successful before ready,
+//! submitting to a closed pool); a failing initializer.
+
+procvisor::test_init!();
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{GENEROUS, PidsGuard, TempDir};
+use procvisor::{Error, Pool};
+use serde::{Deserialize, Serialize, Serializer};
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn picky(x: u64) -> Result<u64, String> {
+    match x {
+        3 => Err("three is not allowed".into()),
+        5 => panic!("five makes me panic"),
+        _ => Ok(x),
+    }
+}
+
+fn worker_pid() -> i32 {
+    std::process::id() as i32
+}
+
+/// Blocks until the file `go` exists in `dir`, then returns `value` (a task the test releases).
+fn wait_for_go(dir: String, value: u64) -> u64 {
+    let go = Path::new(&dir).join("go");
+    while !go.exists() {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    value
+}
+
+/// A value whose encoding always fails.
+#[derive(Debug, Deserialize)]
+struct Unencodable;
+
+impl Serialize for Unencodable {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "Unencodable refuses to be encoded",
+        ))
+    }
+}
+
+procvisor::task_output!(Unencodable);
+
+fn unencodable() -> Unencodable {
+    Unencodable
+}
+
+fn pool(processes: usize) -> (Pool, PidsGuard) {
+    let pool = Pool::new(processes).unwrap();
+    let guard = PidsGuard(pool.worker_pids());
+    (pool, guard)
+}
+
+#[test]
+fn an_err_or_a_panic_fails_only_that_task_and_the_worker_keeps_serving() {
+    let (pool, _guard) = pool(1);
+    let before = pool.apply(worker_pid, ()).unwrap();
+
+    let err = pool.apply(picky, (3,)).unwrap_err();
+    assert!(matches!(&err, Error::TaskFailed { message } if message == "three is not allowed"));
+    assert_eq!(err.to_string(), "the task failed: three is not allowed");
+    let err = pool.apply(picky, (5,)).unwrap_err();
+    assert!(matches!(&err, Error::TaskPanicked { message } if message == "five makes me panic"));
+    assert_eq!(err.to_string(), "the task panicked: five makes me panic");
+
+    // map fails as a whole with the failing item's error …
+    let err = pool.map(picky, [1, 2, 5, 6]).unwrap_err();
+    assert!(matches!(err, Error::TaskPanicked { .. }), "{err}");
+    // … imap reports each item, so the others are still there.
+    for chunksize in [1, 3, 10] {
+        let got: Vec<Result<u64, Error>> = pool
+            .map_task(picky, 0..8u64)
+            .chunksize(chunksize)
+            .imap()
+            .unwrap()
+            .collect();
+        assert_eq!(got.len(), 8);
+        for (i, r) in got.iter().enumerate() {
+            match i {
+                3 => assert!(matches!(r, Err(Error::TaskFailed { .. })), "{r:?}"),
+                5 => assert!(matches!(r, Err(Error::TaskPanicked { .. })), "{r:?}"),
+                _ => assert_eq!(*r.as_ref().unwrap(), i as u64),
+            }
+        }
+    }
+    // The same worker served all of it.
+    assert_eq!(pool.apply(worker_pid, ()).unwrap(), before);
+    assert_eq!(pool.worker_pids(), [before]);
+}
+
+#[test]
+fn a_result_that_cannot_be_encoded_fails_that_task_clearly() {
+    let (pool, _guard) = pool(1);
+    let err = pool.apply(unencodable, ()).unwrap_err();
+    assert!(matches!(err, Error::Encode { .. }), "{err}");
+    assert!(err.to_string().contains("refuses to be encoded"), "{err}");
+    assert_eq!(pool.apply(square, (4,)).unwrap(), 16);
+}
+
+#[test]
+fn get_with_a_timeout_on_a_sleeping_task_times_out_and_the_result_still_arrives() {
+    let (pool, _guard) = pool(1);
+    let dir = TempDir::new("pool-get-timeout");
+    let d = dir.path().display().to_string();
+    let r = pool.apply_async(wait_for_go, (d.clone(), 7)).unwrap();
+    let t = Instant::now();
+    let err = r.get(Some(Duration::from_millis(200))).unwrap_err();
+    assert!(t.elapsed() >= Duration::from_millis(200));
+    assert!(matches!(err, Error::ResultTimeout { .. }), "{err}");
+    assert!(!r.ready());
+    assert!(matches!(r.successful(), Err(Error::ResultNotReady)));
+    assert!(!r.wait(Some(Duration::from_millis(50))));
+
+    std::fs::write(dir.file("go"), "").unwrap();
+    assert_eq!(r.get(Some(GENEROUS)).unwrap(), 7);
+    assert!(r.successful().unwrap());
+}
+
+#[test]
+fn imap_next_timeout_times_out_then_yields() {
+    let (pool, _guard) = pool(1);
+    let dir = TempDir::new("pool-imap-timeout");
+    let d = dir.path().display().to_string();
+    let mut it = pool
+        .starmap_task(wait_for_go, vec![(d.clone(), 1), (d, 2)])
+        .imap()
+        .unwrap();
+    let err = it.next_timeout(Duration::from_millis(100)).unwrap_err();
+    assert!(matches!(err, Error::ResultTimeout { .. }), "{err}");
+    std::fs::write(dir.file("go"), "").unwrap();
+    assert_eq!(it.next_timeout(GENEROUS).unwrap(), Some(1));
+    assert_eq!(it.next_timeout(GENEROUS).unwrap(), Some(2));
+    assert_eq!(it.next_timeout(GENEROUS).unwrap(), None);
+    assert!(it.next().is_none());
+}
+
+#[test]
+fn misuse_gets_precise_errors() {
+    let (pool, _guard) = pool(1);
+    assert!(matches!(pool.join(), Err(Error::PoolStillRunning)));
+    assert!(matches!(
+        Pool::new(0),
+        Err(Error::PoolSize { processes: 0 })
+    ));
+    pool.close();
+    let err = pool.apply(square, (1,)).unwrap_err();
+    assert!(
+        matches!(err, Error::PoolNotRunning { state: "closed" }),
+        "{err}"
+    );
+    assert!(matches!(
+        pool.map(square, 0..3),
+        Err(Error::PoolNotRunning { .. })
+    ));
+    pool.join().unwrap();
+    pool.terminate();
+    let err = pool.apply_async(square, (1,)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::PoolNotRunning {
+                state: "terminated"
+            }
+        ),
+        "{err}"
+    );
+}
+
+fn failing_init(reason: String) -> Result<(), String> {
+    Err(reason)
+}
+
+fn panicking_init() {
+    panic!("the initializer panics");
+}
+
+#[test]
+fn a_failing_initializer_breaks_the_pool_instead_of_looping() {
+    let err = Pool::builder()
+        .processes(2)
+        .initializer(failing_init, ("no database".to_string(),))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::PoolBroken { reason } if reason.contains("no database")),
+        "{err}"
+    );
+    let err = Pool::builder()
+        .processes(1)
+        .initializer(panicking_init, ())
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("the initializer panics"), "{err}");
+}
