@@ -589,9 +589,10 @@ impl Inner {
         }
     }
 
-    /// Keeps a message that an async receive read after its caller went away.
+    /// Keeps a message that an async receive read after its caller went away. It goes first:
+    /// anything stashed meanwhile was read after it.
     fn stash(&self, frame: Vec<u8>) {
-        lock(&self.read).stash.push_back(frame);
+        lock(&self.read).stash.push_front(frame);
     }
 }
 

@@ -244,3 +244,31 @@ fn the_blocking_api_works_inside_a_runtime() {
         assert_eq!(p.exitcode(), Some(0));
     });
 }
+
+#[test]
+fn a_receive_right_after_another_finds_the_message_already_buffered() {
+    // Two messages arrive in one write, so the first receive buffers both. The second receive
+    // starts at once — while the first one's blocking half may still be letting go of the read
+    // side — and must take the buffered message instead of waiting on an empty socket.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mut raw, theirs) = UnixStream::pair().unwrap();
+    let conn = Connection::from(theirs);
+    rt.block_on(async {
+        for round in 0..=255u8 {
+            raw.write_all(&[0, 0, 0, 1, round, 0, 0, 0, 1, !round])
+                .unwrap();
+            let both = async {
+                let first = conn.recv_bytes_async(None).await.unwrap();
+                let second = conn.recv_bytes_async(None).await.unwrap();
+                (first, second)
+            };
+            let (first, second) = tokio::time::timeout(GENEROUS, both)
+                .await
+                .expect("the second receive waited on the socket for a buffered message");
+            assert_eq!((first, second), (vec![round], vec![!round]));
+        }
+    });
+}

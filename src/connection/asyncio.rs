@@ -124,13 +124,21 @@ impl Connection {
     }
 
     async fn recv_frame_async(&self, maxlength: Option<usize>) -> Result<Vec<u8>> {
-        if let Some(frame) = self.try_recv_buffered(maxlength)? {
-            return Ok(frame);
+        match self.try_recv_buffered(maxlength)? {
+            Buffered::Frame(frame) => return Ok(frame),
+            // Nothing in memory: wait on the reactor until the socket has something.
+            Buffered::Nothing => {
+                self.poll_async(None).await?;
+            }
+            // Another receive holds the read half — possibly one that has just handed its
+            // result over and is about to let go, with our message already in the buffer.
+            // Waiting for the socket to become readable could then wait for ever: queue
+            // behind it on the blocking pool instead, where the read half is checked first.
+            Buffered::Busy => {}
         }
-        self.poll_async(None).await?;
         let inner = self.inner.clone();
         let (tx, rx) = oneshot::channel::<Result<Vec<u8>>>();
-        Node::get().handle().spawn_blocking(move || {
+        let receiving = Node::get().handle().spawn_blocking(move || {
             let mut tx = Some(tx);
             let outcome = inner.with_read("receive", |half, max| {
                 let received = half.recv_bytes(max, maxlength);
@@ -138,7 +146,7 @@ impl Connection {
                     // The caller gave up: keep the message for the next receive. This happens
                     // under the read lock, so no later message can be received before it.
                     if let Err(Ok(frame)) = tx.send(received) {
-                        half.stash.push_back(frame);
+                        half.stash.push_front(frame);
                     }
                 }
                 Ok(())
@@ -149,6 +157,7 @@ impl Connection {
         });
         let mut pending = StashOnDrop {
             rx: Some(rx),
+            got: None,
             inner: &self.inner,
         };
         let received = match pending.rx.as_mut() {
@@ -156,18 +165,24 @@ impl Connection {
             None => Err(node_gone()),
         };
         pending.rx = None;
-        received
+        // The blocking receive hands its result over while it still holds the read half (so
+        // that nothing overtakes a message whose caller went away). Wait for it to let go, so
+        // that a receive or poll right after this one does not find the half busy and wait on
+        // the socket for a message that is already in the buffer. Until then the message is
+        // kept in `pending`, which stashes it if this future is dropped.
+        pending.got = Some(received);
+        let _ = receiving.await;
+        pending.got.take().unwrap_or_else(|| Err(node_gone()))
     }
 
-    /// A whole message that is already buffered (or stashed), taken without blocking; `None`
-    /// if there is none or another thread is receiving.
-    fn try_recv_buffered(&self, maxlength: Option<usize>) -> Result<Option<Vec<u8>>> {
+    /// A whole message that is already buffered (or stashed), taken without blocking.
+    fn try_recv_buffered(&self, maxlength: Option<usize>) -> Result<Buffered> {
         self.inner.check_end("receive", true)?;
         let _fd = self.inner.fd.guard()?;
         let mut half = match self.inner.read.try_lock() {
             Ok(half) => half,
             Err(TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(TryLockError::WouldBlock) => return Ok(None),
+            Err(TryLockError::WouldBlock) => return Ok(Buffered::Busy),
         };
         if let Some(reason) = &half.refused {
             return Err(Error::NotReadable {
@@ -176,16 +191,19 @@ impl Connection {
         }
         if let Some(len) = half.stash.front().map(Vec::len) {
             check_maxlength(&mut half.refused, len, maxlength)?;
-            return Ok(half.stash.pop_front());
+            return Ok(half
+                .stash
+                .pop_front()
+                .map_or(Buffered::Nothing, Buffered::Frame));
         }
         if !half.reader.has_buffered_frame() {
-            return Ok(None);
+            return Ok(Buffered::Nothing);
         }
         let len = half.next_len(self.inner.limits().effective_max())?;
         check_maxlength(&mut half.refused, len, maxlength)?;
         let mut out = Vec::new();
         half.reader.read_frame_into(&mut out).map_err(read_error)?;
-        Ok(Some(out))
+        Ok(Buffered::Frame(out))
     }
 }
 
@@ -211,15 +229,30 @@ impl ReadHalf {
     }
 }
 
+/// What a receive found in memory, without blocking.
+enum Buffered {
+    /// A whole message, taken.
+    Frame(Vec<u8>),
+    /// No whole message is buffered or stashed.
+    Nothing,
+    /// Another receive holds the read half.
+    Busy,
+}
+
 /// If the receiving future is dropped while the blocking receive runs, the message that
 /// receive produces goes to the stash instead of being lost.
 struct StashOnDrop<'a> {
     rx: Option<oneshot::Receiver<Result<Vec<u8>>>>,
+    /// The receive's result, once handed over and not yet returned.
+    got: Option<Result<Vec<u8>>>,
     inner: &'a Arc<Inner>,
 }
 
 impl Drop for StashOnDrop<'_> {
     fn drop(&mut self) {
+        if let Some(Ok(frame)) = self.got.take() {
+            self.inner.stash(frame);
+        }
         if let Some(mut rx) = self.rx.take() {
             // After `close`, the sender's `send` fails and it stashes the message itself; a
             // message sent before is still in the channel and is taken here.
