@@ -11,23 +11,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use common::{GENEROUS, KillOnDrop};
+use common::{GENEROUS, KillOnDrop, join_ok, start};
 use procvisor::{Address, Client, Connection, Error, Family, Listener, Process, pipe};
 use procvisor_actors::wire::auth::{CHALLENGE_PREFIX, FAILURE, WELCOME};
 use procvisor_actors::wire::frame::{FrameLimits, read_frame_unbuffered, write_frame};
 
 const AUTHKEY: &[u8] = b"secret password";
-
-fn start(guard: &mut KillOnDrop, p: Process) -> Process {
-    guard.add(&p);
-    p.start().unwrap();
-    p
-}
-
-fn join_ok(p: &Process) {
-    p.join(Some(GENEROUS)).unwrap();
-    assert_eq!(p.exitcode(), Some(0), "{p}");
-}
 
 // ---- addresses -----------------------------------------------------------------------------
 

@@ -13,20 +13,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use common::{GENEROUS, KillOnDrop};
+use common::{GENEROUS, KillOnDrop, join_ok, start};
 use procvisor::{Connection, Error, JoinableQueue, Process, Queue, SimpleQueue, StartMethod, pipe};
-
-/// Starts `p` under `guard` (killed and joined if the test fails).
-fn start(guard: &mut KillOnDrop, p: Process) -> Process {
-    guard.add(&p);
-    p.start().unwrap();
-    p
-}
-
-fn join_ok(p: &Process) {
-    p.join(Some(GENEROUS)).unwrap();
-    assert_eq!(p.exitcode(), Some(0), "{p}");
-}
 
 // ---- timeouts and non-blocking calls ------------------------------------------------------
 

@@ -11,21 +11,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{GENEROUS, KillOnDrop, say, wait_until};
+use common::{GENEROUS, KillOnDrop, join_ok, say, start, wait_until};
 use procvisor::{Connection, Error, Process, Queue, pipe};
 
 type Item = Option<(u32, u64)>;
-
-fn start(guard: &mut KillOnDrop, p: Process) -> Process {
-    guard.add(&p);
-    p.start().unwrap();
-    p
-}
-
-fn join_ok(p: &Process) {
-    p.join(Some(GENEROUS)).unwrap();
-    assert_eq!(p.exitcode(), Some(0), "{p}");
-}
 
 /// Child: puts `(id, 0)`, `(id, 1)`, … until asked to stop, then reports how many it put.
 fn produce(q: Queue<Item>, id: u32, report: Connection) -> procvisor::Result<()> {

@@ -9,31 +9,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{GENEROUS, KillOnDrop, PidsGuard, in_driver, say, spawn_driver};
+use common::{GENEROUS, KillOnDrop, PidsGuard, in_driver, join_ok, recv, say, spawn_driver, start};
 use procvisor::sharedctypes::copy;
 use procvisor::{
     Array, Char, Connection, Error, Lock, Process, RLock, RawArray, RawValue, Shareable, Value,
     pipe, synchronized,
 };
-
-fn start(guard: &mut KillOnDrop, p: Process) -> Process {
-    guard.add(&p);
-    p.start().unwrap();
-    p
-}
-
-fn join_ok(p: &Process) {
-    p.join(Some(GENEROUS)).unwrap();
-    assert_eq!(p.exitcode(), Some(0), "{p}");
-}
-
-fn recv<T: serde::de::DeserializeOwned>(conn: &Connection) -> T {
-    assert!(
-        conn.poll(Some(GENEROUS)).unwrap(),
-        "no message from the child"
-    );
-    conn.recv().unwrap()
-}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -8,19 +8,8 @@ mod common;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{GENEROUS, KillOnDrop, wait_until};
+use common::{GENEROUS, KillOnDrop, join_ok, start, wait_until};
 use procvisor::{Array, Barrier, Error, Process};
-
-fn start(guard: &mut KillOnDrop, p: Process) -> Process {
-    guard.add(&p);
-    p.start().unwrap();
-    p
-}
-
-fn join_ok(p: &Process) {
-    p.join(Some(GENEROUS)).unwrap();
-    assert_eq!(p.exitcode(), Some(0), "{p}");
-}
 
 /// Child: waits twice; records its two indices at `slot` and `slot + 3`.
 fn party(barrier: Barrier, results: Array<i32>, slot: usize) -> procvisor::Result<()> {

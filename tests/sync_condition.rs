@@ -8,19 +8,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{GENEROUS, KillOnDrop, wait_until};
+use common::{GENEROUS, KillOnDrop, join_ok, start, wait_until};
 use procvisor::{Condition, Error, Event, Lock, Process, Value};
-
-fn start(guard: &mut KillOnDrop, p: Process) -> Process {
-    guard.add(&p);
-    p.start().unwrap();
-    p
-}
-
-fn join_ok(p: &Process) {
-    p.join(Some(GENEROUS)).unwrap();
-    assert_eq!(p.exitcode(), Some(0), "{p}");
-}
 
 /// Child: under the condition's lock, counts itself as waiting, waits, counts itself woken.
 fn waiter(cond: Condition, waiting: Value<i32>, woken: Value<i32>) -> procvisor::Result<()> {

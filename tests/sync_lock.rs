@@ -8,27 +8,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{GENEROUS, KillOnDrop};
+use common::{GENEROUS, KillOnDrop, join_ok, recv, start};
 use procvisor::{Acquired, Connection, Error, Lock, Process, RLock, pipe};
-
-fn start(guard: &mut KillOnDrop, p: Process) -> Process {
-    guard.add(&p);
-    p.start().unwrap();
-    p
-}
-
-fn join_ok(p: &Process) {
-    p.join(Some(GENEROUS)).unwrap();
-    assert_eq!(p.exitcode(), Some(0), "{p}");
-}
-
-fn recv<T: serde::de::DeserializeOwned>(conn: &Connection) -> T {
-    assert!(
-        conn.poll(Some(GENEROUS)).unwrap(),
-        "no message from the child"
-    );
-    conn.recv().unwrap()
-}
 
 // ---- Lock ------------------------------------------------------------------------------------
 

@@ -521,3 +521,25 @@ pub fn kill_driver_and_expect_descendants_gone(guard: &mut DriverGuard, pids: &[
         "the descendants took {took:?} (more than 1 s) to die"
     );
 }
+
+/// Starts `p` under `guard` (killed and joined if the test fails).
+pub fn start(guard: &mut KillOnDrop, p: Process) -> Process {
+    guard.add(&p);
+    p.start().unwrap();
+    p
+}
+
+/// Joins `p` within [`GENEROUS`] and asserts it exited with 0.
+pub fn join_ok(p: &Process) {
+    p.join(Some(GENEROUS)).unwrap();
+    assert_eq!(p.exitcode(), Some(0), "{p}");
+}
+
+/// Receives one message from a child, failing the test if none comes within [`GENEROUS`].
+pub fn recv<T: serde::de::DeserializeOwned>(conn: &procvisor::Connection) -> T {
+    assert!(
+        conn.poll(Some(GENEROUS)).unwrap(),
+        "no message from the child"
+    );
+    conn.recv().unwrap()
+}
