@@ -26,7 +26,7 @@
 //! returns), daemonic children are terminated and non-daemonic ones joined; children never
 //! outlive their parent, even one killed with SIGKILL.
 
-mod child_main;
+pub(crate) mod child_main;
 pub(crate) mod current;
 mod forkserver;
 mod parent_link;

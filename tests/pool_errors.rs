@@ -204,3 +204,32 @@ fn a_failing_initializer_breaks_the_pool_instead_of_looping() {
         .unwrap_err();
     assert!(err.to_string().contains("the initializer panics"), "{err}");
 }
+
+#[test]
+#[ignore = "driver: run by a_task_panic_is_not_printed_by_the_worker"]
+fn driver_task_panic() {
+    if !common::in_driver() {
+        return;
+    }
+    let pool = Pool::new(1).unwrap();
+    let err = pool.apply(picky, (5,)).unwrap_err();
+    common::say(&format!("GOT {err}"));
+    pool.close();
+    pool.join().unwrap();
+}
+
+/// As in Python, a task's panic is the caller's to report: the worker does not print it too.
+#[test]
+fn a_task_panic_is_not_printed_by_the_worker() {
+    let out = common::run_driver("driver_task_panic");
+    let all = common::describe(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        common::line_with(&common::stdout_of(&out), "GOT ").contains("five makes me panic"),
+        "{all}"
+    );
+    assert!(
+        !common::stderr_of(&out).contains("five makes me panic"),
+        "the worker printed the panic: {all}"
+    );
+}

@@ -294,7 +294,10 @@ fn call<F, Args>(f: &F, args: Args) -> Result<<F::Output as TaskOutput>::Value, 
 where
     F: TaskFn<Args>,
 {
-    match catch_unwind(AssertUnwindSafe(|| f.call(args).into_task_result())) {
+    let outcome = crate::process::child_main::with_panics_reported_elsewhere(|| {
+        catch_unwind(AssertUnwindSafe(|| f.call(args).into_task_result()))
+    });
+    match outcome {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(message)) => Err(TaskError::Failed(message)),
         Err(panic) => Err(TaskError::Panicked(panic_message(panic.as_ref()))),

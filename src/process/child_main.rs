@@ -124,11 +124,33 @@ fn become_child(boot: &Bootstrap) {
     install_panic_hook();
 }
 
+thread_local! {
+    /// Set while this thread runs code whose panics are caught and reported elsewhere.
+    static PANICS_REPORTED_ELSEWHERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with this thread's panic messages silenced: for code that catches its own panics
+/// and sends the message to whoever asked (a pool task's panic reaches the caller, as Python's
+/// pool re-raises a task's exception there without printing it in the worker).
+pub(crate) fn with_panics_reported_elsewhere<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PANICS_REPORTED_ELSEWHERE.with(|q| q.set(self.0));
+        }
+    }
+    let _restore = Restore(PANICS_REPORTED_ELSEWHERE.with(|q| q.replace(true)));
+    f()
+}
+
 /// Python prints `Process Process-1:` before a child's traceback; we print the same line before
 /// the default panic message.
 fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        if PANICS_REPORTED_ELSEWHERE.with(|q| q.get()) {
+            return;
+        }
         let _ = writeln!(
             std::io::stderr(),
             "Process {}:",
