@@ -213,7 +213,7 @@ fn driver_task_panic() {
     }
     let pool = Pool::new(1).unwrap();
     let err = pool.apply(picky, (5,)).unwrap_err();
-    common::say(&format!("GOT {err}"));
+    common::say(format!("GOT {err}"));
     pool.close();
     pool.join().unwrap();
 }
