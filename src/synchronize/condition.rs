@@ -222,25 +222,31 @@ impl Condition {
     /// [`Error::NotHeld`] if the caller does not hold the lock; [`Error::TooManyWaiters`] if
     /// [`MAX_WAITERS`] threads already wait.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
-        if !self.lock.held() {
-            return Err(Error::NotHeld {
-                operation: "wait on",
-            });
-        }
-        let slot = self.enqueue()?;
-        let levels = match self.lock.release_all() {
-            Ok(levels) => levels,
-            Err(e) => {
-                slot.word.store(FREE, Ordering::Release);
-                return Err(e);
-            }
-        };
+        let (slot, levels) = self.start_waiting()?;
         let notified = self.sleep(slot, Wait::timeout(timeout));
         self.lock.restore(levels);
         Ok(notified)
     }
 
     /// Takes a free slot as the newest waiter (the lock is held: no notify runs meanwhile).
+    /// The first steps of a wait: check that the caller holds the lock, take a waiter slot,
+    /// then release the lock entirely (all of an RLock's levels, returned for the restore).
+    fn start_waiting(&self) -> Result<(&Slot, u64)> {
+        if !self.lock.held() {
+            return Err(Error::NotHeld {
+                operation: "wait on",
+            });
+        }
+        let slot = self.enqueue()?;
+        match self.lock.release_all() {
+            Ok(levels) => Ok((slot, levels)),
+            Err(e) => {
+                slot.word.store(FREE, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+
     fn enqueue(&self) -> Result<&Slot> {
         let me = (my_pid() as u32) << 2;
         let st = &self.state;
@@ -425,19 +431,7 @@ impl Condition {
     ///
     /// As [`wait`](Self::wait).
     pub async fn wait_async(&self, timeout: Option<Duration>) -> Result<bool> {
-        if !self.lock.held() {
-            return Err(Error::NotHeld {
-                operation: "wait on",
-            });
-        }
-        let slot = self.enqueue()?;
-        let levels = match self.lock.release_all() {
-            Ok(levels) => levels,
-            Err(e) => {
-                slot.word.store(FREE, Ordering::Release);
-                return Err(e);
-            }
-        };
+        let (slot, levels) = self.start_waiting()?;
         let index = self
             .state
             .slots
