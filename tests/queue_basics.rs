@@ -168,6 +168,43 @@ fn join_waits_until_every_item_is_marked_done_in_another_process() {
     join_ok(&p);
 }
 
+#[test]
+fn join_async_waits_until_every_item_is_marked_done_in_another_process() {
+    let mut guard = KillOnDrop::new();
+    let q = JoinableQueue::<u32>::new().unwrap();
+    let (ours, theirs) = pipe(true).unwrap();
+    let p = start(&mut guard, Process::new(slow_worker, (q.clone(), theirs)));
+    q.put(&10).unwrap();
+    q.put(&20).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert_eq!(ours.recv_async::<u32>().await.unwrap(), 10);
+        // Not done yet: the join is still pending when a timeout ends it.
+        let early = tokio::time::timeout(Duration::from_millis(100), q.join_async()).await;
+        assert!(
+            early.is_err(),
+            "join_async returned with two tasks unfinished"
+        );
+        ours.send_async(&()).await.unwrap();
+        assert_eq!(ours.recv_async::<u32>().await.unwrap(), 20);
+        let joining = tokio::spawn({
+            let q = q.clone();
+            async move { q.join_async().await }
+        });
+        ours.send_async(&()).await.unwrap();
+        tokio::time::timeout(GENEROUS, joining)
+            .await
+            .expect("join_async did not return after the last task_done")
+            .unwrap()
+            .unwrap();
+    });
+    assert_eq!(q.unfinished_tasks(), 0);
+    join_ok(&p);
+}
+
 // ---- many producers and consumers ---------------------------------------------------------
 
 fn producer(q: Queue<Option<(u32, u32)>>, id: u32, n: u32) -> procvisor::Result<()> {

@@ -16,6 +16,7 @@ use procvisor_actors::shm::{WaitOutcome, futex_wait, futex_wake};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::layout::{Cursor, SEQ_MASK};
+use super::shared::ASYNC_SLICE;
 use super::{Queue, debug_queue, open_shared};
 use crate::error::{Error, Result};
 
@@ -105,6 +106,30 @@ impl<T> JoinableQueue<T> {
     /// [`join`](Self::join) for at most `timeout`: `true` if every item was done in time.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
         self.join_until(Instant::now().checked_add(timeout))
+    }
+
+    /// [`join`](Self::join) for async callers (any executor, inside a tokio runtime or not):
+    /// the wait runs in slices on procvisor's node runtime's blocking pool, so no executor
+    /// thread blocks. Dropping the future gives up.
+    ///
+    /// # Errors
+    /// As [`join`](Self::join).
+    pub async fn join_async(&self) -> Result<()>
+    where
+        T: 'static,
+    {
+        loop {
+            let me = self.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            procvisor_actors::node::Node::get()
+                .handle()
+                .spawn_blocking(move || {
+                    let _ = tx.send(me.join_until(Instant::now().checked_add(ASYNC_SLICE)));
+                });
+            if rx.await.unwrap_or(false) {
+                return Ok(());
+            }
+        }
     }
 
     fn join_until(&self, deadline: Option<Instant>) -> bool {

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 const KEEP_BUFFER: usize = 1 << 20;
 
 /// How long one async wait sleeps on the node's blocking pool before its future re-checks.
-const ASYNC_SLICE: Duration = Duration::from_millis(200);
+pub(super) const ASYNC_SLICE: Duration = Duration::from_millis(200);
 
 /// How an operation waits.
 #[derive(Debug, Clone, Copy)]
