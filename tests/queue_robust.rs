@@ -315,7 +315,10 @@ fn a_sigkilled_tree_using_a_queue_leaves_no_named_object_behind() {
 
 // ---- the exit sequence flushes what the feeder holds -----------------------------------------
 
-fn count_until_none(q: Queue<Option<u32>>) -> procvisor::Result<()> {
+fn count_until_none(q: Queue<Option<u32>>, go: procvisor::Event) -> procvisor::Result<()> {
+    // Nothing is read before the parent has put everything, so most of it must wait in the
+    // parent's feeder when the parent's main returns.
+    go.wait(None);
     let (mut n, mut in_order) = (0u32, true);
     while let Some(i) = q.get()? {
         in_order &= i == n;
@@ -336,13 +339,15 @@ fn driver_exit_flushes_the_feeder() {
         .capacity(4096)
         .build()
         .unwrap();
-    let p = Process::new(count_until_none, (q.clone(),));
+    let go = procvisor::Event::new().unwrap();
+    let p = Process::new(count_until_none, (q.clone(), go.clone()));
     p.start().unwrap();
     for i in 0..20_000 {
         q.put(&Some(i)).unwrap();
     }
     q.put(&None).unwrap();
     say(format!("QSIZE {}", q.qsize()));
+    go.set();
     // Returning ends the program: the exit sequence flushes the feeder, then joins the child.
 }
 
