@@ -182,6 +182,7 @@ impl RobustMutex {
     }
 
     /// The holder's pid, if the lock is held.
+    #[inline]
     pub fn holder(&self) -> Option<i32> {
         match self.word.load(Ordering::Relaxed) & PID_MASK {
             0 => None,
@@ -190,6 +191,7 @@ impl RobustMutex {
     }
 
     /// Whether the lock is held by anyone.
+    #[inline]
     pub fn is_locked(&self) -> bool {
         self.holder().is_some()
     }
