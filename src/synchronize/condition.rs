@@ -387,7 +387,7 @@ impl Condition {
     }
 
     fn watch_waiter(&self, pid: i32) {
-        watch::on_death(pid, self.state.key(), || {
+        watch::on_death(pid, self.state.segment(), self.state.offset(), || {
             let me = self.clone();
             Arc::new(move |dead| me.recover(dead))
         });

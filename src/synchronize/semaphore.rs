@@ -275,7 +275,7 @@ impl Semaphore {
                 continue;
             }
             let pid = slot_pid(s) as i32;
-            watch::on_death(pid, self.state.key(), || {
+            watch::on_death(pid, self.state.segment(), self.state.offset(), || {
                 let me = self.clone();
                 Arc::new(move |dead| me.recover(dead))
             });

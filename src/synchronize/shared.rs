@@ -67,11 +67,6 @@ impl<T: SharedState> Shared<T> {
     pub(crate) fn offset(&self) -> usize {
         self.offset
     }
-
-    /// Identity of this state in every process: the watch's key for its recoveries.
-    pub(crate) fn key(&self) -> ([u8; 16], usize) {
-        (self.segment.id(), self.offset)
-    }
 }
 
 impl<T: SharedState> Deref for Shared<T> {

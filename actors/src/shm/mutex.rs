@@ -146,7 +146,7 @@ impl RobustMutex {
     }
 
     fn watch_holder(&self, holder: i32, segment: &Segment, offset: usize) {
-        watch::on_death(holder, (segment.id(), offset), || {
+        watch::on_death(holder, segment, offset, || {
             let segment = segment.clone();
             Arc::new(move |dead| RobustMutex::at(&segment, offset).recover(dead))
         });
@@ -264,5 +264,23 @@ mod tests {
         );
         m.unlock().unwrap();
         assert_eq!(m.try_lock(), Some(Acquired::Clean));
+    }
+
+    #[test]
+    fn a_holder_pid_reused_by_a_process_that_does_not_map_the_lock_counts_as_dead() {
+        // The holder died and its pid now names an unrelated, living process.
+        let mut unrelated = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = unrelated.id() as i32;
+        let seg = Segment::create(64).unwrap();
+        let m = RobustMutex::at(&seg, 0);
+        m.word.store(pid as u32, Ordering::SeqCst);
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        let got = m.lock(&seg, 0, Some(deadline));
+        unrelated.kill().unwrap();
+        unrelated.wait().unwrap();
+        assert_eq!(got, Some(Acquired::OwnerDied { pid }));
     }
 }

@@ -71,6 +71,8 @@ unsafe impl<T: SharedState, const N: usize> SharedState for [T; N] {}
 
 struct Inner {
     fd: OwnedFd,
+    /// The memfd's inode: how `/proc/<pid>/maps` names a mapping of it.
+    inode: u64,
     base: NonNull<u8>,
     map_len: usize,
     id: [u8; 16],
@@ -179,6 +181,11 @@ impl Segment {
     /// The pid of the process that created the segment.
     pub fn home_pid(&self) -> i32 {
         self.header().home_pid
+    }
+
+    /// The memfd's inode number (the same in every process that maps the segment).
+    pub fn inode(&self) -> u64 {
+        self.inner.inode
     }
 
     /// A stable identity of the shared memory (the same in every process).
@@ -322,6 +329,7 @@ fn map(fd: OwnedFd, map_len: usize, id: [u8; 16]) -> Result<Inner, SegmentError>
     .map_err(std::io::Error::from)?;
     Ok(Inner {
         fd,
+        inode: actual.st_ino,
         base: base.cast(),
         map_len,
         id,

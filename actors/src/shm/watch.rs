@@ -7,15 +7,15 @@
 //! gives back what the dead process held and marks it so that the next acquirer learns of it.
 //!
 //! A pid that is already gone when the watch is asked is recovered at once, on the caller's
-//! thread. (A pid reused by an unrelated process between the holder's death and the first
-//! waiter's request would be watched instead; with pids wrapping only after `pid_max` starts
-//! this window is narrow, and the unit is recovered when that process exits.)
+//! thread — and so is a pid now used by a process that does not map the object's segment: the
+//! holder died and its pid came round to someone else.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::io::unix::AsyncFd;
 
+use super::Segment;
 use crate::node::Node;
 use crate::sys;
 
@@ -32,12 +32,16 @@ fn watches() -> &'static Mutex<Watches> {
     WATCHES.get_or_init(Default::default)
 }
 
-/// Makes sure that `recovery` runs when process `pid` dies (at once if it is already gone).
-/// `recovery` is only built when `key` is not yet watched for `pid`.
-pub fn on_death(pid: i32, key: WatchKey, recovery: impl FnOnce() -> Recovery) {
+/// Makes sure that `recovery` runs when process `pid`, which holds something in the shared
+/// object at `offset` in `segment`, dies — at once if it is already gone, or if the process now
+/// behind `pid` does not even map `segment` (the holder died and its pid was reused: with
+/// `pid_max` at 32768 here, pids do come round). `recovery` is only built when the object is
+/// not yet watched for `pid`.
+pub fn on_death(pid: i32, segment: &Segment, offset: usize, recovery: impl FnOnce() -> Recovery) {
     if pid <= 0 || pid == super::my_pid() {
         return;
     }
+    let key: WatchKey = (segment.id(), offset);
     let first_for_pid = {
         let mut watches = watches().lock().unwrap_or_else(|e| e.into_inner());
         let entry = watches.entry(pid).or_default();
@@ -52,6 +56,8 @@ pub fn on_death(pid: i32, key: WatchKey, recovery: impl FnOnce() -> Recovery) {
         return;
     }
     match sys::pidfd_open(pid) {
+        // Alive, but not a process that could hold anything of this object.
+        Ok(_) if maps_segment(pid, segment) == Some(false) => recover(pid),
         Ok(pidfd) => {
             Node::get().handle().spawn(async move {
                 // SAFETY: the AsyncFd owns the pidfd for as long as it exists; nothing else
@@ -74,6 +80,21 @@ pub fn on_death(pid: i32, key: WatchKey, recovery: impl FnOnce() -> Recovery) {
         }
         Err(_) => recover(pid), // already gone (ESRCH): nobody else will give its units back
     }
+}
+
+/// Whether process `pid` has `segment` mapped (None: its maps cannot be read, e.g. another
+/// user's process). Every holder of a unit maps the object's segment; the pidfd was opened
+/// first, so a `false` here is about the process the watch would otherwise wait for.
+fn maps_segment(pid: i32, segment: &Segment) -> Option<bool> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    let inode = segment.inode().to_string();
+    Some(maps.lines().any(|line| {
+        let mut fields = line.split_whitespace().skip(4);
+        fields.next() == Some(inode.as_str())
+            && fields
+                .next()
+                .is_some_and(|path| path.starts_with("/memfd:"))
+    }))
 }
 
 fn wait_readable(pidfd: &std::os::fd::OwnedFd) {
