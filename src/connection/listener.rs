@@ -331,23 +331,13 @@ impl ListenerBuilder {
     /// [`Error::Io`] if the socket cannot be bound (address in use, no permission, a Unix
     /// path too long).
     pub fn bind(self) -> Result<Listener> {
-        let authkey = match (self.authkey, self.authenticate) {
-            (Some(key), _) => Some(key),
-            (None, true) => Some(crate::current_process().authkey()),
-            (None, false) => None,
-        };
+        let authkey = effective_authkey(self.authkey, self.authenticate);
         let backlog = Backlog::new(i32::try_from(self.backlog).unwrap_or(i32::MAX))
             .unwrap_or(Backlog::MAXCONN);
+        if let Some(address) = &self.address {
+            check_family(address, self.family)?;
+        }
         let (socket, address, cleanup) = match (self.address, self.family) {
-            (Some(address), Some(family)) if address.family() != family => {
-                return Err(Error::InvalidAddress {
-                    address: address.to_string(),
-                    reason: format!(
-                        "it is an {} address, but the family asked for is {family}",
-                        address.family()
-                    ),
-                });
-            }
             (Some(Address::Unix(path)), _) => bind_unix(path, None, backlog)?,
             (Some(Address::Inet(addr)), _) => bind_inet(addr, backlog)?,
             (None, Some(Family::Inet)) => {
@@ -617,6 +607,30 @@ impl Client {
     }
 }
 
+/// The key a listener or client authenticates with: the one given, else the current process's
+/// when `authenticate` (Python's `authenticate=True`), else none.
+fn effective_authkey(given: Option<Vec<u8>>, authenticate: bool) -> Option<Vec<u8>> {
+    match (given, authenticate) {
+        (Some(key), _) => Some(key),
+        (None, true) => Some(crate::current_process().authkey()),
+        (None, false) => None,
+    }
+}
+
+/// Refuses an address that is not of the family asked for (if one was).
+fn check_family(address: &Address, family: Option<Family>) -> Result<()> {
+    match family {
+        Some(family) if address.family() != family => Err(Error::InvalidAddress {
+            address: address.to_string(),
+            reason: format!(
+                "it is an {} address, but the family asked for is {family}",
+                address.family()
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 impl ClientBuilder {
     /// Checks that the address is of this family (Python's `family` argument).
     pub fn family(mut self, family: Family) -> Self {
@@ -658,17 +672,7 @@ impl ClientBuilder {
     /// nobody listens there; [`Error::Authentication`] if the listener does not accept our key
     /// or does not prove it knows it.
     pub fn connect(self) -> Result<Connection> {
-        if let Some(family) = self.family {
-            if self.address.family() != family {
-                return Err(Error::InvalidAddress {
-                    address: self.address.to_string(),
-                    reason: format!(
-                        "it is an {} address, but the family asked for is {family}",
-                        self.address.family()
-                    ),
-                });
-            }
-        }
+        check_family(&self.address, self.family)?;
         let fail = |e| Error::io(format!("cannot connect to {}", self.address), e);
         let stream = match &self.address {
             Address::Unix(path) => OwnedFd::from(UnixStream::connect(path).map_err(fail)?),
@@ -678,11 +682,7 @@ impl ClientBuilder {
                 OwnedFd::from(stream)
             }
         };
-        let authkey = match (self.authkey, self.authenticate) {
-            (Some(key), _) => Some(key),
-            (None, true) => Some(crate::current_process().authkey()),
-            (None, false) => None,
-        };
+        let authkey = effective_authkey(self.authkey, self.authenticate);
         if let Some(key) = &authkey {
             handshake(&stream, key, self.handshake_timeout, Side::Client)?;
         }
