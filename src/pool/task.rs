@@ -44,29 +44,7 @@ pub trait TaskFn<Args>: Send + Sync + 'static {
     fn call(&self, args: Args) -> Self::Output;
 }
 
-macro_rules! impl_task_fn {
-    ($($arg:ident),*) => {
-        impl<Func, Out, $($arg,)*> TaskFn<($($arg,)*)> for Func
-        where
-            Func: Fn($($arg),*) -> Out + Send + Sync + 'static,
-            Out: TaskOutput,
-        {
-            type Output = Out;
-            #[allow(non_snake_case)]
-            fn call(&self, ($($arg,)*): ($($arg,)*)) -> Out {
-                self($($arg),*)
-            }
-        }
-    };
-}
-
-impl_task_fn!();
-impl_task_fn!(A);
-impl_task_fn!(A, B);
-impl_task_fn!(A, B, C);
-impl_task_fn!(A, B, C, D);
-impl_task_fn!(A, B, C, D, E);
-impl_task_fn!(A, B, C, D, E, G);
+crate::process::target::impl_fn_of_args!(TaskFn, TaskOutput);
 
 /// What a pool task function may return: a plain value (the task's result), or a `Result`,
 /// whose `Err` fails that task (and only that task) with [`Error::TaskFailed`](crate::Error::TaskFailed)

@@ -37,12 +37,23 @@ pub trait Target<Args>: Send + Sync + 'static {
     fn call(&self, args: Args) -> Self::Output;
 }
 
-macro_rules! impl_target {
-    ($($arg:ident),*) => {
-        impl<Func, Out, $($arg,)*> Target<($($arg,)*)> for Func
+/// Implements a "function of an argument tuple" trait (`Target`, the pool's `TaskFn`) for
+/// every `Fn` of 0 to 6 arguments whose output satisfies `$out`.
+macro_rules! impl_fn_of_args {
+    ($trait:ident, $out:ident) => {
+        $crate::process::target::impl_fn_of_args!($trait, $out;);
+        $crate::process::target::impl_fn_of_args!($trait, $out; A);
+        $crate::process::target::impl_fn_of_args!($trait, $out; A, B);
+        $crate::process::target::impl_fn_of_args!($trait, $out; A, B, C);
+        $crate::process::target::impl_fn_of_args!($trait, $out; A, B, C, D);
+        $crate::process::target::impl_fn_of_args!($trait, $out; A, B, C, D, E);
+        $crate::process::target::impl_fn_of_args!($trait, $out; A, B, C, D, E, G);
+    };
+    ($trait:ident, $out:ident; $($arg:ident),*) => {
+        impl<Func, Out, $($arg,)*> $trait<($($arg,)*)> for Func
         where
             Func: Fn($($arg),*) -> Out + Send + Sync + 'static,
-            Out: TargetOutput,
+            Out: $out,
         {
             type Output = Out;
             #[allow(non_snake_case)]
@@ -52,14 +63,9 @@ macro_rules! impl_target {
         }
     };
 }
+pub(crate) use impl_fn_of_args;
 
-impl_target!();
-impl_target!(A);
-impl_target!(A, B);
-impl_target!(A, B, C);
-impl_target!(A, B, C, D);
-impl_target!(A, B, C, D, E);
-impl_target!(A, B, C, D, E, G);
+impl_fn_of_args!(Target, TargetOutput);
 
 /// A value that runs itself in a child: the Rust form of subclassing `Process` and overriding
 /// `run()`. The value is encoded in the parent and decoded in the child.
