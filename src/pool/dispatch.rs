@@ -85,6 +85,17 @@ struct Slot {
     generation: u64,
     worker: Option<Worker>,
     busy: Option<Task>,
+    /// Tasks that an older incarnation (by generation) was running when its successor
+    /// registered: its reader still delivers the result, or fails the task when it sees the
+    /// incarnation gone. (A replacement can register before the old reader has caught up.)
+    orphans: Vec<(u64, Task)>,
+}
+
+impl Slot {
+    fn take_orphan(&mut self, generation: u64) -> Option<Task> {
+        let at = self.orphans.iter().position(|(g, _)| *g == generation)?;
+        Some(self.orphans.swap_remove(at).1)
+    }
 }
 
 struct State {
@@ -255,6 +266,9 @@ impl Shared {
             return Err("the pool is shutting down".into());
         }
         let slot = &mut state.slots[i];
+        if let Some(task) = slot.busy.take() {
+            slot.orphans.push((slot.generation, task));
+        }
         slot.generation += 1;
         let generation = slot.generation;
         slot.worker = Some(Worker {
@@ -294,13 +308,20 @@ impl Shared {
     fn on_result(self: &Arc<Self>, i: usize, generation: u64, frame: &[u8]) {
         let mut state = lock(&self.state);
         let slot = &mut state.slots[i];
-        if slot.generation != generation {
-            return;
-        }
-        let Some(task) = slot.busy.take() else {
+        let current = slot.generation == generation;
+        let task = if current {
+            slot.busy.take()
+        } else {
+            slot.take_orphan(generation)
+        };
+        let Some(task) = task else {
             return; // it timed out meanwhile
         };
-        let send = self.next_for(&mut state, i);
+        let send = if current {
+            self.next_for(&mut state, i)
+        } else {
+            None
+        };
         drop(state);
         if let Some(send) = send {
             self.send(send);
@@ -328,11 +349,12 @@ impl Shared {
         };
         let mut state = lock(&self.state);
         let slot = &mut state.slots[i];
-        if slot.generation != generation {
-            return;
-        }
-        slot.worker = None;
-        let lost = slot.busy.take();
+        let lost = if slot.generation == generation {
+            slot.worker = None;
+            slot.busy.take()
+        } else {
+            slot.take_orphan(generation)
+        };
         drop(state);
         if let Some(task) = lost {
             task.fail(Failure::WorkerLost {
@@ -380,6 +402,7 @@ impl Shared {
         let mut failed: Vec<Task> = state.queue.drain(..).collect();
         for slot in &mut state.slots {
             failed.extend(slot.busy.take());
+            failed.extend(slot.orphans.drain(..).map(|(_, task)| task));
             slot.worker = None;
         }
         let n = failed.len();
