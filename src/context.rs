@@ -14,6 +14,15 @@
 //!   inherited. Python's plain `fork` (forking the caller itself) is deliberately not offered:
 //!   in a multi-threaded program (tokio, ractor and the test harness all start threads) the
 //!   child may deadlock on a lock that another thread held at the moment of the fork.
+//!
+//! Both methods keep one child started ahead of time once a process starts children, so that
+//! a start costs a message rather than an exec or a fork. The fork server forks its spare from
+//! the same frozen state it forks everything from. A spawn spare is this program re-executed
+//! earlier: it is used only while the environment, the working directory and the files behind
+//! stdout and stderr are what they were when it was started, and otherwise replaced by a fresh
+//! spawn. Other process attributes (umask, resource limits, credentials) are those of the
+//! moment it was started; a program that changes those between starts can turn spawn
+//! prestarting off with [`set_spawn_prestart`].
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -90,6 +99,19 @@ pub fn set_start_method(method: StartMethod, force: bool) -> Result<()> {
             current: get_start_method(),
         }),
     }
+}
+
+/// Whether spawn starts may use a child re-executed ahead of time (the default: yes, once this
+/// process has spawned two children). Turning it off kills the child held in reserve, if any;
+/// every spawn then re-executes the program at the moment of `start()`. See the
+/// [module docs](self).
+///
+/// ```
+/// procvisor::set_spawn_prestart(false);
+/// procvisor::set_spawn_prestart(true);
+/// ```
+pub fn set_spawn_prestart(enabled: bool) {
+    crate::process::set_spawn_prestart(enabled);
 }
 
 /// The start method new processes use unless they choose their own.

@@ -60,7 +60,7 @@ pub use connection::{
     Address, Client, ClientBuilder, Connection, Family, Listener, ListenerBuilder, Waitable, pipe,
     wait,
 };
-pub use context::{StartMethod, get_start_method, set_start_method};
+pub use context::{StartMethod, get_start_method, set_spawn_prestart, set_start_method};
 pub use error::{Error, Result};
 pub use pool::{AsyncResult, IMapIterator, Pool, PoolBuilder};
 pub use process::{

@@ -31,6 +31,7 @@ pub(crate) mod current;
 mod forkserver;
 mod parent_link;
 mod popen;
+mod prestart;
 pub(crate) mod target;
 
 use std::fmt;
@@ -57,6 +58,7 @@ use crate::error::{Error, Result};
 pub(crate) use child_main::run as run_child;
 pub(crate) use forkserver::{control_fd_from_env as fork_server_fd, serve as serve_forks};
 pub(crate) use popen::bootstrap_link;
+pub(crate) use prestart::set_enabled as set_spawn_prestart;
 
 /// A process: created with a target, started with [`start`](Process::start), waited for with
 /// [`join`](Process::join). Cloning gives another handle to the same process.

@@ -151,11 +151,20 @@ fn into_io(e: WireError) -> io::Error {
 /// the number of its control socket (`SOCK_SEQPACKET`).
 pub const FORK_SERVER_FD_ENV: &str = "PROCVISOR_FORKSERVER_FD";
 
-/// Parent → fork server: fork a child whose parent link is the fd sent with this message.
+/// Parent → fork server, on the control socket.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ForkRequest {
-    /// Chosen by the parent to match the reply.
-    pub id: u64,
+pub enum ToForkServer {
+    /// Fork a child whose parent link is the first fd sent with this message; answer on the
+    /// second (a socket of the asking thread's own).
+    Fork {
+        /// Chosen by the parent to match the reply.
+        id: u64,
+    },
+    /// The parent has used the spare it was sent: fork the next one.
+    SpareTaken {
+        /// The spare that was used.
+        pid: i32,
+    },
 }
 
 /// Fork server → parent.
@@ -174,6 +183,12 @@ pub enum ForkServerMsg {
         id: u64,
         /// Why.
         reason: String,
+    },
+    /// Child `pid` was forked ahead of time and waits for its bootstrap on the link sent with
+    /// this message (with its pidfd): the parent's next fork start can use it without asking.
+    Spare {
+        /// The waiting child.
+        pid: i32,
     },
     /// Child `pid` exited (the fork server reaped it).
     Exited {

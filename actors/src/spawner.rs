@@ -8,6 +8,7 @@
 //! a mutex and a condvar, which need no thread-local storage.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 
 use crate::reply::{self, Pending, lock};
@@ -39,7 +40,12 @@ fn spawner() -> &'static Spawner {
     s
 }
 
+/// The spawner thread's kernel thread id, once it runs.
+static SPAWNER_TID: AtomicI32 = AtomicI32::new(0);
+
 fn serve(s: &'static Spawner) {
+    // SAFETY: gettid has no preconditions.
+    SPAWNER_TID.store(unsafe { libc::gettid() }, Ordering::SeqCst);
     loop {
         let job = {
             let mut jobs = lock(&s.jobs);
@@ -58,6 +64,13 @@ fn serve(s: &'static Spawner) {
 /// thread exists before anything may need it at exit.
 pub fn ensure_started() {
     spawner();
+}
+
+/// Whether the caller is the spawner thread (whose own queued jobs cannot run while it waits).
+/// Uses no thread-local storage, so it may be called from an `atexit` handler.
+pub fn is_spawner_thread() -> bool {
+    // SAFETY: gettid has no preconditions.
+    SPAWNER_TID.load(Ordering::SeqCst) == unsafe { libc::gettid() }
 }
 
 /// Queues `f` to run on the spawner thread and returns a handle to its result.

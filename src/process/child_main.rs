@@ -41,7 +41,11 @@ fn run_with(fd: RawFd, spawned: bool) -> ! {
     );
 
     let (boot, fds) = match read_bootstrap(&link) {
-        Ok(got) => got,
+        Ok(Some(got)) => got,
+        // The parent closed the link without a word: it discarded this prestarted child (see
+        // `prestart`) or exited. Nobody is waiting for a message.
+        // SAFETY: _exit is always safe; this process never became anything that needs cleanup.
+        Ok(None) => unsafe { libc::_exit(BOOTSTRAP_FAILED_EXIT_CODE) },
         Err(reason) => fail(&link, "(unknown)", &reason),
     };
     if let Err(reason) = check_compatible(&boot, spawned) {
@@ -66,12 +70,10 @@ fn run_with(fd: RawFd, spawned: bool) -> ! {
     current::exit_child(code)
 }
 
-fn read_bootstrap(link: &UnixStream) -> Result<(Bootstrap, Vec<OwnedFd>), String> {
-    match bootstrap::recv_with_fds::<Bootstrap>(link, MAX_BOOTSTRAP_FRAME) {
-        Ok(Some(got)) => Ok(got),
-        Ok(None) => Err("the parent process exited before sending the bootstrap".into()),
-        Err(e) => Err(format!("cannot read the bootstrap from the parent: {e}")),
-    }
+/// The bootstrap, or `None` if the parent closed the link without sending one.
+fn read_bootstrap(link: &UnixStream) -> Result<Option<(Bootstrap, Vec<OwnedFd>)>, String> {
+    bootstrap::recv_with_fds::<Bootstrap>(link, MAX_BOOTSTRAP_FRAME)
+        .map_err(|e| format!("cannot read the bootstrap from the parent: {e}"))
 }
 
 fn check_compatible(boot: &Bootstrap, spawned: bool) -> Result<(), String> {

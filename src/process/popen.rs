@@ -2,7 +2,6 @@
 //! [`Bootstrap`] into a running child and a [`ChildRecord`] that the process supervisor watches.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
@@ -12,31 +11,27 @@ use procvisor_actors::bootstrap::{self, BOOTSTRAP_FAILED_EXIT_CODE, BOOTSTRAP_FD
 use procvisor_actors::child::ChildRecord;
 use procvisor_actors::node::Node;
 use procvisor_actors::process_supervisor::SupervisorMsg;
-use procvisor_actors::{spawner, sys};
+use procvisor_actors::sys;
+
+use super::prestart::{self, Blank};
 
 use crate::error::{Error, Result};
 
-/// Starts a child by re-executing this program, hands it its bootstrap, and puts it under the
-/// process supervisor. Returns once the child exists (not once it has run anything).
+/// Starts a child by re-executing this program (or takes the one [`prestart`] has ready),
+/// hands it its bootstrap, and puts it under the process supervisor. Returns once the child
+/// exists (not once it has run anything).
 pub(crate) fn spawn(boot: Bootstrap, fds: &[BorrowedFd<'_>]) -> Result<Arc<ChildRecord>> {
     let name = boot.name.clone();
-    let (parent_end, child_end) =
-        UnixStream::pair().map_err(|e| Error::io("cannot create the bootstrap socket", e))?;
-    let child_fd: OwnedFd = child_end.into();
-    let parent_pid = boot.parent_pid;
-    // The child's end is closed (dropped) on the spawner thread right after the fork, so that
-    // the child's exit is the only thing that can make the link read EOF.
-    let (pid, pidfd) = spawner::run(move || exec_self(child_fd, BOOTSTRAP_FD_ENV, parent_pid))
-        .map_err(|source| Error::Spawn {
-            name: name.clone(),
-            source,
-        })?;
+    let Blank { pid, pidfd, link } = prestart::blank_child().map_err(|source| Error::Spawn {
+        name: name.clone(),
+        source,
+    })?;
     let record = Arc::new(ChildRecord::new(
         pid,
         name.clone(),
         boot.daemon,
         pidfd,
-        parent_end,
+        link,
         false,
     ));
     let sent = bootstrap::send_with_fds(record.link().as_fd(), &boot, fds);
@@ -60,6 +55,7 @@ pub(crate) fn spawn(boot: Bootstrap, fds: &[BorrowedFd<'_>]) -> Result<Arc<Child
 
 /// Forks and execs `/proc/self/exe` with `child_fd` inherited and its number in the
 /// environment variable `env`. Runs on the spawner thread (see [`spawner`] for why).
+/// Every procvisor spawn happens on the spawner thread (see [`procvisor_actors::spawner`]).
 pub(crate) fn exec_self(
     child_fd: OwnedFd,
     env: &str,

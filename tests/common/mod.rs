@@ -56,6 +56,24 @@ pub fn wait_for_file(path: &Path) -> bool {
 
 // ---- /proc -------------------------------------------------------------------------------
 
+/// The pids whose parent is `parent` (from `/proc/<pid>/stat`), threads excluded.
+pub fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // After the `(comm)` field, which may hold spaces: state, then ppid.
+            let after_comm = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            after_comm.split_whitespace().nth(1) == Some(&parent.to_string())
+                && pid_state(pid) != Some('Z')
+        })
+        .collect()
+}
+
 /// The state letter of `/proc/<pid>/stat` (`R`, `S`, `Z`, …), `None` if there is no such process.
 pub fn pid_state(pid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

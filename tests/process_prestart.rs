@@ -1,0 +1,257 @@
+//! Children started ahead of time: the spawn method's prestarted child (used only while what a
+//! child inherits is unchanged, never joined, gone with its parent) and the fork server's spare
+//! (replaced when killed from outside).
+
+procvisor::test_init!();
+
+mod common;
+
+use std::io::Write;
+
+use common::{
+    GENEROUS, KillOnDrop, PidsGuard, TempDir, children_of, driver_param, in_driver, join_ok,
+    line_with, pid_is_running, recv, run_driver, run_driver_with, say, wait_until,
+};
+use procvisor::{Connection, Process, StartMethod, active_children, pipe};
+
+const MARK: &str = "PROCVISOR_PRESTART_TEST_MARK";
+
+/// Child: reports the marker variable and its working directory, and prints `line`.
+fn report(to: Connection, line: String) -> procvisor::Result<()> {
+    let mark = std::env::var(MARK).ok();
+    let cwd = std::env::current_dir()
+        .ok()
+        .map(|d| d.display().to_string());
+    println!("{line}");
+    to.send(&(mark, cwd))
+}
+
+/// Starts a spawn child running [`report`] and returns what it reported.
+fn spawned_report(line: &str) -> (Option<String>, Option<String>) {
+    let (ours, theirs) = pipe(false).unwrap();
+    let mut guard = KillOnDrop::new();
+    let p = common::start(
+        &mut guard,
+        Process::new(report, (theirs, line.to_string()))
+            .with_start_method(StartMethod::Spawn)
+            .unwrap(),
+    );
+    let got = recv(&ours);
+    join_ok(&p);
+    got
+}
+
+fn cwd_now() -> Option<String> {
+    std::env::current_dir()
+        .ok()
+        .map(|d| d.display().to_string())
+}
+
+#[test]
+#[ignore = "driver, run by spawned_children_see_what_the_parent_changed_between_starts"]
+fn driver_inherited_changes() {
+    if !in_driver() {
+        return;
+    }
+    let dir = driver_param().expect("a directory");
+    // Enough starts that a child is being prestarted when the changes happen.
+    for i in 0..3 {
+        assert_eq!(spawned_report(&format!("WARM {i}")).0, None);
+    }
+    // SAFETY: the driver runs this one test; nothing else reads the environment meanwhile.
+    unsafe { std::env::set_var(MARK, "changed") };
+    let (mark, _) = spawned_report("AFTER_ENV");
+    say(format!("MARK {mark:?}"));
+
+    std::env::set_current_dir(&dir).unwrap();
+    let (_, cwd) = spawned_report("AFTER_CWD");
+    say(format!("CWD_MATCHES {}", cwd == cwd_now()));
+
+    // stdout now goes to a file: the child's line must land there.
+    let file = std::fs::File::create(format!("{dir}/out")).unwrap();
+    let saved = nix::unistd::dup(std::io::stdout()).unwrap();
+    std::io::stdout().flush().unwrap();
+    nix::unistd::dup2_stdout(&file).unwrap();
+    spawned_report("INTO_THE_FILE");
+    std::io::stdout().flush().unwrap();
+    nix::unistd::dup2_stdout(&saved).unwrap();
+    let written = std::fs::read_to_string(format!("{dir}/out")).unwrap();
+    say(format!(
+        "FILE_HAS_LINE {}",
+        written.contains("INTO_THE_FILE")
+    ));
+}
+
+#[test]
+fn spawned_children_see_what_the_parent_changed_between_starts() {
+    let dir = TempDir::new("prestart-inherit");
+    let path = dir.path().display().to_string();
+    let out = run_driver_with("driver_inherited_changes", Some(&path));
+    let all = common::describe(&out);
+    assert!(out.status.success(), "{all}");
+    let stdout = common::stdout_of(&out);
+    assert_eq!(line_with(&stdout, "MARK "), "Some(\"changed\")", "{all}");
+    assert_eq!(line_with(&stdout, "CWD_MATCHES "), "true", "{all}");
+    assert_eq!(line_with(&stdout, "FILE_HAS_LINE "), "true", "{all}");
+    assert!(!stdout.contains("INTO_THE_FILE"), "{all}");
+}
+
+/// Waits until this process has exactly one child that is not among `known`, and returns it.
+fn the_one_other_child(known: &[i32]) -> i32 {
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    let one = wait_until(GENEROUS, || {
+        found = children_of(me)
+            .into_iter()
+            .filter(|pid| !known.contains(pid))
+            .collect();
+        found.len() == 1
+    });
+    assert!(one, "expected one child held in reserve, found {found:?}");
+    found[0]
+}
+
+#[test]
+#[ignore = "driver, run by a_prestarted_child_is_not_active_and_not_joined_at_exit"]
+fn driver_exit_with_a_prestarted_child() {
+    if !in_driver() {
+        return;
+    }
+    for i in 0..3 {
+        spawned_report(&format!("WARM {i}"));
+    }
+    let spare = the_one_other_child(&[]);
+    say(format!("SPARE {spare}"));
+    say(format!("ACTIVE {}", active_children().len()));
+    if driver_param().as_deref() == Some("disable") {
+        procvisor::set_spawn_prestart(false);
+        say(format!("GONE_AFTER_DISABLE {}", !pid_is_running(spare)));
+        // Off means off: more starts keep no child in reserve.
+        spawned_report("AFTER_DISABLE");
+        say(format!(
+            "CHILDREN {:?}",
+            children_of(std::process::id() as i32)
+        ));
+    }
+    // The program returns with the prestarted child still waiting: it must not be joined.
+}
+
+#[test]
+fn a_prestarted_child_is_not_active_and_not_joined_at_exit() {
+    let out = run_driver("driver_exit_with_a_prestarted_child");
+    let all = common::describe(&out);
+    assert!(out.status.success(), "{all}");
+    let stdout = common::stdout_of(&out);
+    let spare: i32 = line_with(&stdout, "SPARE ").parse().unwrap();
+    let _guard = PidsGuard(vec![spare]);
+    assert_eq!(line_with(&stdout, "ACTIVE "), "0", "{all}");
+    assert!(
+        wait_until(GENEROUS, || !pid_is_running(spare)),
+        "the prestarted child {spare} outlived its parent"
+    );
+    // It went quietly.
+    assert!(!common::stderr_of(&out).contains("procvisor:"), "{all}");
+}
+
+#[test]
+fn turning_prestart_off_kills_the_child_in_reserve() {
+    let out = run_driver_with("driver_exit_with_a_prestarted_child", Some("disable"));
+    let all = common::describe(&out);
+    assert!(out.status.success(), "{all}");
+    let stdout = common::stdout_of(&out);
+    let spare: i32 = line_with(&stdout, "SPARE ").parse().unwrap();
+    let _guard = PidsGuard(vec![spare]);
+    assert_eq!(line_with(&stdout, "GONE_AFTER_DISABLE "), "true", "{all}");
+    assert_eq!(line_with(&stdout, "CHILDREN "), "[]", "{all}");
+}
+
+fn exit_code(code: i32) {
+    std::process::exit(code)
+}
+
+#[test]
+#[ignore = "driver, run by the_fork_servers_spare_killed_from_outside_is_replaced"]
+fn driver_kill_the_fork_spare() {
+    if !in_driver() {
+        return;
+    }
+    let fork = |code: i32| {
+        Process::new(exit_code, (code,))
+            .with_start_method(StartMethod::Fork)
+            .unwrap()
+    };
+    let mut guard = KillOnDrop::new();
+    let first = common::start(&mut guard, fork(3));
+    first.join(Some(GENEROUS)).unwrap();
+    // The fork server is our one child now; its spare is its one child.
+    let server = the_one_other_child(&[]);
+    for round in 0..5 {
+        let mut spare = Vec::new();
+        assert!(
+            wait_until(GENEROUS, || {
+                spare = children_of(server);
+                spare.len() == 1
+            }),
+            "round {round}: the fork server has children {spare:?}, expected one spare"
+        );
+        // SAFETY: kill on a pid we started (through our fork server) and that is running.
+        unsafe { libc::kill(spare[0], libc::SIGKILL) };
+        assert!(wait_until(GENEROUS, || !pid_is_running(spare[0])));
+        let p = common::start(&mut guard, fork(round));
+        p.join(Some(GENEROUS)).unwrap();
+        say(format!(
+            "ROUND {round} {:?} {}",
+            p.exitcode(),
+            p.pid() != Some(spare[0])
+        ));
+    }
+}
+
+#[test]
+fn the_fork_servers_spare_killed_from_outside_is_replaced() {
+    let out = run_driver("driver_kill_the_fork_spare");
+    let all = common::describe(&out);
+    assert!(out.status.success(), "{all}");
+    let stdout = common::stdout_of(&out);
+    for round in 0..5 {
+        assert_eq!(
+            line_with(&stdout, &format!("ROUND {round} ")),
+            format!("Some({round}) true"),
+            "{all}"
+        );
+    }
+}
+
+/// Child: prints without a newline (Rust and C stdio) and returns: both must be flushed by
+/// the child's exit, which ends with `_exit`.
+fn print_unterminated() {
+    print!("RUST_PARTIAL");
+    // SAFETY: a NUL-terminated format string with no conversions.
+    unsafe { libc::printf(c"C_PARTIAL".as_ptr()) };
+}
+
+#[test]
+#[ignore = "driver, run by output_left_unterminated_by_a_child_is_flushed"]
+fn driver_unterminated_output() {
+    if !in_driver() {
+        return;
+    }
+    for method in [StartMethod::Spawn, StartMethod::Fork] {
+        let p = Process::new(print_unterminated, ())
+            .with_start_method(method)
+            .unwrap();
+        p.start().unwrap();
+        join_ok(&p);
+        say(format!("DONE {method:?}"));
+    }
+}
+
+#[test]
+fn output_left_unterminated_by_a_child_is_flushed() {
+    let out = run_driver("driver_unterminated_output");
+    let all = common::describe(&out);
+    assert!(out.status.success(), "{all}");
+    let stdout = common::stdout_of(&out);
+    assert_eq!(stdout.matches("RUST_PARTIAL").count(), 2, "{all}");
+    assert_eq!(stdout.matches("C_PARTIAL").count(), 2, "{all}");
+}
