@@ -74,6 +74,19 @@ pub enum ChildToParent {
     /// The child could not run its target; the text says why. The child exits with
     /// [`BOOTSTRAP_FAILED_EXIT_CODE`] right after sending this.
     BootstrapFailed(String),
+    /// The child's target has returned and its exit sequence has run: it ends with this code
+    /// right after sending this. Lets the parent publish the exit the moment the pidfd says
+    /// the process is gone, without waiting for a fork server's relay.
+    Exiting(i32),
+}
+
+/// One message as the bytes of one frame, for a caller that writes them itself (with
+/// `MSG_DONTWAIT`, say).
+pub fn frame_bytes<T: Serialize>(msg: &T) -> io::Result<Vec<u8>> {
+    let payload = codec::encode(msg).map_err(into_io)?;
+    let mut bytes = Vec::with_capacity(4 + payload.len());
+    frame::encode_frame_into(&mut bytes, &payload).map_err(into_io)?;
+    Ok(bytes)
 }
 
 /// Writes one message as one frame (see [`crate::wire`] for the bytes).
@@ -102,10 +115,7 @@ pub fn send_with_fds<T: Serialize>(
     msg: &T,
     fds: &[std::os::fd::BorrowedFd<'_>],
 ) -> io::Result<()> {
-    let payload = codec::encode(msg).map_err(into_io)?;
-    let mut bytes = Vec::with_capacity(4 + payload.len());
-    frame::encode_frame_into(&mut bytes, &payload).map_err(into_io)?;
-    crate::fdpass::send_frame_with_fds(sock, &bytes, fds)
+    crate::fdpass::send_frame_with_fds(sock, &frame_bytes(msg)?, fds)
 }
 
 /// Reads one message and the fds attached to it from a Unix stream socket; `Ok(None)` on a
@@ -154,41 +164,23 @@ pub const FORK_SERVER_FD_ENV: &str = "PROCVISOR_FORKSERVER_FD";
 /// Parent → fork server, on the control socket.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum ToForkServer {
-    /// Fork a child whose parent link is the first fd sent with this message; answer on the
-    /// second (a socket of the asking thread's own).
-    Fork {
-        /// Chosen by the parent to match the reply.
-        id: u64,
-    },
-    /// The parent has used the spare it was sent: fork the next one.
-    SpareTaken {
-        /// The spare that was used.
-        pid: i32,
-    },
+    /// The parent has no spare (it used the last one, or was told of a failure): fork one.
+    WantSpare,
 }
 
-/// Fork server → parent.
+/// Fork server → parent, on the control socket.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum ForkServerMsg {
-    /// Request `id` became process `pid`.
-    Started {
-        /// The request.
-        id: u64,
-        /// The new child.
-        pid: i32,
-    },
-    /// Request `id` could not be served.
-    Failed {
-        /// The request.
-        id: u64,
-        /// Why.
-        reason: String,
-    },
     /// Child `pid` was forked ahead of time and waits for its bootstrap on the link sent with
-    /// this message (with its pidfd): the parent's next fork start can use it without asking.
+    /// this message (with its pidfd): the parent's next fork start uses it.
     Spare {
         /// The waiting child.
         pid: i32,
+    },
+    /// The fork for a spare failed; the parent reports it to the start waiting for one.
+    SpareFailed {
+        /// Why.
+        reason: String,
     },
     /// Child `pid` exited (the fork server reaped it).
     Exited {

@@ -27,6 +27,8 @@ pub struct ChildRecord {
     exited: Condvar,
     exited_async: Notify,
     bootstrap_error: Mutex<Option<String>>,
+    /// The code the child said it exits with ([`ChildToParent::Exiting`]), once read.
+    reported_exit: Mutex<Option<i32>>,
     relayed: bool,
 }
 
@@ -63,6 +65,7 @@ impl ChildRecord {
             exited: Condvar::new(),
             exited_async: Notify::new(),
             bootstrap_error: Mutex::new(None),
+            reported_exit: Mutex::new(None),
             relayed,
         }
     }
@@ -97,8 +100,8 @@ impl ChildRecord {
         &self.pidfd
     }
 
-    /// The exit status once the supervisor has reaped the child; before that, a non-reaping
-    /// peek (`WNOWAIT`) so that `is_alive()` right after the child died is already false.
+    /// The exit status once the child has been reaped; before that, a non-reaping peek
+    /// (`WNOWAIT`) so that `is_alive()` right after the child died is already false.
     pub fn exit_status(&self) -> Option<ExitStatus> {
         // The lock is held across the peek: `finish` holds it while it reaps and publishes, so
         // the peek never sees an already-reaped child with no status published yet.
@@ -109,7 +112,7 @@ impl ChildRecord {
         if self.relayed {
             drop(exit);
             // Not our child, so no peek; but an exited process's pidfd is readable, and then
-            // the fork server's relay of its status is moments away.
+            // its own report or the fork server's relay of its status is at hand.
             if sys::pidfd_exited(self.pidfd.as_fd()) {
                 return self.wait(Some(RELAY_WAIT));
             }
@@ -125,9 +128,47 @@ impl ChildRecord {
         lock(&self.bootstrap_error).clone()
     }
 
-    /// Blocks until the child has been reaped, or `timeout` passes. Returns the status if so.
+    /// Blocks until the child has exited and its status is published, or `timeout` passes.
+    /// Returns the status if so.
+    ///
+    /// The waiting thread watches the pidfd itself and publishes the exit the moment the
+    /// process is gone: it reaps its own child, or takes a fork server's child's report of
+    /// its exit code, so `join` does not wait for the supervisor's or the relay's thread hop.
     pub fn wait(&self, timeout: Option<Duration>) -> Option<ExitStatus> {
         let deadline = timeout.map(|t| Instant::now() + t);
+        if let Some(status) = *lock(&self.exit) {
+            return Some(status);
+        }
+        if !sys::wait_pidfd_readable(self.pidfd.as_fd(), deadline) {
+            return *lock(&self.exit);
+        }
+        if !self.relayed {
+            return self.finish().ok().or_else(|| self.wait_published(deadline));
+        }
+        if let Some(status) = self.take_reported_exit() {
+            return Some(status);
+        }
+        // Gone without a report (a signal, or `std::process::exit`): the fork server's relay
+        // of its status is moments away.
+        let relay_deadline = Instant::now() + RELAY_WAIT;
+        self.wait_published(Some(
+            deadline.map_or(relay_deadline, |d| d.min(relay_deadline)),
+        ))
+    }
+
+    /// Publishes the code the child reported on its link, if it did.
+    fn take_reported_exit(&self) -> Option<ExitStatus> {
+        let mut exit = lock(&self.exit);
+        if exit.is_none() {
+            self.collect_link_messages();
+            let code = (*lock(&self.reported_exit))?;
+            self.publish(&mut exit, ExitStatus::Exited(code));
+        }
+        *exit
+    }
+
+    /// Waits on the condvar for another thread to publish the status.
+    fn wait_published(&self, deadline: Option<Instant>) -> Option<ExitStatus> {
         let mut exit = lock(&self.exit);
         loop {
             if let Some(status) = *exit {
@@ -188,6 +229,10 @@ impl ChildRecord {
     /// left on the link, publishes the status and wakes every waiter.
     pub fn finish(&self) -> std::io::Result<ExitStatus> {
         let mut exit = lock(&self.exit);
+        if let Some(status) = *exit {
+            // A joiner reaped it first.
+            return Ok(status);
+        }
         let status = sys::wait_pidfd(self.pidfd.as_fd(), true, true)?
             .ok_or_else(|| std::io::Error::other("child not exited"))?;
         self.publish(&mut exit, status);
@@ -224,6 +269,7 @@ impl ChildRecord {
                 ChildToParent::BootstrapFailed(reason) => {
                     *lock(&self.bootstrap_error) = Some(reason);
                 }
+                ChildToParent::Exiting(code) => *lock(&self.reported_exit) = Some(code),
             }
         }
     }

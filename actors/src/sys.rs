@@ -154,3 +154,32 @@ pub fn pidfd_exited(pidfd: BorrowedFd<'_>) -> bool {
     let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
+
+/// Blocks until the process behind `pidfd` has exited (`true`) or `deadline` passes (`false`).
+/// Works for any process, not only our children.
+pub fn wait_pidfd_readable(pidfd: BorrowedFd<'_>, deadline: Option<std::time::Instant>) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    loop {
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                // Rounded up, so a wait never ends early for want of a millisecond.
+                let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) => {
+                if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                    return false;
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            // A pidfd that cannot be polled: let the caller fall back on published statuses.
+            Err(_) => return true,
+        }
+    }
+}

@@ -39,6 +39,7 @@ fn run_with(fd: RawFd, spawned: bool) -> ! {
         &link,
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
+    prepare_while_waiting();
 
     let (boot, fds) = match read_bootstrap(&link) {
         Ok(Some(got)) => got,
@@ -71,6 +72,18 @@ fn run_with(fd: RawFd, spawned: bool) -> ! {
 }
 
 /// The bootstrap, or `None` if the parent closed the link without sending one.
+/// What a child can do before its bootstrap arrives, so that a child started ahead of time (a
+/// prestarted spawn child, a fork server's spare) does it while it waits, off the path of the
+/// start that will use it.
+fn prepare_while_waiting() {
+    current::register_at_exit();
+    install_panic_hook();
+    super::parent_link::prepare();
+    // The first use of the fd hand-over's thread-local registers its destructor, which makes
+    // the C library walk every loaded object (a page fault in each).
+    fdpass::providing_fds(Vec::new(), || ());
+}
+
 fn read_bootstrap(link: &UnixStream) -> Result<Option<(Bootstrap, Vec<OwnedFd>)>, String> {
     bootstrap::recv_with_fds::<Bootstrap>(link, MAX_BOOTSTRAP_FRAME)
         .map_err(|e| format!("cannot read the bootstrap from the parent: {e}"))
@@ -112,7 +125,6 @@ fn become_child(boot: &Bootstrap) {
         parent: Some((boot.parent_pid, boot.parent_name.clone())),
     });
     current::mark_initialized();
-    current::register_at_exit();
     if let Some(level) = boot.log_level.and_then(crate::util::level_from_u8) {
         let _ = crate::util::log_to_stderr(level);
         // The exit sequence logs; if it runs from `atexit` (the target called
@@ -123,7 +135,6 @@ fn become_child(boot: &Bootstrap) {
     if let Ok(method) = boot.start_method.parse() {
         let _ = crate::context::set_start_method(method, true);
     }
-    install_panic_hook();
 }
 
 thread_local! {

@@ -174,12 +174,13 @@ pub(crate) fn exit_child(code: i32) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    // SAFETY: fflush(NULL) flushes every C stdio stream (output a C library buffered); _exit
-    // ends the process and has no preconditions.
-    unsafe {
-        libc::fflush(std::ptr::null_mut());
-        libc::_exit(code)
-    }
+    // SAFETY: fflush(NULL) flushes every C stdio stream (output a C library buffered).
+    unsafe { libc::fflush(std::ptr::null_mut()) };
+    // What the kernel will report: the low 8 bits.
+    let code = code & 0xff;
+    super::parent_link::report_exit(code);
+    // SAFETY: _exit ends the process and has no preconditions.
+    unsafe { libc::_exit(code) }
 }
 
 /// The `atexit` handler. It runs after the main thread's thread-locals are destroyed, so the

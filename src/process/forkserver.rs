@@ -7,21 +7,18 @@
 //! locks. Each child is a fork of it, which reads its bootstrap from its parent link exactly like
 //! a spawned child, so from there on the two methods are one code path.
 //!
-//! The fork server keeps one child forked ahead of time, a *spare*, and sends the parent its
-//! link and pidfd. A start then needs no round trip: the parent writes the bootstrap straight to
-//! the spare and tells the fork server, which forks the next spare while the child runs. Without
-//! a spare at hand (the first start, or starts faster than forks), the parent asks for a fork:
+//! Every child is forked ahead of time, as a *spare*: the fork server keeps one out, blocked
+//! on reading its bootstrap, and sends the parent its link and pidfd. A start needs no round
+//! trip: the parent asks for the next spare and writes the bootstrap straight to this one; the
+//! fork server forks the next while the child runs. Starts faster than forks wait for the next.
 //!
 //! ```text
 //!  parent                            fork server (single thread)          child
-//!  ◀── Spare{pid} + link, pidfd ──── fork() ──────────────────────────▶ waits on its link
-//!  writes Bootstrap on link ──────────────────────────────────────────▶ runs target
-//!  SpareTaken ──────────────────▶    fork() the next spare
+//!  ◀── Spare{pid} + pidfd, link ──── fork() ──────────────────────────▶ waits on its link
+//!  start(): WantSpare ──────────▶    fork() the next spare
+//!           Bootstrap on the link ───────────────────────────────────▶ runs target, exits
 //!                                    pidfd readable → waitid ◀───────── exits
 //!  ◀── Exited{pid, status}
-//!
-//!  Fork{id} + link, reply socket ──▶ fork() ───────────────────────────▶ reads Bootstrap
-//!  ◀── Started{id, pid} + pidfd                                          from the link
 //! ```
 //!
 //! The children are the fork server's, so it reaps them and relays each exit status; the
@@ -31,8 +28,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use procvisor_actors::bootstrap::{
@@ -50,12 +46,13 @@ const MAX_MSG: usize = 1024;
 
 // ---- the fork server process ------------------------------------------------------------
 
-/// The fork server's state: its children (by pid, with their pidfds) and the spare the parent
-/// holds and has not used yet.
+/// The fork server's state: its children (by pid, with their pidfds), the spare the parent
+/// holds and has not used yet, and whether the parent wants one.
 struct Server {
     control: OwnedFd,
     children: HashMap<i32, OwnedFd>,
     spare_out: Option<i32>,
+    owed: bool,
 }
 
 /// The fork server's main loop. Never returns: it exits when its parent closes the control
@@ -67,23 +64,24 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         control,
         children: HashMap::new(),
         spare_out: None,
+        owed: true,
     };
     let mut buf = [0u8; MAX_MSG];
     loop {
-        // The next spare is forked only when nothing else waits: an exit to relay or a request
-        // to answer comes first, since someone is waiting for those.
-        let timeout = if server.spare_out.is_some() {
-            PollTimeout::NONE
-        } else {
+        // A spare is forked only when nothing else waits: an exit to relay comes first, since
+        // someone may be joining that child.
+        let timeout = if server.owed {
             PollTimeout::ZERO
+        } else {
+            PollTimeout::NONE
         };
         let ready = server.wait_ready(timeout);
         for pid in &ready.exited {
             server.relay_exit(*pid);
         }
         if ready.request {
-            server.serve_request(&mut buf);
-        } else if ready.exited.is_empty() && server.spare_out.is_none() {
+            server.read_request(&mut buf);
+        } else if ready.exited.is_empty() && server.owed {
             server.send_spare();
         }
     }
@@ -130,67 +128,46 @@ impl Server {
             .flatten()
             .unwrap_or(sys::ExitStatus::Signaled(libc::SIGKILL));
         if self.spare_out == Some(pid) {
-            // Killed before it was used (the parent forgets it on this message too).
+            // Killed before it was used: the parent forgets it on this message, and gets a new one.
             self.spare_out = None;
+            self.owed = true;
         }
         self.tell_parent(&ForkServerMsg::Exited { pid, status }, &[]);
     }
 
-    fn serve_request(&mut self, buf: &mut [u8]) {
-        let (n, mut fds) = match fdpass::recv_with_fds(self.control.as_fd(), buf) {
+    fn read_request(&mut self, buf: &mut [u8]) {
+        let n = match fdpass::recv_with_fds(self.control.as_fd(), buf) {
             Ok((0, _)) | Err(_) => std::process::exit(0),
-            Ok(got) => got,
+            Ok((n, _)) => n,
         };
-        match bootstrap::decode_payload::<ToForkServer>(&buf[..n]) {
-            Ok(ToForkServer::SpareTaken { pid }) => {
-                if self.spare_out == Some(pid) {
-                    self.spare_out = None;
-                }
-            }
-            Ok(ToForkServer::Fork { id }) => {
-                // fds: [link, reply socket]. The answer goes on the reply socket, straight to
-                // the thread that asked; `Exited` goes on the control socket.
-                if let (Some(reply), Some(link)) = (fds.pop(), fds.pop()) {
-                    self.fork_on_request(id, link, &reply);
-                }
-            }
-            Err(_) => {}
+        if let Ok(ToForkServer::WantSpare) = bootstrap::decode_payload(&buf[..n]) {
+            self.spare_out = None;
+            self.owed = true;
         }
     }
 
-    fn fork_on_request(&mut self, id: u64, link: OwnedFd, reply: &OwnedFd) {
-        match self.fork_child(link, &[reply.as_raw_fd()]) {
-            // The pidfd goes with the answer: the parent must not `pidfd_open` the pid itself,
-            // since we may reap the child (and the pid be reused) before it could.
-            Ok(pid) => send_msg(
-                reply,
-                &ForkServerMsg::Started { id, pid },
-                &[self.children[&pid].as_fd()],
-            ),
-            Err(e) => send_msg(
-                reply,
-                &ForkServerMsg::Failed {
-                    id,
+    /// Forks a spare and hands the parent its link and pidfd (or the reason it could not).
+    fn send_spare(&mut self) {
+        self.owed = false;
+        let forked = UnixStream::pair().and_then(|(ours, theirs)| {
+            let pid = self.fork_child(theirs.into(), ours.as_raw_fd())?;
+            Ok((pid, ours))
+        });
+        match forked {
+            Ok((pid, ours)) => {
+                self.spare_out = Some(pid);
+                self.tell_parent(
+                    &ForkServerMsg::Spare { pid },
+                    &[self.children[&pid].as_fd(), ours.as_fd()],
+                );
+            }
+            Err(e) => self.tell_parent(
+                &ForkServerMsg::SpareFailed {
                     reason: e.to_string(),
                 },
                 &[],
             ),
-        };
-    }
-
-    /// Forks a spare and hands the parent its link and pidfd.
-    fn send_spare(&mut self) {
-        let Ok((ours, theirs)) = UnixStream::pair() else {
-            return;
-        };
-        let Ok(pid) = self.fork_child(theirs.into(), &[ours.as_raw_fd()]) else {
-            return;
-        };
-        self.spare_out = Some(pid);
-        self.tell_parent(
-            &ForkServerMsg::Spare { pid },
-            &[self.children[&pid].as_fd(), ours.as_fd()],
-        );
+        }
     }
 
     fn tell_parent(&self, msg: &ForkServerMsg, fds: &[BorrowedFd<'_>]) {
@@ -201,25 +178,23 @@ impl Server {
     }
 
     /// Forks one child. In the child this never returns: it becomes the process described by
-    /// the bootstrap that will arrive on `link`.
-    /// `also_close` are fds of the fork server's that the child must not keep (the other end of
-    /// its own link, a reply socket).
-    fn fork_child(&mut self, link: OwnedFd, also_close: &[RawFd]) -> std::io::Result<i32> {
+    /// the bootstrap that will arrive on `link`. `parent_end`, the fork server's end of that
+    /// link, is closed in the child.
+    fn fork_child(&mut self, link: OwnedFd, parent_end: RawFd) -> std::io::Result<i32> {
         let server_pid = std::process::id() as i32;
         // SAFETY: the fork server is single-threaded (it runs nothing but this loop), so the
         // child cannot inherit a lock held by another thread.
         match unsafe { nix::unistd::fork() }? {
             nix::unistd::ForkResult::Child => {
                 // SAFETY: we are the only owner of these fds in the child; closing them keeps
-                // the control socket and sibling pidfds from living on in the child.
+                // the control socket, sibling pidfds and our own link's other end from living
+                // on in the child.
                 unsafe {
                     libc::close(self.control.as_raw_fd());
                     for fd in self.children.values() {
                         libc::close(fd.as_raw_fd());
                     }
-                    for fd in also_close {
-                        libc::close(*fd);
-                    }
+                    libc::close(parent_end);
                 }
                 let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
                 if nix::unistd::getppid().as_raw() != server_pid {
@@ -246,8 +221,9 @@ fn send_msg(sock: &OwnedFd, msg: &ForkServerMsg, fds: &[BorrowedFd<'_>]) -> bool
 
 struct Client {
     control: OwnedFd,
-    next_id: AtomicU64,
     state: Mutex<ClientState>,
+    /// Signalled when a spare, a failure or the fork server's end arrives.
+    changed: Condvar,
 }
 
 #[derive(Default)]
@@ -257,11 +233,17 @@ struct ClientState {
     relays: HashMap<i32, Relay>,
     /// The spare the fork server sent, not used yet.
     spare: Option<Spare>,
+    /// Why the fork server could not fork the last spare, for the next start to report.
+    failure: Option<String>,
+    /// The fork server has exited.
+    gone: bool,
 }
 
 enum Relay {
     Running(Weak<ChildRecord>),
     ExitedEarly(sys::ExitStatus),
+    /// A dead spare the parent dropped before its exit was relayed.
+    Discarded,
 }
 
 /// A child forked ahead of time, waiting for its bootstrap.
@@ -273,110 +255,70 @@ struct Spare {
 
 static CLIENT: Mutex<Option<Arc<Client>>> = Mutex::new(None);
 
-/// Starts a child: the spare the fork server sent, or one forked on request (the fork server
-/// is started on first use).
+/// Starts a child: the fork server's spare (the fork server is started on first use), waiting
+/// for it if the last one was just used.
 pub(crate) fn start(boot: Bootstrap, fds: &[BorrowedFd<'_>]) -> Result<Arc<ChildRecord>> {
     let client = client()?;
-    if let Some(spare) = client.take_spare() {
-        if let Some(started) = client.start_spare(spare, &boot, fds) {
-            return started;
-        }
+    let spawn_error = |source| Error::Spawn {
+        name: boot.name.clone(),
+        source,
+    };
+    let spare = client.take_spare().inspect_err(|_| forget_client(&client));
+    let spare = spare.map_err(spawn_error)?;
+    let sent = bootstrap::send_with_fds(spare.link.as_fd(), &boot, fds);
+    // The next spare is forked while this child runs. Asked second: the fork server, woken on
+    // this CPU, would otherwise fork before the child even has its bootstrap.
+    let want = bootstrap::encode_payload(&ToForkServer::WantSpare)
+        .and_then(|bytes| fdpass::send_with_fds(client.control.as_fd(), &bytes, &[]));
+    if let Err(e) = want {
+        forget_client(&client);
+        return Err(spawn_error(e));
     }
-    client.start_on_request(boot, fds)
+    let record = Arc::new(ChildRecord::new(
+        spare.pid,
+        boot.name.clone(),
+        boot.daemon,
+        spare.pidfd,
+        spare.link,
+        true,
+    ));
+    client.register(&record);
+    match sent {
+        Ok(()) => Ok(record),
+        Err(e) => Err(Error::Bootstrap {
+            name: boot.name.clone(),
+            reason: format!("the child exited before reading its bootstrap ({e})"),
+        }),
+    }
 }
 
 impl Client {
-    fn take_spare(&self) -> Option<Spare> {
-        lock(&self.state).spare.take()
-    }
-
-    /// Sends the spare its bootstrap and the fork server word that it was used. `None` if the
-    /// spare was gone (killed from outside): the caller then asks for a fork.
-    fn start_spare(
-        &self,
-        spare: Spare,
-        boot: &Bootstrap,
-        fds: &[BorrowedFd<'_>],
-    ) -> Option<Result<Arc<ChildRecord>>> {
-        let sent = bootstrap::send_with_fds(spare.link.as_fd(), boot, fds);
-        let taken = bootstrap::encode_payload(&ToForkServer::SpareTaken { pid: spare.pid })
-            .and_then(|bytes| fdpass::send_with_fds(self.control.as_fd(), &bytes, &[]));
-        if let Err(e) = taken {
-            forget_client(self);
-            return Some(Err(Error::Spawn {
-                name: boot.name.clone(),
-                source: e,
-            }));
-        }
-        sent.ok()?;
-        let record = Arc::new(ChildRecord::new(
-            spare.pid,
-            boot.name.clone(),
-            boot.daemon,
-            spare.pidfd,
-            spare.link,
-            true,
-        ));
-        self.register(&record);
-        Some(Ok(record))
-    }
-
-    fn start_on_request(
-        &self,
-        boot: Bootstrap,
-        fds: &[BorrowedFd<'_>],
-    ) -> Result<Arc<ChildRecord>> {
-        let name = boot.name.clone();
-        let spawn_error = |source| Error::Spawn {
-            name: name.clone(),
-            source,
-        };
-        let (parent_end, child_end) =
-            UnixStream::pair().map_err(|e| Error::io("cannot create the bootstrap socket", e))?;
-        // Written before the fork even happens: the child finds it waiting in its socket.
-        bootstrap::send_with_fds(parent_end.as_fd(), &boot, fds)
-            .map_err(|e| Error::io(format!("cannot send the bootstrap of {name}"), e))?;
-        let (answer, answer_theirs) = fdpass::seqpacket_pair().map_err(spawn_error)?;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let request = bootstrap::encode_payload(&ToForkServer::Fork { id }).map_err(spawn_error)?;
-        let sent = fdpass::send_with_fds(
-            self.control.as_fd(),
-            &request,
-            &[child_end.as_fd(), answer_theirs.as_fd()],
-        );
-        if let Err(e) = sent {
-            forget_client(self);
-            return Err(spawn_error(e));
-        }
-        drop((child_end, answer_theirs));
-        let mut buf = [0u8; MAX_MSG];
-        let (n, mut answer_fds) = match fdpass::recv_with_fds(answer.as_fd(), &mut buf) {
-            Ok((0, _)) => {
-                return Err(spawn_error(std::io::Error::other("the fork server exited")));
+    /// The spare, once the fork server has sent one; its failure to fork one, if that is what
+    /// it sent instead.
+    fn take_spare(&self) -> std::io::Result<Spare> {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(spare) = state.spare.take() {
+                if !sys::pidfd_exited(spare.pidfd.as_fd()) {
+                    return Ok(spare);
+                }
+                // Killed from outside while it waited: the fork server sends another once it
+                // has relayed this one's exit, which is then nobody's news.
+                state.relays.insert(spare.pid, Relay::Discarded);
+                continue;
             }
-            Ok(got) => got,
-            Err(e) => return Err(spawn_error(e)),
-        };
-        match bootstrap::decode_payload::<ForkServerMsg>(&buf[..n]).map_err(spawn_error)? {
-            ForkServerMsg::Started { pid, .. } => {
-                let pidfd = answer_fds.pop().ok_or_else(|| {
-                    spawn_error(std::io::Error::other("the fork server sent no pidfd"))
-                })?;
-                let record = Arc::new(ChildRecord::new(
-                    pid,
-                    name,
-                    boot.daemon,
-                    pidfd,
-                    parent_end,
-                    true,
-                ));
-                self.register(&record);
-                Ok(record)
+            if let Some(reason) = state.failure.take() {
+                drop(state);
+                // Ask again for the start after this one.
+                let want = bootstrap::encode_payload(&ToForkServer::WantSpare)
+                    .and_then(|bytes| fdpass::send_with_fds(self.control.as_fd(), &bytes, &[]));
+                want?;
+                return Err(std::io::Error::other(reason));
             }
-            ForkServerMsg::Failed { reason, .. } => Err(spawn_error(std::io::Error::other(reason))),
-            _ => Err(spawn_error(std::io::Error::other(
-                "the fork server answered out of turn",
-            ))),
+            if state.gone {
+                return Err(std::io::Error::other("the fork server exited"));
+            }
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -398,8 +340,7 @@ impl Client {
         }
     }
 
-    /// Publishes what the fork server sends on its own: exits and spares (the answers to
-    /// requests go to the threads that asked).
+    /// Publishes what the fork server sends: spares (or why one could not be forked) and exits.
     fn read_messages(self: Arc<Self>) {
         let mut buf = [0u8; MAX_MSG];
         let node = Node::get();
@@ -414,20 +355,27 @@ impl Client {
                     if let (Some(link), Some(pidfd)) = (fds.pop(), fds.pop()) {
                         let link = UnixStream::from(link);
                         lock(&self.state).spare = Some(Spare { pid, pidfd, link });
+                        self.changed.notify_one();
                     }
                 }
-                _ => {}
+                Ok(ForkServerMsg::SpareFailed { reason }) => {
+                    lock(&self.state).failure = Some(reason);
+                    self.changed.notify_one();
+                }
+                Err(_) => {}
             }
         }
         // The fork server is gone; its children died with it (PR_SET_PDEATHSIG).
         forget_client(&self);
+        lock(&self.state).gone = true;
+        self.changed.notify_all();
         let _ = node.supervisor().cast(SupervisorMsg::RelayLost);
     }
 
     fn publish_exit(&self, node: &Node, pid: i32, status: sys::ExitStatus) {
         let mut state = lock(&self.state);
         if state.spare.as_ref().is_some_and(|s| s.pid == pid) {
-            // Killed from outside before it was used; the next start asks for a fork.
+            // Killed from outside before it was used; the fork server sends another.
             state.spare = None;
             return;
         }
@@ -440,6 +388,7 @@ impl Client {
                     .supervisor()
                     .cast(SupervisorMsg::RelayedExit(pid, status));
             }
+            Some(Relay::Discarded) => {}
             _ => {
                 state.relays.insert(pid, Relay::ExitedEarly(status));
             }
@@ -464,8 +413,8 @@ fn client() -> Result<Arc<Client>> {
     tracing::debug!(target: "procvisor", "fork server started with pid {server_pid}");
     let client = Arc::new(Client {
         control: ours,
-        next_id: AtomicU64::new(1),
         state: Mutex::new(ClientState::default()),
+        changed: Condvar::new(),
     });
     let reader = client.clone();
     std::thread::Builder::new()

@@ -33,10 +33,12 @@ fn stop_event() -> &'static OwnedFd {
     })
 }
 
-/// Starts watching `link` (kept open for the life of the process).
-pub(crate) fn watch(link: RawFd) {
+static HANDLER_INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Creates the stop eventfd and installs the `SIGIO` handler (which does nothing until
+/// [`watch`] names the link): the part that needs no bootstrap.
+pub(crate) fn prepare() {
     stop_event();
-    LINK_FD.store(link, Ordering::SeqCst);
     // SAFETY: `on_readable` only makes async-signal-safe calls (recv, write, kill, getpid) and
     // touches atomics; it saves and restores errno.
     let installed = unsafe {
@@ -46,6 +48,13 @@ pub(crate) fn watch(link: RawFd) {
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(libc::SIGIO, &action, std::ptr::null_mut()) == 0
     };
+    HANDLER_INSTALLED.store(installed, Ordering::SeqCst);
+}
+
+/// Starts watching `link` (kept open for the life of the process). [`prepare`] must have run.
+pub(crate) fn watch(link: RawFd) {
+    LINK_FD.store(link, Ordering::SeqCst);
+    let installed = HANDLER_INSTALLED.load(Ordering::SeqCst);
     // SAFETY: plain fcntl calls on an fd we own; F_SETOWN names this process.
     let async_mode = installed
         && unsafe {
@@ -94,6 +103,30 @@ fn drain(link: RawFd) {
         // SAFETY: writing 8 bytes from a valid u64 to an eventfd; async-signal-safe.
         unsafe { libc::write(event, (&one as *const u64).cast(), 8) };
     }
+}
+
+/// Tells the parent, just before `_exit(code)`, the code this process exits with (see
+/// `ChildToParent::Exiting`). Never blocks: the parent reads the link only at our exit.
+pub(crate) fn report_exit(code: i32) {
+    let link = LINK_FD.load(Ordering::SeqCst);
+    if link < 0 {
+        return;
+    }
+    let Ok(frame) = procvisor_actors::bootstrap::frame_bytes(
+        &procvisor_actors::bootstrap::ChildToParent::Exiting(code),
+    ) else {
+        return;
+    };
+    // SAFETY: `frame` is valid for its length; MSG_DONTWAIT | MSG_NOSIGNAL never block or raise
+    // SIGPIPE (a parent that is gone makes this a no-op).
+    unsafe {
+        libc::send(
+            link,
+            frame.as_ptr().cast(),
+            frame.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
 }
 
 /// See [`crate::stop_requested`].
