@@ -332,6 +332,9 @@ impl Process {
         if started.is_ok() {
             // The child has its copies; ours would keep e.g. a pipe's peer from seeing EOF.
             fds.clear();
+            if method == StartMethod::Spawn {
+                prestart::refill();
+            }
         }
         match started {
             Ok(record) => {

@@ -956,3 +956,26 @@ fn deliver_and_answer_challenge_on_a_pipe_across_processes() {
         Err(Error::WrongEnd { .. })
     ));
 }
+
+fn say_one_bye(conn: Connection) -> procvisor::Result<()> {
+    conn.send("bye")
+}
+
+/// Every start after the second also prestarts the next spawn child in the background. A
+/// spawn holds a copy of every fd of this process until its exec is done, so one running while
+/// a start still held its copy of the child's pipe end kept that end open past the child's exit
+/// (EOF came a few milliseconds after `join`). Hundreds of starts in a row make it show.
+#[test]
+fn eof_is_seen_right_after_join_start_after_start() {
+    let mut guard = KillOnDrop::new();
+    for round in 0..200 {
+        let (ours, theirs) = pipe(true).unwrap();
+        let p = start(&mut guard, Process::new(say_one_bye, (theirs,)));
+        assert_eq!(ours.recv::<String>().unwrap(), "bye");
+        join_ok(&p);
+        assert!(
+            ours.poll(Some(Duration::ZERO)).unwrap(),
+            "round {round}: no EOF right after join"
+        );
+    }
+}

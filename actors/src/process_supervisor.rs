@@ -4,9 +4,11 @@
 //! no polling loop), reaps it at once (no zombies), publishes the exit status to every handle,
 //! and enforces Python's exit semantics when its process ends normally: daemonic children are
 //! terminated (and killed if they ignore SIGTERM for [`DAEMON_KILL_GRACE`]), non-daemonic
-//! children are joined.
+//! children are joined. Children reaped elsewhere (a fork server's) stay with their
+//! [`ChildSource`], which the supervisor asks when it needs them: a start and an exit of such a
+//! child cost the supervisor nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,17 +23,24 @@ use crate::reply::Reply;
 /// How long a daemonic child may ignore SIGTERM at its parent's exit before it is killed.
 pub const DAEMON_KILL_GRACE: Duration = Duration::from_secs(2);
 
+/// Children this process started that the supervisor does not reap itself: a fork server's
+/// (which reaps them and relays their exits). The supervisor asks for them when it needs them
+/// (`active_children()`, the exit sequence) instead of hearing of each start and exit.
+pub trait ChildSource: Send + Sync {
+    /// The children that have not exited yet (as far as the source knows).
+    fn children(&self) -> Vec<Arc<ChildRecord>>;
+}
+
 /// Requests the process supervisor serves.
 pub enum SupervisorMsg {
     /// Watch and reap this newly started child.
     Adopt(Arc<ChildRecord>),
+    /// Ask this source for its children from now on.
+    AddSource(Arc<dyn ChildSource>),
     /// Internal: the child with this pid has exited (its pidfd became readable).
     Exited(i32),
-    /// A fork server reaped this child of ours and relayed its status.
-    RelayedExit(i32, crate::sys::ExitStatus),
-    /// The fork server died: its children died with it (`PR_SET_PDEATHSIG`), and no status
-    /// will be relayed for them any more.
-    RelayLost,
+    /// Internal: a source's child that the exit sequence waits for has exited.
+    SourceChildExited(i32),
     /// The children that have not exited yet.
     ActiveChildren(Reply<Vec<Arc<ChildRecord>>>),
     /// The process is ending: terminate daemonic children, wait for all; answer when none is left.
@@ -43,12 +52,27 @@ pub enum SupervisorMsg {
 /// The actor's behaviour (stateless; see [`SupervisorState`]).
 pub struct ProcessSupervisor;
 
-/// The children being watched, and the shutdown in progress, if any.
+/// The children being watched, the sources of other children, and the shutdown in progress,
+/// if any.
 #[derive(Default)]
 pub struct SupervisorState {
     children: HashMap<i32, Arc<ChildRecord>>,
+    sources: Vec<Arc<dyn ChildSource>>,
+    /// Sources' children the exit sequence waits for.
+    awaiting: HashSet<i32>,
     shutdown_waiters: Vec<Reply<()>>,
     shutting_down: bool,
+}
+
+impl SupervisorState {
+    /// Every child not known to have exited: ours and the sources'.
+    fn all_children(&self) -> Vec<Arc<ChildRecord>> {
+        let mut all: Vec<_> = self.children.values().cloned().collect();
+        for source in &self.sources {
+            all.extend(source.children());
+        }
+        all
+    }
 }
 
 /// Lets tokio's reactor watch a child's pidfd while the record stays shared.
@@ -81,28 +105,12 @@ impl Actor for ProcessSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::Adopt(child) => adopt(&myself, state, child),
+            SupervisorMsg::AddSource(source) => state.sources.push(source),
             SupervisorMsg::Exited(pid) => reap(state, pid),
-            SupervisorMsg::RelayedExit(pid, status) => {
-                if let Some(child) = state.children.remove(&pid) {
-                    child.finish_with(status);
-                }
+            SupervisorMsg::SourceChildExited(pid) => {
+                state.awaiting.remove(&pid);
             }
-            SupervisorMsg::RelayLost => {
-                let lost: Vec<i32> = state
-                    .children
-                    .values()
-                    .filter(|c| c.is_relayed())
-                    .map(|c| c.pid())
-                    .collect();
-                for pid in lost {
-                    if let Some(child) = state.children.remove(&pid) {
-                        child.finish_with(crate::sys::ExitStatus::Signaled(libc::SIGKILL));
-                    }
-                }
-            }
-            SupervisorMsg::ActiveChildren(reply) => {
-                reply.send(state.children.values().cloned().collect());
-            }
+            SupervisorMsg::ActiveChildren(reply) => reply.send(state.all_children()),
             SupervisorMsg::Shutdown(reply) => begin_shutdown(&myself, state, reply),
             SupervisorMsg::KillDaemons => kill_daemons(state),
         }
@@ -125,10 +133,6 @@ impl Actor for ProcessSupervisor {
 
 fn adopt(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, child: Arc<ChildRecord>) {
     let pid = child.pid();
-    if child.is_relayed() {
-        state.children.insert(pid, child);
-        return;
-    }
     // SAFETY: the pidfd is owned by the record, which `PidFdWatch` keeps alive (an `Arc`) for
     // as long as the `AsyncFd` exists, and the record never replaces or closes its pidfd.
     let registered =
@@ -188,6 +192,9 @@ fn begin_shutdown(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState,
         } else {
             tracing::info!(target: "procvisor", "calling join() for process {}", child.name());
         }
+        if !state.children.contains_key(&child.pid()) {
+            await_source_child(myself, state, child);
+        }
     }
     if any_daemon {
         let me = myself.clone();
@@ -198,15 +205,31 @@ fn begin_shutdown(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState,
     }
 }
 
+/// A source's child is reaped elsewhere: the exit sequence waits for its status to be
+/// published.
+fn await_source_child(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    child: Arc<ChildRecord>,
+) {
+    let pid = child.pid();
+    state.awaiting.insert(pid);
+    let me = myself.clone();
+    tokio::spawn(async move {
+        child.wait_async().await;
+        let _ = me.cast(SupervisorMsg::SourceChildExited(pid));
+    });
+}
+
 fn kill_daemons(state: &SupervisorState) {
-    for child in state.children.values().filter(|c| c.daemon()) {
+    for child in state.all_children().iter().filter(|c| c.daemon()) {
         tracing::info!(target: "procvisor", "daemon {} ignored SIGTERM: killing it", child.name());
         let _ = child.signal(libc::SIGKILL);
     }
 }
 
 fn finish_shutdown_if_done(state: &mut SupervisorState) {
-    if state.shutting_down && state.children.is_empty() {
+    if state.shutting_down && state.children.is_empty() && state.awaiting.is_empty() {
         for waiter in state.shutdown_waiters.drain(..) {
             waiter.send(());
         }
@@ -215,7 +238,7 @@ fn finish_shutdown_if_done(state: &mut SupervisorState) {
 
 /// Children in start order (pids grow, wrap-around aside), so logs read naturally.
 fn sorted(state: &SupervisorState) -> Vec<Arc<ChildRecord>> {
-    let mut children: Vec<_> = state.children.values().cloned().collect();
+    let mut children = state.all_children();
     children.sort_by_key(|c| c.pid());
     children
 }

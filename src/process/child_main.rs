@@ -39,7 +39,11 @@ fn run_with(fd: RawFd, spawned: bool) -> ! {
         &link,
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
-    prepare_while_waiting();
+    if spawned {
+        prepare_process();
+    }
+    // Our own, not inherited: a fork server's spare makes it while it waits.
+    super::parent_link::create_stop_event();
 
     let (boot, fds) = match read_bootstrap(&link) {
         Ok(Some(got)) => got,
@@ -71,19 +75,19 @@ fn run_with(fd: RawFd, spawned: bool) -> ! {
     current::exit_child(code)
 }
 
-/// The bootstrap, or `None` if the parent closed the link without sending one.
-/// What a child can do before its bootstrap arrives, so that a child started ahead of time (a
-/// prestarted spawn child, a fork server's spare) does it while it waits, off the path of the
-/// start that will use it.
-fn prepare_while_waiting() {
+/// The part of a child's set-up that does not depend on its bootstrap and that a fork
+/// inherits: the fork server does it once for all its children; a spawned child does it while
+/// it waits for its bootstrap (off the path of a start that uses a prestarted child).
+pub(crate) fn prepare_process() {
     current::register_at_exit();
     install_panic_hook();
-    super::parent_link::prepare();
+    super::parent_link::install_handler();
     // The first use of the fd hand-over's thread-local registers its destructor, which makes
     // the C library walk every loaded object (a page fault in each).
     fdpass::providing_fds(Vec::new(), || ());
 }
 
+/// The bootstrap, or `None` if the parent closed the link without sending one.
 fn read_bootstrap(link: &UnixStream) -> Result<Option<(Bootstrap, Vec<OwnedFd>)>, String> {
     bootstrap::recv_with_fds::<Bootstrap>(link, MAX_BOOTSTRAP_FRAME)
         .map_err(|e| format!("cannot read the bootstrap from the parent: {e}"))

@@ -28,7 +28,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use procvisor_actors::bootstrap::{
@@ -36,7 +36,7 @@ use procvisor_actors::bootstrap::{
 };
 use procvisor_actors::child::ChildRecord;
 use procvisor_actors::node::Node;
-use procvisor_actors::process_supervisor::SupervisorMsg;
+use procvisor_actors::process_supervisor::{ChildSource, SupervisorMsg};
 use procvisor_actors::{fdpass, spawner, sys};
 
 use crate::error::{Error, Result};
@@ -58,8 +58,10 @@ struct Server {
 /// The fork server's main loop. Never returns: it exits when its parent closes the control
 /// socket.
 pub(crate) fn serve(control: OwnedFd) -> ! {
-    // Cached now, so every forked child inherits the answer instead of asking the kernel.
+    // Done once here, so that every forked child inherits it instead of doing it: the
+    // executable's identity, and the set-up that needs no bootstrap.
     let _ = sys::executable_identity();
+    super::child_main::prepare_process();
     let mut server = Server {
         control,
         children: HashMap::new(),
@@ -240,7 +242,7 @@ struct ClientState {
 }
 
 enum Relay {
-    Running(Weak<ChildRecord>),
+    Running(Arc<ChildRecord>),
     ExitedEarly(sys::ExitStatus),
     /// A dead spare the parent dropped before its exit was relayed.
     Discarded,
@@ -322,20 +324,15 @@ impl Client {
         }
     }
 
-    /// Puts a freshly forked child under the process supervisor, unless its exit was relayed
-    /// already. Under the state lock, so the supervisor hears `Adopt` before `RelayedExit`.
+    /// Records a freshly forked child (the process supervisor asks us for our children),
+    /// unless its exit was relayed already.
     fn register(&self, record: &Arc<ChildRecord>) {
         let pid = record.pid();
         let mut state = lock(&self.state);
         match state.relays.remove(&pid) {
             Some(Relay::ExitedEarly(status)) => record.finish_with(status),
             _ => {
-                state
-                    .relays
-                    .insert(pid, Relay::Running(Arc::downgrade(record)));
-                let _ = Node::get()
-                    .supervisor()
-                    .cast(SupervisorMsg::Adopt(record.clone()));
+                state.relays.insert(pid, Relay::Running(record.clone()));
             }
         }
     }
@@ -343,14 +340,13 @@ impl Client {
     /// Publishes what the fork server sends: spares (or why one could not be forked) and exits.
     fn read_messages(self: Arc<Self>) {
         let mut buf = [0u8; MAX_MSG];
-        let node = Node::get();
         loop {
             let (n, mut fds) = match fdpass::recv_with_fds(self.control.as_fd(), &mut buf) {
                 Ok((0, _)) | Err(_) => break,
                 Ok(got) => got,
             };
             match bootstrap::decode_payload(&buf[..n]) {
-                Ok(ForkServerMsg::Exited { pid, status }) => self.publish_exit(node, pid, status),
+                Ok(ForkServerMsg::Exited { pid, status }) => self.publish_exit(pid, status),
                 Ok(ForkServerMsg::Spare { pid }) => {
                     if let (Some(link), Some(pidfd)) = (fds.pop(), fds.pop()) {
                         let link = UnixStream::from(link);
@@ -365,14 +361,21 @@ impl Client {
                 Err(_) => {}
             }
         }
-        // The fork server is gone; its children died with it (PR_SET_PDEATHSIG).
+        // The fork server is gone; its children died with it (PR_SET_PDEATHSIG), and no
+        // status will be relayed for them any more.
         forget_client(&self);
-        lock(&self.state).gone = true;
+        let mut state = lock(&self.state);
+        state.gone = true;
+        for (_, relay) in state.relays.drain() {
+            if let Relay::Running(record) = relay {
+                record.finish_with(sys::ExitStatus::Signaled(libc::SIGKILL));
+            }
+        }
+        drop(state);
         self.changed.notify_all();
-        let _ = node.supervisor().cast(SupervisorMsg::RelayLost);
     }
 
-    fn publish_exit(&self, node: &Node, pid: i32, status: sys::ExitStatus) {
+    fn publish_exit(&self, pid: i32, status: sys::ExitStatus) {
         let mut state = lock(&self.state);
         if state.spare.as_ref().is_some_and(|s| s.pid == pid) {
             // Killed from outside before it was used; the fork server sends another.
@@ -380,19 +383,25 @@ impl Client {
             return;
         }
         match state.relays.remove(&pid) {
-            Some(Relay::Running(record)) => {
-                if let Some(record) = record.upgrade() {
-                    record.finish_with(status);
-                }
-                let _ = node
-                    .supervisor()
-                    .cast(SupervisorMsg::RelayedExit(pid, status));
-            }
+            Some(Relay::Running(record)) => record.finish_with(status),
             Some(Relay::Discarded) => {}
             _ => {
                 state.relays.insert(pid, Relay::ExitedEarly(status));
             }
         }
+    }
+}
+
+impl ChildSource for Client {
+    fn children(&self) -> Vec<Arc<ChildRecord>> {
+        lock(&self.state)
+            .relays
+            .values()
+            .filter_map(|relay| match relay {
+                Relay::Running(record) => Some(record.clone()),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -416,6 +425,16 @@ fn client() -> Result<Arc<Client>> {
         state: Mutex::new(ClientState::default()),
         changed: Condvar::new(),
     });
+    let source: Arc<dyn ChildSource> = client.clone();
+    Node::get()
+        .supervisor()
+        .cast(SupervisorMsg::AddSource(source))
+        .map_err(|_| {
+            Error::io(
+                "process supervisor",
+                std::io::Error::other("the process supervisor actor is gone"),
+            )
+        })?;
     let reader = client.clone();
     std::thread::Builder::new()
         .name("procvisor-forkserver".into())

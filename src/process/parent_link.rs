@@ -35,10 +35,14 @@ fn stop_event() -> &'static OwnedFd {
 
 static HANDLER_INSTALLED: AtomicBool = AtomicBool::new(false);
 
-/// Creates the stop eventfd and installs the `SIGIO` handler (which does nothing until
-/// [`watch`] names the link): the part that needs no bootstrap.
-pub(crate) fn prepare() {
+/// Creates this process's stop eventfd (never inherited: a fork server must not make one).
+pub(crate) fn create_stop_event() {
     stop_event();
+}
+
+/// Installs the `SIGIO` handler, which does nothing until [`watch`] names the link (a fork
+/// inherits it, so the fork server installs it once for all its children).
+pub(crate) fn install_handler() {
     // SAFETY: `on_readable` only makes async-signal-safe calls (recv, write, kill, getpid) and
     // touches atomics; it saves and restores errno.
     let installed = unsafe {
@@ -51,7 +55,8 @@ pub(crate) fn prepare() {
     HANDLER_INSTALLED.store(installed, Ordering::SeqCst);
 }
 
-/// Starts watching `link` (kept open for the life of the process). [`prepare`] must have run.
+/// Starts watching `link` (kept open for the life of the process). [`install_handler`] must
+/// have run.
 pub(crate) fn watch(link: RawFd) {
     LINK_FD.store(link, Ordering::SeqCst);
     let installed = HANDLER_INSTALLED.load(Ordering::SeqCst);

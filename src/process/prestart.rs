@@ -62,19 +62,28 @@ pub(crate) fn set_enabled(on: bool) {
 }
 
 /// A blank child for a spawn start: the prestarted one if it is still valid, else a fresh one.
-/// Then, if this process spawns often enough, the next one is prestarted in the background.
 pub(crate) fn blank_child() -> std::io::Result<Blank> {
-    let mut slot = lock_slot();
-    let taken = take_valid(&mut slot);
+    let taken = take_valid(&mut lock_slot());
     let child = match taken {
         Some(child) => child,
         None => spawner::run(spawn_blank)?,
     };
-    let spawned = SPAWNS.fetch_add(1, Ordering::Relaxed) + 1;
-    if spawned >= PRESTART_AFTER && ENABLED.load(Ordering::SeqCst) {
+    SPAWNS.fetch_add(1, Ordering::Relaxed);
+    Ok(child)
+}
+
+/// Prestarts the next child in the background, if this process spawns often enough and none
+/// is held. Called once a start has closed its copies of the fds it handed its child: a spawn
+/// copies every fd of this process for as long as its exec takes, so a concurrent one would
+/// hold the child's end of a pipe open past the child's exit (its peer would see EOF late).
+pub(crate) fn refill() {
+    if SPAWNS.load(Ordering::Relaxed) < PRESTART_AFTER || !ENABLED.load(Ordering::SeqCst) {
+        return;
+    }
+    let mut slot = lock_slot();
+    if slot.is_none() {
         *slot = Some(spawner::submit(prestart));
     }
-    Ok(child)
 }
 
 /// Kills the prestarted child, if any (the exit sequence: it must not be joined).
