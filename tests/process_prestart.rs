@@ -255,3 +255,51 @@ fn output_left_unterminated_by_a_child_is_flushed() {
     assert_eq!(stdout.matches("RUST_PARTIAL").count(), 2, "{all}");
     assert_eq!(stdout.matches("C_PARTIAL").count(), 2, "{all}");
 }
+
+fn wait_forever(ready: Connection) -> procvisor::Result<()> {
+    ready.send(&())?;
+    procvisor::wait_for_stop(None);
+    Ok(())
+}
+
+#[test]
+#[ignore = "driver, run by a_killed_fork_server_takes_its_children_and_is_replaced"]
+fn driver_kill_the_fork_server() {
+    if !in_driver() {
+        return;
+    }
+    let mut guard = KillOnDrop::new();
+    let (ours, theirs) = pipe(false).unwrap();
+    let running = common::start(
+        &mut guard,
+        Process::new(wait_forever, (theirs,))
+            .with_start_method(StartMethod::Fork)
+            .unwrap(),
+    );
+    recv::<()>(&ours);
+    let server = the_one_other_child(&[]);
+    // SAFETY: kill on a pid we started (our fork server) and that is running.
+    unsafe { libc::kill(server, libc::SIGKILL) };
+    running.join(Some(GENEROUS)).unwrap();
+    say(format!("RUNNING_EXIT {:?}", running.exitcode()));
+    say(format!("ACTIVE {}", active_children().len()));
+    let next = common::start(
+        &mut guard,
+        Process::new(exit_code, (5,))
+            .with_start_method(StartMethod::Fork)
+            .unwrap(),
+    );
+    next.join(Some(GENEROUS)).unwrap();
+    say(format!("NEXT_EXIT {:?}", next.exitcode()));
+}
+
+#[test]
+fn a_killed_fork_server_takes_its_children_and_is_replaced() {
+    let out = run_driver("driver_kill_the_fork_server");
+    let all = common::describe(&out);
+    assert!(out.status.success(), "{all}");
+    let stdout = common::stdout_of(&out);
+    assert_eq!(line_with(&stdout, "RUNNING_EXIT "), "Some(-9)", "{all}");
+    assert_eq!(line_with(&stdout, "ACTIVE "), "0", "{all}");
+    assert_eq!(line_with(&stdout, "NEXT_EXIT "), "Some(5)", "{all}");
+}

@@ -265,8 +265,7 @@ pub(crate) fn start(boot: Bootstrap, fds: &[BorrowedFd<'_>]) -> Result<Arc<Child
         name: boot.name.clone(),
         source,
     };
-    let spare = client.take_spare().inspect_err(|_| forget_client(&client));
-    let spare = spare.map_err(spawn_error)?;
+    let spare = client.take_spare().map_err(spawn_error)?;
     let sent = bootstrap::send_with_fds(spare.link.as_fd(), &boot, fds);
     // The next spare is forked while this child runs. Asked second: the fork server, woken on
     // this CPU, would otherwise fork before the child even has its bootstrap.
@@ -318,6 +317,8 @@ impl Client {
                 return Err(std::io::Error::other(reason));
             }
             if state.gone {
+                // The reader thread has forgotten this client: the next start starts a new
+                // fork server.
                 return Err(std::io::Error::other("the fork server exited"));
             }
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
