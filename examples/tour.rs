@@ -443,6 +443,10 @@ fn fork_start_method() -> procvisor::Result<()> {
         spawn.as_secs_f64() * 1e3,
         fork.as_secs_f64() * 1e3
     );
+    say!(
+        "both keep one child started ahead (a fork server's spare; a re-executed spawn child, \
+         used while env, cwd and stdio are unchanged): a start only hands it its bootstrap"
+    );
     Ok(())
 }
 
