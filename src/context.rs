@@ -15,9 +15,10 @@
 //!   in a multi-threaded program (tokio, ractor and the test harness all start threads) the
 //!   child may deadlock on a lock that another thread held at the moment of the fork.
 //!
-//! Both methods keep one child started ahead of time once a process starts children, so that
-//! a start costs a message rather than an exec or a fork. The fork server forks its spare from
-//! the same frozen state it forks everything from. A spawn spare is this program re-executed
+//! Both methods keep children started ahead of time, so that a start costs a message rather
+//! than an exec or a fork: the fork server keeps two spares forked from the same frozen state
+//! it forks everything from; spawn keeps one reserve (once a process has spawned two children),
+//! which is this program re-executed
 //! earlier: it is used only while the environment, the working directory and the files behind
 //! stdout and stderr are what they were when it was started, and otherwise replaced by a fresh
 //! spawn. Other process attributes (umask, resource limits, credentials) are those of the

@@ -164,7 +164,12 @@ pub const FORK_SERVER_FD_ENV: &str = "PROCVISOR_FORKSERVER_FD";
 /// Parent → fork server, on the control socket.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum ToForkServer {
-    /// The parent has no spare (it used the last one, or was told of a failure): fork one.
+    /// The parent used spare `pid`: fork a replacement.
+    SpareTaken {
+        /// The spare that was used.
+        pid: i32,
+    },
+    /// The parent was told of a failed fork and wants another try.
     WantSpare,
 }
 

@@ -7,17 +7,18 @@
 //! locks. Each child is a fork of it, which reads its bootstrap from its parent link exactly like
 //! a spawned child, so from there on the two methods are one code path.
 //!
-//! Every child is forked ahead of time, as a *spare*: the fork server keeps one out, blocked
-//! on reading its bootstrap, and sends the parent its link and pidfd. A start needs no round
-//! trip: the parent asks for the next spare and writes the bootstrap straight to this one; the
-//! fork server forks the next while the child runs. Starts faster than forks wait for the next.
+//! Every child is forked ahead of time, as a *spare*: the fork server keeps two out, blocked
+//! on reading their bootstraps, and sends the parent their links and pidfds. A start needs no
+//! round trip: the parent writes the bootstrap straight to the oldest spare and says it used it;
+//! the fork server forks a replacement while the child runs. With two out, the next start never
+//! waits for that fork. Starts faster than forks wait for the next spare.
 //!
 //! ```text
-//!  parent                            fork server (single thread)          child
-//!  ◀── Spare{pid} + pidfd, link ──── fork() ──────────────────────────▶ waits on its link
-//!  start(): WantSpare ──────────▶    fork() the next spare
-//!           Bootstrap on the link ───────────────────────────────────▶ runs target, exits
-//!                                    pidfd readable → waitid ◀───────── exits
+//!  parent                              fork server (single thread)        child
+//!  ◀── Spare{pid} + pidfd, link (×2) ─ fork() ─────────────────────────▶ waits on its link
+//!  start(): Bootstrap on the link ──────────────────────────────────────▶ runs target, exits
+//!           SpareTaken{pid} ─────────▶ fork() a replacement
+//!                                      pidfd readable → waitid ◀──────── exits
 //!  ◀── Exited{pid, status}
 //! ```
 //!
@@ -25,7 +26,7 @@
 //! parent still signals them through pidfds. The fork server dies with the parent
 //! (`PR_SET_PDEATHSIG`, and EOF on its control socket), and its children die with it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex};
@@ -46,13 +47,17 @@ const MAX_MSG: usize = 1024;
 
 // ---- the fork server process ------------------------------------------------------------
 
-/// The fork server's state: its children (by pid, with their pidfds), the spare the parent
-/// holds and has not used yet, and whether the parent wants one.
+/// Spares kept out at once: while the parent uses one, the next is already waiting, so the
+/// fork of its replacement is never what a start waits for.
+const SPARES: usize = 2;
+
+/// The fork server's state: its children (by pid, with their pidfds), the spares the parent
+/// holds and has not used yet, and how many more it wants.
 struct Server {
     control: OwnedFd,
     children: HashMap<i32, OwnedFd>,
-    spare_out: Option<i32>,
-    owed: bool,
+    spares_out: Vec<i32>,
+    owed: usize,
 }
 
 /// The fork server's main loop. Never returns: it exits when its parent closes the control
@@ -65,14 +70,14 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
     let mut server = Server {
         control,
         children: HashMap::new(),
-        spare_out: None,
-        owed: true,
+        spares_out: Vec::new(),
+        owed: SPARES,
     };
     let mut buf = [0u8; MAX_MSG];
     loop {
         // A spare is forked only when nothing else waits: an exit to relay comes first, since
         // someone may be joining that child.
-        let timeout = if server.owed {
+        let timeout = if server.owed > 0 {
             PollTimeout::ZERO
         } else {
             PollTimeout::NONE
@@ -83,7 +88,7 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         }
         if ready.request {
             server.read_request(&mut buf);
-        } else if ready.exited.is_empty() && server.owed {
+        } else if ready.exited.is_empty() && server.owed > 0 {
             server.send_spare();
         }
     }
@@ -129,10 +134,9 @@ impl Server {
             .ok()
             .flatten()
             .unwrap_or(sys::ExitStatus::Signaled(libc::SIGKILL));
-        if self.spare_out == Some(pid) {
+        if self.spare_used(pid) {
             // Killed before it was used: the parent forgets it on this message, and gets a new one.
-            self.spare_out = None;
-            self.owed = true;
+            self.owed += 1;
         }
         self.tell_parent(&ForkServerMsg::Exited { pid, status }, &[]);
     }
@@ -142,22 +146,34 @@ impl Server {
             Ok((0, _)) | Err(_) => std::process::exit(0),
             Ok((n, _)) => n,
         };
-        if let Ok(ToForkServer::WantSpare) = bootstrap::decode_payload(&buf[..n]) {
-            self.spare_out = None;
-            self.owed = true;
+        match bootstrap::decode_payload(&buf[..n]) {
+            Ok(ToForkServer::SpareTaken { pid }) => {
+                if self.spare_used(pid) {
+                    self.owed += 1;
+                }
+            }
+            Ok(ToForkServer::WantSpare) => self.owed += 1,
+            Err(_) => {}
         }
+    }
+
+    /// Takes `pid` off the spares out; whether it was one.
+    fn spare_used(&mut self, pid: i32) -> bool {
+        let out = self.spares_out.len();
+        self.spares_out.retain(|&p| p != pid);
+        self.spares_out.len() < out
     }
 
     /// Forks a spare and hands the parent its link and pidfd (or the reason it could not).
     fn send_spare(&mut self) {
-        self.owed = false;
+        self.owed -= 1;
         let forked = UnixStream::pair().and_then(|(ours, theirs)| {
             let pid = self.fork_child(theirs.into(), ours.as_raw_fd())?;
             Ok((pid, ours))
         });
         match forked {
             Ok((pid, ours)) => {
-                self.spare_out = Some(pid);
+                self.spares_out.push(pid);
                 self.tell_parent(
                     &ForkServerMsg::Spare { pid },
                     &[self.children[&pid].as_fd(), ours.as_fd()],
@@ -233,8 +249,8 @@ struct ClientState {
     /// The children this fork server forked for us, or the exits that were relayed before the
     /// thread that started the child had registered it.
     relays: HashMap<i32, Relay>,
-    /// The spare the fork server sent, not used yet.
-    spare: Option<Spare>,
+    /// The spares the fork server sent, not used yet (oldest first).
+    spares: VecDeque<Spare>,
     /// Why the fork server could not fork the last spare, for the next start to report.
     failure: Option<String>,
     /// The fork server has exited.
@@ -267,9 +283,9 @@ pub(crate) fn start(boot: Bootstrap, fds: &[BorrowedFd<'_>]) -> Result<Arc<Child
     };
     let spare = client.take_spare().map_err(spawn_error)?;
     let sent = bootstrap::send_with_fds(spare.link.as_fd(), &boot, fds);
-    // The next spare is forked while this child runs. Asked second: the fork server, woken on
-    // this CPU, would otherwise fork before the child even has its bootstrap.
-    let want = bootstrap::encode_payload(&ToForkServer::WantSpare)
+    // Its replacement is forked while this child runs. Asked second: the fork server, woken
+    // on this CPU, would otherwise fork before the child even has its bootstrap.
+    let want = bootstrap::encode_payload(&ToForkServer::SpareTaken { pid: spare.pid })
         .and_then(|bytes| fdpass::send_with_fds(client.control.as_fd(), &bytes, &[]));
     if let Err(e) = want {
         forget_client(&client);
@@ -299,7 +315,7 @@ impl Client {
     fn take_spare(&self) -> std::io::Result<Spare> {
         let mut state = lock(&self.state);
         loop {
-            if let Some(spare) = state.spare.take() {
+            if let Some(spare) = state.spares.pop_front() {
                 if !sys::pidfd_exited(spare.pidfd.as_fd()) {
                     return Ok(spare);
                 }
@@ -351,7 +367,9 @@ impl Client {
                 Ok(ForkServerMsg::Spare { pid }) => {
                     if let (Some(link), Some(pidfd)) = (fds.pop(), fds.pop()) {
                         let link = UnixStream::from(link);
-                        lock(&self.state).spare = Some(Spare { pid, pidfd, link });
+                        lock(&self.state)
+                            .spares
+                            .push_back(Spare { pid, pidfd, link });
                         self.changed.notify_one();
                     }
                 }
@@ -378,9 +396,9 @@ impl Client {
 
     fn publish_exit(&self, pid: i32, status: sys::ExitStatus) {
         let mut state = lock(&self.state);
-        if state.spare.as_ref().is_some_and(|s| s.pid == pid) {
+        if let Some(at) = state.spares.iter().position(|s| s.pid == pid) {
             // Killed from outside before it was used; the fork server sends another.
-            state.spare = None;
+            state.spares.remove(at);
             return;
         }
         match state.relays.remove(&pid) {
