@@ -169,25 +169,7 @@ impl ChildRecord {
 
     /// Waits on the condvar for another thread to publish the status.
     fn wait_published(&self, deadline: Option<Instant>) -> Option<ExitStatus> {
-        let mut exit = lock(&self.exit);
-        loop {
-            if let Some(status) = *exit {
-                return Some(status);
-            }
-            exit = match deadline {
-                None => self.exited.wait(exit).unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return None;
-                    }
-                    self.exited
-                        .wait_timeout(exit, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-        }
+        crate::reply::wait_for(&self.exited, lock(&self.exit), deadline, |exit| *exit)
     }
 
     /// Waits asynchronously until the child has been reaped (no timeout: wrap it in

@@ -90,33 +90,10 @@ impl<T> Pending<T> {
     }
 
     fn wait_deadline(self, deadline: Option<Instant>) -> Result<Option<T>, Self> {
-        let mut slot = lock(&self.shared.value);
-        loop {
-            if let Some(answer) = take(&mut slot) {
-                return Ok(answer);
-            }
-            match deadline {
-                None => {
-                    slot = self
-                        .shared
-                        .ready
-                        .wait(slot)
-                        .unwrap_or_else(|e| e.into_inner())
-                }
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        drop(slot);
-                        return Err(self);
-                    }
-                    slot = self
-                        .shared
-                        .ready
-                        .wait_timeout(slot, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-            }
+        let slot = lock(&self.shared.value);
+        match wait_for(&self.shared.ready, slot, deadline, take) {
+            Some(answer) => Ok(answer),
+            None => Err(self),
         }
     }
 
@@ -145,6 +122,34 @@ fn take<T>(slot: &mut Slot<T>) -> Option<Option<T>> {
 }
 
 /// Locks a mutex, ignoring poisoning: every critical section here leaves the data consistent.
+/// Waits on `cond` (with `guard` held between looks) until `ready` finds what it waits for in
+/// the guarded state, or `deadline` passes (`None`): the one condvar-with-deadline loop of the
+/// crates. A poisoned lock is used as it is.
+pub fn wait_for<T, R>(
+    cond: &Condvar,
+    mut guard: std::sync::MutexGuard<'_, T>,
+    deadline: Option<Instant>,
+    mut ready: impl FnMut(&mut T) -> Option<R>,
+) -> Option<R> {
+    loop {
+        if let Some(found) = ready(&mut guard) {
+            return Some(found);
+        }
+        guard = match deadline {
+            None => cond.wait(guard).unwrap_or_else(|e| e.into_inner()),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return None;
+                }
+                cond.wait_timeout(guard, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+    }
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

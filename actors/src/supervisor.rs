@@ -141,25 +141,9 @@ impl Shared {
 
     pub(crate) fn wait_exit(&self, timeout: Option<Duration>) -> Option<Exit> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut slot = lock(&self.exit);
-        loop {
-            if let Some(exit) = &*slot {
-                return Some(exit.clone());
-            }
-            slot = match deadline {
-                None => self.exited.wait(slot).unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return None;
-                    }
-                    self.exited
-                        .wait_timeout(slot, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-        }
+        crate::reply::wait_for(&self.exited, lock(&self.exit), deadline, |slot| {
+            slot.clone()
+        })
     }
 
     pub(crate) async fn wait_exit_async(&self) -> Exit {

@@ -84,26 +84,9 @@ impl<T> Completion<T> {
         if self.spin_until_ready(deadline) {
             return true;
         }
-        let mut state = lock(&self.state);
-        while matches!(*state, State::Pending) {
-            state = match deadline {
-                None => self
-                    .cond
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return false;
-                    }
-                    self.cond
-                        .wait_timeout(state, deadline - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
-        }
-        true
+        let state = lock(&self.state);
+        let ready = |state: &mut State<T>| (!matches!(state, State::Pending)).then_some(());
+        procvisor_actors::reply::wait_for(&self.cond, state, deadline, ready).is_some()
     }
 
     /// Looks for the result without sleeping for up to [`SPIN`] (yielding between looks), as
