@@ -8,6 +8,10 @@
 //!   time it is needed, which has run nothing but `procvisor::init()` and has a single thread.
 //!   Each child is forked from it, so a child starts without paying for `exec` and for the
 //!   dynamic loader, yet can never inherit a lock held by another thread of your program.
+//!   The child is nevertheless *your* process's child, for the OS as for procvisor (it is
+//!   forked with `CLONE_PARENT`), so it is reaped, signalled and listed like a spawned one and
+//!   outlives a fork server that dies; `ps` shows the fork server as `procvisor-fork`. This
+//!   needs Linux with glibc (elsewhere fork starts fail with a clear error).
 //!   Hazards: a fork child shares nothing with *your* process's state either (the fork server
 //!   never ran your `main`), so the same rule as spawn applies: everything the target needs
 //!   comes through its arguments; and file descriptors opened by your program are not

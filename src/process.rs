@@ -44,7 +44,6 @@ use procvisor_actors::bootstrap::{self, Bootstrap, PROTOCOL_VERSION};
 use procvisor_actors::child::ChildRecord;
 use procvisor_actors::fdpass;
 use procvisor_actors::node::Node;
-use procvisor_actors::process_supervisor::SupervisorMsg;
 use procvisor_actors::{reply, sys};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -611,23 +610,12 @@ pub fn active_children() -> Vec<Process> {
     let Some(node) = Node::try_get() else {
         return Vec::new();
     };
-    let (reply, pending) = reply::channel();
-    if node
-        .supervisor()
-        .cast(SupervisorMsg::ActiveChildren(reply))
-        .is_err()
-    {
-        return Vec::new();
-    }
-    let mut children: Vec<Process> = pending
-        .wait()
-        .unwrap_or_default()
+    node.children()
+        .active()
         .into_iter()
         .filter(|r| r.exit_status().is_none())
         .map(Process::from_record)
-        .collect();
-    children.sort_by_key(|p| p.pid());
-    children
+        .collect()
 }
 
 /// The number of CPUs this process may use.

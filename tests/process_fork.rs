@@ -36,18 +36,31 @@ fn run(p: &Process) -> Option<i32> {
     p.exitcode()
 }
 
-/// Child: reports its pid, its OS parent and who procvisor says its parent is.
+/// Where this program's code is loaded: the same in every fork of one process, different for
+/// every newly executed one (address space layout randomization).
+fn code_address() -> usize {
+    code_address as fn() -> usize as usize
+}
+
+/// Whether the kernel randomizes where programs are loaded (so two executions differ).
+fn layout_is_randomized() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/randomize_va_space").is_ok_and(|v| v.trim() != "0")
+}
+
+/// Child: reports its pid, its OS parent, who procvisor says its parent is, its name and
+/// where its code is loaded.
 fn report_origin(out: String) {
     let parent = parent_process().unwrap();
     write_atomic(
         &out,
         &format!(
-            "{}|{}|{:?}|{}|{}",
+            "{}|{}|{:?}|{}|{}|{}",
             std::process::id(),
             std::os::unix::process::parent_id(),
             parent.pid(),
             parent.name(),
-            current_process().name()
+            current_process().name(),
+            code_address()
         ),
     );
 }
@@ -65,39 +78,91 @@ fn fork_start_join_exitcode_and_display() {
 }
 
 #[test]
-fn fork_children_come_from_the_fork_server() {
+fn fork_children_are_ours_and_forked_from_one_fork_server() {
     let dir = TempDir::new("fork-origin");
     let outs: Vec<String> = (0..3).map(|i| dir.file(&format!("out{i}"))).collect();
     let ps: Vec<Process> = outs
         .iter()
         .map(|out| fork(Process::new(report_origin, (out.clone(),))))
         .collect();
-    let mut os_parents = Vec::new();
+    let mut layouts = Vec::new();
     for (p, out) in ps.iter().zip(&outs) {
         assert_eq!(run(p), Some(0));
         let report = read(out);
         let fields: Vec<&str> = report.split('|').collect();
         assert_eq!(fields[0], p.pid().unwrap().to_string(), "{report}");
-        // For procvisor the parent is us …
+        // Our child for the OS too (the fork server forks it as our own) …
+        assert_eq!(fields[1], ours().to_string(), "{report}");
+        // … and for procvisor.
         assert_eq!(fields[2], format!("Some({})", ours()), "{report}");
         assert_eq!(fields[3], "MainProcess", "{report}");
         assert_eq!(fields[4], p.name(), "{report}");
-        // … for the OS it is the fork server, a process of our own executable.
-        let os_parent: i32 = fields[1].parse().unwrap();
-        assert_ne!(
-            os_parent,
-            ours(),
-            "the child was not forked by a fork server"
-        );
-        os_parents.push(os_parent);
+        layouts.push(fields[5].to_string());
     }
-    os_parents.dedup();
-    assert_eq!(os_parents.len(), 1, "one fork server serves them all");
-    let server = os_parents[0];
-    assert!(pid_is_running(server), "the fork server stays up");
+    layouts.dedup();
+    assert_eq!(
+        layouts.len(),
+        1,
+        "not forks of one fork server: {layouts:?}"
+    );
+    if layout_is_randomized() {
+        assert_ne!(
+            layouts[0],
+            code_address().to_string(),
+            "forked from us, not from a fork server"
+        );
+    }
+    let server = common::fork_server_of(ours()).expect("no fork server among our children");
     assert!(
         active_children().iter().all(|c| c.pid() != Some(server)),
         "the fork server is not one of our children for procvisor"
+    );
+}
+
+/// Child: reports its thread id as the kernel and as the C library see it (the library's is
+/// in the id of the thread's CPU clock), and whether its robust mutex list is registered.
+#[cfg(target_env = "gnu")]
+fn report_thread_identity(out: String) {
+    // SAFETY: gettid has no preconditions.
+    let kernel_tid = unsafe { libc::gettid() };
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: pthread_self is always valid for the calling thread; `clock` is writable.
+    let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) };
+    // glibc encodes a thread's CPU clock as (!tid << 3) | 6.
+    let library_tid = !(clock >> 3);
+    let mut head: *mut libc::c_void = std::ptr::null_mut();
+    let mut len: libc::size_t = 0;
+    // SAFETY: get_robust_list(0, …) writes the calling thread's list head and length.
+    let robust = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            0,
+            &mut head as *mut *mut libc::c_void,
+            &mut len as *mut libc::size_t,
+        )
+    } == 0
+        && !head.is_null();
+    write_atomic(&out, &format!("{rc}|{kernel_tid}|{library_tid}|{robust}"));
+}
+
+#[test]
+#[cfg(target_env = "gnu")]
+fn a_fork_childs_c_library_knows_its_thread() {
+    let dir = TempDir::new("fork-tid");
+    let out = dir.file("out");
+    let p = fork(Process::new(report_thread_identity, (out.clone(),)));
+    assert_eq!(run(&p), Some(0));
+    let report = read(&out);
+    let fields: Vec<&str> = report.split('|').collect();
+    assert_eq!(fields[0], "0", "{report}");
+    assert_eq!(fields[1], p.pid().unwrap().to_string(), "{report}");
+    assert_eq!(
+        fields[2], fields[1],
+        "the C library has a stale thread id: {report}"
+    );
+    assert_eq!(
+        fields[3], "true",
+        "no robust mutex list registered: {report}"
     );
 }
 
@@ -447,9 +512,9 @@ fn print_names() {
     g.start().unwrap();
     g.join(None).unwrap();
     say(format!(
-        "NAME {} OSPARENT {}",
+        "NAME {} LAYOUT {}",
         current_process().name(),
-        std::os::unix::process::parent_id()
+        code_address()
     ));
 }
 
@@ -465,6 +530,9 @@ fn driver_fork_default() {
     p.start().unwrap();
     p.join(None).unwrap();
     say(format!("EXITCODE {:?}", p.exitcode()));
+    let twin = Process::new(print_names, ());
+    twin.start().unwrap();
+    twin.join(None).unwrap();
     let q = Process::new(panics, ("fork-panic-marker".to_string(),));
     q.start().unwrap();
     q.join(None).unwrap();
@@ -478,22 +546,26 @@ fn fork_as_the_default_start_method() {
     assert!(out.status.success(), "{all}");
     let stdout = common::stdout_of(&out);
     let stderr = common::stderr_of(&out);
-    let driver = line_with(&stdout, "DRIVER ");
     assert_eq!(line_with(&stdout, "EXITCODE "), "Some(0)", "{all}");
     let names = lines_with(&stdout, "NAME ");
-    assert_eq!(names.len(), 2, "{all}");
+    assert_eq!(names.len(), 4, "{all}");
     assert_eq!(names[0], "Process-1:1", "{all}");
-    let (name, os_parent) = names[1].split_once(" OSPARENT ").unwrap();
+    assert_eq!(names[2], "Process-2:1", "{all}");
+    let (name, layout) = names[1].split_once(" LAYOUT ").unwrap();
     assert_eq!(name, "Process-1");
-    assert_ne!(
-        os_parent, driver,
-        "the child was spawned, not forked\n{all}"
-    );
+    let (name, twin_layout) = names[3].split_once(" LAYOUT ").unwrap();
+    assert_eq!(name, "Process-2");
+    if layout_is_randomized() {
+        assert_eq!(
+            layout, twin_layout,
+            "the children were spawned, not forked from one fork server\n{all}"
+        );
+    }
     assert_eq!(line_with(&stdout, "PANIC EXITCODE "), "Some(1)", "{all}");
     let header = stderr
         .lines()
-        .position(|l| l == "Process Process-2:")
-        .unwrap_or_else(|| panic!("no `Process Process-2:` line\n{all}"));
+        .position(|l| l == "Process Process-3:")
+        .unwrap_or_else(|| panic!("no `Process Process-3:` line\n{all}"));
     let message = stderr
         .lines()
         .position(|l| l.contains("fork-panic-marker"))
@@ -502,11 +574,7 @@ fn fork_as_the_default_start_method() {
 }
 
 fn sleep_and_report() {
-    say(format!(
-        "PID {} OSPARENT {}",
-        std::process::id(),
-        std::os::unix::process::parent_id()
-    ));
+    say(format!("PID {}", std::process::id()));
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
@@ -547,15 +615,21 @@ fn sigkill_of_a_fork_parent_leaves_nothing_running() {
     let driver_pid = driver.guard.pid();
     let mut pids = PidsGuard::default();
     for _ in 0..4 {
-        let line = driver.expect_line("PID ", GENEROUS);
-        let (pid, os_parent) = line.split_once(" OSPARENT ").unwrap();
-        let (pid, os_parent): (i32, i32) = (pid.parse().unwrap(), os_parent.parse().unwrap());
+        let pid: i32 = driver.expect_line("PID ", GENEROUS).parse().unwrap();
         pids.0.push(pid);
-        // The fork servers (the driver's, and the grandchild's parent's) must go too.
-        if os_parent != driver_pid && !pids.0.contains(&os_parent) {
-            pids.0.push(os_parent);
+    }
+    // The fork servers (the driver's, and the grandchild's parent's) and their spares must go
+    // too.
+    for pid in common::descendants_of(driver_pid) {
+        if !pids.0.contains(&pid) {
+            pids.0.push(pid);
         }
     }
+    assert!(
+        pids.0.len() > 4,
+        "no fork server among the driver's descendants {:?}",
+        pids.0
+    );
     common::kill_driver_and_expect_descendants_gone(&mut driver.guard, &pids.0);
 }
 
@@ -565,10 +639,7 @@ fn daemon_sleeper() {
 }
 
 fn nondaemon_waiter(go: String) {
-    say(format!(
-        "NONDAEMON OSPARENT {}",
-        std::os::unix::process::parent_id()
-    ));
+    say("NONDAEMON RUNNING");
     assert!(common::wait_for_file(Path::new(&go)));
     say("nondaemon done");
 }
@@ -601,10 +672,8 @@ fn fork_main_exit_semantics() {
         .expect_line("NONDAEMON_PID ", GENEROUS)
         .parse()
         .unwrap();
-    let server: i32 = driver
-        .expect_line("NONDAEMON OSPARENT ", GENEROUS)
-        .parse()
-        .unwrap();
+    driver.expect_line("NONDAEMON RUNNING", GENEROUS);
+    let server = common::fork_server_of(driver.guard.pid()).expect("no fork server");
     let _pids = PidsGuard(vec![daemon, nondaemon, server]);
     driver.expect_line("RETURNING", GENEROUS);
     assert!(

@@ -1,6 +1,7 @@
 //! Children started ahead of time: the spawn method's prestarted child (used only while what a
-//! child inherits is unchanged, never joined, gone with its parent) and the fork server's spare
-//! (replaced when killed from outside).
+//! child inherits is unchanged, never joined, gone with its parent) and the fork server's spares
+//! (our own children, replaced and reaped when killed from outside; a killed fork server is
+//! replaced and leaves its children running).
 
 procvisor::test_init!();
 
@@ -9,8 +10,9 @@ mod common;
 use std::io::Write;
 
 use common::{
-    GENEROUS, KillOnDrop, PidsGuard, TempDir, children_of, driver_param, in_driver, join_ok,
-    line_with, pid_is_running, recv, run_driver, run_driver_with, say, wait_until,
+    GENEROUS, KillOnDrop, PidsGuard, TempDir, children_of, driver_param, fork_server_of, in_driver,
+    join_ok, line_with, pid_is_running, pid_state, recv, run_driver, run_driver_with, say,
+    wait_until,
 };
 use procvisor::{Connection, Process, StartMethod, active_children, pipe};
 
@@ -183,13 +185,15 @@ fn driver_kill_the_fork_spare() {
     let mut guard = KillOnDrop::new();
     let first = common::start(&mut guard, fork(3));
     first.join(Some(GENEROUS)).unwrap();
-    // The fork server is our one child now; its spares are its children.
-    let server = the_one_other_child(&[]);
+    let me = std::process::id() as i32;
+    // Our children now: the fork server and the spares it forked for us.
+    let server = fork_server_of(me).expect("no fork server");
     for round in 0..5 {
         let mut spares = Vec::new();
         assert!(
             wait_until(GENEROUS, || {
-                spares = children_of(server);
+                spares = children_of(me);
+                spares.retain(|&pid| pid != server);
                 !spares.is_empty()
             }),
             "round {round}: the fork server has no spare"
@@ -204,7 +208,11 @@ fn driver_kill_the_fork_spare() {
         let p = common::start(&mut guard, fork(round));
         p.join(Some(GENEROUS)).unwrap();
         let fresh = p.pid().is_some_and(|pid| !spares.contains(&pid));
-        say(format!("ROUND {round} {:?} {fresh}", p.exitcode()));
+        // The dead spares were ours: reaped, not left as zombies.
+        let reaped = wait_until(GENEROUS, || {
+            spares.iter().all(|&spare| pid_state(spare).is_none())
+        });
+        say(format!("ROUND {round} {:?} {fresh} {reaped}", p.exitcode()));
     }
 }
 
@@ -217,7 +225,7 @@ fn the_fork_servers_spare_killed_from_outside_is_replaced() {
     for round in 0..5 {
         assert_eq!(
             line_with(&stdout, &format!("ROUND {round} ")),
-            format!("Some({round}) true"),
+            format!("Some({round}) true true"),
             "{all}"
         );
     }
@@ -264,11 +272,12 @@ fn wait_forever(ready: Connection) -> procvisor::Result<()> {
 }
 
 #[test]
-#[ignore = "driver, run by a_killed_fork_server_takes_its_children_and_is_replaced"]
+#[ignore = "driver, run by a_killed_fork_server_leaves_its_children_running_and_is_replaced"]
 fn driver_kill_the_fork_server() {
     if !in_driver() {
         return;
     }
+    let me = std::process::id() as i32;
     let mut guard = KillOnDrop::new();
     let (ours, theirs) = pipe(false).unwrap();
     let running = common::start(
@@ -278,29 +287,46 @@ fn driver_kill_the_fork_server() {
             .unwrap(),
     );
     recv::<()>(&ours);
-    let server = the_one_other_child(&[]);
+    let server = fork_server_of(me).expect("no fork server");
     // SAFETY: kill on a pid we started (our fork server) and that is running.
     unsafe { libc::kill(server, libc::SIGKILL) };
+    assert!(wait_until(GENEROUS, || !pid_is_running(server)));
+    // The child is ours, not the fork server's: it runs on.
+    say(format!("RUNNING_ALIVE {}", running.is_alive()));
+    running.terminate().unwrap();
     running.join(Some(GENEROUS)).unwrap();
     say(format!("RUNNING_EXIT {:?}", running.exitcode()));
+    for code in [5, 6] {
+        let next = common::start(
+            &mut guard,
+            Process::new(exit_code, (code,))
+                .with_start_method(StartMethod::Fork)
+                .unwrap(),
+        );
+        next.join(Some(GENEROUS)).unwrap();
+        say(format!("NEXT_EXIT {:?}", next.exitcode()));
+    }
+    let replaced = fork_server_of(me).is_some_and(|new| new != server);
+    say(format!("REPLACED {replaced}"));
+    let reaped = wait_until(GENEROUS, || pid_state(server).is_none());
+    say(format!("OLD_SERVER_REAPED {reaped}"));
     say(format!("ACTIVE {}", active_children().len()));
-    let next = common::start(
-        &mut guard,
-        Process::new(exit_code, (5,))
-            .with_start_method(StartMethod::Fork)
-            .unwrap(),
-    );
-    next.join(Some(GENEROUS)).unwrap();
-    say(format!("NEXT_EXIT {:?}", next.exitcode()));
 }
 
 #[test]
-fn a_killed_fork_server_takes_its_children_and_is_replaced() {
+fn a_killed_fork_server_leaves_its_children_running_and_is_replaced() {
     let out = run_driver("driver_kill_the_fork_server");
     let all = common::describe(&out);
     assert!(out.status.success(), "{all}");
     let stdout = common::stdout_of(&out);
-    assert_eq!(line_with(&stdout, "RUNNING_EXIT "), "Some(-9)", "{all}");
+    assert_eq!(line_with(&stdout, "RUNNING_ALIVE "), "true", "{all}");
+    assert_eq!(line_with(&stdout, "RUNNING_EXIT "), "Some(-15)", "{all}");
+    assert_eq!(
+        common::lines_with(&stdout, "NEXT_EXIT "),
+        ["Some(5)", "Some(6)"],
+        "{all}"
+    );
+    assert_eq!(line_with(&stdout, "REPLACED "), "true", "{all}");
+    assert_eq!(line_with(&stdout, "OLD_SERVER_REAPED "), "true", "{all}");
     assert_eq!(line_with(&stdout, "ACTIVE "), "0", "{all}");
-    assert_eq!(line_with(&stdout, "NEXT_EXIT "), "Some(5)", "{all}");
 }

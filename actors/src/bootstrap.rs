@@ -74,14 +74,9 @@ pub enum ChildToParent {
     /// The child could not run its target; the text says why. The child exits with
     /// [`BOOTSTRAP_FAILED_EXIT_CODE`] right after sending this.
     BootstrapFailed(String),
-    /// The child's target has returned and its exit sequence has run: it ends with this code
-    /// right after sending this. Lets the parent publish the exit the moment the pidfd says
-    /// the process is gone, without waiting for a fork server's relay.
-    Exiting(i32),
 }
 
-/// One message as the bytes of one frame, for a caller that writes them itself (with
-/// `MSG_DONTWAIT`, say).
+/// One message as the bytes of one frame.
 pub fn frame_bytes<T: Serialize>(msg: &T) -> io::Result<Vec<u8>> {
     let payload = codec::encode(msg).map_err(into_io)?;
     let mut bytes = Vec::with_capacity(4 + payload.len());
@@ -164,34 +159,24 @@ pub const FORK_SERVER_FD_ENV: &str = "PROCVISOR_FORKSERVER_FD";
 /// Parent → fork server, on the control socket.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum ToForkServer {
-    /// The parent used spare `pid`: fork a replacement.
-    SpareTaken {
-        /// The spare that was used.
-        pid: i32,
-    },
-    /// The parent was told of a failed fork and wants another try.
-    WantSpare,
+    /// Fork a spare child that waits for its bootstrap on the link sent with this message (the
+    /// child's end of a socket pair; the parent keeps the other). Answered, in order, with
+    /// [`ForkServerMsg::Spare`] or [`ForkServerMsg::SpareFailed`].
+    Fork,
 }
 
 /// Fork server → parent, on the control socket.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum ForkServerMsg {
-    /// Child `pid` was forked ahead of time and waits for its bootstrap on the link sent with
-    /// this message (with its pidfd): the parent's next fork start uses it.
+    /// Child `pid` was forked, as the parent's own child, and waits for its bootstrap on the
+    /// link of the request this answers: the parent's next fork start uses it.
     Spare {
         /// The waiting child.
         pid: i32,
     },
-    /// The fork for a spare failed; the parent reports it to the start waiting for one.
+    /// The fork for a request failed; the parent reports it to the start waiting for a spare.
     SpareFailed {
         /// Why.
         reason: String,
-    },
-    /// Child `pid` exited (the fork server reaped it).
-    Exited {
-        /// The child.
-        pid: i32,
-        /// How it ended.
-        status: crate::sys::ExitStatus,
     },
 }

@@ -2,18 +2,20 @@
 //! `Process` handles and the process supervisor actor that watches the child.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 
 use crate::bootstrap::{self, ChildToParent, ParentToChild};
+use crate::node::Node;
 use crate::reply::lock;
 use crate::sys::{self, ExitStatus};
-
-/// How long `exit_status` waits for a fork server's relay once the process is known to be gone.
-const RELAY_WAIT: Duration = Duration::from_secs(5);
 
 /// One started child. The supervisor actor reaps it and calls [`ChildRecord::finish`]; users
 /// wait on it through [`ChildRecord::wait`] / [`ChildRecord::wait_async`].
@@ -27,9 +29,17 @@ pub struct ChildRecord {
     exited: Condvar,
     exited_async: Notify,
     bootstrap_error: Mutex<Option<String>>,
-    /// The code the child said it exits with ([`ChildToParent::Exiting`]), once read.
-    reported_exit: Mutex<Option<i32>>,
-    relayed: bool,
+    /// A task reaps it the moment it exits (see `reap_on_exit`).
+    exit_watched: AtomicBool,
+}
+
+/// Lets tokio's reactor watch a child's pidfd while the record stays shared.
+struct PidFdWatch(Arc<ChildRecord>);
+
+impl AsRawFd for PidFdWatch {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.pidfd.as_raw_fd()
+    }
 }
 
 impl std::fmt::Debug for ChildRecord {
@@ -45,16 +55,7 @@ impl std::fmt::Debug for ChildRecord {
 
 impl ChildRecord {
     /// Records a child just started with `pid`, watched through `pidfd`, talked to over `link`.
-    /// `relayed` children are not ours to reap (a fork server forked them): their exit status
-    /// arrives through [`ChildRecord::finish_with`].
-    pub fn new(
-        pid: i32,
-        name: String,
-        daemon: bool,
-        pidfd: OwnedFd,
-        link: UnixStream,
-        relayed: bool,
-    ) -> Self {
+    pub fn new(pid: i32, name: String, daemon: bool, pidfd: OwnedFd, link: UnixStream) -> Self {
         ChildRecord {
             pid,
             name: Mutex::new(name),
@@ -65,8 +66,7 @@ impl ChildRecord {
             exited: Condvar::new(),
             exited_async: Notify::new(),
             bootstrap_error: Mutex::new(None),
-            reported_exit: Mutex::new(None),
-            relayed,
+            exit_watched: AtomicBool::new(false),
         }
     }
 
@@ -109,15 +109,6 @@ impl ChildRecord {
         if let Some(status) = *exit {
             return Some(status);
         }
-        if self.relayed {
-            drop(exit);
-            // Not our child, so no peek; but an exited process's pidfd is readable, and then
-            // its own report or the fork server's relay of its status is at hand.
-            if sys::pidfd_exited(self.pidfd.as_fd()) {
-                return self.wait(Some(RELAY_WAIT));
-            }
-            return None;
-        }
         sys::wait_pidfd(self.pidfd.as_fd(), false, false)
             .ok()
             .flatten()
@@ -131,9 +122,8 @@ impl ChildRecord {
     /// Blocks until the child has exited and its status is published, or `timeout` passes.
     /// Returns the status if so.
     ///
-    /// The waiting thread watches the pidfd itself and publishes the exit the moment the
-    /// process is gone: it reaps its own child, or takes a fork server's child's report of
-    /// its exit code, so `join` does not wait for the supervisor's or the relay's thread hop.
+    /// The waiting thread watches the pidfd itself and reaps the child the moment it is gone,
+    /// so `join` does not wait for the supervisor's thread hop.
     pub fn wait(&self, timeout: Option<Duration>) -> Option<ExitStatus> {
         let deadline = timeout.map(|t| Instant::now() + t);
         if let Some(status) = *lock(&self.exit) {
@@ -142,29 +132,7 @@ impl ChildRecord {
         if !sys::wait_pidfd_readable(self.pidfd.as_fd(), deadline) {
             return *lock(&self.exit);
         }
-        if !self.relayed {
-            return self.finish().ok().or_else(|| self.wait_published(deadline));
-        }
-        if let Some(status) = self.take_reported_exit() {
-            return Some(status);
-        }
-        // Gone without a report (a signal, or `std::process::exit`): the fork server's relay
-        // of its status is moments away.
-        let relay_deadline = Instant::now() + RELAY_WAIT;
-        self.wait_published(Some(
-            deadline.map_or(relay_deadline, |d| d.min(relay_deadline)),
-        ))
-    }
-
-    /// Publishes the code the child reported on its link, if it did.
-    fn take_reported_exit(&self) -> Option<ExitStatus> {
-        let mut exit = lock(&self.exit);
-        if exit.is_none() {
-            self.collect_link_messages();
-            let code = (*lock(&self.reported_exit))?;
-            self.publish(&mut exit, ExitStatus::Exited(code));
-        }
-        *exit
+        self.finish().ok().or_else(|| self.wait_published(deadline))
     }
 
     /// Waits on the condvar for another thread to publish the status.
@@ -173,8 +141,10 @@ impl ChildRecord {
     }
 
     /// Waits asynchronously until the child has been reaped (no timeout: wrap it in
-    /// `tokio::time::timeout` for one).
-    pub async fn wait_async(&self) -> ExitStatus {
+    /// `tokio::time::timeout` for one). The node's runtime reaps it the moment it exits, so
+    /// this works from any runtime, whatever its drivers.
+    pub async fn wait_async(self: &Arc<Self>) -> ExitStatus {
+        self.reap_on_exit();
         loop {
             let notified = self.exited_async.notified();
             tokio::pin!(notified);
@@ -184,6 +154,37 @@ impl ChildRecord {
             }
             notified.await;
         }
+    }
+
+    /// Has a task on the node's runtime reap the child the moment it exits (once, however
+    /// many wait). Without one, a child nobody joins is reaped by the supervisor's batched
+    /// sweep, which is not what an awaiting caller should wait for.
+    fn reap_on_exit(self: &Arc<Self>) {
+        if self.exit_watched.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let child = self.clone();
+        Node::get().handle().spawn(async move {
+            // SAFETY: the pidfd is owned by the record, which `PidFdWatch` keeps alive (an
+            // `Arc`) for as long as the `AsyncFd` exists, and the record never replaces or
+            // closes its pidfd.
+            let registered = unsafe {
+                AsyncFd::register_with_interest(PidFdWatch(child.clone()), Interest::READABLE)
+            };
+            match registered {
+                // A pidfd reports readable once, when the process exits; errors end the watch
+                // the same way.
+                Ok(watch) => drop(watch.readable().await),
+                Err(err) => {
+                    let err = err.into_parts().1;
+                    let pid = child.pid;
+                    tracing::warn!(target: "procvisor", "cannot watch pid {pid} with epoll ({err}); using a thread");
+                    let blocking = child.clone();
+                    let _ = tokio::task::spawn_blocking(move || blocking.wait_exit_blocking()).await;
+                }
+            }
+            let _ = child.finish();
+        });
     }
 
     /// Sends a signal through the pidfd (never to a recycled pid). `Ok(false)` if the child had
@@ -221,16 +222,6 @@ impl ChildRecord {
         Ok(status)
     }
 
-    /// Whether the exit status is relayed by a fork server rather than reaped here.
-    pub fn is_relayed(&self) -> bool {
-        self.relayed
-    }
-
-    /// Publishes an exit status learned elsewhere (a fork server reaped the child).
-    pub fn finish_with(&self, status: ExitStatus) {
-        self.publish(&mut lock(&self.exit), status);
-    }
-
     fn publish(&self, exit: &mut Option<ExitStatus>, status: ExitStatus) {
         if exit.is_some() {
             return;
@@ -247,12 +238,8 @@ impl ChildRecord {
         }
         let mut link = &self.link;
         while let Ok(Some(msg)) = bootstrap::recv::<ChildToParent, _>(&mut link, 1 << 20) {
-            match msg {
-                ChildToParent::BootstrapFailed(reason) => {
-                    *lock(&self.bootstrap_error) = Some(reason);
-                }
-                ChildToParent::Exiting(code) => *lock(&self.reported_exit) = Some(code),
-            }
+            let ChildToParent::BootstrapFailed(reason) = msg;
+            *lock(&self.bootstrap_error) = Some(reason);
         }
     }
 }

@@ -5,17 +5,18 @@
 //! not the user's runtime, so blocking calls in user code can never stall it and the library
 //! works the same inside and outside the user's own tokio runtime.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ractor::{Actor, ActorRef};
 use tokio::runtime::Handle;
 
-use crate::process_supervisor::{ProcessSupervisor, SupervisorMsg};
+use crate::process_supervisor::{Children, ProcessSupervisor, SupervisorMsg};
 
 /// This process's runtime and its long-lived actors.
 pub struct Node {
     handle: Handle,
     supervisor: ActorRef<SupervisorMsg>,
+    children: Arc<Children>,
 }
 
 static NODE: OnceLock<Node> = OnceLock::new();
@@ -40,6 +41,11 @@ impl Node {
     pub fn supervisor(&self) -> &ActorRef<SupervisorMsg> {
         &self.supervisor
     }
+
+    /// This process's children, which the process supervisor watches.
+    pub fn children(&self) -> &Children {
+        &self.children
+    }
 }
 
 fn start() -> Node {
@@ -52,12 +58,15 @@ fn start() -> Node {
                 .build()
                 .expect("cannot build the procvisor node runtime");
             rt.block_on(async move {
-                let (supervisor, _) = Actor::spawn(None, ProcessSupervisor, ())
+                let children =
+                    Arc::new(Children::new().expect("cannot create the child exit watch"));
+                let (supervisor, _) = Actor::spawn(None, ProcessSupervisor, children.clone())
                     .await
                     .expect("cannot start the process supervisor actor");
                 let _ = tx.send(Node {
                     handle: Handle::current(),
                     supervisor,
+                    children,
                 });
                 std::future::pending::<()>().await;
             });

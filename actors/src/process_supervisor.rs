@@ -1,48 +1,137 @@
-//! The process supervisor actor: one per process, owner of that process's children.
+//! The process supervisor: one per process, owner of that process's children.
 //!
-//! It learns of each child's exit from the child's pidfd becoming readable (an epoll wake-up,
-//! no polling loop), reaps it at once (no zombies), publishes the exit status to every handle,
-//! and enforces Python's exit semantics when its process ends normally: daemonic children are
-//! terminated (and killed if they ignore SIGTERM for [`DAEMON_KILL_GRACE`]), non-daemonic
-//! children are joined. Children reaped elsewhere (a fork server's) stay with their
-//! [`ChildSource`], which the supervisor asks when it needs them: a start and an exit of such a
-//! child cost the supervisor nothing.
+//! Its children, spawned and forked alike (a fork server forks them as this process's own),
+//! are in [`Children`]: a starting thread adds a child there directly, and `join` reaps its
+//! child itself the moment the pidfd says it is gone. So a start and a joined exit cost the
+//! supervisor actor nothing: no message, no wake-up.
+//!
+//! What the actor does is what nobody else would: it reaps the children nobody joins (no
+//! zombies), woken by the epoll set of their pidfds (no polling loop) at most once per
+//! [`REAP_BATCH`], so a burst of exits costs one wake-up; and it enforces Python's exit
+//! semantics when its process ends normally: daemonic children are terminated (and killed if
+//! they ignore SIGTERM for [`DAEMON_KILL_GRACE`]), non-daemonic children are joined, each
+//! watched on its own pidfd so the exit sequence ends the moment the last one does.
 
-use std::collections::{HashMap, HashSet};
-use std::os::fd::{AsRawFd, RawFd};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use crate::child::ChildRecord;
-use crate::reply::Reply;
+use crate::reply::{Reply, lock};
 
 /// How long a daemonic child may ignore SIGTERM at its parent's exit before it is killed.
 pub const DAEMON_KILL_GRACE: Duration = Duration::from_secs(2);
 
-/// Children this process started that the supervisor does not reap itself: a fork server's
-/// (which reaps them and relays their exits). The supervisor asks for them when it needs them
-/// (`active_children()`, the exit sequence) instead of hearing of each start and exit.
-pub trait ChildSource: Send + Sync {
-    /// The children that have not exited yet (as far as the source knows).
-    fn children(&self) -> Vec<Arc<ChildRecord>>;
+/// The longest a child nobody joins stays a zombie: the supervisor reaps exited children, then
+/// waits this long before it looks again, so exits in between cost it one wake-up together.
+pub const REAP_BATCH: Duration = Duration::from_millis(20);
+
+/// This process's children that have not been reaped yet (or were, by a joiner, and are not
+/// forgotten yet), with an epoll set of their pidfds: it is readable while one has exited.
+pub struct Children {
+    records: Mutex<HashMap<i32, Arc<ChildRecord>>>,
+    exits: Epoll,
+}
+
+impl Children {
+    /// An empty set.
+    pub fn new() -> std::io::Result<Children> {
+        Ok(Children {
+            records: Mutex::new(HashMap::new()),
+            exits: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+        })
+    }
+
+    /// Adds a child that was just started.
+    pub fn add(&self, child: Arc<ChildRecord>) -> std::io::Result<()> {
+        let pid = child.pid();
+        let mut records = lock(&self.records);
+        self.exits.add(
+            child.pidfd().as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, pid as u64),
+        )?;
+        records.insert(pid, child);
+        Ok(())
+    }
+
+    /// Reaps every child that has exited (joined or not) and forgets it; returns how many.
+    pub fn reap_exited(&self) -> usize {
+        let mut reaped = 0;
+        let mut events = [EpollEvent::empty(); 64];
+        loop {
+            let n = self
+                .exits
+                .wait(&mut events, EpollTimeout::ZERO)
+                .unwrap_or(0);
+            for event in &events[..n] {
+                if self.reap(event.data() as i32) {
+                    reaped += 1;
+                }
+            }
+            if n < events.len() {
+                return reaped;
+            }
+        }
+    }
+
+    /// Reaps the child with `pid` (it has exited) and forgets it; `false` if it was not here.
+    pub fn reap(&self, pid: i32) -> bool {
+        let Some(child) = self.forget(pid) else {
+            return false;
+        };
+        match child.finish() {
+            Ok(status) => {
+                tracing::debug!(target: "procvisor", "child {} (pid {pid}) exited: {status}", child.name());
+            }
+            Err(err) => {
+                tracing::warn!(target: "procvisor", "cannot reap child {} (pid {pid}): {err}", child.name());
+            }
+        }
+        true
+    }
+
+    fn forget(&self, pid: i32) -> Option<Arc<ChildRecord>> {
+        let child = lock(&self.records).remove(&pid)?;
+        // Explicitly: a `Process` handle may keep the record, and so the pidfd, open.
+        let _ = self.exits.delete(child.pidfd().as_fd());
+        Some(child)
+    }
+
+    /// The children still running, in start order (pids grow, wrap-around aside); the ones
+    /// that have exited are reaped first.
+    pub fn active(&self) -> Vec<Arc<ChildRecord>> {
+        self.reap_exited();
+        let mut children: Vec<_> = lock(&self.records).values().cloned().collect();
+        children.sort_by_key(|c| c.pid());
+        children
+    }
+
+    fn is_empty(&self) -> bool {
+        lock(&self.records).is_empty()
+    }
+}
+
+/// Lets tokio's reactor watch the epoll set of exits.
+struct ExitsWatch(Arc<Children>);
+
+impl AsRawFd for ExitsWatch {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.exits.0.as_raw_fd()
+    }
 }
 
 /// Requests the process supervisor serves.
 pub enum SupervisorMsg {
-    /// Watch and reap this newly started child.
-    Adopt(Arc<ChildRecord>),
-    /// Ask this source for its children from now on.
-    AddSource(Arc<dyn ChildSource>),
+    /// Internal: children have been reaped in the background (the exit sequence may be over).
+    Reaped,
     /// Internal: the child with this pid has exited (its pidfd became readable).
     Exited(i32),
-    /// Internal: a source's child that the exit sequence waits for has exited.
-    SourceChildExited(i32),
-    /// The children that have not exited yet.
-    ActiveChildren(Reply<Vec<Arc<ChildRecord>>>),
     /// The process is ending: terminate daemonic children, wait for all; answer when none is left.
     Shutdown(Reply<()>),
     /// Internal: the grace period for daemonic children is over.
@@ -52,49 +141,29 @@ pub enum SupervisorMsg {
 /// The actor's behaviour (stateless; see [`SupervisorState`]).
 pub struct ProcessSupervisor;
 
-/// The children being watched, the sources of other children, and the shutdown in progress,
-/// if any.
-#[derive(Default)]
+/// The children, and the shutdown in progress, if any.
 pub struct SupervisorState {
-    children: HashMap<i32, Arc<ChildRecord>>,
-    sources: Vec<Arc<dyn ChildSource>>,
-    /// Sources' children the exit sequence waits for.
-    awaiting: HashSet<i32>,
+    children: Arc<Children>,
     shutdown_waiters: Vec<Reply<()>>,
     shutting_down: bool,
-}
-
-impl SupervisorState {
-    /// Every child not known to have exited: ours and the sources'.
-    fn all_children(&self) -> Vec<Arc<ChildRecord>> {
-        let mut all: Vec<_> = self.children.values().cloned().collect();
-        for source in &self.sources {
-            all.extend(source.children());
-        }
-        all
-    }
-}
-
-/// Lets tokio's reactor watch a child's pidfd while the record stays shared.
-struct PidFdWatch(Arc<ChildRecord>);
-
-impl AsRawFd for PidFdWatch {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.pidfd().as_raw_fd()
-    }
 }
 
 impl Actor for ProcessSupervisor {
     type Msg = SupervisorMsg;
     type State = SupervisorState;
-    type Arguments = ();
+    type Arguments = Arc<Children>;
 
     async fn pre_start(
         &self,
-        _: ActorRef<Self::Msg>,
-        _: (),
+        myself: ActorRef<Self::Msg>,
+        children: Arc<Children>,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(SupervisorState::default())
+        tokio::spawn(reap_in_background(children.clone(), myself));
+        Ok(SupervisorState {
+            children,
+            shutdown_waiters: Vec::new(),
+            shutting_down: false,
+        })
     }
 
     async fn handle(
@@ -104,13 +173,10 @@ impl Actor for ProcessSupervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SupervisorMsg::Adopt(child) => adopt(&myself, state, child),
-            SupervisorMsg::AddSource(source) => state.sources.push(source),
-            SupervisorMsg::Exited(pid) => reap(state, pid),
-            SupervisorMsg::SourceChildExited(pid) => {
-                state.awaiting.remove(&pid);
+            SupervisorMsg::Reaped => {}
+            SupervisorMsg::Exited(pid) => {
+                state.children.reap(pid);
             }
-            SupervisorMsg::ActiveChildren(reply) => reply.send(state.all_children()),
             SupervisorMsg::Shutdown(reply) => begin_shutdown(&myself, state, reply),
             SupervisorMsg::KillDaemons => kill_daemons(state),
         }
@@ -131,49 +197,30 @@ impl Actor for ProcessSupervisor {
     }
 }
 
-fn adopt(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, child: Arc<ChildRecord>) {
-    let pid = child.pid();
-    // SAFETY: the pidfd is owned by the record, which `PidFdWatch` keeps alive (an `Arc`) for
-    // as long as the `AsyncFd` exists, and the record never replaces or closes its pidfd.
-    let registered =
-        unsafe { AsyncFd::register_with_interest(PidFdWatch(child.clone()), Interest::READABLE) };
-    let watch = match registered {
-        Ok(watch) => watch,
-        Err(err) => {
-            let err = err.into_parts().1;
-            // Cannot watch it: fall back to a blocking wait on a helper thread.
-            tracing::warn!(target: "procvisor", "cannot watch pid {pid} with epoll ({err}); using a thread");
-            let me = myself.clone();
-            let record = child.clone();
-            std::thread::spawn(move || {
-                record.wait_exit_blocking();
-                let _ = me.cast(SupervisorMsg::Exited(pid));
-            });
-            state.children.insert(pid, child);
+/// Reaps exited children whenever the exits set is readable, then lets [`REAP_BATCH`] pass
+/// with the set out of the reactor, so that exits in between do not wake this thread.
+async fn reap_in_background(children: Arc<Children>, supervisor: ActorRef<SupervisorMsg>) {
+    loop {
+        // SAFETY: the epoll fd is owned by `Children`, which `ExitsWatch` keeps alive (an
+        // `Arc`) for as long as the `AsyncFd` exists, and which never closes or replaces it.
+        let registered = unsafe {
+            AsyncFd::register_with_interest(ExitsWatch(children.clone()), Interest::READABLE)
+        };
+        match registered {
+            Ok(watch) => {
+                if let Ok(mut ready) = watch.readable().await {
+                    ready.clear_ready();
+                }
+            }
+            Err(err) => {
+                let err = err.into_parts().1;
+                tracing::warn!(target: "procvisor", "cannot watch child exits with epoll ({err}); checking every {REAP_BATCH:?}");
+            }
+        }
+        if children.reap_exited() > 0 && supervisor.cast(SupervisorMsg::Reaped).is_err() {
             return;
         }
-    };
-    state.children.insert(pid, child);
-    let me = myself.clone();
-    tokio::spawn(async move {
-        // A pidfd reports readable once, when the process exits; errors end the watch the same way.
-        let _ = watch.readable().await;
-        drop(watch);
-        let _ = me.cast(SupervisorMsg::Exited(pid));
-    });
-}
-
-fn reap(state: &mut SupervisorState, pid: i32) {
-    let Some(child) = state.children.remove(&pid) else {
-        return;
-    };
-    match child.finish() {
-        Ok(status) => {
-            tracing::debug!(target: "procvisor", "child {} (pid {pid}) exited: {status}", child.name());
-        }
-        Err(err) => {
-            tracing::warn!(target: "procvisor", "cannot reap child {} (pid {pid}): {err}", child.name());
-        }
+        tokio::time::sleep(REAP_BATCH).await;
     }
 }
 
@@ -184,7 +231,7 @@ fn begin_shutdown(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState,
     }
     state.shutting_down = true;
     let mut any_daemon = false;
-    for child in sorted(state) {
+    for child in state.children.active() {
         if child.daemon() {
             any_daemon = true;
             tracing::info!(target: "procvisor", "calling terminate() for daemon {}", child.name());
@@ -192,9 +239,7 @@ fn begin_shutdown(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState,
         } else {
             tracing::info!(target: "procvisor", "calling join() for process {}", child.name());
         }
-        if !state.children.contains_key(&child.pid()) {
-            await_source_child(myself, state, child);
-        }
+        watch_exit(myself, child);
     }
     if any_daemon {
         let me = myself.clone();
@@ -205,40 +250,26 @@ fn begin_shutdown(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState,
     }
 }
 
-/// A source's child is reaped elsewhere: the exit sequence waits for its status to be
-/// published.
-fn await_source_child(
-    myself: &ActorRef<SupervisorMsg>,
-    state: &mut SupervisorState,
-    child: Arc<ChildRecord>,
-) {
-    let pid = child.pid();
-    state.awaiting.insert(pid);
+/// Tells the supervisor the moment `child` exits (the exit sequence waits for it).
+fn watch_exit(myself: &ActorRef<SupervisorMsg>, child: Arc<ChildRecord>) {
     let me = myself.clone();
     tokio::spawn(async move {
         child.wait_async().await;
-        let _ = me.cast(SupervisorMsg::SourceChildExited(pid));
+        let _ = me.cast(SupervisorMsg::Exited(child.pid()));
     });
 }
 
 fn kill_daemons(state: &SupervisorState) {
-    for child in state.all_children().iter().filter(|c| c.daemon()) {
+    for child in state.children.active().iter().filter(|c| c.daemon()) {
         tracing::info!(target: "procvisor", "daemon {} ignored SIGTERM: killing it", child.name());
         let _ = child.signal(libc::SIGKILL);
     }
 }
 
 fn finish_shutdown_if_done(state: &mut SupervisorState) {
-    if state.shutting_down && state.children.is_empty() && state.awaiting.is_empty() {
+    if state.shutting_down && state.children.is_empty() {
         for waiter in state.shutdown_waiters.drain(..) {
             waiter.send(());
         }
     }
-}
-
-/// Children in start order (pids grow, wrap-around aside), so logs read naturally.
-fn sorted(state: &SupervisorState) -> Vec<Arc<ChildRecord>> {
-    let mut children = state.all_children();
-    children.sort_by_key(|c| c.pid());
-    children
 }

@@ -183,3 +183,122 @@ pub fn wait_pidfd_readable(pidfd: BorrowedFd<'_>, deadline: Option<std::time::In
         }
     }
 }
+
+/// Forks this process into a *sibling*: a copy of it whose parent is this process's parent
+/// (`CLONE_PARENT`), so that the parent can wait for, reap and signal it as its own child.
+///
+/// The C library's `fork()` cannot ask for that, so this is the raw `clone` system call, with
+/// the two things glibc's own `_Fork` does for the child done here as well: the kernel writes
+/// the child's thread id where glibc keeps it (`CLONE_CHILD_SETTID` at the address glibc gave
+/// `set_tid_address`, which `PR_GET_TID_ADDRESS` reports), and the child registers the robust
+/// mutex list again (the kernel clears it on fork). What glibc's `fork()` does besides (its
+/// `pthread_atfork` handlers, resetting locks other threads might hold) only matters in a
+/// program with other threads: the caller must not have any.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub struct SiblingFork {
+    tid_slot: usize,
+    robust_head: usize,
+    robust_len: usize,
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+impl SiblingFork {
+    /// Reads where the calling thread's id and robust mutex list live. Fails where the kernel
+    /// cannot tell (`PR_GET_TID_ADDRESS` needs a kernel built with `CHECKPOINT_RESTORE`, as
+    /// distribution kernels are).
+    pub fn prepare() -> io::Result<SiblingFork> {
+        let mut tid_slot: *mut libc::c_void = std::ptr::null_mut();
+        // SAFETY: PR_GET_TID_ADDRESS writes one pointer to the address passed.
+        let rc = unsafe { libc::prctl(libc::PR_GET_TID_ADDRESS, &mut tid_slot as *mut _) };
+        if rc != 0 || tid_slot.is_null() {
+            return Err(io::Error::other(format!(
+                "cannot find the thread id slot (prctl PR_GET_TID_ADDRESS: {})",
+                io::Error::last_os_error()
+            )));
+        }
+        let mut robust_head: *mut libc::c_void = std::ptr::null_mut();
+        let mut robust_len: libc::size_t = 0;
+        // SAFETY: get_robust_list(0, …) reads the calling thread's list head and length into
+        // the two pointers passed.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_get_robust_list,
+                0,
+                &mut robust_head as *mut _,
+                &mut robust_len as *mut _,
+            )
+        };
+        if rc != 0 {
+            robust_head = std::ptr::null_mut();
+        }
+        Ok(SiblingFork {
+            tid_slot: tid_slot as usize,
+            robust_head: robust_head as usize,
+            robust_len,
+        })
+    }
+
+    /// Forks: `Ok(Some(pid))` in this process, `Ok(None)` in the child.
+    ///
+    /// # Safety
+    /// The calling process must have no other thread (as after `fork()` in a threaded program,
+    /// the child would inherit locks held by threads it does not have), and must be the thread
+    /// that called [`SiblingFork::prepare`].
+    pub unsafe fn fork(&self) -> io::Result<Option<i32>> {
+        let flags = libc::CLONE_PARENT
+            | libc::CLONE_CHILD_SETTID
+            | libc::CLONE_CHILD_CLEARTID
+            | libc::SIGCHLD;
+        let tid = self.tid_slot as *mut libc::pid_t;
+        // SAFETY: with no new stack, clone behaves as fork (the child resumes here on a copy of
+        // this stack). The child-tid pointer is passed in both the fourth and the fifth place:
+        // the architectures that take (flags, stack, parent_tid, child_tid, tls) and those that
+        // take (…, tls, child_tid) both find it, and the tls argument is ignored without
+        // CLONE_SETTLS.
+        #[cfg(not(target_arch = "s390x"))]
+        let rc = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, tid, tid) };
+        // SAFETY: as above; s390x takes the stack first.
+        #[cfg(target_arch = "s390x")]
+        let rc = unsafe { libc::syscall(libc::SYS_clone, 0usize, flags, 0usize, tid, 0usize) };
+        match rc {
+            -1 => Err(io::Error::last_os_error()),
+            0 => {
+                if self.robust_head != 0 {
+                    // SAFETY: registers the list head this thread had before the fork (the
+                    // kernel cleared the registration in the child); the memory is the same
+                    // in the child's copy. The fork server holds no robust mutex, so the list
+                    // is empty.
+                    unsafe {
+                        libc::syscall(libc::SYS_set_robust_list, self.robust_head, self.robust_len)
+                    };
+                }
+                Ok(None)
+            }
+            pid => Ok(Some(pid as i32)),
+        }
+    }
+}
+
+/// Forking a sibling needs glibc: elsewhere the child's C library would keep the fork
+/// server's thread id (see the glibc version of this type).
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub struct SiblingFork(());
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+impl SiblingFork {
+    /// Always fails: see the type.
+    pub fn prepare() -> io::Result<SiblingFork> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the fork start method needs Linux with glibc",
+        ))
+    }
+
+    /// Never called: [`SiblingFork::prepare`] fails.
+    ///
+    /// # Safety
+    /// None needed; it does nothing.
+    pub unsafe fn fork(&self) -> io::Result<Option<i32>> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}

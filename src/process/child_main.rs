@@ -23,7 +23,7 @@ pub(crate) fn run(link: OwnedFd) -> ! {
     run_with(link.into_raw_fd(), true)
 }
 
-/// Runs a child forked by the fork server (whose parent, for the OS, is the fork server).
+/// Runs a child forked by the fork server (as its parent's child: see `forkserver`).
 pub(crate) fn run_forked(fd: RawFd) -> ! {
     // The fork server's cached pid is not ours.
     procvisor_actors::shm::forget_cached_pid();
@@ -42,6 +42,7 @@ fn run_with(fd: RawFd, spawned: bool) -> ! {
     if spawned {
         prepare_process();
     }
+    name_like_the_program();
     // Our own, not inherited: a fork server's spare makes it while it waits.
     super::parent_link::create_stop_event();
     rehearse_while_waiting();
@@ -88,6 +89,24 @@ pub(crate) fn prepare_process() {
     fdpass::providing_fds(Vec::new(), || ());
 }
 
+/// Gives this process the name `ps` shows for the program (the first 15 bytes of argv\[0\]'s
+/// file name), instead of `exe`, after the `/proc/self/exe` a spawned child was executed from,
+/// or the fork server's name a forked child inherits.
+fn name_like_the_program() {
+    let Some(arg0) = std::env::args_os().next() else {
+        return;
+    };
+    let Some(file_name) = std::path::Path::new(&arg0).file_name() else {
+        return;
+    };
+    let mut name: Vec<u8> = file_name.as_encoded_bytes().to_vec();
+    name.retain(|&b| b != 0);
+    name.truncate(15);
+    if let Ok(name) = std::ffi::CString::new(name) {
+        let _ = nix::sys::prctl::set_name(&name);
+    }
+}
+
 /// Runs, harmlessly, the parts of a child's life after its bootstrap that do not depend on
 /// it: decoding a bootstrap, flushing the standard streams, encoding the exit report. A forked
 /// child maps none of the program's code until it runs it (each first touch is a page fault,
@@ -117,7 +136,6 @@ fn rehearse_while_waiting() {
     let _ = std::io::stderr().flush();
     // SAFETY: fflush(NULL) flushes every C stdio stream; it has no preconditions.
     unsafe { libc::fflush(std::ptr::null_mut()) };
-    let _ = bootstrap::frame_bytes(&ChildToParent::Exiting(0));
 }
 
 /// The bootstrap, or `None` if the parent closed the link without sending one.

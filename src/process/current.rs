@@ -176,9 +176,6 @@ pub(crate) fn exit_child(code: i32) -> ! {
     let _ = std::io::stderr().flush();
     // SAFETY: fflush(NULL) flushes every C stdio stream (output a C library buffered).
     unsafe { libc::fflush(std::ptr::null_mut()) };
-    // What the kernel will report: the low 8 bits.
-    let code = code & 0xff;
-    super::parent_link::report_exit(code);
     // SAFETY: _exit ends the process and has no preconditions.
     unsafe { libc::_exit(code) }
 }

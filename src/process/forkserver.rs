@@ -1,4 +1,4 @@
-//! The fork start method: a single-threaded fork server that forks children on request.
+//! The fork start method: a single-threaded fork server that forks children ahead of time.
 //!
 //! Forking a multi-threaded program is unsafe (the child inherits locks held by threads that
 //! do not exist in it), and every procvisor process has threads. So the first `Fork` start
@@ -7,420 +7,259 @@
 //! locks. Each child is a fork of it, which reads its bootstrap from its parent link exactly like
 //! a spawned child, so from there on the two methods are one code path.
 //!
+//! The fork server forks each child as a *sibling* (`CLONE_PARENT`, see
+//! [`sys::SiblingFork`]): its parent is the process that asked for it, exactly as with spawn. So
+//! the parent waits for, reaps and signals its fork children itself (the process supervisor
+//! adopts them like spawned ones), no exit needs relaying, and a fork child outlives a fork
+//! server that dies.
+//!
 //! Every child is forked ahead of time, as a *spare*: the fork server keeps two out, blocked
-//! on reading their bootstraps, and sends the parent their links and pidfds. A start needs no
-//! round trip: the parent writes the bootstrap straight to the oldest spare and says it used it;
-//! the fork server forks a replacement while the child runs. With two out, the next start never
-//! waits for that fork. Starts faster than forks wait for the next spare.
+//! on reading their bootstraps, and sends the parent their links. A start needs no round trip:
+//! the parent writes the bootstrap straight to the oldest spare and says it used it; the fork
+//! server forks a replacement while the child runs. With two out, the next start does not wait
+//! for that fork. Starts faster than forks wait for the next spare. The parent reads the
+//! control socket only when it needs a spare, on the starting thread: the fork server sends
+//! nothing else (at most two spares and failures are ever outstanding), so no thread waits on it.
 //!
 //! ```text
 //!  parent                              fork server (single thread)        child
-//!  ◀── Spare{pid} + pidfd, link (×2) ─ fork() ─────────────────────────▶ waits on its link
+//!  ◀── Spare{pid} + link (×2) ──────── clone(CLONE_PARENT) ─────────────▶ waits on its link
 //!  start(): Bootstrap on the link ──────────────────────────────────────▶ runs target, exits
-//!           SpareTaken{pid} ─────────▶ fork() a replacement
-//!                                      pidfd readable → waitid ◀──────── exits
-//!  ◀── Exited{pid, status}
+//!           SpareTaken{pid} ─────────▶ fork a replacement
+//!  join(): pidfd readable → waitid ◀──────────────────────────────────── exits
 //! ```
 //!
-//! The children are the fork server's, so it reaps them and relays each exit status; the
-//! parent still signals them through pidfds. The fork server dies with the parent
-//! (`PR_SET_PDEATHSIG`, and EOF on its control socket), and its children die with it.
+//! The fork server dies with the parent (`PR_SET_PDEATHSIG`, and EOF on its control socket);
+//! spares and children die with the parent like spawned children.
 
-use std::collections::{HashMap, VecDeque};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use procvisor_actors::bootstrap::{
     self, Bootstrap, FORK_SERVER_FD_ENV, ForkServerMsg, ToForkServer,
 };
 use procvisor_actors::child::ChildRecord;
-use procvisor_actors::node::Node;
-use procvisor_actors::process_supervisor::{ChildSource, SupervisorMsg};
 use procvisor_actors::{fdpass, spawner, sys};
 
+use super::prestart::Blank;
 use crate::error::{Error, Result};
 
 /// Largest control message (they are a few bytes).
 const MAX_MSG: usize = 1024;
 
-// ---- the fork server process ------------------------------------------------------------
+/// The fork server's process name (`/proc/<pid>/comm`).
+const FORK_SERVER_NAME: &std::ffi::CStr = c"procvisor-fork";
 
 /// Spares kept out at once: while the parent uses one, the next is already waiting, so the
 /// fork of its replacement is never what a start waits for.
 const SPARES: usize = 2;
 
-/// The fork server's state: its children (by pid, with their pidfds), the spares the parent
-/// holds and has not used yet, and how many more it wants.
+// ---- the fork server process ------------------------------------------------------------
+
+/// The fork server: its control socket, how it forks, and whose child each fork is.
 struct Server {
     control: OwnedFd,
-    children: HashMap<i32, OwnedFd>,
-    spares_out: Vec<i32>,
-    owed: usize,
+    /// How to fork a sibling, or why this system cannot (then every fork fails with it).
+    sibling: std::result::Result<sys::SiblingFork, String>,
+    parent_pid: i32,
 }
 
-/// The fork server's main loop. Never returns: it exits when its parent closes the control
-/// socket.
+/// The fork server's main loop: one fork per request, in order. Never returns: it exits when
+/// its parent closes the control socket.
 pub(crate) fn serve(control: OwnedFd) -> ! {
     // Done once here, so that every forked child inherits it instead of doing it: the
     // executable's identity, and the set-up that needs no bootstrap.
     let _ = sys::executable_identity();
     super::child_main::prepare_process();
-    let mut server = Server {
+    // What `ps` shows for it (its children take the program's name back).
+    let _ = nix::sys::prctl::set_name(FORK_SERVER_NAME);
+    let server = Server {
         control,
-        children: HashMap::new(),
-        spares_out: Vec::new(),
-        owed: SPARES,
+        sibling: sys::SiblingFork::prepare().map_err(|e| e.to_string()),
+        parent_pid: nix::unistd::getppid().as_raw(),
     };
     let mut buf = [0u8; MAX_MSG];
     loop {
-        // A spare is forked only when nothing else waits: an exit to relay comes first, since
-        // someone may be joining that child.
-        let timeout = if server.owed > 0 {
-            PollTimeout::ZERO
-        } else {
-            PollTimeout::NONE
-        };
-        let ready = server.wait_ready(timeout);
-        for pid in &ready.exited {
-            server.relay_exit(*pid);
-        }
-        if ready.request {
-            server.read_request(&mut buf);
-        } else if ready.exited.is_empty() && server.owed > 0 {
-            server.send_spare();
-        }
-    }
-}
-
-struct Ready {
-    request: bool,
-    exited: Vec<i32>,
-}
-
-impl Server {
-    fn wait_ready(&self, timeout: PollTimeout) -> Ready {
-        let pids: Vec<i32> = self.children.keys().copied().collect();
-        let mut fds = vec![PollFd::new(self.control.as_fd(), PollFlags::POLLIN)];
-        fds.extend(
-            pids.iter()
-                .map(|pid| PollFd::new(self.children[pid].as_fd(), PollFlags::POLLIN)),
-        );
-        loop {
-            match poll(&mut fds, timeout) {
-                Ok(_) => break,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => std::process::exit(1),
-            }
-        }
-        let is_ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-        Ready {
-            request: is_ready(&fds[0]),
-            exited: pids
-                .iter()
-                .zip(&fds[1..])
-                .filter(|(_, fd)| is_ready(fd))
-                .map(|(pid, _)| *pid)
-                .collect(),
-        }
-    }
-
-    fn relay_exit(&mut self, pid: i32) {
-        let Some(pidfd) = self.children.remove(&pid) else {
-            return;
-        };
-        let status = sys::wait_pidfd(pidfd.as_fd(), true, true)
-            .ok()
-            .flatten()
-            .unwrap_or(sys::ExitStatus::Signaled(libc::SIGKILL));
-        if self.spare_used(pid) {
-            // Killed before it was used: the parent forgets it on this message, and gets a new one.
-            self.owed += 1;
-        }
-        self.tell_parent(&ForkServerMsg::Exited { pid, status }, &[]);
-    }
-
-    fn read_request(&mut self, buf: &mut [u8]) {
-        let n = match fdpass::recv_with_fds(self.control.as_fd(), buf) {
+        let (n, mut fds) = match fdpass::recv_with_fds(server.control.as_fd(), &mut buf) {
+            // The parent is gone: so are we.
             Ok((0, _)) | Err(_) => std::process::exit(0),
-            Ok((n, _)) => n,
+            Ok(got) => got,
         };
-        match bootstrap::decode_payload(&buf[..n]) {
-            Ok(ToForkServer::SpareTaken { pid }) => {
-                if self.spare_used(pid) {
-                    self.owed += 1;
-                }
-            }
-            Ok(ToForkServer::WantSpare) => self.owed += 1,
-            Err(_) => {}
-        }
-    }
-
-    /// Takes `pid` off the spares out; whether it was one.
-    fn spare_used(&mut self, pid: i32) -> bool {
-        let out = self.spares_out.len();
-        self.spares_out.retain(|&p| p != pid);
-        self.spares_out.len() < out
-    }
-
-    /// Forks a spare and hands the parent its link and pidfd (or the reason it could not).
-    fn send_spare(&mut self) {
-        self.owed -= 1;
-        let forked = UnixStream::pair().and_then(|(ours, theirs)| {
-            let pid = self.fork_child(theirs.into(), ours.as_raw_fd())?;
-            Ok((pid, ours))
-        });
-        match forked {
-            Ok((pid, ours)) => {
-                self.spares_out.push(pid);
-                self.tell_parent(
-                    &ForkServerMsg::Spare { pid },
-                    &[self.children[&pid].as_fd(), ours.as_fd()],
-                );
-            }
-            Err(e) => self.tell_parent(
-                &ForkServerMsg::SpareFailed {
+        let answer = match (bootstrap::decode_payload(&buf[..n]), fds.pop()) {
+            (Ok(ToForkServer::Fork), Some(link)) => match server.fork_child(link) {
+                Ok(pid) => ForkServerMsg::Spare { pid },
+                Err(e) => ForkServerMsg::SpareFailed {
                     reason: e.to_string(),
                 },
-                &[],
-            ),
-        }
-    }
-
-    fn tell_parent(&self, msg: &ForkServerMsg, fds: &[BorrowedFd<'_>]) {
-        if !send_msg(&self.control, msg, fds) {
-            // The parent is gone: so are we.
+            },
+            _ => ForkServerMsg::SpareFailed {
+                reason: "the fork server got a request it cannot read".into(),
+            },
+        };
+        if !send_msg(&server.control, &answer) {
             std::process::exit(0);
         }
     }
+}
 
-    /// Forks one child. In the child this never returns: it becomes the process described by
-    /// the bootstrap that will arrive on `link`. `parent_end`, the fork server's end of that
-    /// link, is closed in the child.
-    fn fork_child(&mut self, link: OwnedFd, parent_end: RawFd) -> std::io::Result<i32> {
-        let server_pid = std::process::id() as i32;
-        // SAFETY: the fork server is single-threaded (it runs nothing but this loop), so the
-        // child cannot inherit a lock held by another thread.
-        match unsafe { nix::unistd::fork() }? {
-            nix::unistd::ForkResult::Child => {
-                // SAFETY: we are the only owner of these fds in the child; closing them keeps
-                // the control socket, sibling pidfds and our own link's other end from living
-                // on in the child.
-                unsafe {
-                    libc::close(self.control.as_raw_fd());
-                    for fd in self.children.values() {
-                        libc::close(fd.as_raw_fd());
-                    }
-                    libc::close(parent_end);
-                }
+impl Server {
+    /// Forks one child, a sibling: the parent's child. In the child this never returns: it
+    /// becomes the process described by the bootstrap that will arrive on `link`.
+    fn fork_child(&self, link: OwnedFd) -> std::io::Result<i32> {
+        let sibling = self
+            .sibling
+            .as_ref()
+            .map_err(|reason| std::io::Error::other(reason.clone()))?;
+        // SAFETY: the fork server is single-threaded (it runs nothing but this loop, on the
+        // thread that prepared `sibling`), so the child cannot inherit a lock held by another
+        // thread.
+        match unsafe { sibling.fork() }? {
+            None => {
+                // SAFETY: we are the only owner of this fd in the child; closing it keeps the
+                // control socket from living on in it.
+                unsafe { libc::close(self.control.as_raw_fd()) };
+                // The parent may have died before this child existed; the check after the
+                // prctl closes that race (as for a spawned child).
                 let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-                if nix::unistd::getppid().as_raw() != server_pid {
-                    std::process::exit(1);
+                if nix::unistd::getppid().as_raw() != self.parent_pid {
+                    // SAFETY: _exit is always safe; this child never became anything.
+                    unsafe { libc::_exit(1) }
                 }
                 super::child_main::run_forked(link.into_raw_fd())
             }
-            nix::unistd::ForkResult::Parent { child } => {
-                drop(link);
-                let pid = child.as_raw();
-                self.children.insert(pid, sys::pidfd_open(pid)?);
-                Ok(pid)
-            }
+            // Our copy of the link goes: the child and the parent hold its two ends.
+            Some(pid) => Ok(pid),
         }
     }
 }
 
-fn send_msg(sock: &OwnedFd, msg: &ForkServerMsg, fds: &[BorrowedFd<'_>]) -> bool {
+fn send_msg(sock: &OwnedFd, msg: &ForkServerMsg) -> bool {
     bootstrap::encode_payload(msg)
-        .is_ok_and(|bytes| fdpass::send_with_fds(sock.as_fd(), &bytes, fds).is_ok())
+        .is_ok_and(|bytes| fdpass::send_with_fds(sock.as_fd(), &bytes, &[]).is_ok())
 }
 
 // ---- the parent's side ------------------------------------------------------------------
 
+/// The parent's end of one fork server: its control socket, its pidfd, and the spares.
 struct Client {
     control: OwnedFd,
-    state: Mutex<ClientState>,
-    /// Signalled when a spare, a failure or the fork server's end arrives.
-    changed: Condvar,
+    /// The fork server's pidfd: it is our child, reaped when this client is dropped.
+    server: Option<OwnedFd>,
+    /// Held by the start taking a spare, also while it waits for one.
+    spares: Mutex<Spares>,
 }
 
 #[derive(Default)]
-struct ClientState {
-    /// The children this fork server forked for us, or the exits that were relayed before the
-    /// thread that started the child had registered it.
-    relays: HashMap<i32, Relay>,
-    /// The spares the fork server sent, not used yet (oldest first).
-    spares: VecDeque<Spare>,
-    /// Why the fork server could not fork the last spare, for the next start to report.
-    failure: Option<String>,
-    /// The fork server has exited.
-    gone: bool,
+struct Spares {
+    /// Forked and waiting for their bootstraps, oldest first.
+    ready: VecDeque<Blank>,
+    /// Our ends of the links sent with `Fork` requests not answered yet, oldest first: the
+    /// fork server answers them in order.
+    asked: VecDeque<UnixStream>,
 }
 
-enum Relay {
-    Running(Arc<ChildRecord>),
-    ExitedEarly(sys::ExitStatus),
-    /// A dead spare the parent dropped before its exit was relayed.
-    Discarded,
-}
-
-/// A child forked ahead of time, waiting for its bootstrap.
-struct Spare {
-    pid: i32,
-    pidfd: OwnedFd,
-    link: UnixStream,
+impl Drop for Client {
+    /// A client is dropped once forgotten (its fork server gone or unreachable) and no start
+    /// uses it any more: its spares and its fork server are ended and reaped.
+    fn drop(&mut self) {
+        for spare in lock(&self.spares).ready.drain(..) {
+            spare.discard(false);
+        }
+        if let Some(server) = self.server.take() {
+            let _ = sys::pidfd_send_signal(server.as_fd(), libc::SIGKILL);
+            drop(spawner::submit(move || {
+                sys::wait_pidfd(server.as_fd(), true, true)
+            }));
+        }
+    }
 }
 
 static CLIENT: Mutex<Option<Arc<Client>>> = Mutex::new(None);
 
 /// Starts a child: the fork server's spare (the fork server is started on first use), waiting
-/// for it if the last one was just used.
+/// for it if the last one was just used. The child is this process's own, launched like a
+/// spawned one.
 pub(crate) fn start(boot: Bootstrap, fds: &[BorrowedFd<'_>]) -> Result<Arc<ChildRecord>> {
     let client = client()?;
-    let spawn_error = |source| Error::Spawn {
+    let spare = client.take_spare().map_err(|source| Error::Spawn {
         name: boot.name.clone(),
         source,
-    };
-    let spare = client.take_spare().map_err(spawn_error)?;
-    let sent = bootstrap::send_with_fds(spare.link.as_fd(), &boot, fds);
+    })?;
+    let launched = super::popen::launch(spare, boot, fds);
     // Its replacement is forked while this child runs. Asked second: the fork server, woken
-    // on this CPU, would otherwise fork before the child even has its bootstrap.
-    let want = bootstrap::encode_payload(&ToForkServer::SpareTaken { pid: spare.pid })
-        .and_then(|bytes| fdpass::send_with_fds(client.control.as_fd(), &bytes, &[]));
-    if let Err(e) = want {
+    // on this CPU, would otherwise fork before the child even has its bootstrap. A fork server
+    // that cannot be asked is gone: the next start starts a new one.
+    if client.ask_for_spare().is_err() {
         forget_client(&client);
-        return Err(spawn_error(e));
     }
-    let record = Arc::new(ChildRecord::new(
-        spare.pid,
-        boot.name.clone(),
-        boot.daemon,
-        spare.pidfd,
-        spare.link,
-        true,
-    ));
-    client.register(&record);
-    match sent {
-        Ok(()) => Ok(record),
-        Err(e) => Err(Error::Bootstrap {
-            name: boot.name.clone(),
-            reason: format!("the child exited before reading its bootstrap ({e})"),
-        }),
-    }
+    launched
 }
 
 impl Client {
-    /// The spare, once the fork server has sent one; its failure to fork one, if that is what
-    /// it sent instead.
-    fn take_spare(&self) -> std::io::Result<Spare> {
-        let mut state = lock(&self.state);
+    /// The oldest live spare, once the fork server has sent one; its failure to fork one, if
+    /// that is what it sent instead.
+    fn take_spare(&self) -> std::io::Result<Blank> {
+        let mut spares = lock(&self.spares);
         loop {
-            if let Some(spare) = state.spares.pop_front() {
+            while let Some(spare) = spares.ready.pop_front() {
                 if !sys::pidfd_exited(spare.pidfd.as_fd()) {
                     return Ok(spare);
                 }
-                // Killed from outside while it waited: the fork server sends another once it
-                // has relayed this one's exit, which is then nobody's news.
-                state.relays.insert(spare.pid, Relay::Discarded);
-                continue;
+                // Killed from outside while it waited: reap it, and have it replaced.
+                spare.discard(false);
+                self.ask(&mut spares)?;
             }
-            if let Some(reason) = state.failure.take() {
-                drop(state);
-                // Ask again for the start after this one.
-                let want = bootstrap::encode_payload(&ToForkServer::WantSpare)
-                    .and_then(|bytes| fdpass::send_with_fds(self.control.as_fd(), &bytes, &[]));
-                want?;
-                return Err(std::io::Error::other(reason));
+            if spares.asked.is_empty() {
+                self.ask(&mut spares)?;
             }
-            if state.gone {
-                // The reader thread has forgotten this client: the next start starts a new
-                // fork server.
+            self.receive(&mut spares)?;
+        }
+    }
+
+    /// Asks the fork server for one more spare.
+    fn ask_for_spare(&self) -> std::io::Result<()> {
+        self.ask(&mut lock(&self.spares))
+    }
+
+    /// Sends a `Fork` request with the child's end of a fresh link; keeps ours.
+    fn ask(&self, spares: &mut Spares) -> std::io::Result<()> {
+        let (ours, theirs) = UnixStream::pair()?;
+        let request = bootstrap::encode_payload(&ToForkServer::Fork)?;
+        fdpass::send_with_fds(self.control.as_fd(), &request, &[theirs.as_fd()])?;
+        spares.asked.push_back(ours);
+        Ok(())
+    }
+
+    /// Blocks for the fork server's answer to the oldest request: a spare (whose pidfd we
+    /// open: it is our child, so its pid cannot be reused before we reap it), or why it could
+    /// not fork one (asking again, for the start after this one).
+    fn receive(&self, spares: &mut Spares) -> std::io::Result<()> {
+        let mut buf = [0u8; MAX_MSG];
+        let (n, _) = fdpass::recv_with_fds(self.control.as_fd(), &mut buf)?;
+        let link = match (n, spares.asked.pop_front()) {
+            (1.., Some(link)) => link,
+            // The next start starts a new fork server.
+            _ => {
+                forget_client(self);
                 return Err(std::io::Error::other("the fork server exited"));
             }
-            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-
-    /// Records a freshly forked child (the process supervisor asks us for our children),
-    /// unless its exit was relayed already.
-    fn register(&self, record: &Arc<ChildRecord>) {
-        let pid = record.pid();
-        let mut state = lock(&self.state);
-        match state.relays.remove(&pid) {
-            Some(Relay::ExitedEarly(status)) => record.finish_with(status),
-            _ => {
-                state.relays.insert(pid, Relay::Running(record.clone()));
+        };
+        match bootstrap::decode_payload(&buf[..n]) {
+            Ok(ForkServerMsg::Spare { pid }) => {
+                let pidfd = sys::pidfd_open(pid)?;
+                spares.ready.push_back(Blank { pid, pidfd, link });
+                Ok(())
             }
-        }
-    }
-
-    /// Publishes what the fork server sends: spares (or why one could not be forked) and exits.
-    fn read_messages(self: Arc<Self>) {
-        let mut buf = [0u8; MAX_MSG];
-        loop {
-            let (n, mut fds) = match fdpass::recv_with_fds(self.control.as_fd(), &mut buf) {
-                Ok((0, _)) | Err(_) => break,
-                Ok(got) => got,
-            };
-            match bootstrap::decode_payload(&buf[..n]) {
-                Ok(ForkServerMsg::Exited { pid, status }) => self.publish_exit(pid, status),
-                Ok(ForkServerMsg::Spare { pid }) => {
-                    if let (Some(link), Some(pidfd)) = (fds.pop(), fds.pop()) {
-                        let link = UnixStream::from(link);
-                        lock(&self.state)
-                            .spares
-                            .push_back(Spare { pid, pidfd, link });
-                        self.changed.notify_one();
-                    }
-                }
-                Ok(ForkServerMsg::SpareFailed { reason }) => {
-                    lock(&self.state).failure = Some(reason);
-                    self.changed.notify_one();
-                }
-                Err(_) => {}
+            Ok(ForkServerMsg::SpareFailed { reason }) => {
+                self.ask(spares)?;
+                Err(std::io::Error::other(reason))
             }
+            Err(e) => Err(std::io::Error::other(format!(
+                "unreadable message from the fork server: {e}"
+            ))),
         }
-        // The fork server is gone; its children died with it (PR_SET_PDEATHSIG), and no
-        // status will be relayed for them any more.
-        forget_client(&self);
-        let mut state = lock(&self.state);
-        state.gone = true;
-        for (_, relay) in state.relays.drain() {
-            if let Relay::Running(record) = relay {
-                record.finish_with(sys::ExitStatus::Signaled(libc::SIGKILL));
-            }
-        }
-        drop(state);
-        self.changed.notify_all();
-    }
-
-    fn publish_exit(&self, pid: i32, status: sys::ExitStatus) {
-        let mut state = lock(&self.state);
-        if let Some(at) = state.spares.iter().position(|s| s.pid == pid) {
-            // Killed from outside before it was used; the fork server sends another.
-            state.spares.remove(at);
-            return;
-        }
-        match state.relays.remove(&pid) {
-            Some(Relay::Running(record)) => record.finish_with(status),
-            Some(Relay::Discarded) => {}
-            _ => {
-                state.relays.insert(pid, Relay::ExitedEarly(status));
-            }
-        }
-    }
-}
-
-impl ChildSource for Client {
-    fn children(&self) -> Vec<Arc<ChildRecord>> {
-        lock(&self.state)
-            .relays
-            .values()
-            .filter_map(|relay| match relay {
-                Relay::Running(record) => Some(record.clone()),
-                _ => None,
-            })
-            .collect()
     }
 }
 
@@ -432,7 +271,7 @@ fn client() -> Result<Arc<Client>> {
     let (ours, theirs) = fdpass::seqpacket_pair()
         .map_err(|e| Error::io("cannot create the fork server socket", e))?;
     let parent_pid = std::process::id() as i32;
-    let (server_pid, _pidfd) =
+    let (server_pid, server) =
         spawner::run(move || super::popen::exec_self(theirs, FORK_SERVER_FD_ENV, parent_pid))
             .map_err(|source| Error::Spawn {
                 name: "the fork server".into(),
@@ -441,24 +280,14 @@ fn client() -> Result<Arc<Client>> {
     tracing::debug!(target: "procvisor", "fork server started with pid {server_pid}");
     let client = Arc::new(Client {
         control: ours,
-        state: Mutex::new(ClientState::default()),
-        changed: Condvar::new(),
+        server: Some(server),
+        spares: Mutex::new(Spares::default()),
     });
-    let source: Arc<dyn ChildSource> = client.clone();
-    Node::get()
-        .supervisor()
-        .cast(SupervisorMsg::AddSource(source))
-        .map_err(|_| {
-            Error::io(
-                "process supervisor",
-                std::io::Error::other("the process supervisor actor is gone"),
-            )
-        })?;
-    let reader = client.clone();
-    std::thread::Builder::new()
-        .name("procvisor-forkserver".into())
-        .spawn(move || reader.read_messages())
-        .map_err(|e| Error::io("cannot start the fork server reader thread", e))?;
+    for _ in 0..SPARES {
+        client
+            .ask_for_spare()
+            .map_err(|e| Error::io("cannot ask the fork server for a child", e))?;
+    }
     *slot = Some(client.clone());
     Ok(client)
 }

@@ -110,30 +110,6 @@ fn drain(link: RawFd) {
     }
 }
 
-/// Tells the parent, just before `_exit(code)`, the code this process exits with (see
-/// `ChildToParent::Exiting`). Never blocks: the parent reads the link only at our exit.
-pub(crate) fn report_exit(code: i32) {
-    let link = LINK_FD.load(Ordering::SeqCst);
-    if link < 0 {
-        return;
-    }
-    let Ok(frame) = procvisor_actors::bootstrap::frame_bytes(
-        &procvisor_actors::bootstrap::ChildToParent::Exiting(code),
-    ) else {
-        return;
-    };
-    // SAFETY: `frame` is valid for its length; MSG_DONTWAIT | MSG_NOSIGNAL never block or raise
-    // SIGPIPE (a parent that is gone makes this a no-op).
-    unsafe {
-        libc::send(
-            link,
-            frame.as_ptr().cast(),
-            frame.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-}
-
 /// See [`crate::stop_requested`].
 pub(crate) fn stop_requested() -> bool {
     STOP_REQUESTED.load(Ordering::SeqCst)

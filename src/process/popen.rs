@@ -10,7 +10,6 @@ use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use procvisor_actors::bootstrap::{self, BOOTSTRAP_FAILED_EXIT_CODE, BOOTSTRAP_FD_ENV, Bootstrap};
 use procvisor_actors::child::ChildRecord;
 use procvisor_actors::node::Node;
-use procvisor_actors::process_supervisor::SupervisorMsg;
 use procvisor_actors::sys;
 
 use super::prestart::{self, Blank};
@@ -21,33 +20,37 @@ use crate::error::{Error, Result};
 /// hands it its bootstrap, and puts it under the process supervisor. Returns once the child
 /// exists (not once it has run anything).
 pub(crate) fn spawn(boot: Bootstrap, fds: &[BorrowedFd<'_>]) -> Result<Arc<ChildRecord>> {
-    let name = boot.name.clone();
-    let Blank { pid, pidfd, link } = prestart::blank_child().map_err(|source| Error::Spawn {
-        name: name.clone(),
+    let blank = prestart::blank_child().map_err(|source| Error::Spawn {
+        name: boot.name.clone(),
         source,
     })?;
+    launch(blank, boot, fds)
+}
+
+/// Hands a child waiting for its bootstrap (spawned, prestarted or forked) the bootstrap and
+/// `fds`, and puts it under the process supervisor, which reaps it if nobody joins it.
+pub(crate) fn launch(
+    blank: Blank,
+    boot: Bootstrap,
+    fds: &[BorrowedFd<'_>],
+) -> Result<Arc<ChildRecord>> {
+    let Blank { pid, pidfd, link } = blank;
     let record = Arc::new(ChildRecord::new(
         pid,
-        name.clone(),
+        boot.name.clone(),
         boot.daemon,
         pidfd,
         link,
-        false,
     ));
     let sent = bootstrap::send_with_fds(record.link().as_fd(), &boot, fds);
     Node::get()
-        .supervisor()
-        .cast(SupervisorMsg::Adopt(record.clone()))
-        .map_err(|_| {
-            Error::io(
-                "process supervisor",
-                std::io::Error::other("the process supervisor actor is gone"),
-            )
-        })?;
+        .children()
+        .add(record.clone())
+        .map_err(|e| Error::io("cannot watch the child's exit", e))?;
     match sent {
         Ok(()) => Ok(record),
         Err(e) => Err(Error::Bootstrap {
-            name,
+            name: boot.name,
             reason: format!("the child exited before reading its bootstrap ({e})"),
         }),
     }

@@ -33,11 +33,30 @@ use procvisor_actors::{spawner, sys};
 /// not pay for a second).
 pub(crate) const PRESTART_AFTER: u32 = 2;
 
-/// A started child blocked on its bootstrap socket.
+/// A started child blocked on its bootstrap socket (spawned, prestarted or a fork spare).
 pub(crate) struct Blank {
     pub(crate) pid: i32,
     pub(crate) pidfd: OwnedFd,
     pub(crate) link: UnixStream,
+}
+
+impl Blank {
+    /// Ends a child that will not be used: closing its socket makes it exit quietly; the kill
+    /// makes sure. Reaped on the spawner thread (`now`: here, as the exit sequence does, the
+    /// process being about to end anyway).
+    pub(crate) fn discard(self, now: bool) {
+        let Blank { pidfd, link, .. } = self;
+        drop(link);
+        let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+        let reap = move || {
+            let _ = sys::wait_pidfd(pidfd.as_fd(), true, true);
+        };
+        if now {
+            reap();
+        } else {
+            drop(spawner::submit(reap));
+        }
+    }
 }
 
 struct Prestarted {
@@ -91,7 +110,7 @@ pub(crate) fn discard_all() {
     ENABLED.store(false, Ordering::SeqCst);
     let mut slot = lock_slot();
     if let Some(prestarted) = settle(slot.take()) {
-        discard(prestarted.child, true);
+        prestarted.child.discard(true);
     }
 }
 
@@ -108,7 +127,7 @@ fn take_valid(slot: &mut Slot) -> Option<Blank> {
     {
         return Some(prestarted.child);
     }
-    discard(prestarted.child, false);
+    prestarted.child.discard(false);
     None
 }
 
@@ -124,22 +143,6 @@ fn settle(slot: Slot) -> Option<Prestarted> {
             .and_then(Result::ok);
     }
     pending.wait().and_then(Result::ok)
-}
-
-/// Ends a prestarted child: closing its socket makes it exit quietly; the kill makes sure.
-/// Reaped on the spawner thread (at exit, here: the process is about to end anyway).
-fn discard(child: Blank, now: bool) {
-    let Blank { pidfd, link, .. } = child;
-    drop(link);
-    let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-    let reap = move || {
-        let _ = sys::wait_pidfd(pidfd.as_fd(), true, true);
-    };
-    if now {
-        reap();
-    } else {
-        drop(spawner::submit(reap));
-    }
 }
 
 /// Runs on the spawner thread.

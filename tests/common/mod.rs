@@ -74,6 +74,34 @@ pub fn children_of(parent: i32) -> Vec<i32> {
         .collect()
 }
 
+/// Every descendant of `parent` (children, their children, …) that is not a zombie.
+pub fn descendants_of(parent: i32) -> Vec<i32> {
+    let mut all = children_of(parent);
+    let mut i = 0;
+    while i < all.len() {
+        let grandchildren = children_of(all[i]);
+        all.extend(grandchildren);
+        i += 1;
+    }
+    all
+}
+
+/// The process name of `pid` (`/proc/<pid>/comm`), `None` if there is no such process.
+pub fn comm_of(pid: i32) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(comm.trim_end().to_string())
+}
+
+/// The name `ps` shows for a fork server.
+pub const FORK_SERVER_NAME: &str = "procvisor-fork";
+
+/// The fork server among the children of `parent` (it is the one named [`FORK_SERVER_NAME`]).
+pub fn fork_server_of(parent: i32) -> Option<i32> {
+    children_of(parent)
+        .into_iter()
+        .find(|&pid| comm_of(pid).as_deref() == Some(FORK_SERVER_NAME))
+}
+
 /// The state letter of `/proc/<pid>/stat` (`R`, `S`, `Z`, …), `None` if there is no such process.
 pub fn pid_state(pid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
