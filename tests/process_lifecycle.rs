@@ -281,7 +281,8 @@ fn children_are_reaped_without_join() {
     for (p, done) in &ps {
         assert!(common::wait_for_file(Path::new(done)));
         let pid = p.pid().unwrap();
-        // Nobody joins: the process supervisor reaps the child as soon as it exits.
+        // Nobody joins: the process supervisor reaps the child soon after it exits (its
+        // background reaper batches exits, 20 ms at most).
         assert!(
             wait_until(GENEROUS, || pid_state(pid).is_none()),
             "pid {pid} was not reaped: {:?}",
