@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{GENEROUS, TempDir};
 use procvisor::supervisor::{
-    ChildSpec, Event, EventBus, Intensity, Strategy, Supervisor, SupervisorError, SupervisorRef,
-    SupervisorSpec,
+    ChildExit, ChildSpec, Event, EventBus, Exit, Intensity, Strategy, Supervisor, SupervisorError,
+    SupervisorRef, SupervisorSpec,
 };
 use procvisor::{Error, Process};
 use supervisor_common::{child, lines, tags};
@@ -133,6 +133,38 @@ fn a_child_that_fails_to_start_stops_those_started_before_it() {
             "supervisor-exited top",
         ]
     );
+}
+
+#[test]
+fn the_events_of_a_start_are_told_apart_from_later_ones() {
+    // A supervisor in its own process sends its start's events before `Ready` and later ones
+    // after; a child may exit before the start's events have been read, so the boundary is
+    // a count taken when the start is over, not what happens to be queued.
+    let dir = TempDir::new("start-events");
+    let log = dir.file("log");
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .name("top")
+        .child(child(&log, "a", &["serve"]))
+        .child(child(&log, "b", &["serve"]));
+    let bus = EventBus::new(None);
+    let events = bus.subscribe();
+    let sup = SupervisorRef::start_with_bus(spec, bus.clone()).unwrap();
+    assert_eq!(sup.events_of_start(), 2);
+    // Published after the start, and queued before anyone read the start's events.
+    let later = Event::ChildExited {
+        supervisor: "top".into(),
+        id: "a".into(),
+        pid: None,
+        exit: ChildExit {
+            exit: Exit::Code(0),
+            requested: false,
+        },
+    };
+    bus.publish(later.clone());
+    let start = events.drain_first(sup.events_of_start());
+    assert_eq!(tags(&start), ["started top:a", "started top:b"]);
+    assert_eq!(events.drain(), [later]);
+    sup.stop();
 }
 
 #[test]

@@ -55,6 +55,7 @@ mod nested;
 mod spec;
 mod strategy;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -109,6 +110,8 @@ pub(crate) struct Shared {
     pub(crate) path: String,
     pub(crate) strategy: Strategy,
     pub(crate) bus: Arc<EventBus>,
+    /// How many events the bus had published when the start was over.
+    pub(crate) events_of_start: AtomicU64,
     exit: Mutex<Option<Exit>>,
     exited: Condvar,
     exited_async: Notify,
@@ -120,6 +123,7 @@ impl Shared {
             path,
             strategy,
             bus,
+            events_of_start: AtomicU64::new(0),
             exit: Mutex::new(None),
             exited: Condvar::new(),
             exited_async: Notify::new(),
@@ -300,7 +304,16 @@ impl Actor for SupervisorActor {
         }
         let me = &myself;
         match msg {
-            SupMsg::Init(reply) => reply.send(state.init(me).await),
+            SupMsg::Init(reply) => {
+                let started = state.init(me).await;
+                // Events from here on are the running tree's, not its start's.
+                let published = state.shared.bus.published();
+                state
+                    .shared
+                    .events_of_start
+                    .store(published, Ordering::SeqCst);
+                reply.send(started)
+            }
             SupMsg::ChildExited {
                 id,
                 generation,
@@ -369,6 +382,15 @@ impl SupState {
 
     fn strategy(&self) -> Strategy {
         self.shared.strategy
+    }
+
+    /// Publishes the start (or restart) of child `idx`, then lets the child publish events of
+    /// its own: a subtree's events come after the event of its start.
+    fn announce_start(&self, idx: usize, event: Event) {
+        self.emit(event);
+        if let SlotState::Running { child, .. } = &self.children[idx].state {
+            child.started();
+        }
     }
 
     fn emit(&self, event: Event) {
@@ -513,11 +535,14 @@ impl SupState {
             .collect();
         for idx in 0..self.children.len() {
             match self.start_slot(myself, idx).await {
-                Ok(pid) => self.emit(Event::ChildStarted {
-                    supervisor: self.path(),
-                    id: self.children[idx].id.clone(),
-                    pid,
-                }),
+                Ok(pid) => self.announce_start(
+                    idx,
+                    Event::ChildStarted {
+                        supervisor: self.path(),
+                        id: self.children[idx].id.clone(),
+                        pid,
+                    },
+                ),
                 Err(reason) => {
                     let id = self.children[idx].id.clone();
                     self.emit(Event::ChildStartFailed {
@@ -608,12 +633,15 @@ impl SupState {
                     let slot = &mut self.children[j];
                     slot.restarts += 1;
                     let restarts = slot.restarts;
-                    self.emit(Event::ChildRestarted {
-                        supervisor: self.path(),
-                        id: id.clone(),
-                        pid,
-                        restarts,
-                    });
+                    self.announce_start(
+                        j,
+                        Event::ChildRestarted {
+                            supervisor: self.path(),
+                            id: id.clone(),
+                            pid,
+                            restarts,
+                        },
+                    );
                 }
                 Err(reason) => {
                     self.emit(Event::ChildStartFailed {
@@ -672,11 +700,14 @@ impl SupState {
         let id = self.children[idx].id.clone();
         match self.start_slot(myself, idx).await {
             Ok(pid) => {
-                self.emit(Event::ChildStarted {
-                    supervisor: self.path(),
-                    id,
-                    pid,
-                });
+                self.announce_start(
+                    idx,
+                    Event::ChildStarted {
+                        supervisor: self.path(),
+                        id,
+                        pid,
+                    },
+                );
                 Ok(pid)
             }
             Err(reason) => {
@@ -802,11 +833,14 @@ impl SupState {
         self.refuse_if_not_stopped(idx)?;
         match self.start_slot(myself, idx).await {
             Ok(pid) => {
-                self.emit(Event::ChildStarted {
-                    supervisor: self.path(),
-                    id: id.into(),
-                    pid,
-                });
+                self.announce_start(
+                    idx,
+                    Event::ChildStarted {
+                        supervisor: self.path(),
+                        id: id.into(),
+                        pid,
+                    },
+                );
                 Ok(pid)
             }
             Err(reason) => {

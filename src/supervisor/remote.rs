@@ -74,20 +74,22 @@ where
 
 /// Runs `spec` as the supervisor at `path`, reporting to the parent over `link`. The events of
 /// the start are sent before `Ready` (or `StartFailed`), from this thread; a forwarder thread
-/// sends the later ones. One writer at a time, so the parent sees them in order.
+/// sends the later ones (a child may already have exited: those come after `Ready`, so the
+/// parent publishes them after this supervisor's start). One writer at a time, so the parent
+/// sees them in order.
 fn serve(link: LinkEnd, path: String, spec: SupervisorSpec) -> Result<(), String> {
     let link = Arc::new(Mutex::new(std::os::unix::net::UnixStream::from(link.0)));
     let bus = EventBus::new(None);
     let events = bus.subscribe();
-    let started = SupervisorRef::start_at(spec, path, bus);
-    forward(&link, events.drain());
-    let sup = match started {
+    let sup = match SupervisorRef::start_at(spec, path, bus) {
         Ok(sup) => sup,
         Err(e) => {
+            forward(&link, events.drain());
             let _ = link::send(&link, &ChildMsg::StartFailed(e.to_string()));
             return Err(e.to_string());
         }
     };
+    forward(&link, events.drain_first(sup.events_of_start()));
     let _ = link::send(&link, &ChildMsg::Ready);
     let forwarder = {
         let link = link.clone();
@@ -174,9 +176,13 @@ impl StartChild for RemoteChild {
                 }
             }
             let (done, events_done) = watch::channel(false);
+            let (release, mut released) = watch::channel(false);
             let bus = ctx.events.clone();
             let last = final_exit.clone();
             tokio::spawn(async move {
+                // Not before our supervisor has published this child's start (`started`), or
+                // a subtree's events could come before it. (Dropped unreleased: go on.)
+                let _ = released.wait_for(|go| *go).await;
                 while let Some(msg) = link::recv(&mut link).await {
                     if let ChildMsg::Event(event) = msg {
                         if let Event::SupervisorExited { supervisor, exit } = &event {
@@ -194,6 +200,7 @@ impl StartChild for RemoteChild {
                 process,
                 events_done,
                 final_exit,
+                release,
             }) as Box<dyn RunningChild>)
         })
     }
@@ -205,6 +212,8 @@ struct RunningRemote {
     events_done: watch::Receiver<bool>,
     /// How the nested supervisor said it ended (its last event).
     final_exit: Arc<Mutex<Option<Exit>>>,
+    /// Lets the forwarder publish the subtree's events (see `started`).
+    release: watch::Sender<bool>,
 }
 
 impl RunningChild for RunningRemote {
@@ -239,5 +248,9 @@ impl RunningChild for RunningRemote {
 
     fn kill(&self) {
         self.process.kill();
+    }
+
+    fn started(&self) {
+        self.release.send_replace(true);
     }
 }

@@ -92,6 +92,11 @@ pub trait RunningChild: Send + Sync + 'static {
 
     /// Ends the child at once (SIGKILL for a process).
     fn kill(&self);
+
+    /// Called once the supervisor has published this child's start (or restart) event. A child
+    /// that publishes events of its own (a supervisor in another process, forwarding its
+    /// subtree's) holds them until then, so that they never come before its start.
+    fn started(&self) {}
 }
 
 /// How a child ended.

@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -213,6 +214,7 @@ impl fmt::Display for Event {
 pub struct EventBus {
     subscribers: Mutex<Vec<Weak<Queue>>>,
     parent: Option<Arc<EventBus>>,
+    published: AtomicU64,
 }
 
 impl fmt::Debug for EventBus {
@@ -230,6 +232,7 @@ impl EventBus {
         Arc::new(EventBus {
             subscribers: Mutex::new(Vec::new()),
             parent,
+            published: AtomicU64::new(0),
         })
     }
 
@@ -242,10 +245,16 @@ impl EventBus {
         EventStream { queue }
     }
 
+    /// How many events have been published on this bus so far.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::SeqCst)
+    }
+
     /// Delivers `event` to every subscriber of this bus and its ancestors.
     pub fn publish(&self, event: Event) {
         {
             let mut subs = lock(&self.subscribers);
+            self.published.fetch_add(1, Ordering::SeqCst);
             subs.retain(|s| match s.upgrade() {
                 Some(queue) => {
                     queue.push(event.clone());
@@ -414,6 +423,15 @@ impl EventStream {
     /// Every event queued now.
     pub fn drain(&self) -> Vec<Event> {
         lock(&self.queue.state).events.drain(..).collect()
+    }
+
+    /// The first `n` events queued now (fewer if fewer are), leaving the rest queued.
+    pub fn drain_first(&self, n: u64) -> Vec<Event> {
+        let mut state = lock(&self.queue.state);
+        let n = usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(state.events.len());
+        state.events.drain(..n).collect()
     }
 
     /// The next event, awaited (any tokio runtime); `None` once the stream has ended. Wrap it

@@ -144,6 +144,15 @@ impl SupervisorRef {
         &self.shared.path
     }
 
+    /// How many events its bus had published when its start was over: a stream subscribed
+    /// before the start reads the start's events as its first this many
+    /// ([`EventStream::drain_first`](crate::supervisor::EventStream::drain_first)).
+    pub fn events_of_start(&self) -> u64 {
+        self.shared
+            .events_of_start
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Its strategy.
     pub fn strategy(&self) -> Strategy {
         self.shared.strategy
