@@ -166,6 +166,32 @@ fn a_fork_childs_c_library_knows_its_thread() {
     );
 }
 
+/// Child: reports the name `ps` shows for it.
+fn report_comm(out: String) {
+    let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+    write_atomic(&out, comm.trim_end());
+}
+
+#[test]
+fn children_are_named_like_the_program() {
+    let dir = TempDir::new("comm");
+    let ours = std::fs::read_to_string("/proc/self/comm").unwrap();
+    for method in [StartMethod::Spawn, StartMethod::Fork] {
+        let out = dir.file(&format!("{method:?}"));
+        let p = Process::new(report_comm, (out.clone(),))
+            .with_start_method(method)
+            .unwrap();
+        assert_eq!(run(&p), Some(0));
+        // Not `exe` (spawn executes /proc/self/exe), nor the fork server's name.
+        assert_eq!(read(&out), ours.trim_end(), "{method:?}");
+    }
+    let server = common::fork_server_of(std::process::id() as i32).expect("no fork server");
+    assert_eq!(
+        common::comm_of(server).as_deref(),
+        Some(common::FORK_SERVER_NAME)
+    );
+}
+
 fn several_args(out: String, a: u32, b: String, c: Vec<i64>) {
     write_atomic(&out, &format!("{a}|{b}|{c:?}"));
 }

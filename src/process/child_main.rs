@@ -41,8 +41,11 @@ fn run_with(fd: RawFd, spawned: bool) -> ! {
     );
     if spawned {
         prepare_process();
+        // (A forked child is named by the fork server's code, right after the fork.)
+        if let Some(name) = program_name() {
+            let _ = nix::sys::prctl::set_name(&name);
+        }
     }
-    name_like_the_program();
     // Our own, not inherited: a fork server's spare makes it while it waits.
     super::parent_link::create_stop_event();
     rehearse_while_waiting();
@@ -89,22 +92,16 @@ pub(crate) fn prepare_process() {
     fdpass::providing_fds(Vec::new(), || ());
 }
 
-/// Gives this process the name `ps` shows for the program (the first 15 bytes of argv\[0\]'s
-/// file name), instead of `exe`, after the `/proc/self/exe` a spawned child was executed from,
-/// or the fork server's name a forked child inherits.
-fn name_like_the_program() {
-    let Some(arg0) = std::env::args_os().next() else {
-        return;
-    };
-    let Some(file_name) = std::path::Path::new(&arg0).file_name() else {
-        return;
-    };
+/// The name `ps` should show for a child (the first 15 bytes of argv\[0\]'s file name), rather
+/// than `exe`, after the `/proc/self/exe` a spawned child was executed from, or the fork
+/// server's name that a forked child inherits.
+pub(crate) fn program_name() -> Option<std::ffi::CString> {
+    let arg0 = std::env::args_os().next()?;
+    let file_name = std::path::Path::new(&arg0).file_name()?;
     let mut name: Vec<u8> = file_name.as_encoded_bytes().to_vec();
     name.retain(|&b| b != 0);
     name.truncate(15);
-    if let Ok(name) = std::ffi::CString::new(name) {
-        let _ = nix::sys::prctl::set_name(&name);
-    }
+    std::ffi::CString::new(name).ok()
 }
 
 /// Runs, harmlessly, the parts of a child's life after its bootstrap that do not depend on

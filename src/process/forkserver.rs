@@ -64,6 +64,8 @@ struct Server {
     /// How to fork a sibling, or why this system cannot (then every fork fails with it).
     sibling: std::result::Result<sys::SiblingFork, String>,
     parent_pid: i32,
+    /// What `ps` shows for a child (the program's name).
+    child_name: Option<std::ffi::CString>,
 }
 
 /// The fork server's main loop: one fork per request, in order. Never returns: it exits when
@@ -79,6 +81,7 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         control,
         sibling: sys::SiblingFork::prepare().map_err(|e| e.to_string()),
         parent_pid: nix::unistd::getppid().as_raw(),
+        child_name: super::child_main::program_name(),
     };
     let mut buf = [0u8; MAX_MSG];
     loop {
@@ -120,6 +123,9 @@ impl Server {
                 // SAFETY: we are the only owner of this fd in the child; closing it keeps the
                 // control socket from living on in it.
                 unsafe { libc::close(self.control.as_raw_fd()) };
+                if let Some(name) = &self.child_name {
+                    let _ = nix::sys::prctl::set_name(name);
+                }
                 // The parent may have died before this child existed; the check after the
                 // prctl closes that race (as for a spawned child).
                 let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
