@@ -226,7 +226,10 @@ impl ChildRecord {
         if exit.is_some() {
             return;
         }
-        self.collect_link_messages();
+        // Only a child whose bootstrap failed leaves a message, and it exits with this code.
+        if status == ExitStatus::Exited(bootstrap::BOOTSTRAP_FAILED_EXIT_CODE) {
+            self.collect_link_messages();
+        }
         *exit = Some(status);
         self.exited.notify_all();
         self.exited_async.notify_waiters();
