@@ -610,6 +610,19 @@ mod tests {
     }
 
     #[test]
+    fn drain_first_takes_the_oldest_and_the_bus_counts() {
+        let bus = EventBus::new(None);
+        let events = bus.subscribe();
+        for id in ["a", "b", "c"] {
+            bus.publish(started(id));
+        }
+        assert_eq!(bus.published(), 3);
+        assert_eq!(events.drain_first(2), vec![started("a"), started("b")]);
+        assert_eq!(events.drain_first(5), vec![started("c")]);
+        assert!(events.drain_first(1).is_empty());
+    }
+
+    #[test]
     fn helpers_report_what_they_saw() {
         let bus = EventBus::new(None);
         let events = bus.subscribe();
