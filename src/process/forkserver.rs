@@ -9,23 +9,25 @@
 //!
 //! The fork server forks each child as a *sibling* (`CLONE_PARENT`, see
 //! [`sys::SiblingFork`]): its parent is the process that asked for it, exactly as with spawn. So
-//! the parent waits for, reaps and signals its fork children itself (the process supervisor
-//! adopts them like spawned ones), no exit needs relaying, and a fork child outlives a fork
-//! server that dies.
+//! the parent waits for, reaps and signals its fork children itself (they join the process
+//! supervisor's children like spawned ones), no exit needs relaying, and a fork child outlives
+//! a fork server that dies.
 //!
-//! Every child is forked ahead of time, as a *spare*: the fork server keeps two out, blocked
-//! on reading their bootstraps, and sends the parent their links. A start needs no round trip:
-//! the parent writes the bootstrap straight to the oldest spare and says it used it; the fork
-//! server forks a replacement while the child runs. With two out, the next start does not wait
-//! for that fork. Starts faster than forks wait for the next spare. The parent reads the
-//! control socket only when it needs a spare, on the starting thread: the fork server sends
-//! nothing else (at most two spares and failures are ever outstanding), so no thread waits on it.
+//! Every child is forked ahead of time, as a *spare*, on a link the parent made: the parent
+//! sends `Fork` with the child's end of a fresh socket pair and keeps its own end; the fork
+//! server answers each request, in order, with `Spare{pid}` (or why it could not fork). Two
+//! requests are kept outstanding. A start takes the oldest spare, writes the bootstrap straight
+//! onto its link and sends the next `Fork`: no round trip on its path, and the replacement is
+//! forked while the child runs. Starts faster than forks wait for the next answer. The parent
+//! reads the control socket only when it needs a spare, on the starting thread: the fork server
+//! sends nothing but answers, so no thread waits on it.
 //!
 //! ```text
 //!  parent                              fork server (single thread)        child
-//!  ◀── Spare{pid} + link (×2) ──────── clone(CLONE_PARENT) ─────────────▶ waits on its link
+//!  Fork + [link end] (×2) ───────────▶ clone(CLONE_PARENT) ─────────────▶ waits on its link
+//!  ◀── Spare{pid} (in order) ────────
 //!  start(): Bootstrap on the link ──────────────────────────────────────▶ runs target, exits
-//!           SpareTaken{pid} ─────────▶ fork a replacement
+//!           Fork + [link end] ───────▶ clone a replacement
 //!  join(): pidfd readable → waitid ◀──────────────────────────────────── exits
 //! ```
 //!
