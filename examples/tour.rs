@@ -425,11 +425,20 @@ fn time_start_join(method: StartMethod, n: u32) -> procvisor::Result<Duration> {
     Ok(t.elapsed() / n)
 }
 
+/// A fork child: forked by the fork server, yet this tour's own child for the OS as well.
+fn who_am_i_for_the_os() {
+    who_am_i();
+    child_say!(
+        "my parent for the OS is pid {} (the fork server forks its children as its parent's)",
+        std::os::unix::process::parent_id()
+    );
+}
+
 fn fork_start_method() -> procvisor::Result<()> {
     say!("default start method: {}", get_start_method());
     set_start_method(StartMethod::Fork, false)?;
     say!("set_start_method(Fork): children now fork from a single-threaded fork server");
-    let p = Process::new(who_am_i, ());
+    let p = Process::new(who_am_i_for_the_os, ());
     launch(&p)?;
     p.join(None)?;
     set_start_method(StartMethod::Spawn, true)?;
@@ -444,8 +453,8 @@ fn fork_start_method() -> procvisor::Result<()> {
         fork.as_secs_f64() * 1e3
     );
     say!(
-        "both keep one child started ahead (a fork server's spare; a re-executed spawn child, \
-         used while env, cwd and stdio are unchanged): a start only hands it its bootstrap"
+        "both keep children started ahead (the fork server's two spares; a re-executed spawn \
+         child, used while env, cwd and stdio are unchanged): a start only hands one its bootstrap"
     );
     Ok(())
 }
