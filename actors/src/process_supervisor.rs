@@ -200,6 +200,7 @@ impl Actor for ProcessSupervisor {
 /// Reaps exited children whenever the exits set is readable, then lets [`REAP_BATCH`] pass
 /// with the set out of the reactor, so that exits in between do not wake this thread.
 async fn reap_in_background(children: Arc<Children>, supervisor: ActorRef<SupervisorMsg>) {
+    let mut warned = false;
     loop {
         // SAFETY: the epoll fd is owned by `Children`, which `ExitsWatch` keeps alive (an
         // `Arc`) for as long as the `AsyncFd` exists, and which never closes or replaces it.
@@ -212,10 +213,12 @@ async fn reap_in_background(children: Arc<Children>, supervisor: ActorRef<Superv
                     ready.clear_ready();
                 }
             }
-            Err(err) => {
+            Err(err) if !warned => {
+                warned = true;
                 let err = err.into_parts().1;
                 tracing::warn!(target: "procvisor", "cannot watch child exits with epoll ({err}); checking every {REAP_BATCH:?}");
             }
+            Err(_) => {}
         }
         if children.reap_exited() > 0 && supervisor.cast(SupervisorMsg::Reaped).is_err() {
             return;
