@@ -20,17 +20,18 @@ pub(crate) const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Runs the spawned child whose bootstrap socket is `link`. Never returns.
 pub(crate) fn run(link: OwnedFd) -> ! {
-    run_with(link.into_raw_fd(), true)
+    run_with(link.into_raw_fd(), true, true)
 }
 
-/// Runs a child forked by the fork server (as its parent's child: see `forkserver`).
-pub(crate) fn run_forked(fd: RawFd) -> ! {
+/// Runs a child forked by the fork server (as its parent's child: see `forkserver`); it
+/// rehearses only if it did not inherit the code of its path mapped.
+pub(crate) fn run_forked(fd: RawFd, rehearse: bool) -> ! {
     // The fork server's cached pid is not ours.
     procvisor_actors::shm::forget_cached_pid();
-    run_with(fd, false)
+    run_with(fd, false, rehearse)
 }
 
-fn run_with(fd: RawFd, spawned: bool) -> ! {
+fn run_with(fd: RawFd, spawned: bool, rehearse: bool) -> ! {
     // SAFETY: the parent passed us this fd number for exactly this purpose, and nothing else in
     // this freshly started process has taken ownership of it.
     let link = unsafe { UnixStream::from_raw_fd(fd) };
@@ -48,7 +49,10 @@ fn run_with(fd: RawFd, spawned: bool) -> ! {
     }
     // Our own, not inherited: a fork server's spare makes it while it waits.
     super::parent_link::create_stop_event();
-    rehearse_while_waiting();
+    if rehearse {
+        rehearse_while_waiting();
+        super::current::rehearse_exit();
+    }
 
     let (boot, fds) = match read_bootstrap(&link) {
         Ok(Some(got)) => got,
@@ -105,11 +109,12 @@ pub(crate) fn program_name() -> Option<std::ffi::CString> {
 }
 
 /// Runs, harmlessly, the parts of a child's life after its bootstrap that do not depend on
-/// it: decoding a bootstrap, flushing the standard streams, encoding the exit report. A forked
-/// child maps none of the program's code until it runs it (each first touch is a page fault,
-/// ~3 µs here), so a spare that rehearses while it waits has that code mapped when its start
-/// comes: measured ~10 % more fork starts per second.
-fn rehearse_while_waiting() {
+/// it: decoding a bootstrap, flushing the standard streams. A spawned child maps none of the
+/// program's code until it runs it (each first touch is a page fault, ~3 µs here), so a child
+/// started ahead that rehearses while it waits has that code mapped when its start comes. The
+/// fork server rehearses once for all its children, which inherit what it mapped (see
+/// `forkserver::prepare_code_for_children`).
+pub(crate) fn rehearse_while_waiting() {
     let sample = Bootstrap {
         protocol: PROTOCOL_VERSION,
         crate_version: CRATE_VERSION.into(),

@@ -161,6 +161,16 @@ fn run_shutdown() {
     }
 }
 
+/// Runs, harmlessly, what the exit sequence of a process with nothing to shut down runs (the
+/// checks that find nothing to do), so that a child started ahead has that code mapped; see
+/// `child_main::rehearse_while_waiting`.
+pub(crate) fn rehearse_exit() {
+    let _ = Node::try_get();
+    let _ = has_stop_at_exit_items();
+    let _ = crate::util::log_level();
+    let _ = SHUTDOWN_DONE.load(Ordering::SeqCst);
+}
+
 /// Logs the exit code, flushes, and exits the process after the shutdown sequence.
 ///
 /// Like Python's children (`os._exit` after the bootstrap), a child whose target returned ends

@@ -31,6 +31,10 @@
 //!  join(): pidfd readable → waitid ◀──────────────────────────────────── exits
 //! ```
 //!
+//! Children inherit the code of their path mapped: the fork server drops its own entries of
+//! the program's code and read-only data, rehearses a child's path, and has `fork` copy what
+//! is then mapped (see [`sys::CodeMappings`]), so a child starts without faulting that code in.
+//!
 //! The fork server dies with the parent (`PR_SET_PDEATHSIG`, and EOF on its control socket);
 //! spares and children die with the parent like spawned children.
 
@@ -68,6 +72,9 @@ struct Server {
     parent_pid: i32,
     /// What `ps` shows for a child (the program's name).
     child_name: Option<std::ffi::CString>,
+    /// Whether children inherit the mapped code of a child's path (see
+    /// [`prepare_code_for_children`]); if not, each maps it itself while it waits.
+    code_inherited: bool,
 }
 
 /// The fork server's main loop: one fork per request, in order. Never returns: it exits when
@@ -79,12 +86,15 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
     super::child_main::prepare_process();
     // What `ps` shows for it (its children take the program's name back).
     let _ = nix::sys::prctl::set_name(FORK_SERVER_NAME);
-    let server = Server {
+    let mut server = Server {
         control,
         sibling: sys::SiblingFork::prepare().map_err(|e| e.to_string()),
         parent_pid: nix::unistd::getppid().as_raw(),
         child_name: super::child_main::program_name(),
+        code_inherited: false,
     };
+    // Last: what runs from here on is what children inherit mapped.
+    server.code_inherited = prepare_code_for_children();
     let mut buf = [0u8; MAX_MSG];
     loop {
         let (n, mut fds) = match fdpass::recv_with_fds(server.control.as_fd(), &mut buf) {
@@ -105,6 +115,27 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         };
         if !send_msg(&server.control, &answer) {
             std::process::exit(0);
+        }
+    }
+}
+
+/// Has every child inherit, mapped, the code and read-only data of a child's path up to its
+/// bootstrap and of its exit: the fork server drops its own mappings of them, runs that path's
+/// rehearsal itself, and makes fork copy what is then mapped (see
+/// [`sys::CodeMappings`]). A child then starts with no page fault on code: without
+/// this, `fork` copies no entry of a file mapping and each child faults its code in again (a
+/// few dozen faults, most of a no-op child's life). Returns false if the system does not allow
+/// it (`/proc/self/mem` cannot be written); children then rehearse for themselves.
+fn prepare_code_for_children() -> bool {
+    // SAFETY: the fork server has no other thread.
+    let dropped = unsafe { sys::drop_code_pages() };
+    super::child_main::rehearse_while_waiting();
+    super::current::rehearse_exit();
+    match dropped.and_then(|code| code.inherit_touched()) {
+        Ok(n) => n > 0,
+        Err(e) => {
+            tracing::debug!(target: "procvisor", "fork children map their own code: {e}");
+            false
         }
     }
 }
@@ -135,7 +166,7 @@ impl Server {
                     // SAFETY: _exit is always safe; this child never became anything.
                     unsafe { libc::_exit(1) }
                 }
-                super::child_main::run_forked(link.into_raw_fd())
+                super::child_main::run_forked(link.into_raw_fd(), !self.code_inherited)
             }
             // Our copy of the link goes: the child and the parent hold its two ends.
             Some(pid) => Ok(pid),

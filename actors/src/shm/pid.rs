@@ -20,5 +20,8 @@ pub fn my_pid() -> i32 {
 
 /// Forgets the cached pid. A forked child calls it first: it inherited its parent's cache.
 pub fn forget_cached_pid() {
-    CACHED.store(0, Ordering::Relaxed);
+    // Only written if set: a page a forked child does not write stays shared with its parent.
+    if CACHED.load(Ordering::Relaxed) != 0 {
+        CACHED.store(0, Ordering::Relaxed);
+    }
 }

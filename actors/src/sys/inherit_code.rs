@@ -1,0 +1,214 @@
+//! Letting a fork child inherit the page table entries of the code it will run.
+//!
+//! `fork` copies the page table entries of a mapping only if the mapping has anonymous pages
+//! (an `anon_vma`); for a clean file mapping such as a program's code it copies none, and the
+//! child takes a page fault for each part of the code it runs, though the parent had it all
+//! mapped. For a fork server whose children all run the same short path, those faults are
+//! most of a child's start.
+//!
+//! Two steps make the kernel copy them. [`drop_code_pages`] drops every page table entry of the
+//! clean read-only file mappings (`MADV_DONTNEED`); the caller then runs what its children will
+//! run, so that what is mapped again is what they need and no more (each entry a child inherits
+//! is one more to tear down when it exits). [`CodeMappings::inherit_touched`] then writes, through
+//! `/proc/self/mem`, one byte of each mapping that was touched back onto itself: the kernel
+//! makes that page an anonymous copy (the same bytes; the code is never writable), which gives
+//! the mapping an `anon_vma`, and from then on every fork copies its entries.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::os::unix::fs::FileExt;
+
+/// One mapping of `/proc/self/smaps`: its range and its file.
+struct Mapping {
+    start: usize,
+    end: usize,
+    /// The file's device and inode, as `/proc/self/maps` writes them.
+    file: String,
+}
+
+/// What [`drop_code_pages`] found and opened, for [`CodeMappings::inherit_touched`].
+pub struct CodeMappings {
+    mappings: Vec<Mapping>,
+    /// `/proc/self/pagemap`, opened before the pages were dropped: so that finding which
+    /// pages came back maps no more code than a `pread`.
+    pagemap: File,
+    /// `/proc/self/mem`, to write through.
+    mem: File,
+    /// The unit of `/proc/self/pagemap`.
+    page_size: usize,
+}
+
+/// The first step: drops the page table entries of every clean, read-only, private file
+/// mapping (code and read-only data of the program and its libraries: they are read back from
+/// the page cache as they are touched).
+///
+/// Mappings with anonymous pages already (the relocated read-only data, `RELRO`) are left
+/// alone: fork copies them anyway, and dropping their pages would undo the relocations.
+///
+/// # Safety
+/// No other thread may run: the pages of the code being executed are unmapped for a moment
+/// (the calling thread faults them back in; another thread in the middle of a `read` into one
+/// of them would see an `EFAULT`).
+pub unsafe fn drop_code_pages() -> io::Result<CodeMappings> {
+    let mappings = clean_read_only_mappings()?;
+    let pagemap = File::open("/proc/self/pagemap")?;
+    let mem = File::options()
+        .read(true)
+        .write(true)
+        .open("/proc/self/mem")?;
+    for m in &mappings {
+        // SAFETY: the range is one whole private file mapping with no anonymous pages;
+        // dropping its entries only makes the next touch read the file again. The caller
+        // guarantees no other thread runs.
+        let rc = unsafe {
+            libc::madvise(
+                m.start as *mut libc::c_void,
+                m.end - m.start,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page_size = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        size if size > 0 => size as usize,
+        _ => return Err(io::Error::other("the page size is unknown")),
+    };
+    Ok(CodeMappings {
+        mappings,
+        pagemap,
+        mem,
+        page_size,
+    })
+}
+
+impl CodeMappings {
+    /// The second step: makes every later `fork` copy the page table entries of the mappings
+    /// that have pages mapped again (touched since [`drop_code_pages`]), by writing one byte
+    /// of each back onto itself through `/proc/self/mem`: the kernel makes that page an
+    /// anonymous copy (the same bytes; the mapping is never writable), which gives the
+    /// mapping the `anon_vma` that fork looks for. Returns how many mappings children now
+    /// inherit.
+    ///
+    /// A file with one such mapping has all its clean mappings inherited: what its code reads
+    /// later (its read-only data) is then inherited too as it is touched.
+    pub fn inherit_touched(&self) -> io::Result<usize> {
+        let mut touched_files = Vec::new();
+        for m in &self.mappings {
+            if !touched_files.contains(&&m.file) && self.any_page_mapped(m)? {
+                touched_files.push(&m.file);
+            }
+        }
+        let mut inherited = 0;
+        for m in self
+            .mappings
+            .iter()
+            .filter(|m| touched_files.contains(&&m.file))
+        {
+            let mut byte = [0u8; 1];
+            self.mem.read_exact_at(&mut byte, m.start as u64)?;
+            self.mem.write_all_at(&byte, m.start as u64)?;
+            inherited += 1;
+        }
+        Ok(inherited)
+    }
+
+    /// Whether any page of `m` is mapped (bit 63 of its `/proc/self/pagemap` entry).
+    fn any_page_mapped(&self, m: &Mapping) -> io::Result<bool> {
+        const PRESENT: u64 = 1 << 63;
+        let mut entries = [0u64; 512];
+        let mut page = m.start / self.page_size;
+        let end = m.end / self.page_size;
+        while page < end {
+            let count = (end - page).min(entries.len());
+            // SAFETY: a u64 array is plain bytes of the same size.
+            let bytes = unsafe {
+                std::slice::from_raw_parts_mut(entries.as_mut_ptr().cast::<u8>(), count * 8)
+            };
+            self.pagemap.read_exact_at(bytes, page as u64 * 8)?;
+            if entries[..count].iter().any(|e| e & PRESENT != 0) {
+                return Ok(true);
+            }
+            page += count;
+        }
+        Ok(false)
+    }
+}
+
+/// The private, non-writable file mappings that hold no anonymous page, from
+/// `/proc/self/smaps`.
+fn clean_read_only_mappings() -> io::Result<Vec<Mapping>> {
+    let smaps = BufReader::new(File::open("/proc/self/smaps")?);
+    let mut found = Vec::new();
+    let mut current: Option<Mapping> = None;
+    for line in smaps.lines() {
+        let line = line?;
+        if let Some(mapping) = parse_header(&line) {
+            current = mapping;
+        } else if let Some(kb) = line.strip_prefix("Anonymous:") {
+            if let Some(m) = current.take().filter(|_| parse_kb(kb) == 0) {
+                found.push(m);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// `   932 kB` → 932 (an unreadable figure counts as not zero).
+fn parse_kb(field: &str) -> u64 {
+    field
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap_or(u64::MAX)
+}
+
+/// A mapping's header line (`start-end perms offset dev inode path`): `Some(Some(m))` for a
+/// candidate (private, readable, not writable, backed by a file), `Some(None)` for another
+/// mapping, `None` for the attribute lines that follow a header.
+fn parse_header(line: &str) -> Option<Option<Mapping>> {
+    let mut fields = line.split_whitespace();
+    let range = fields.next()?;
+    let (start, end) = range.split_once('-')?;
+    let start = usize::from_str_radix(start, 16).ok()?;
+    let end = usize::from_str_radix(end, 16).ok()?;
+    let perms = fields.next()?.as_bytes();
+    let _offset = fields.next()?;
+    let device = fields.next()?;
+    let inode = fields.next()?;
+    let path = fields.next().unwrap_or("");
+    let candidate = perms.len() == 4
+        && perms[0] == b'r'
+        && perms[1] == b'-'
+        && perms[3] == b'p'
+        && inode != "0"
+        && path.starts_with('/');
+    Some(candidate.then_some(Mapping {
+        start,
+        end,
+        file: format!("{device} {inode}"),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_told_from_attributes() {
+        let code = "5629f2200000-5629f2300000 r-xp 000ca000 fe:00 5309090    /bin/prog";
+        let m = parse_header(code).unwrap().unwrap();
+        assert_eq!((m.start, m.end), (0x5629f2200000, 0x5629f2300000));
+        let data = "5629f2300000-5629f2302000 rw-p 00327000 fe:00 5309090    /bin/prog";
+        assert!(parse_header(data).unwrap().is_none());
+        let anon = "7f6609f91000-7f6609f93000 r--p 00000000 00:00 0 ";
+        assert!(parse_header(anon).unwrap().is_none());
+        let vdso = "7f660a286000-7f660a288000 r-xp 00000000 00:00 0      [vdso]";
+        assert!(parse_header(vdso).unwrap().is_none());
+        assert!(parse_header("Rss:                 932 kB").is_none());
+        assert!(parse_header("VmFlags: rd ex mr mw me sd").is_none());
+    }
+}

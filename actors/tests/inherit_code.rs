@@ -1,0 +1,100 @@
+//! `sys::drop_code_pages` and `CodeMappings::inherit_touched`: a child forked afterwards has
+//! the read-only file pages its parent touched mapped without touching them, where a child
+//! forked before does not.
+//!
+//! A test of its own without the test harness (`harness = false`): forking is only safe in a
+//! process with one thread, and the harness runs tests on threads.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use procvisor_actors::sys;
+
+/// Read-only data well away from any code and other data: the 64 KiB around its middle page
+/// (what one fault maps at most) hold nothing else, so only touching the array maps that page.
+static MARKER: [u8; 512 * 1024] = {
+    let mut bytes = [0u8; 512 * 1024];
+    let mut i = 0;
+    while i < bytes.len() {
+        bytes[i] = (i % 251) as u8 + 1;
+        i += 1;
+    }
+    bytes
+};
+
+fn marker_page() -> usize {
+    let middle = &MARKER[MARKER.len() / 2] as *const u8 as usize;
+    middle & !(page_size() - 1)
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+}
+
+/// Whether this process's page table maps `page` (bit 63 of its pagemap entry).
+fn mapped(page: usize) -> bool {
+    let pagemap = File::open("/proc/self/pagemap").expect("open pagemap");
+    let mut entry = [0u8; 8];
+    pagemap
+        .read_exact_at(&mut entry, (page / page_size() * 8) as u64)
+        .expect("read pagemap");
+    u64::from_ne_bytes(entry) & (1 << 63) != 0
+}
+
+/// Forks a child that reports whether it finds the marker's page mapped; returns that.
+fn child_finds_marker_mapped() -> bool {
+    let page = marker_page();
+    // SAFETY: this program has one thread (no test harness), so the child inherits no lock
+    // held by another thread.
+    match unsafe { libc::fork() } {
+        -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+        0 => {
+            let code = if mapped(page) { 0 } else { 1 };
+            // SAFETY: _exit has no preconditions.
+            unsafe { libc::_exit(code) }
+        }
+        pid => {
+            let mut status = 0;
+            // SAFETY: waits for our own child; status is a valid pointer.
+            let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+            assert_eq!(rc, pid, "waitpid: {}", std::io::Error::last_os_error());
+            assert!(libc::WIFEXITED(status), "child status {status:#x}");
+            libc::WEXITSTATUS(status) == 0
+        }
+    }
+}
+
+fn touch_marker() {
+    // SAFETY: reads one byte of a static through a valid reference (volatile, so that the
+    // read happens).
+    let byte = unsafe { std::ptr::read_volatile(&MARKER[MARKER.len() / 2]) };
+    assert_ne!(byte, 0);
+}
+
+fn main() {
+    // SAFETY: no other thread runs (no test harness).
+    let code = unsafe { sys::drop_code_pages() }.expect("drop_code_pages");
+    touch_marker();
+    assert!(mapped(marker_page()), "the parent maps the page it touched");
+    assert!(
+        !child_finds_marker_mapped(),
+        "before inherit_touched, fork copies no entry of a clean file mapping"
+    );
+    let inherited = code.inherit_touched().expect("inherit_touched");
+    assert!(
+        inherited >= 1,
+        "the test binary's read-only data is inherited"
+    );
+    assert!(
+        child_finds_marker_mapped(),
+        "after inherit_touched, a child has the page its parent touched mapped"
+    );
+    // The program still reads its relocated data and runs its code as before.
+    let words: Vec<String> = ["relocated", "data"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(words.join(" "), "relocated data");
+    println!("inherit_code: ok (children inherit {inherited} mappings)");
+}
