@@ -42,8 +42,9 @@ pub struct CodeMappings {
 /// mapping (code and read-only data of the program and its libraries: they are read back from
 /// the page cache as they are touched).
 ///
-/// Mappings with anonymous pages already (the relocated read-only data, `RELRO`) are left
-/// alone: fork copies them anyway, and dropping their pages would undo the relocations.
+/// Mappings with anonymous pages already, resident or swapped (the relocated read-only data,
+/// `RELRO`), are left alone: fork copies them anyway, and dropping their pages would undo the
+/// relocations.
 ///
 /// # Safety
 /// No other thread may run: the pages of the code being executed are unmapped for a moment
@@ -140,19 +141,42 @@ impl CodeMappings {
 /// The private, non-writable file mappings that hold no anonymous page, from
 /// `/proc/self/smaps`.
 fn clean_read_only_mappings() -> io::Result<Vec<Mapping>> {
-    let smaps = BufReader::new(File::open("/proc/self/smaps")?);
+    clean_mappings_in(BufReader::new(File::open("/proc/self/smaps")?))
+}
+
+/// The candidates of an `smaps` text whose `Anonymous:` and `Swap:` are both zero: a private
+/// page swapped out is not counted in `Anonymous:`, and dropping it would lose it.
+fn clean_mappings_in(smaps: impl BufRead) -> io::Result<Vec<Mapping>> {
+    /// A candidate being read, with how many of its two figures have been read as zero.
+    struct Reading {
+        mapping: Mapping,
+        zero_figures: u8,
+    }
     let mut found = Vec::new();
-    let mut current: Option<Mapping> = None;
+    let mut current: Option<Reading> = None;
+    let mut finish = |reading: Option<Reading>| {
+        if let Some(r) = reading.filter(|r| r.zero_figures == 2) {
+            found.push(r.mapping);
+        }
+    };
     for line in smaps.lines() {
         let line = line?;
-        if let Some(mapping) = parse_header(&line) {
-            current = mapping;
-        } else if let Some(kb) = line.strip_prefix("Anonymous:") {
-            if let Some(m) = current.take().filter(|_| parse_kb(kb) == 0) {
-                found.push(m);
+        if let Some(header) = parse_header(&line) {
+            finish(current.take());
+            current = header.map(|mapping| Reading {
+                mapping,
+                zero_figures: 0,
+            });
+        } else if let Some(r) = current.as_mut() {
+            let figure = line
+                .strip_prefix("Anonymous:")
+                .or_else(|| line.strip_prefix("Swap:"));
+            if figure.is_some_and(|kb| parse_kb(kb) == 0) {
+                r.zero_figures += 1;
             }
         }
     }
+    finish(current.take());
     Ok(found)
 }
 
@@ -210,5 +234,33 @@ mod tests {
         assert!(parse_header(vdso).unwrap().is_none());
         assert!(parse_header("Rss:                 932 kB").is_none());
         assert!(parse_header("VmFlags: rd ex mr mw me sd").is_none());
+    }
+
+    #[test]
+    fn only_mappings_without_private_pages_resident_or_swapped_are_clean() {
+        let smaps = "\
+5629f2200000-5629f2300000 r-xp 000ca000 fe:00 77    /bin/prog
+Rss:                 932 kB
+Anonymous:             0 kB
+Swap:                  0 kB
+VmFlags: rd ex mr mw me sd
+5629f2300000-5629f2310000 r--p 00317000 fe:00 77    /bin/prog
+Anonymous:            68 kB
+Swap:                  0 kB
+5629f2310000-5629f2320000 r--p 00327000 fe:00 77    /bin/prog
+Anonymous:             0 kB
+Swap:                  4 kB
+5629f2320000-5629f2322000 rw-p 00337000 fe:00 77    /bin/prog
+Anonymous:             0 kB
+Swap:                  0 kB
+7f6609f91000-7f6609fb9000 r--p 00000000 fe:00 12    /lib/libc.so.6
+Anonymous:             0 kB
+Swap:                  0 kB
+";
+        let found = clean_mappings_in(smaps.as_bytes()).unwrap();
+        let starts: Vec<usize> = found.iter().map(|m| m.start).collect();
+        assert_eq!(starts, [0x5629f2200000, 0x7f6609f91000]);
+        assert_eq!(found[0].file, "fe:00 77");
+        assert_eq!(found[1].file, "fe:00 12");
     }
 }
