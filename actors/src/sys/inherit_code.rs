@@ -8,11 +8,13 @@
 //!
 //! Two steps make the kernel copy them. [`drop_code_pages`] drops every page table entry of the
 //! clean read-only file mappings (`MADV_DONTNEED`); the caller then runs what its children will
-//! run, so that what is mapped again is what they need and no more (each entry a child inherits
-//! is one more to tear down when it exits). [`CodeMappings::inherit_touched`] then writes, through
-//! `/proc/self/mem`, one byte of each mapping that was touched back onto itself: the kernel
+//! run, which shows which files they use. [`CodeMappings::inherit_touched`] then writes, through
+//! `/proc/self/mem`, one byte of each of those files' mappings back onto itself: the kernel
 //! makes that page an anonymous copy (the same bytes; the code is never writable), which gives
-//! the mapping an `anon_vma`, and from then on every fork copies its entries.
+//! the mapping an `anon_vma`, and from then on every fork copies its entries. It drops all the
+//! entries once more, and the caller runs its children's path again: what is mapped then is
+//! what they need and no more (each entry a child inherits is one more to tear down when it
+//! exits).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
@@ -57,21 +59,8 @@ pub unsafe fn drop_code_pages() -> io::Result<CodeMappings> {
         .read(true)
         .write(true)
         .open("/proc/self/mem")?;
-    for m in &mappings {
-        // SAFETY: the range is one whole private file mapping with no anonymous pages;
-        // dropping its entries only makes the next touch read the file again. The caller
-        // guarantees no other thread runs.
-        let rc = unsafe {
-            libc::madvise(
-                m.start as *mut libc::c_void,
-                m.end - m.start,
-                libc::MADV_DONTNEED,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
+    // SAFETY: as the caller promises.
+    unsafe { drop_entries(&mappings) }?;
     // SAFETY: sysconf has no preconditions.
     let page_size = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
         size if size > 0 => size as usize,
@@ -95,7 +84,14 @@ impl CodeMappings {
     ///
     /// A file with one such mapping has all its clean mappings inherited: what its code reads
     /// later (its read-only data) is then inherited too as it is touched.
-    pub fn inherit_touched(&self) -> io::Result<usize> {
+    ///
+    /// Then it drops the entries of all the mappings again, so that what is mapped from then
+    /// on is only what the caller touches next (it runs its children's path again): what the
+    /// first run and this function itself mapped is not inherited.
+    ///
+    /// # Safety
+    /// As [`drop_code_pages`]: no other thread may run.
+    pub unsafe fn inherit_touched(&self) -> io::Result<usize> {
         let mut touched_files = Vec::new();
         for m in &self.mappings {
             if !touched_files.contains(&&m.file) && self.any_page_mapped(m)? {
@@ -113,6 +109,8 @@ impl CodeMappings {
             self.mem.write_all_at(&byte, m.start as u64)?;
             inherited += 1;
         }
+        // SAFETY: as the caller promises.
+        unsafe { drop_entries(&self.mappings) }?;
         Ok(inherited)
     }
 
@@ -136,6 +134,30 @@ impl CodeMappings {
         }
         Ok(false)
     }
+}
+
+/// Drops every page table entry of `mappings`.
+///
+/// # Safety
+/// As [`drop_code_pages`]; the mappings hold no private page but the same-byte copies made by
+/// [`CodeMappings::inherit_touched`].
+unsafe fn drop_entries(mappings: &[Mapping]) -> io::Result<()> {
+    for m in mappings {
+        // SAFETY: the range is one whole private file mapping whose pages all hold the file's
+        // bytes; dropping its entries only makes the next touch read the file again. The
+        // caller guarantees no other thread runs.
+        let rc = unsafe {
+            libc::madvise(
+                m.start as *mut libc::c_void,
+                m.end - m.start,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// The private, non-writable file mappings that hold no anonymous page, from
