@@ -50,8 +50,7 @@ fn run_with(fd: RawFd, spawned: bool, rehearse: bool) -> ! {
     // Our own, not inherited: a fork server's spare makes it while it waits.
     super::parent_link::create_stop_event();
     if rehearse {
-        rehearse_while_waiting();
-        super::current::rehearse_exit();
+        self::rehearse();
     }
 
     let (boot, fds) = match read_bootstrap(&link) {
@@ -108,13 +107,20 @@ pub(crate) fn program_name() -> Option<std::ffi::CString> {
     std::ffi::CString::new(name).ok()
 }
 
+/// Rehearses a child's path: what it runs once its bootstrap has come that does not depend on
+/// it, and the checks of its exit sequence (see [`rehearse_while_waiting`]).
+pub(crate) fn rehearse() {
+    rehearse_while_waiting();
+    super::current::rehearse_exit();
+}
+
 /// Runs, harmlessly, the parts of a child's life after its bootstrap that do not depend on
 /// it: decoding a bootstrap, flushing the standard streams. A spawned child maps none of the
 /// program's code until it runs it (each first touch is a page fault, ~3 µs here), so a child
 /// started ahead that rehearses while it waits has that code mapped when its start comes. The
 /// fork server rehearses once for all its children, which inherit what it mapped (see
 /// `forkserver::prepare_code_for_children`).
-pub(crate) fn rehearse_while_waiting() {
+fn rehearse_while_waiting() {
     let sample = Bootstrap {
         protocol: PROTOCOL_VERSION,
         crate_version: CRATE_VERSION.into(),

@@ -129,11 +129,11 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
 fn prepare_code_for_children() -> bool {
     // SAFETY: the fork server has no other thread.
     let dropped = unsafe { sys::drop_code_pages() };
-    rehearse();
+    super::child_main::rehearse();
     // SAFETY: the fork server has no other thread.
     let inherited = dropped.and_then(|code| unsafe { code.inherit_touched() });
     // What is mapped again from here on is what children inherit.
-    rehearse();
+    super::child_main::rehearse();
     match inherited {
         Ok(n) => n > 0,
         Err(e) => {
@@ -141,12 +141,6 @@ fn prepare_code_for_children() -> bool {
             false
         }
     }
-}
-
-/// A child's path up to its bootstrap and the checks of its exit, run harmlessly.
-fn rehearse() {
-    super::child_main::rehearse_while_waiting();
-    super::current::rehearse_exit();
 }
 
 impl Server {
