@@ -1,7 +1,7 @@
 //! Children started ahead of time: the spawn method's prestarted child (used only while what a
 //! child inherits is unchanged, never joined, gone with its parent) and the fork server's spares
 //! (our own children, replaced and reaped when killed from outside; a killed fork server is
-//! replaced and leaves its children running).
+//! replaced and leaves its children running, also when it dies with requests it had not read).
 
 procvisor::test_init!();
 
@@ -296,9 +296,15 @@ fn driver_kill_the_fork_server() {
     running.terminate().unwrap();
     running.join(Some(GENEROUS)).unwrap();
     say(format!("RUNNING_EXIT {:?}", running.exitcode()));
+    report_starts_after_the_fork_server_died(&mut guard, server);
+}
+
+/// Starts two fork children after `server` (our fork server) was killed, and reports their
+/// exit codes, whether a new fork server replaced it and whether the old one was reaped.
+fn report_starts_after_the_fork_server_died(guard: &mut KillOnDrop, server: i32) {
     for code in [5, 6] {
         let next = common::start(
-            &mut guard,
+            guard,
             Process::new(exit_code, (code,))
                 .with_start_method(StartMethod::Fork)
                 .unwrap(),
@@ -306,11 +312,24 @@ fn driver_kill_the_fork_server() {
         next.join(Some(GENEROUS)).unwrap();
         say(format!("NEXT_EXIT {:?}", next.exitcode()));
     }
+    let me = std::process::id() as i32;
     let replaced = fork_server_of(me).is_some_and(|new| new != server);
     say(format!("REPLACED {replaced}"));
     let reaped = wait_until(GENEROUS, || pid_state(server).is_none());
     say(format!("OLD_SERVER_REAPED {reaped}"));
     say(format!("ACTIVE {}", active_children().len()));
+}
+
+/// Asserts what [`report_starts_after_the_fork_server_died`] reported.
+fn assert_starts_after_the_fork_server_died(stdout: &str, all: &str) {
+    assert_eq!(
+        common::lines_with(stdout, "NEXT_EXIT "),
+        ["Some(5)", "Some(6)"],
+        "{all}"
+    );
+    assert_eq!(line_with(stdout, "REPLACED "), "true", "{all}");
+    assert_eq!(line_with(stdout, "OLD_SERVER_REAPED "), "true", "{all}");
+    assert_eq!(line_with(stdout, "ACTIVE "), "0", "{all}");
 }
 
 #[test]
@@ -321,12 +340,75 @@ fn a_killed_fork_server_leaves_its_children_running_and_is_replaced() {
     let stdout = common::stdout_of(&out);
     assert_eq!(line_with(&stdout, "RUNNING_ALIVE "), "true", "{all}");
     assert_eq!(line_with(&stdout, "RUNNING_EXIT "), "Some(-15)", "{all}");
+    assert_starts_after_the_fork_server_died(&stdout, &all);
+}
+
+#[test]
+#[ignore = "driver, run by kill_the_fork_server_with_requests_unread"]
+fn driver_kill_the_fork_server_with_requests_unread() {
+    if !in_driver() {
+        return;
+    }
+    let me = std::process::id() as i32;
+    let mut guard = KillOnDrop::new();
+    let fork = |code: i32| {
+        Process::new(exit_code, (code,))
+            .with_start_method(StartMethod::Fork)
+            .unwrap()
+    };
+    let first = common::start(&mut guard, fork(3));
+    first.join(Some(GENEROUS)).unwrap();
+    let server = fork_server_of(me).expect("no fork server");
+    // The fork server has answered both outstanding requests once both spares exist and it
+    // sleeps (it sleeps only in its read of the next request).
+    let answered = wait_until(GENEROUS, || {
+        let spares = children_of(me).into_iter().filter(|&pid| pid != server);
+        spares.count() == 2 && pid_state(server) == Some('S')
+    });
+    assert!(answered, "the fork server did not fork its two spares");
+    // SAFETY: kill on a pid we started (our fork server) and that is running.
+    unsafe { libc::kill(server, libc::SIGSTOP) };
+    assert!(wait_until(GENEROUS, || pid_state(server) == Some('T')));
+    // Each start takes a spare and asks for its replacement: a request the stopped fork server
+    // never reads. After one, the server dies with one spare announced and unused; after two,
+    // with none.
+    let starts: i32 = driver_param().expect("a count").parse().unwrap();
+    for code in 0..starts {
+        let p = common::start(&mut guard, fork(10 + code));
+        p.join(Some(GENEROUS)).unwrap();
+        say(format!("WHILE_STOPPED {:?}", p.exitcode()));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(server, libc::SIGKILL) };
+    assert!(wait_until(GENEROUS, || !pid_is_running(server)));
+    report_starts_after_the_fork_server_died(&mut guard, server);
+}
+
+/// Runs the driver above with `starts` starts while the fork server is stopped.
+fn kill_the_fork_server_with_requests_unread(starts: usize) {
+    let param = starts.to_string();
+    let out = run_driver_with(
+        "driver_kill_the_fork_server_with_requests_unread",
+        Some(&param),
+    );
+    let all = common::describe(&out);
+    assert!(out.status.success(), "{all}");
+    let stdout = common::stdout_of(&out);
+    let expected: Vec<String> = (0..starts).map(|i| format!("Some({})", 10 + i)).collect();
     assert_eq!(
-        common::lines_with(&stdout, "NEXT_EXIT "),
-        ["Some(5)", "Some(6)"],
+        common::lines_with(&stdout, "WHILE_STOPPED "),
+        expected,
         "{all}"
     );
-    assert_eq!(line_with(&stdout, "REPLACED "), "true", "{all}");
-    assert_eq!(line_with(&stdout, "OLD_SERVER_REAPED "), "true", "{all}");
-    assert_eq!(line_with(&stdout, "ACTIVE "), "0", "{all}");
+    assert_starts_after_the_fork_server_died(&stdout, &all);
+}
+
+#[test]
+fn a_fork_server_killed_with_requests_unread_leaves_its_announced_spare_usable() {
+    kill_the_fork_server_with_requests_unread(1);
+}
+
+#[test]
+fn a_fork_server_killed_with_requests_unread_and_no_spare_left_is_replaced_at_once() {
+    kill_the_fork_server_with_requests_unread(2);
 }

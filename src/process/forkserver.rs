@@ -36,11 +36,14 @@
 //! is then mapped (see [`sys::CodeMappings`]), so a child starts without faulting that code in.
 //!
 //! The fork server dies with the parent (`PR_SET_PDEATHSIG`, and EOF on its control socket);
-//! spares and children die with the parent like spawned children.
+//! spares and children die with the parent like spawned children. A fork server killed from
+//! outside is replaced by the start that finds it gone, after the spares it had announced are
+//! used: its death never fails a start.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use procvisor_actors::bootstrap::{
@@ -191,6 +194,9 @@ struct Client {
     server: Option<OwnedFd>,
     /// Held by the start taking a spare, also while it waits for one.
     spares: Mutex<Spares>,
+    /// Set once the control socket failed: the fork server is gone, and this client is no
+    /// longer the one new starts use.
+    gone: AtomicBool,
 }
 
 #[derive(Default)]
@@ -224,18 +230,26 @@ static CLIENT: Mutex<Option<Arc<Client>>> = Mutex::new(None);
 /// for it if the last one was just used. The child is this process's own, launched like a
 /// spawned one.
 pub(crate) fn start(boot: Bootstrap, fds: &[BorrowedFd<'_>]) -> Result<Arc<ChildRecord>> {
-    let client = client()?;
-    let spare = client.take_spare().map_err(|source| Error::Spawn {
+    let failed = |source| Error::Spawn {
         name: boot.name.clone(),
         source,
-    })?;
+    };
+    let mut client = client()?;
+    let spare = match client.take_spare() {
+        Ok(spare) => spare,
+        // A fork server found gone (killed from outside) with no spare left is replaced, once:
+        // its death is not this start's failure.
+        Err(_) if client.is_gone() => {
+            client = self::client()?;
+            client.take_spare().map_err(failed)?
+        }
+        Err(source) => return Err(failed(source)),
+    };
     let launched = super::popen::launch(spare, boot, fds);
     // Its replacement is forked while this child runs. Asked second: the fork server, woken
     // on this CPU, would otherwise fork before the child even has its bootstrap. A fork server
     // that cannot be asked is gone: the next start starts a new one.
-    if client.ask_for_spare().is_err() {
-        forget_client(&client);
-    }
+    let _ = client.ask_for_spare();
     launched
 }
 
@@ -269,9 +283,25 @@ impl Client {
     fn ask(&self, spares: &mut Spares) -> std::io::Result<()> {
         let (ours, theirs) = UnixStream::pair()?;
         let request = bootstrap::encode_payload(&ToForkServer::Fork)?;
-        fdpass::send_with_fds(self.control.as_fd(), &request, &[theirs.as_fd()])?;
+        fdpass::send_with_fds(self.control.as_fd(), &request, &[theirs.as_fd()])
+            .inspect_err(|_| self.forget())?;
         spares.asked.push_back(ours);
         Ok(())
+    }
+
+    /// Whether the fork server was found gone.
+    fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+
+    /// Marks the fork server gone and has the next start start a new one. This client lives on
+    /// while a start holds it, and is dropped (its fork server reaped) after the last.
+    fn forget(&self) {
+        self.gone.store(true, Ordering::Release);
+        let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_some_and(|c| std::ptr::eq(&**c, self)) {
+            *slot = None;
+        }
     }
 
     /// Blocks for the fork server's answer to the oldest request: a spare (whose pidfd we
@@ -279,12 +309,21 @@ impl Client {
     /// not fork one (asking again, for the start after this one).
     fn receive(&self, spares: &mut Spares) -> std::io::Result<()> {
         let mut buf = [0u8; MAX_MSG];
-        let (n, _) = fdpass::recv_with_fds(self.control.as_fd(), &mut buf)?;
+        let control = self.control.as_fd();
+        let (n, _) = match fdpass::recv_with_fds(control, &mut buf) {
+            // A fork server that died with requests unread has the kernel report a reset,
+            // once, before the answers it did send: those spares are ours to use.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                self.forget();
+                fdpass::recv_with_fds(control, &mut buf)
+            }
+            got => got,
+        }
+        .inspect_err(|_| self.forget())?;
         let link = match (n, spares.asked.pop_front()) {
             (1.., Some(link)) => link,
-            // The next start starts a new fork server.
             _ => {
-                forget_client(self);
+                self.forget();
                 return Err(std::io::Error::other("the fork server exited"));
             }
         };
@@ -324,6 +363,7 @@ fn client() -> Result<Arc<Client>> {
         control: ours,
         server: Some(server),
         spares: Mutex::new(Spares::default()),
+        gone: AtomicBool::new(false),
     });
     for _ in 0..SPARES {
         client
@@ -332,13 +372,6 @@ fn client() -> Result<Arc<Client>> {
     }
     *slot = Some(client.clone());
     Ok(client)
-}
-
-fn forget_client(client: &Client) {
-    let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
-    if slot.as_ref().is_some_and(|c| std::ptr::eq(&**c, client)) {
-        *slot = None;
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
