@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use serde::{Deserialize, Serialize};
 
 mod inherit_code;
-pub use inherit_code::{CodeMappings, drop_code_pages};
+pub use inherit_code::{CodeMappings, InheritedCode, drop_code_pages};
 
 /// How a process ended, as `waitid` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

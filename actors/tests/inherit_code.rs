@@ -1,6 +1,7 @@
-//! `sys::drop_code_pages` and `CodeMappings::inherit_touched`: a child forked afterwards has
-//! the read-only file pages its parent touched mapped without touching them, where a child
-//! forked before does not.
+//! `sys::drop_code_pages`, `CodeMappings::inherit_touched` and `InheritedCode::rejoin`: a
+//! child forked afterwards has the read-only file pages its parent touched mapped without
+//! touching them, where a child forked before does not; between the last two steps a touch
+//! maps exactly the page touched, and `rejoin` leaves as many mappings as there were.
 //!
 //! A test of its own without the test harness (`harness = false`): forking is only safe in a
 //! process with one thread, and the harness runs tests on threads.
@@ -69,6 +70,14 @@ fn child_finds_marker_mapped() -> bool {
     }
 }
 
+/// How many mappings this process has (lines of `/proc/self/maps`).
+fn mapping_count() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("read maps")
+        .lines()
+        .count()
+}
+
 fn touch_marker() {
     // SAFETY: reads one byte of a static through a valid reference (volatile, so that the
     // read happens).
@@ -85,13 +94,31 @@ fn main() {
         !child_finds_marker_mapped(),
         "before inherit_touched, fork copies no entry of a clean file mapping"
     );
+    let mappings_before = mapping_count();
     // SAFETY: no other thread runs.
     let inherited = unsafe { code.inherit_touched() }.expect("inherit_touched");
-    touch_marker();
     assert!(
-        inherited >= 1,
-        "the test binary's read-only data is inherited"
+        mapping_count() > mappings_before,
+        "inherit_touched splits the inherited mappings"
     );
+    assert!(!mapped(marker_page()), "inherit_touched drops the entries");
+    touch_marker();
+    let page = marker_page();
+    assert!(mapped(page));
+    assert!(
+        !mapped(page - page_size()) && !mapped(page + page_size()),
+        "while split, a touch maps only the page touched (no fault-around)"
+    );
+    let count = inherited.mappings();
+    assert!(count >= 1, "the test binary's read-only data is inherited");
+    // SAFETY: no other thread runs.
+    unsafe { inherited.rejoin() }.expect("rejoin");
+    assert_eq!(
+        mapping_count(),
+        mappings_before,
+        "rejoin merges the one-page mappings back"
+    );
+    assert!(mapped(page), "rejoin keeps what was mapped");
     assert!(
         child_finds_marker_mapped(),
         "after inherit_touched, a child has the page its parent touched mapped"
@@ -99,5 +126,5 @@ fn main() {
     // The relocated read-only data (a table of pointers, fixed up at load time) was left
     // alone: dropping it would have put the file's unrelocated bytes back.
     assert_eq!(RELOCATED.join(" "), "relocated data");
-    println!("inherit_code: ok (children inherit {inherited} mappings)");
+    println!("inherit_code: ok (children inherit {count} mappings)");
 }

@@ -137,8 +137,13 @@ fn prepare_code_for_children() -> bool {
     let inherited = dropped.and_then(|code| unsafe { code.inherit_touched() });
     // What is mapped again from here on is what children inherit.
     super::child_main::rehearse();
-    match inherited {
-        Ok(n) => n > 0,
+    // SAFETY: the fork server has no other thread.
+    let rejoined = inherited.and_then(|code| {
+        let mappings = code.mappings();
+        unsafe { code.rejoin() }.map(|()| mappings)
+    });
+    match rejoined {
+        Ok(mappings) => mappings > 0,
         Err(e) => {
             tracing::debug!(target: "procvisor", "fork children map their own code: {e}");
             false
