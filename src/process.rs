@@ -28,6 +28,7 @@
 
 pub(crate) mod child_main;
 pub(crate) mod current;
+mod dress_rehearsal;
 mod forkserver;
 mod parent_link;
 mod popen;

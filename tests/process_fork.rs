@@ -119,6 +119,22 @@ fn fork_children_are_ours_and_forked_from_one_fork_server() {
     );
 }
 
+/// The fork server forks one child of its own before it serves (its dress rehearsal, which
+/// runs a whole child's life to learn the pages it needs): reaped before the first answer, so
+/// the fork server has no child — not even a zombie — once a fork start has returned.
+#[test]
+fn the_fork_servers_dress_rehearsal_leaves_no_child_behind() {
+    assert_eq!(run(&fork(Process::new(exit_with, (4,)))), Some(4));
+    let server = common::fork_server_of(ours()).expect("no fork server among our children");
+    let children = std::fs::read_to_string(format!("/proc/{server}/task/{server}/children"))
+        .expect("cannot read the fork server's children");
+    assert_eq!(
+        children.trim(),
+        "",
+        "the fork server has children of its own"
+    );
+}
+
 /// Child: reports its thread id as the kernel and as the C library see it (the library's is
 /// in the id of the thread's CPU clock), and whether its robust mutex list is registered.
 #[cfg(target_env = "gnu")]

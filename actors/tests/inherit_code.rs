@@ -1,7 +1,8 @@
 //! `sys::drop_code_pages`, `CodeMappings::inherit_touched` and `InheritedCode::rejoin`: a
 //! child forked afterwards has the read-only file pages its parent touched mapped without
 //! touching them, where a child forked before does not; between the last two steps a touch
-//! maps exactly the page touched, and `rejoin` leaves as many mappings as there were.
+//! (or `map_pages`) maps exactly the page touched, `mapped_pages` lists what is mapped, and
+//! `rejoin` leaves as many mappings as there were.
 //!
 //! A test of its own without the test harness (`harness = false`): forking is only safe in a
 //! process with one thread, and the harness runs tests on threads.
@@ -109,6 +110,17 @@ fn main() {
         !mapped(page - page_size()) && !mapped(page + page_size()),
         "while split, a touch maps only the page touched (no fault-around)"
     );
+    // What a dress rehearsal reports and the parent maps: whole pages of inherited mappings.
+    let neighbour = page + page_size();
+    let mapped_now = inherited.mapped_pages().expect("mapped_pages");
+    assert!(mapped_now.contains(&page) && !mapped_now.contains(&neighbour));
+    let outside = &page as *const usize as usize & !(page_size() - 1);
+    assert_eq!(
+        inherited.map_pages(&[neighbour, neighbour + 1, outside]),
+        1,
+        "map_pages reads whole pages of inherited mappings only"
+    );
+    assert!(mapped(neighbour) && !mapped(neighbour + page_size()));
     let count = inherited.mappings();
     assert!(count >= 1, "the test binary's read-only data is inherited");
     // SAFETY: no other thread runs.

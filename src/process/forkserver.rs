@@ -32,8 +32,10 @@
 //! ```
 //!
 //! Children inherit the code of their path mapped: the fork server drops its own entries of
-//! the program's code and read-only data, rehearses a child's path, and has `fork` copy what
-//! is then mapped (see [`sys::CodeMappings`]), so a child starts without faulting that code in.
+//! the program's code and read-only data, rehearses a child's path, forks one child of its own
+//! through its real loop to learn what a whole child's life runs besides (see
+//! [`dress_rehearsal`](super::dress_rehearsal)), and has `fork` copy what is then mapped (see
+//! [`sys::CodeMappings`]), so a child starts without faulting that code in.
 //!
 //! The fork server dies with the parent (`PR_SET_PDEATHSIG`, and EOF on its control socket);
 //! spares and children die with the parent like spawned children. A fork server killed from
@@ -41,7 +43,7 @@
 //! used: its death never fails a start.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -96,17 +98,33 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         child_name: super::child_main::program_name(),
         code_inherited: false,
     };
-    // Last: what runs from here on is what children inherit mapped.
-    server.code_inherited = prepare_code_for_children();
     let mut buf = [0u8; MAX_MSG];
-    loop {
-        let (n, mut fds) = match fdpass::recv_with_fds(server.control.as_fd(), &mut buf) {
-            // The parent is gone: so are we.
-            Ok((0, _)) | Err(_) => std::process::exit(0),
+    // Last: what runs from here on is what children inherit mapped.
+    server.code_inherited = server.prepare_code_for_children(&mut buf);
+    // The parent is gone once the control socket fails: so are we.
+    while server.serve_one(server.control.as_fd(), &mut buf, HowToFork::Sibling) {}
+    std::process::exit(0)
+}
+
+/// Whose child a fork is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HowToFork {
+    /// The parent's (a spare).
+    Sibling,
+    /// The fork server's own (the dress rehearsal's child).
+    OwnChild,
+}
+
+impl Server {
+    /// Answers one request on `control`: forks a child and sends its pid, or why it could
+    /// not. False once the other end is gone.
+    fn serve_one(&self, control: BorrowedFd<'_>, buf: &mut [u8], how: HowToFork) -> bool {
+        let (n, mut fds) = match fdpass::recv_with_fds(control, buf) {
+            Ok((0, _)) | Err(_) => return false,
             Ok(got) => got,
         };
         let answer = match (bootstrap::decode_payload(&buf[..n]), fds.pop()) {
-            (Ok(ToForkServer::Fork), Some(link)) => match server.fork_child(link) {
+            (Ok(ToForkServer::Fork), Some(link)) => match self.fork_child(link, how) {
                 Ok(pid) => ForkServerMsg::Spare { pid },
                 Err(e) => ForkServerMsg::SpareFailed {
                     reason: e.to_string(),
@@ -116,78 +134,109 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
                 reason: "the fork server got a request it cannot read".into(),
             },
         };
-        if !send_msg(&server.control, &answer) {
-            std::process::exit(0);
-        }
+        send_msg(control, &answer)
     }
-}
 
-/// Has every child inherit, mapped, the code and read-only data of a child's path up to its
-/// bootstrap and of its exit: the fork server drops its own mappings of them, runs that path's
-/// rehearsal itself, and makes fork copy what is then mapped (see
-/// [`sys::CodeMappings`]). A child then starts with no page fault on code: without
-/// this, `fork` copies no entry of a file mapping and each child faults its code in again (a
-/// few dozen faults, most of a no-op child's life). Returns false if the system does not allow
-/// it (`/proc/self/mem` cannot be written); children then rehearse for themselves.
-fn prepare_code_for_children() -> bool {
-    // SAFETY: the fork server has no other thread.
-    let dropped = unsafe { sys::drop_code_pages() };
-    super::child_main::rehearse();
-    // SAFETY: the fork server has no other thread.
-    let inherited = dropped.and_then(|code| unsafe { code.inherit_touched() });
-    // What is mapped again from here on is what children inherit.
-    super::child_main::rehearse();
-    // SAFETY: the fork server has no other thread.
-    let rejoined = inherited.and_then(|code| {
-        let mappings = code.mappings();
-        unsafe { code.rejoin() }.map(|()| mappings)
-    });
-    match rejoined {
-        Ok(mappings) => mappings > 0,
-        Err(e) => {
-            tracing::debug!(target: "procvisor", "fork children map their own code: {e}");
-            false
-        }
-    }
-}
-
-impl Server {
-    /// Forks one child, a sibling: the parent's child. In the child this never returns: it
-    /// becomes the process described by the bootstrap that will arrive on `link`.
-    fn fork_child(&self, link: OwnedFd) -> std::io::Result<i32> {
-        let sibling = self
-            .sibling
-            .as_ref()
-            .map_err(|reason| std::io::Error::other(reason.clone()))?;
-        // SAFETY: the fork server is single-threaded (it runs nothing but this loop, on the
-        // thread that prepared `sibling`), so the child cannot inherit a lock held by another
-        // thread.
-        match unsafe { sibling.fork() }? {
-            None => {
-                // SAFETY: we are the only owner of this fd in the child; closing it keeps the
-                // control socket from living on in it.
-                unsafe { libc::close(self.control.as_raw_fd()) };
-                if let Some(name) = &self.child_name {
-                    let _ = nix::sys::prctl::set_name(name);
-                }
-                // The parent may have died before this child existed; the check after the
-                // prctl closes that race (as for a spawned child).
-                let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-                if nix::unistd::getppid().as_raw() != self.parent_pid {
-                    // SAFETY: _exit is always safe; this child never became anything.
-                    unsafe { libc::_exit(1) }
-                }
-                super::child_main::run_forked(link.into_raw_fd(), !self.code_inherited)
+    /// Has every child inherit, mapped, the code and read-only data of a child's path: the
+    /// fork server drops its own mappings of them, runs that path's rehearsal itself, makes
+    /// fork copy what is then mapped (see [`sys::CodeMappings`]), and maps what a whole
+    /// child's life and its own loop ran besides (see
+    /// [`dress_rehearsal`](super::dress_rehearsal)). A child then starts with almost no page
+    /// fault on code: without this, `fork` copies no entry of a file mapping and each child
+    /// faults its code in again (a few dozen faults, most of a no-op child's life). Returns
+    /// false if the system does not allow it (`/proc/self/mem` cannot be written); children
+    /// then rehearse for themselves.
+    fn prepare_code_for_children(&self, buf: &mut [u8]) -> bool {
+        // SAFETY: the fork server has no other thread.
+        let dropped = unsafe { sys::drop_code_pages() };
+        super::child_main::rehearse();
+        // SAFETY: the fork server has no other thread.
+        let inherited = dropped.and_then(|code| unsafe { code.inherit_touched() });
+        // What is mapped again from here on is what children inherit.
+        super::child_main::rehearse();
+        if let Ok(code) = &inherited {
+            // SAFETY: the fork server has no other thread.
+            let learnt = unsafe {
+                super::dress_rehearsal::learn_the_path(code, |control| {
+                    self.serve_one(control, buf, HowToFork::OwnChild)
+                })
+            };
+            if let Err(e) = learnt {
+                tracing::debug!(target: "procvisor", "the fork server's dress rehearsal: {e}");
             }
+        }
+        // SAFETY: the fork server has no other thread.
+        let rejoined = inherited.and_then(|code| {
+            let mappings = code.mappings();
+            unsafe { code.rejoin() }.map(|()| mappings)
+        });
+        match rejoined {
+            Ok(mappings) => mappings > 0,
+            Err(e) => {
+                tracing::debug!(target: "procvisor", "fork children map their own code: {e}");
+                false
+            }
+        }
+    }
+
+    /// Forks one child, a sibling (the parent's child) or our own. In the child this never
+    /// returns: it becomes the process described by the bootstrap that will arrive on `link`.
+    fn fork_child(&self, link: OwnedFd, how: HowToFork) -> std::io::Result<i32> {
+        // Whose child it is, and whether it maps its path itself.
+        let (parent, rehearse) = match how {
+            HowToFork::Sibling => (self.parent_pid, !self.code_inherited),
+            HowToFork::OwnChild => (std::process::id() as i32, false),
+        };
+        let forked = match how {
+            HowToFork::Sibling => {
+                let sibling = self
+                    .sibling
+                    .as_ref()
+                    .map_err(|reason| std::io::Error::other(reason.clone()))?;
+                // SAFETY: the fork server is single-threaded (it runs nothing but this loop,
+                // on the thread that prepared `sibling`), so the child cannot inherit a lock
+                // held by another thread.
+                unsafe { sibling.fork() }?
+            }
+            // SAFETY: as above.
+            HowToFork::OwnChild => match unsafe { libc::fork() } {
+                -1 => return Err(std::io::Error::last_os_error()),
+                0 => None,
+                pid => Some(pid),
+            },
+        };
+        match forked {
+            None => self.become_child(link.into_raw_fd(), parent, rehearse),
             // Our copy of the link goes: the child and the parent hold its two ends.
             Some(pid) => Ok(pid),
         }
     }
+
+    /// What a child forked by the fork server runs right after the fork: it lets go of the
+    /// control socket, takes the program's name, and dies with `parent` (the process that
+    /// asked for it) — then becomes the process its bootstrap on `link` describes, having
+    /// mapped its path first if it did not inherit it (`rehearse`).
+    fn become_child(&self, link: RawFd, parent: i32, rehearse: bool) -> ! {
+        // SAFETY: we are the only owner of this fd in the child; closing it keeps the control
+        // socket from living on in it.
+        unsafe { libc::close(self.control.as_raw_fd()) };
+        if let Some(name) = &self.child_name {
+            let _ = nix::sys::prctl::set_name(name);
+        }
+        // The parent may have died before this child existed; the check after the prctl
+        // closes that race (as for a spawned child).
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+        if nix::unistd::getppid().as_raw() != parent {
+            // SAFETY: _exit is always safe; this child never became anything.
+            unsafe { libc::_exit(1) }
+        }
+        super::child_main::run_forked(link, rehearse)
+    }
 }
 
-fn send_msg(sock: &OwnedFd, msg: &ForkServerMsg) -> bool {
+fn send_msg(sock: BorrowedFd<'_>, msg: &ForkServerMsg) -> bool {
     bootstrap::encode_payload(msg)
-        .is_ok_and(|bytes| fdpass::send_with_fds(sock.as_fd(), &bytes, &[]).is_ok())
+        .is_ok_and(|bytes| fdpass::send_with_fds(sock, &bytes, &[]).is_ok())
 }
 
 // ---- the parent's side ------------------------------------------------------------------

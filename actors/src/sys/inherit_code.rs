@@ -28,6 +28,7 @@ use std::io::{self, BufRead, BufReader};
 use std::os::unix::fs::FileExt;
 
 /// One mapping of `/proc/self/smaps`: its range and its file.
+#[derive(Clone)]
 struct Mapping {
     start: usize,
     end: usize,
@@ -128,30 +129,48 @@ impl CodeMappings {
         Ok(code)
     }
 
-    /// Whether any page of `m` is mapped (bit 63 of its `/proc/self/pagemap` entry).
+    /// Whether any page of `m` is mapped.
     fn any_page_mapped(&self, m: &Mapping) -> io::Result<bool> {
-        const PRESENT: u64 = 1 << 63;
-        let mut entries = [0u64; 512];
-        let mut page = m.start / self.page_size;
-        let end = m.end / self.page_size;
-        while page < end {
-            let count = (end - page).min(entries.len());
-            // SAFETY: a u64 array is plain bytes of the same size.
-            let bytes = unsafe {
-                std::slice::from_raw_parts_mut(entries.as_mut_ptr().cast::<u8>(), count * 8)
-            };
-            self.pagemap.read_exact_at(bytes, page as u64 * 8)?;
-            if entries[..count].iter().any(|e| e & PRESENT != 0) {
-                return Ok(true);
-            }
-            page += count;
-        }
-        Ok(false)
+        let mut any = false;
+        for_each_mapped_page(&self.pagemap, self.page_size, m, |_| {
+            any = true;
+            false
+        })?;
+        Ok(any)
     }
+}
+
+/// Calls `visit` with the address of each page of `m` that this process's page table maps
+/// (bit 63 of its `/proc/self/pagemap` entry), in order, until it returns false.
+fn for_each_mapped_page(
+    pagemap: &File,
+    page_size: usize,
+    m: &Mapping,
+    mut visit: impl FnMut(usize) -> bool,
+) -> io::Result<()> {
+    const PRESENT: u64 = 1 << 63;
+    let mut entries = [0u64; 512];
+    let mut page = m.start / page_size;
+    let end = m.end / page_size;
+    while page < end {
+        let count = (end - page).min(entries.len());
+        // SAFETY: a u64 array is plain bytes of the same size.
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(entries.as_mut_ptr().cast::<u8>(), count * 8) };
+        pagemap.read_exact_at(bytes, page as u64 * 8)?;
+        for (i, entry) in entries[..count].iter().enumerate() {
+            if entry & PRESENT != 0 && !visit((page + i) * page_size) {
+                return Ok(());
+            }
+        }
+        page += count;
+    }
+    Ok(())
 }
 
 /// The mappings every fork now copies the entries of, split into one-page mappings by
 /// [`CodeMappings::inherit_touched`] until [`rejoin`](InheritedCode::rejoin) merges them.
+#[derive(Clone)]
 pub struct InheritedCode {
     inherited: Vec<Mapping>,
     page_size: usize,
@@ -161,6 +180,45 @@ impl InheritedCode {
     /// How many mappings children inherit.
     pub fn mappings(&self) -> usize {
         self.inherited.len()
+    }
+
+    /// The addresses of the pages of the inherited mappings that this process's page table
+    /// maps: in a fork child of the process that called [`CodeMappings::inherit_touched`],
+    /// what it inherited and what it touched since (one page per touch while the mappings are
+    /// split).
+    pub fn mapped_pages(&self) -> io::Result<Vec<usize>> {
+        let pagemap = File::open("/proc/self/pagemap")?;
+        let mut pages = Vec::new();
+        for m in &self.inherited {
+            for_each_mapped_page(&pagemap, self.page_size, m, |page| {
+                pages.push(page);
+                true
+            })?;
+        }
+        Ok(pages)
+    }
+
+    /// Maps each of `pages` that lies in an inherited mapping by reading a byte of it (while
+    /// split, exactly that page): pages a child's path needs that the caller could not run
+    /// itself, learnt from [`mapped_pages`](InheritedCode::mapped_pages) in such a child.
+    /// Other addresses are ignored. Returns how many pages it read.
+    pub fn map_pages(&self, pages: &[usize]) -> usize {
+        let mut read = 0;
+        for &page in pages {
+            let inside = page % self.page_size == 0
+                && self
+                    .inherited
+                    .iter()
+                    .any(|m| (m.start..m.end).contains(&page));
+            if inside {
+                // SAFETY: `page` is the start of a page of a mapping of this process that is
+                // readable (every candidate mapping is) and stays mapped: reading one byte of
+                // it is sound.
+                let _ = unsafe { std::ptr::read_volatile(page as *const u8) };
+                read += 1;
+            }
+        }
+        read
     }
 
     /// Merges the one-page mappings back into the mappings they came from (clearing the flag
