@@ -166,10 +166,8 @@ impl Server {
             }
         }
         // SAFETY: the fork server has no other thread.
-        let rejoined = inherited.and_then(|code| {
-            let mappings = code.mappings();
-            unsafe { code.rejoin() }.map(|()| mappings)
-        });
+        let rejoined =
+            inherited.and_then(|code| unsafe { code.rejoin() }.map(|()| code.mappings()));
         match rejoined {
             Ok(mappings) => mappings > 0,
             Err(e) => {

@@ -121,10 +121,16 @@ impl CodeMappings {
             page_size: self.page_size,
         };
         // SAFETY: as the caller promises.
-        unsafe {
-            code.split()?;
-            drop_entries(&code.inherited)?;
-            drop_entries(&others)?;
+        let dropped = unsafe {
+            code.split()
+                .and_then(|()| drop_entries(&code.inherited))
+                .and_then(|()| drop_entries(&others))
+        };
+        if let Err(e) = dropped {
+            // No mapping may stay split: each would cost every fork a copy of its own.
+            // SAFETY: as the caller promises.
+            let _ = unsafe { code.rejoin() };
+            return Err(e);
         }
         Ok(code)
     }
@@ -228,7 +234,7 @@ impl InheritedCode {
     /// # Safety
     /// As [`drop_code_pages`]: no other thread may run (another thread's fault would map 16
     /// pages around in a mapping merged already).
-    pub unsafe fn rejoin(self) -> io::Result<()> {
+    pub unsafe fn rejoin(&self) -> io::Result<()> {
         for m in &self.inherited {
             // SAFETY: the range is one whole private file mapping; clearing `VM_DONTDUMP`
             // changes only what a core dump holds.
