@@ -121,7 +121,19 @@ pub(crate) fn rehearse() {
 /// fork server rehearses once for all its children, which inherit what it mapped (see
 /// `forkserver::prepare_code_for_children`).
 fn rehearse_while_waiting() {
-    let sample = Bootstrap {
+    if let Ok(bytes) = bootstrap::encode_payload(&sample_bootstrap()) {
+        let _ = bootstrap::decode_payload::<Bootstrap>(&bytes);
+    }
+    // Nothing has been written yet: these flush nothing.
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: fflush(NULL) flushes every C stdio stream; it has no preconditions.
+    unsafe { libc::fflush(std::ptr::null_mut()) };
+}
+
+/// A bootstrap of this version for a rehearsal: no target, no parent, no log level.
+pub(crate) fn sample_bootstrap() -> Bootstrap {
+    Bootstrap {
         protocol: PROTOCOL_VERSION,
         crate_version: CRATE_VERSION.into(),
         executable: (0, 0),
@@ -135,15 +147,7 @@ fn rehearse_while_waiting() {
         parent_name: "rehearsal".into(),
         log_level: None,
         start_method: "fork".into(),
-    };
-    if let Ok(bytes) = bootstrap::encode_payload(&sample) {
-        let _ = bootstrap::decode_payload::<Bootstrap>(&bytes);
     }
-    // Nothing has been written yet: these flush nothing.
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    // SAFETY: fflush(NULL) flushes every C stdio stream; it has no preconditions.
-    unsafe { libc::fflush(std::ptr::null_mut()) };
 }
 
 /// The bootstrap, or `None` if the parent closed the link without sending one.

@@ -22,7 +22,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use procvisor_actors::bootstrap::{self, Bootstrap, ForkServerMsg, PROTOCOL_VERSION, ToForkServer};
+use procvisor_actors::bootstrap::{self, Bootstrap, ForkServerMsg, ToForkServer};
 use procvisor_actors::{fdpass, sys};
 
 use super::target;
@@ -99,19 +99,13 @@ fn forked_pid(requests: &OwnedFd) -> io::Result<i32> {
 /// Sends the rehearsing child the bootstrap of [`no_op`], as the fork server's own child.
 fn send_bootstrap(link: &UnixStream) -> io::Result<()> {
     let boot = Bootstrap {
-        protocol: PROTOCOL_VERSION,
-        crate_version: super::child_main::CRATE_VERSION.into(),
         executable: sys::executable_identity()?,
         entry_offset: entry_offset_of(no_op),
         payload: bootstrap::encode_payload(&())?,
         name: "dress-rehearsal".into(),
-        identity: vec![1],
-        authkey: vec![0; 32],
-        daemon: false,
         parent_pid: std::process::id() as i32,
         parent_name: "procvisor-fork".into(),
-        log_level: None,
-        start_method: "fork".into(),
+        ..super::child_main::sample_bootstrap()
     };
     bootstrap::send_with_fds(link.as_fd(), &boot, &[])
 }
