@@ -49,7 +49,7 @@ fn main() -> procvisor::Result<()> {
     println!("starting everyone");
     start.set();
     for p in &procs {
-        p.join(None)?;
+        p.join()?;
     }
     Ok(())
 }

@@ -36,15 +36,13 @@ fn main() -> procvisor::Result<()> {
     procvisor::init();
 
     let d = Process::new(daemon, ())
-        .with_name("daemon")
-        .with_daemon(true)?;
+        .name("daemon")
+        .daemon(true).start()?;
     let n = Process::new(non_daemon, ())
-        .with_name("non-daemon")
-        .with_daemon(false)?;
+        .name("non-daemon")
+        .daemon(false).start()?;
 
-    d.start()?;
     sleep(Duration::from_millis(300));
-    n.start()?;
     // Returning joins `n` and terminates `d`.
     Ok(())
 }

@@ -113,7 +113,7 @@ fn main() -> procvisor::Result<()> {
         println!("Result: {}", results.get()?);
     }
     for w in &consumers {
-        w.join(None)?;
+        w.join()?;
     }
     Ok(())
 }

@@ -29,16 +29,15 @@ fn slow_worker() {
 fn main() -> procvisor::Result<()> {
     procvisor::init();
 
-    let p = Process::new(slow_worker, ());
+    let p = Process::new(slow_worker, ()).start()?;
     println!("BEFORE: {p} {}", p.is_alive());
 
-    p.start()?;
     println!("DURING: {p} {}", p.is_alive());
 
     p.terminate()?;
     println!("TERMINATED: {p} {}", p.is_alive());
 
-    p.join(None)?;
+    p.join()?;
     println!("JOINED: {p} {}", p.is_alive());
     assert_eq!(p.exitcode(), Some(-libc::SIGTERM));
     Ok(())

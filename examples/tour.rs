@@ -17,7 +17,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use procvisor::{
-    Process, Run, StartMethod, active_children, current_process, get_start_method, parent_process,
+    Process, Run, StartMethod, active_children, current_process, start_method, parent_process,
     set_start_method, wait_for_stop,
 };
 use serde::{Deserialize, Serialize};
@@ -114,14 +114,14 @@ fn workers_with_args() -> procvisor::Result<()> {
         launch(p)?;
     }
     for p in &workers {
-        p.join(None)?;
+        p.join()?;
     }
     let closure = Process::new(
         |x: f64, y: f64| child_say!("a closure: {x} * {y} = {}", x * y),
         (1.5, 4.0),
     );
     launch(&closure)?;
-    closure.join(None)?;
+    closure.join()?;
     let codes: Vec<_> = workers
         .iter()
         .chain([&closure])
@@ -155,7 +155,7 @@ fn names() -> procvisor::Result<()> {
         parent_process().map(|p| p.name())
     );
     let default = Process::new(who_am_i, ());
-    let named = Process::new(who_am_i, ()).with_name("reporter");
+    let named = Process::new(who_am_i, ()).name("reporter");
     say!(
         "default name: {}, chosen name: {}",
         default.name(),
@@ -163,7 +163,7 @@ fn names() -> procvisor::Result<()> {
     );
     for p in [&default, &named] {
         launch(p)?;
-        p.join(None)?;
+        p.join()?;
     }
     Ok(())
 }
@@ -179,10 +179,8 @@ fn sleeper(label: String, millis: u64) {
 /// A child that starts a daemonic and a non-daemonic child of its own, then returns. Its exit
 /// sequence joins the non-daemonic one and terminates the daemonic one.
 fn middle_manager() -> procvisor::Result<()> {
-    let d = Process::new(sleeper, ("daemon".to_string(), 5_000)).with_daemon(true)?;
-    let n = Process::new(sleeper, ("non-daemon".to_string(), 200)).with_daemon(false)?;
-    d.start()?;
-    n.start()?;
+    let d = Process::new(sleeper, ("daemon".to_string(), 5_000)).daemon(true).start()?;
+    let n = Process::new(sleeper, ("non-daemon".to_string(), 200)).daemon(false).start()?;
     sleep(Duration::from_millis(50));
     child_say!("started {d} and {n}; returning without joining them");
     Ok(())
@@ -201,16 +199,16 @@ fn daemons() -> procvisor::Result<()> {
     say!("When a process ends, its non-daemonic children are joined and its daemonic children");
     say!("terminated. Children are named after their parent: Process-N:1, Process-N:2.");
     let t = Instant::now();
-    let m = Process::new(middle_manager, ()).with_name("manager");
+    let m = Process::new(middle_manager, ()).name("manager");
     launch(&m)?;
-    m.join(None)?;
+    m.join()?;
     say!(
         "{m} ended after {:.2} s: it waited for the 200 ms non-daemon, not the 5 s daemon",
         t.elapsed().as_secs_f64()
     );
-    let d = Process::new(daemonic_parent, ()).with_daemon(true)?;
+    let d = Process::new(daemonic_parent, ()).daemon(true);
     launch(&d)?;
-    d.join(None)?;
+    d.join()?;
     Ok(())
 }
 
@@ -219,13 +217,13 @@ fn daemons() -> procvisor::Result<()> {
 fn join_with_timeout() -> procvisor::Result<()> {
     let p = Process::new(sleeper, ("slow".to_string(), 300));
     launch(&p)?;
-    p.join(Some(Duration::from_millis(50)))?;
+    p.join_timeout(Duration::from_millis(50))?;
     say!(
         "after join(50 ms): {p} is_alive={} exitcode={:?}",
         p.is_alive(),
         p.exitcode()
     );
-    p.join(None)?;
+    p.join()?;
     say!(
         "after join(None):  {p} is_alive={} exitcode={:?}",
         p.is_alive(),
@@ -254,11 +252,11 @@ fn exit_codes() -> procvisor::Result<()> {
     say!("exitcode(): 0 on return, 1 after a panic or an Err, N after exit(N), -N after signal N");
     say!("(the panicking child's message appears on stderr)");
     let jobs = [
-        Process::new(returns, ()).with_name("returns"),
-        Process::new(panics, ()).with_name("panics"),
-        Process::new(fails, ()).with_name("fails"),
-        Process::new(exits, (7,)).with_name("exit(7)"),
-        Process::new(sleeper, ("terminated".to_string(), 5_000)).with_name("terminated"),
+        Process::new(returns, ()).name("returns"),
+        Process::new(panics, ()).name("panics"),
+        Process::new(fails, ()).name("fails"),
+        Process::new(exits, (7,)).name("exit(7)"),
+        Process::new(sleeper, ("terminated".to_string(), 5_000)).name("terminated"),
     ];
     for p in &jobs {
         launch(p)?;
@@ -270,7 +268,7 @@ fn exit_codes() -> procvisor::Result<()> {
     );
     victim.terminate()?;
     for p in &jobs {
-        p.join(None)?;
+        p.join()?;
     }
     for p in &jobs {
         say!("{:<11} exitcode={:?}  {p}", p.name(), p.exitcode());
@@ -302,9 +300,9 @@ fn run_subclass() -> procvisor::Result<()> {
         from: 3,
         liftoff: "liftoff!".into(),
     })
-    .with_name("countdown");
+    .name("countdown");
     launch(&p)?;
-    p.join(None)?;
+    p.join()?;
     say!("{p} exitcode={:?}", p.exitcode());
     Ok(())
 }
@@ -340,9 +338,9 @@ fn graceful_stop() -> procvisor::Result<()> {
     say!("sends SIGTERM after `grace`, then SIGKILL after another `grace`.");
     let grace = Duration::from_millis(150);
     let jobs = [
-        Process::new(cooperative, ()).with_name("cooperative"),
-        Process::new(stubborn, ()).with_name("stubborn"),
-        Process::new(very_stubborn, ()).with_name("very-stubborn"),
+        Process::new(cooperative, ()).name("cooperative"),
+        Process::new(stubborn, ()).name("stubborn"),
+        Process::new(very_stubborn, ()).name("very-stubborn"),
     ];
     for p in &jobs {
         launch(p)?;
@@ -369,7 +367,7 @@ fn until_stopped() {
 
 fn children() -> procvisor::Result<()> {
     for i in 1..=3 {
-        launch(&Process::new(until_stopped, ()).with_name(format!("idle-{i}")))?;
+        launch(&Process::new(until_stopped, ()).name(format!("idle-{i}")))?;
     }
     let running = active_children();
     let names: Vec<String> = running.iter().map(Process::name).collect();
@@ -395,18 +393,17 @@ fn logged_work() {
 /// child of its own, which inherits the level.
 fn logging_demo() -> procvisor::Result<()> {
     procvisor::log_to_stderr(tracing::Level::INFO)?;
-    let p = Process::new(logged_work, ());
-    p.start()?;
-    p.join(None)?;
+    let p = Process::new(logged_work, ()).start()?;
+    p.join()?;
     Ok(())
 }
 
 fn logging() -> procvisor::Result<()> {
     say!("log_to_stderr(level) prints lifecycle events as [LEVEL/process] on stderr; children");
     say!("started afterwards log at the same level. Here it is enabled inside one child:");
-    let p = Process::new(logging_demo, ()).with_name("logger");
+    let p = Process::new(logging_demo, ()).name("logger");
     launch(&p)?;
-    p.join(None)?;
+    p.join()?;
     Ok(())
 }
 
@@ -418,9 +415,9 @@ fn noop() {}
 fn time_start_join(method: StartMethod, n: u32) -> procvisor::Result<Duration> {
     let t = Instant::now();
     for _ in 0..n {
-        let p = Process::new(noop, ()).with_start_method(method)?;
+        let p = Process::new(noop, ()).start_method(method);
         launch(&p)?;
-        p.join(None)?;
+        p.join()?;
     }
     Ok(t.elapsed() / n)
 }
@@ -435,13 +432,13 @@ fn who_am_i_for_the_os() {
 }
 
 fn fork_start_method() -> procvisor::Result<()> {
-    say!("default start method: {}", get_start_method());
-    set_start_method(StartMethod::Fork, false)?;
+    say!("default start method: {}", start_method());
+    set_start_method(StartMethod::Fork)?;
     say!("set_start_method(Fork): children now fork from a single-threaded fork server");
     let p = Process::new(who_am_i_for_the_os, ());
     launch(&p)?;
-    p.join(None)?;
-    set_start_method(StartMethod::Spawn, true)?;
+    p.join()?;
+    force_start_method(StartMethod::Spawn);
 
     let n = 20;
     time_start_join(StartMethod::Fork, 1)?; // starts the fork server
@@ -499,7 +496,7 @@ fn pipes() -> procvisor::Result<()> {
         ours.poll(Some(Duration::ZERO))?
     );
     drop(ours); // the child sees end-of-file and stops
-    p.join(None)?;
+    p.join()?;
 
     say!("send_bytes / recv_bytes_into move raw bytes; a short buffer hands back the message:");
     let (a, b) = procvisor::pipe(false)?; // one-way: a receives, b sends
@@ -537,7 +534,7 @@ fn pipes() -> procvisor::Result<()> {
         }
     }
     for c in &callers {
-        c.join(None)?;
+        c.join()?;
     }
     Ok(())
 }
@@ -629,7 +626,7 @@ fn queues() -> procvisor::Result<()> {
         tasks.put(&None)?; // one poison pill per worker
     }
     for w in &workers {
-        w.join(None)?;
+        w.join()?;
     }
     match results.get_timeout(Duration::from_millis(50)) {
         Err(Error::Empty) => say!("results.get_timeout(50 ms) on an empty queue: Empty"),
@@ -667,7 +664,7 @@ fn locks_and_shared_memory() -> procvisor::Result<()> {
         launch(p)?;
     }
     for p in &workers {
-        p.join(None)?;
+        p.join()?;
     }
     say!(
         "4 processes added 1000 each under a shared Lock: {}",
@@ -686,7 +683,7 @@ fn locks_and_shared_memory() -> procvisor::Result<()> {
         guard.previous_owner_died().unwrap_or(0)
     );
     drop(guard);
-    holder.join(None)?;
+    holder.join()?;
     Ok(())
 }
 

@@ -51,6 +51,7 @@ pub mod error;
 pub mod pool;
 pub mod process;
 pub mod queues;
+mod runtime;
 pub mod sharedctypes;
 pub mod supervisor;
 pub mod synchronize;
@@ -60,12 +61,13 @@ pub use connection::{
     Address, Client, ClientBuilder, Connection, Family, Listener, ListenerBuilder, Waitable, pipe,
     wait,
 };
-pub use context::{StartMethod, get_start_method, set_spawn_prestart, set_start_method};
+pub use context::{StartMethod, force_start_method, set_start_method, start_method};
 pub use error::{Error, Result};
 pub use pool::{AsyncResult, IMapIterator, Pool, PoolBuilder};
 pub use process::{
-    Process, Run, Target, TargetOutput, active_children, cpu_count, current_process,
-    parent_process, stop_requested, wait_for_stop,
+    Child, CurrentProcess, ExitStatus, ParentProcess, Process, Run, Target, TargetOutput,
+    active_children, cpu_count, current_process, parent_process, set_spawn_prestart,
+    stop_requested, wait_for_stop,
 };
 pub use queues::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};
 pub use sharedctypes::{
@@ -89,8 +91,8 @@ pub fn init() {
     if let Some(link) = process::bootstrap_link() {
         process::run_child(link);
     }
-    process::current::identity();
-    process::current::mark_initialized();
+    runtime::identity();
+    runtime::mark_initialized();
     process::current::register_at_exit();
     procvisor_actors::spawner::ensure_started();
 }

@@ -228,9 +228,8 @@ fn the_blocking_api_works_inside_a_runtime() {
         .unwrap();
     rt.block_on(async {
         let (ours, theirs) = pipe(true).unwrap();
-        let p = Process::new(echo, (theirs,));
+        let p = Process::new(echo, (theirs,)).start().unwrap();
         guard.add(&p);
-        p.start().unwrap();
         ours.send(&Some((1u32, "blocking".to_string()))).unwrap();
         assert!(ours.poll(Some(GENEROUS)).unwrap());
         assert_eq!(
@@ -240,7 +239,7 @@ fn the_blocking_api_works_inside_a_runtime() {
         ours.send_bytes(b"ab", 0, None).unwrap();
         assert_eq!(ours.recv_bytes(None).unwrap(), b"ba");
         ours.send(&None::<(u32, String)>).unwrap();
-        p.join(Some(GENEROUS)).unwrap();
+        p.join_timeout(GENEROUS).unwrap();
         assert_eq!(p.exitcode(), Some(0));
     });
 }

@@ -338,7 +338,7 @@ fn authenticate_uses_the_process_trees_key() {
     stranger.set_authkey(b"another tree".to_vec()).unwrap();
     let stranger = start(&mut guard, stranger);
     assert!(matches!(listener.accept(), Err(Error::Authentication(_))));
-    stranger.join(Some(GENEROUS)).unwrap();
+    stranger.join_timeout(GENEROUS).unwrap();
     assert_eq!(stranger.exitcode(), Some(1), "its connect failed");
 }
 

@@ -42,10 +42,10 @@ fn echo_scenario(method: StartMethod) {
     let p = start(
         &mut guard,
         Process::new(echo, (theirs,))
-            .with_start_method(method)
+            .start_method(method)
             .unwrap(),
     );
-    let pid = p.pid().unwrap() as u32;
+    let pid = p.pid() as u32;
     let messages = [
         Msg::Text("héllo".into()),
         Msg::Numbers(vec![-1, 0, i64::MAX]),
@@ -151,7 +151,7 @@ fn a_child_killed_mid_message_gives_a_truncation_error() {
     let mut guard = KillOnDrop::new();
     let (ours, theirs) = pipe(true).unwrap();
     let p = start(&mut guard, Process::new(die_mid_message, (theirs,)));
-    p.join(Some(GENEROUS)).unwrap();
+    p.join_timeout(GENEROUS).unwrap();
     assert_eq!(p.exitcode(), Some(-libc::SIGKILL));
     let err = ours.recv_bytes(None).unwrap_err();
     assert!(
@@ -583,7 +583,7 @@ fn wait_returns_the_ready_connections_and_exited_processes() {
 
     // The third child exits: its sentinel and its connection (EOF) become ready.
     ours[2].send("exit").unwrap();
-    procs[2].join(Some(GENEROUS)).unwrap();
+    procs[2].join_timeout(GENEROUS).unwrap();
     assert_eq!(wait(&objects, None).unwrap(), [2, 3]);
 
     ours[0].send("send").unwrap();
@@ -662,7 +662,7 @@ fn both_ends_of_different_pipes_can_travel_together_with_fork() {
     let p = start(
         &mut guard,
         Process::new(relay, (in_rx, out_tx))
-            .with_start_method(StartMethod::Fork)
+            .start_method(StartMethod::Fork)
             .unwrap(),
     );
     in_tx.send(&"it").unwrap();

@@ -129,28 +129,25 @@ async fn many_children_joined_concurrently() {
 
 async fn blocking_api_scenario() {
     let mut guard = KillOnDrop::new();
-    let p = Process::new(|| (), ());
+    let p = Process::new(|| (), ()).start().unwrap();
     guard.add(&p);
-    p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0));
 
     let dir = TempDir::new("blocking-in-async");
     let r = dir.file("ready");
-    let coop = Process::new(cooperative, (r.clone(),));
+    let coop = Process::new(cooperative, (r.clone(),)).start().unwrap();
     guard.add(&coop);
-    coop.start().unwrap();
     assert!(common::wait_for_file(Path::new(&r)));
     let pid = coop.pid();
     assert!(active_children().iter().any(|c| c.pid() == pid));
-    coop.join(Some(Duration::from_millis(20))).unwrap();
+    coop.join_timeout(Duration::from_millis(20)).unwrap();
     assert!(coop.is_alive());
     coop.stop(GENEROUS).unwrap();
     assert_eq!(coop.exitcode(), Some(0));
     // Mixing: a blocking start, an async join.
-    let q = Process::new(|| (), ());
+    let q = Process::new(|| (), ()).start().unwrap();
     guard.add(&q);
-    q.start().unwrap();
     q.join_async(None).await.unwrap();
     assert_eq!(q.exitcode(), Some(0));
 }

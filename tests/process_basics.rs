@@ -20,7 +20,7 @@ fn ordinal(name: &str) -> u32 {
 
 #[test]
 fn start_join_exitcode_and_display() {
-    let p = Process::new(|| (), ());
+    let p = Process::new(|| (), ()).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     let name = p.name();
@@ -32,8 +32,7 @@ fn start_join_exitcode_and_display() {
     assert_eq!(p.to_string(), format!("<Process({name}, initial)>"));
     assert_eq!(format!("{p:?}"), format!("<Process({name}, initial)>"));
 
-    p.start().unwrap();
-    let pid = p.pid().expect("a started process has a pid");
+    let pid = p.pid();
     assert!(pid > 0);
     assert_ne!(pid, std::process::id() as i32);
     let shown = p.to_string();
@@ -44,14 +43,14 @@ fn start_join_exitcode_and_display() {
         "{shown}"
     );
 
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0));
     assert!(!p.is_alive());
     assert_eq!(p.pid(), Some(pid), "the pid stays known after exit");
     assert_eq!(p.to_string(), format!("<Process({name}, stopped)>"));
     // A process may be joined again.
-    p.join(None).unwrap();
-    p.join(Some(std::time::Duration::ZERO)).unwrap();
+    p.join().unwrap();
+    p.join_timeout(std::time::Duration::ZERO).unwrap();
     assert_eq!(p.exitcode(), Some(0));
 }
 
@@ -65,18 +64,17 @@ fn display_while_running_and_daemon_suffix() {
     let go = dir.file("go");
     let p = Process::new(wait_for_file, (go.clone(),))
         .with_daemon(true)
-        .unwrap();
+        .unwrap().start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     let name = p.name();
     assert!(p.daemon());
     assert_eq!(p.to_string(), format!("<Process({name}, initial daemon)>"));
-    p.start().unwrap();
     assert!(p.is_alive());
     assert_eq!(p.exitcode(), None);
     assert_eq!(p.to_string(), format!("<Process({name}, started daemon)>"));
     write_atomic(&go, "go");
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0));
     assert_eq!(p.to_string(), format!("<Process({name}, stopped daemon)>"));
 }
@@ -99,11 +97,10 @@ fn target_receives_its_arguments() {
             (true, 'λ'),
             Some(2.5f64),
         ),
-    );
+    ).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
-    p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0));
     assert_eq!(
         read(&out),
@@ -113,11 +110,10 @@ fn target_receives_its_arguments() {
 
 #[test]
 fn closure_target_without_arguments() {
-    let p = Process::new(|| Ok::<u8, String>(3), ());
+    let p = Process::new(|| Ok::<u8, String>(3), ()).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
-    p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0));
 }
 
@@ -147,7 +143,7 @@ fn run_struct_target() {
         out: out.clone(),
         greeting: "hello".into(),
         numbers: vec![1, 2, 3],
-    });
+    }).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     // Like a Python Process subclass, a Run type names its processes after itself.
@@ -157,8 +153,7 @@ fn run_struct_target() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{name:?} is not Reporter-<number>"));
     assert!(n > 0);
-    p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0));
     assert_eq!(read(&out), format!("hello [1, 2, 3] from {name}"));
 }
@@ -180,13 +175,12 @@ fn default_names_count_up() {
 fn custom_name_reaches_the_child() {
     let dir = TempDir::new("name");
     let out = dir.file("out");
-    let p = Process::new(write_own_name, (out.clone(),)).with_name("worker-Ω");
+    let p = Process::new(write_own_name, (out.clone(),)).name("worker-Ω").start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     assert_eq!(p.name(), "worker-Ω");
     assert_eq!(p.to_string(), "<Process(worker-Ω, initial)>");
-    p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0));
     assert_eq!(read(&out), "worker-Ω");
     assert_eq!(p.to_string(), "<Process(worker-Ω, stopped)>");
@@ -196,11 +190,10 @@ fn custom_name_reaches_the_child() {
 fn default_name_reaches_the_child() {
     let dir = TempDir::new("defname");
     let out = dir.file("out");
-    let p = Process::new(write_own_name, (out.clone(),));
+    let p = Process::new(write_own_name, (out.clone(),)).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
-    p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0));
     assert_eq!(read(&out), p.name());
 }
@@ -208,10 +201,9 @@ fn default_name_reaches_the_child() {
 /// Runs in a child: starts a grandchild that reports its name, and reports ours and the
 /// grandchild's as our parent sees it.
 fn start_grandchild(out: String, grand_out: String) -> procvisor::Result<()> {
-    let g = Process::new(write_own_name, (grand_out,));
+    let g = Process::new(write_own_name, (grand_out,)).start()?;
     let handle_name = g.name();
-    g.start()?;
-    g.join(None)?;
+    g.join()?;
     write_atomic(
         &out,
         &format!(
@@ -228,12 +220,11 @@ fn start_grandchild(out: String, grand_out: String) -> procvisor::Result<()> {
 fn grandchildren_names_nest() {
     let dir = TempDir::new("nest");
     let (out, grand_out) = (dir.file("out"), dir.file("grand"));
-    let p = Process::new(start_grandchild, (out.clone(), grand_out.clone()));
+    let p = Process::new(start_grandchild, (out.clone(), grand_out.clone())).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     let name = p.name();
-    p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0));
     let expected_grand = format!("{name}:1");
     assert_eq!(read(&out), format!("{name}|{expected_grand}|Some(0)"));
@@ -246,11 +237,10 @@ fn grandchild_of_a_renamed_child_keeps_the_numbered_identity() {
     let (out, grand_out) = (dir.file("out"), dir.file("grand"));
     let p = Process::new(start_grandchild, (out.clone(), grand_out.clone()));
     let numbered = p.name();
-    let p = p.with_name("renamed");
+    let p = p.name("renamed").start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
-    p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0));
     // Like Python, a default name comes from the identity (`_identity`), not from the
     // parent's display name.
@@ -280,11 +270,10 @@ fn report_parent(out: String) {
 fn parent_process_in_a_child_is_us() {
     let dir = TempDir::new("parent");
     let out = dir.file("out");
-    let p = Process::new(report_parent, (out.clone(),));
+    let p = Process::new(report_parent, (out.clone(),)).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
-    p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0));
     let me = std::process::id();
     assert_eq!(read(&out), format!("Some({me})|MainProcess|true|{me}"));
@@ -325,12 +314,11 @@ fn authkey_is_32_random_bytes_inherited_by_children() {
 
     let dir = TempDir::new("authkey");
     let out = dir.file("out");
-    let p = Process::new(report_authkey, (out.clone(),));
+    let p = Process::new(report_authkey, (out.clone(),)).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     assert_eq!(p.authkey(), key);
-    p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0));
     assert_eq!(read(&out), hex(&key));
 }
@@ -339,12 +327,11 @@ fn authkey_is_32_random_bytes_inherited_by_children() {
 fn custom_authkey_reaches_the_child() {
     let dir = TempDir::new("authkey-custom");
     let out = dir.file("out");
-    let p = Process::new(report_authkey, (out.clone(),));
+    let p = Process::new(report_authkey, (out.clone(),)).start().unwrap().start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     p.set_authkey(vec![7u8; 32]).unwrap();
-    p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0));
     assert_eq!(read(&out), hex(&[7u8; 32]));
 }
@@ -355,9 +342,8 @@ fn print_names() -> procvisor::Result<()> {
     let g = Process::new(
         || common::say(format!("NAME {}", current_process().name())),
         (),
-    );
-    g.start()?;
-    g.join(None)?;
+    ).start()?;
+    g.join()?;
     common::say(format!("NAME {}", current_process().name()));
     Ok(())
 }
@@ -373,8 +359,7 @@ fn driver_default_names() {
         common::say(format!("HANDLE {}", p.name()));
     }
     for p in &ps {
-        p.start().unwrap();
-        p.join(None).unwrap();
+        p.join().unwrap();
         assert_eq!(p.exitcode(), Some(0));
     }
 }

@@ -10,17 +10,16 @@ use std::time::{Duration, Instant};
 
 use common::{GENEROUS, KillOnDrop, TempDir, read, write_atomic};
 use procvisor::{
-    Error, Process, Run, StartMethod, current_process, get_start_method, parent_process,
+    Error, Process, Run, StartMethod, current_process, start_method, parent_process,
     set_start_method,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[test]
 fn start_twice_is_already_started() {
-    let p = Process::new(|| (), ());
+    let p = Process::new(|| (), ()).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
-    p.start().unwrap();
     let pid = p.pid();
     match p.start() {
         Err(Error::AlreadyStarted { name }) => assert_eq!(name, p.name()),
@@ -31,7 +30,7 @@ fn start_twice_is_already_started() {
         p.clone().start(),
         Err(Error::AlreadyStarted { .. })
     ));
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert!(matches!(p.start(), Err(Error::AlreadyStarted { .. })));
     assert_eq!(p.pid(), pid, "the failed starts changed nothing");
     assert_eq!(p.exitcode(), Some(0));
@@ -43,8 +42,8 @@ fn start_twice_is_already_started() {
 fn calls_before_start_are_not_started() {
     let p = Process::new(|| (), ());
     for (what, result) in [
-        ("join", p.join(None)),
-        ("join with timeout", p.join(Some(Duration::from_millis(1)))),
+        ("join", p.join()),
+        ("join with timeout", p.join_timeout(Duration::from_millis(1))),
         ("terminate", p.terminate()),
         ("kill", p.kill()),
         ("stop", p.stop(Duration::from_millis(1))),
@@ -60,12 +59,12 @@ fn calls_before_start_are_not_started() {
 
 #[test]
 fn joining_oneself_is_refused() {
-    match current_process().join(None) {
+    match current_process().join() {
         Err(Error::JoinSelf { name }) => assert_eq!(name, "MainProcess"),
         other => panic!("expected JoinSelf, got {other:?}"),
     }
     assert!(matches!(
-        current_process().join(Some(Duration::from_millis(1))),
+        current_process().join_timeout(Duration::from_millis(1)),
         Err(Error::JoinSelf { .. })
     ));
 }
@@ -90,7 +89,7 @@ fn signalling_the_current_process_is_not_a_child() {
 fn poke_parent(out: String) {
     let parent = parent_process().unwrap();
     let terminate = parent.terminate();
-    let join = parent.join(Some(Duration::from_millis(1)));
+    let join = parent.join_timeout(Duration::from_millis(1));
     let report = format!(
         "{}|{}",
         matches!(terminate, Err(Error::NotAChild { .. })),
@@ -103,21 +102,19 @@ fn poke_parent(out: String) {
 fn a_child_cannot_signal_its_parent() {
     let dir = TempDir::new("poke-parent");
     let out = dir.file("out");
-    let p = Process::new(poke_parent, (out.clone(),));
+    let p = Process::new(poke_parent, (out.clone(),)).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
-    p.start().unwrap();
-    p.join(Some(GENEROUS)).unwrap();
+    p.join_timeout(GENEROUS).unwrap();
     assert_eq!(p.exitcode(), Some(0));
     assert_eq!(read(&out), "true|true");
 }
 
 #[test]
 fn settings_after_start_are_already_running() {
-    let p = Process::new(|| (), ());
+    let p = Process::new(|| (), ()).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
-    p.start().unwrap();
     match p.set_daemon(true) {
         Err(Error::AlreadyRunning { name, .. }) => assert_eq!(name, p.name()),
         other => panic!("expected AlreadyRunning, got {other:?}"),
@@ -132,12 +129,12 @@ fn settings_after_start_are_already_running() {
         Err(Error::AlreadyRunning { .. })
     ));
     assert!(matches!(
-        p.clone().with_start_method(StartMethod::Spawn),
+        p.clone().start_method(StartMethod::Spawn),
         Err(Error::AlreadyRunning { .. })
     ));
     let text = p.set_daemon(false).unwrap_err().to_string();
     assert!(text.contains("already started"), "{text}");
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0));
 }
 
@@ -146,7 +143,7 @@ fn settings_after_start_are_already_running() {
 fn daemon_starts_a_child(out: String, explicit_non_daemon: bool) {
     let mut child = Process::new(|| (), ());
     if explicit_non_daemon {
-        child = child.with_daemon(false).unwrap();
+        child = child.daemon(false);
     }
     let code = match child.start() {
         Err(Error::DaemonicParent { parent }) => {
@@ -166,7 +163,7 @@ fn daemon_starts_a_child(out: String, explicit_non_daemon: bool) {
             4
         }
         Ok(()) => {
-            let _ = child.join(None);
+            let _ = child.join();
             write_atomic(&out, "the child started");
             5
         }
@@ -181,11 +178,10 @@ fn a_daemonic_process_may_not_have_children() {
         let out = dir.file("out");
         let p = Process::new(daemon_starts_a_child, (out.clone(), explicit_non_daemon))
             .with_daemon(true)
-            .unwrap();
+            .unwrap().start().unwrap().start().unwrap();
         let mut guard = KillOnDrop::new();
         guard.add(&p);
-        p.start().unwrap();
-        p.join(Some(GENEROUS)).unwrap();
+        p.join_timeout(GENEROUS).unwrap();
         let report = read(&out);
         assert_eq!(p.exitcode(), Some(3), "{report}");
         let (parent, text) = report.split_once('|').unwrap();
@@ -223,8 +219,7 @@ fn assert_bootstrap_failure(p: &Process) {
     let mut guard = KillOnDrop::new();
     guard.add(p);
     let t = Instant::now();
-    p.start().unwrap();
-    let joined = p.join(Some(GENEROUS));
+    let joined = p.join_timeout(GENEROUS);
     assert!(t.elapsed() < GENEROUS, "join hung");
     match joined {
         Err(Error::Bootstrap { name, reason }) => {
@@ -239,7 +234,7 @@ fn assert_bootstrap_failure(p: &Process) {
     assert!(!p.is_alive());
     assert_eq!(p.exitcode(), Some(255));
     // Joining again reports the same failure.
-    assert!(matches!(p.join(None), Err(Error::Bootstrap { .. })));
+    assert!(matches!(p.join(), Err(Error::Bootstrap { .. })));
 }
 
 #[test]
@@ -296,22 +291,22 @@ fn unencodable_arguments_are_an_encode_error() {
     }
     assert_eq!(p.pid(), None, "nothing was started");
     assert!(!p.is_alive());
-    assert!(matches!(p.join(None), Err(Error::NotStarted { .. })));
+    assert!(matches!(p.join(), Err(Error::NotStarted { .. })));
 }
 
 #[test]
 fn start_method_is_set_once_unless_forced() {
     // Spawn is the default, so setting it cannot disturb the other tests of this crate.
-    assert_eq!(get_start_method(), StartMethod::Spawn);
-    set_start_method(StartMethod::Spawn, false).unwrap();
-    match set_start_method(StartMethod::Spawn, false) {
+    assert_eq!(start_method(), StartMethod::Spawn);
+    set_start_method(StartMethod::Spawn).unwrap();
+    match set_start_method(StartMethod::Spawn) {
         Err(Error::StartMethodAlreadySet { current }) => {
             assert_eq!(current, StartMethod::Spawn)
         }
         other => panic!("expected StartMethodAlreadySet, got {other:?}"),
     }
-    set_start_method(StartMethod::Spawn, true).unwrap();
-    assert_eq!(get_start_method(), StartMethod::Spawn);
+    force_start_method(StartMethod::Spawn);
+    assert_eq!(start_method(), StartMethod::Spawn);
     assert_eq!("fork".parse::<StartMethod>(), Ok(StartMethod::Fork));
     assert_eq!("spawn".parse::<StartMethod>(), Ok(StartMethod::Spawn));
     assert!("threads".parse::<StartMethod>().is_err());

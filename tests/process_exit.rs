@@ -19,7 +19,7 @@ fn exitcode_of(p: Process) -> Option<i32> {
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     p.start().unwrap();
-    p.join(Some(GENEROUS)).unwrap();
+    p.join_timeout(GENEROUS).unwrap();
     p.exitcode()
 }
 
@@ -68,12 +68,11 @@ fn process_exit_sets_the_code() {
 fn exit_with_a_child_running(done: String) {
     let g = Process::new(
         |done: String| {
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(200)).start().unwrap();
             write_atomic(&done, "");
         },
         (done,),
     );
-    g.start().unwrap();
     std::process::exit(7)
 }
 
@@ -81,7 +80,7 @@ fn exit_with_a_child_running(done: String) {
 fn process_exit_still_joins_non_daemonic_children() {
     let dir = TempDir::new("exit-joins");
     let done = dir.file("done");
-    let p = Process::new(exit_with_a_child_running, (done.clone(),));
+    let p = Process::new(exit_with_a_child_running, (done.clone(),)).start().unwrap().start().unwrap();
     assert_eq!(exitcode_of(p), Some(7));
     assert!(
         Path::new(&done).exists(),
@@ -100,8 +99,7 @@ fn driver_failing_children() {
     let panics = Process::new(panics, (42,));
     let errs = Process::new(|| Err::<(), _>("err-marker"), ());
     for (tag, p) in [("PANIC", &panics), ("ERR", &errs)] {
-        p.start().unwrap();
-        p.join(Some(GENEROUS)).unwrap();
+        p.join_timeout(GENEROUS).unwrap();
         say(format!("EXITCODE {tag} {:?}", p.exitcode()));
         say(format!("DISPLAY {tag} {p}"));
     }
@@ -159,12 +157,10 @@ fn driver_exit_semantics() {
         return;
     }
     let go = driver_param().expect("the go file");
-    let daemon = Process::new(daemon_sleeper, ()).with_daemon(true).unwrap();
-    let nondaemon = Process::new(nondaemon_waiter, (go,));
-    daemon.start().unwrap();
-    nondaemon.start().unwrap();
-    say(format!("DAEMON_PID {}", daemon.pid().unwrap()));
-    say(format!("NONDAEMON_PID {}", nondaemon.pid().unwrap()));
+    let daemon = Process::new(daemon_sleeper, ()).daemon(true).start().unwrap();
+    let nondaemon = Process::new(nondaemon_waiter, (go,)).start().unwrap();
+    say(format!("DAEMON_PID {}", daemon.pid()));
+    say(format!("NONDAEMON_PID {}", nondaemon.pid()));
     say("RETURNING");
     // The test function returns and the program exits with both children running.
 }
@@ -245,7 +241,6 @@ fn driver_orphans() {
             .unwrap(),
     ];
     for p in &children {
-        p.start().unwrap();
     }
     say("STARTED");
     loop {
@@ -275,10 +270,9 @@ fn sleep_forever(ready: String) {
 
 /// Child: starts a daemonic grandchild, waits until it runs, reports its pid, returns.
 fn return_with_a_daemon_running(ready: String, report: String) -> procvisor::Result<()> {
-    let g = Process::new(sleep_forever, (ready.clone(),)).with_daemon(true)?;
-    g.start()?;
+    let g = Process::new(sleep_forever, (ready.clone(),)).daemon(true).start()?;
     assert!(common::wait_for_file(Path::new(&ready)));
-    write_atomic(&report, &g.pid().unwrap().to_string());
+    write_atomic(&report, &g.pid().to_string());
     Ok(())
 }
 
@@ -286,11 +280,10 @@ fn return_with_a_daemon_running(ready: String, report: String) -> procvisor::Res
 fn a_childs_daemonic_children_are_terminated_when_it_returns() {
     let dir = TempDir::new("child-daemon");
     let (ready, report) = (dir.file("ready"), dir.file("report"));
-    let p = Process::new(return_with_a_daemon_running, (ready, report.clone()));
+    let p = Process::new(return_with_a_daemon_running, (ready, report.clone())).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
-    p.start().unwrap();
-    p.join(Some(GENEROUS)).unwrap();
+    p.join_timeout(GENEROUS).unwrap();
     let grandchild: i32 = match std::fs::read_to_string(&report) {
         Ok(pid) => pid.parse().unwrap(),
         Err(e) => panic!("the child did not report its daemon ({e}); {p}"),
@@ -322,10 +315,9 @@ fn driver_stubborn_daemon() {
     let ready = driver_param().expect("the ready file");
     let d = Process::new(ignore_sigterm_forever, (ready.clone(),))
         .with_daemon(true)
-        .unwrap();
-    d.start().unwrap();
+        .unwrap().start().unwrap();
     assert!(common::wait_for_file(Path::new(&ready)));
-    say(format!("DAEMON_PID {}", d.pid().unwrap()));
+    say(format!("DAEMON_PID {}", d.pid()));
     say("RETURNING");
 }
 

@@ -20,7 +20,7 @@ use procvisor::{
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 fn fork(p: Process) -> Process {
-    p.with_start_method(StartMethod::Fork).unwrap()
+    p.start_method(StartMethod::Fork)
 }
 
 fn ours() -> i32 {
@@ -32,7 +32,7 @@ fn run(p: &Process) -> Option<i32> {
     let mut guard = KillOnDrop::new();
     guard.add(p);
     p.start().unwrap();
-    p.join(Some(GENEROUS)).unwrap();
+    p.join_timeout(GENEROUS).unwrap();
     p.exitcode()
 }
 
@@ -71,7 +71,7 @@ fn fork_start_join_exitcode_and_display() {
     let name = p.name();
     assert_eq!(p.to_string(), format!("<Process({name}, initial)>"));
     assert_eq!(run(&p), Some(0));
-    let pid = p.pid().unwrap();
+    let pid = p.pid();
     assert!(pid > 0 && pid != ours());
     assert!(!p.is_alive());
     assert_eq!(p.to_string(), format!("<Process({name}, stopped)>"));
@@ -90,7 +90,7 @@ fn fork_children_are_ours_and_forked_from_one_fork_server() {
         assert_eq!(run(p), Some(0));
         let report = read(out);
         let fields: Vec<&str> = report.split('|').collect();
-        assert_eq!(fields[0], p.pid().unwrap().to_string(), "{report}");
+        assert_eq!(fields[0], p.pid().to_string(), "{report}");
         // Our child for the OS too (the fork server forks it as our own) …
         assert_eq!(fields[1], ours().to_string(), "{report}");
         // … and for procvisor.
@@ -171,7 +171,7 @@ fn a_fork_childs_c_library_knows_its_thread() {
     let report = read(&out);
     let fields: Vec<&str> = report.split('|').collect();
     assert_eq!(fields[0], "0", "{report}");
-    assert_eq!(fields[1], p.pid().unwrap().to_string(), "{report}");
+    assert_eq!(fields[1], p.pid().to_string(), "{report}");
     assert_eq!(
         fields[2], fields[1],
         "the C library has a stale thread id: {report}"
@@ -195,7 +195,7 @@ fn children_are_named_like_the_program() {
     for method in [StartMethod::Spawn, StartMethod::Fork] {
         let out = dir.file(&format!("{method:?}"));
         let p = Process::new(report_comm, (out.clone(),))
-            .with_start_method(method)
+            .start_method(method)
             .unwrap();
         assert_eq!(run(&p), Some(0));
         // Not `exe` (spawn executes /proc/self/exe), nor the fork server's name.
@@ -240,7 +240,7 @@ impl Run for Reporter {
 fn fork_run_struct_target() {
     let dir = TempDir::new("fork-run");
     let out = dir.file("out");
-    let p = fork(Process::from_run(Reporter { out: out.clone() })).with_name("fork-runner");
+    let p = fork(Process::from_run(Reporter { out: out.clone() })).name("fork-runner");
     assert_eq!(run(&p), Some(0));
     assert_eq!(read(&out), "fork-runner");
 }
@@ -274,9 +274,8 @@ fn write_own_name(out: String) {
 
 /// Child: starts a fork grandchild that reports its name; reports ours.
 fn start_fork_grandchild(out: String, grand_out: String) -> procvisor::Result<()> {
-    let g = Process::new(write_own_name, (grand_out,)).with_start_method(StartMethod::Fork)?;
-    g.start()?;
-    g.join(None)?;
+    let g = Process::new(write_own_name, (grand_out,)).start_method(StartMethod::Fork).start()?;
+    g.join()?;
     write_atomic(
         &out,
         &format!("{}|{:?}", current_process().name(), g.exitcode()),
@@ -298,7 +297,7 @@ fn fork_names_and_grandchildren() {
     assert_eq!(read(&grand_out), format!("{name}:1"));
 
     let out = dir.file("custom");
-    let p = fork(Process::new(write_own_name, (out.clone(),))).with_name("forked-Ω");
+    let p = fork(Process::new(write_own_name, (out.clone(),))).name("forked-Ω");
     assert_eq!(run(&p), Some(0));
     assert_eq!(read(&out), "forked-Ω");
 }
@@ -342,9 +341,8 @@ fn sleep_forever(ready: String) {
 
 fn ready_fork_sleeper(dir: &TempDir, tag: &str, guard: &mut KillOnDrop) -> Process {
     let ready = dir.file(tag);
-    let p = fork(Process::new(sleep_forever, (ready.clone(),)));
+    let p = fork(Process::new(sleep_forever, (ready.clone(),))).start().unwrap();
     guard.add(&p);
-    p.start().unwrap();
     assert!(common::wait_for_file(Path::new(&ready)), "{p} never ready");
     p
 }
@@ -357,13 +355,13 @@ fn fork_join_timeout_terminate_and_kill() {
     let name = p.name();
     let timeout = Duration::from_millis(200);
     let t = Instant::now();
-    p.join(Some(timeout)).unwrap();
+    p.join_timeout(timeout).unwrap();
     assert!(t.elapsed() >= timeout);
     assert!(p.is_alive());
     assert_eq!(p.exitcode(), None);
     assert_eq!(p.to_string(), format!("<Process({name}, started)>"));
     p.terminate().unwrap();
-    p.join(Some(GENEROUS)).unwrap();
+    p.join_timeout(GENEROUS).unwrap();
     assert_eq!(p.exitcode(), Some(-15));
     assert_eq!(
         p.to_string(),
@@ -372,7 +370,7 @@ fn fork_join_timeout_terminate_and_kill() {
 
     let q = ready_fork_sleeper(&dir, "b", &mut guard);
     q.kill().unwrap();
-    q.join(Some(GENEROUS)).unwrap();
+    q.join_timeout(GENEROUS).unwrap();
     assert_eq!(q.exitcode(), Some(-9));
 }
 
@@ -394,9 +392,8 @@ fn fork_graceful_stop_and_escalation() {
     let dir = TempDir::new("fork-stop");
     let mut guard = KillOnDrop::new();
     let coop_ready = dir.file("coop");
-    let coop = fork(Process::new(cooperative, (coop_ready.clone(),)));
+    let coop = fork(Process::new(cooperative, (coop_ready.clone(),))).start().unwrap();
     guard.add(&coop);
-    coop.start().unwrap();
     assert!(common::wait_for_file(Path::new(&coop_ready)));
     coop.stop(GENEROUS).unwrap();
     assert_eq!(coop.exitcode(), Some(0));
@@ -407,9 +404,8 @@ fn fork_graceful_stop_and_escalation() {
     assert_eq!(stubborn.exitcode(), Some(-15));
 
     let ready = dir.file("very");
-    let very = fork(Process::new(very_stubborn, (ready.clone(),)));
+    let very = fork(Process::new(very_stubborn, (ready.clone(),))).start().unwrap();
     guard.add(&very);
-    very.start().unwrap();
     assert!(common::wait_for_file(Path::new(&ready)));
     let t = Instant::now();
     very.stop(grace).unwrap();
@@ -439,12 +435,11 @@ fn takes_undecodable(_: Undecodable) {
 
 #[test]
 fn fork_bootstrap_failure_is_reported() {
-    let p = fork(Process::new(takes_undecodable, (Undecodable,)));
+    let p = fork(Process::new(takes_undecodable, (Undecodable,))).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     let t = Instant::now();
-    p.start().unwrap();
-    let joined = p.join(Some(GENEROUS));
+    let joined = p.join_timeout(GENEROUS);
     assert!(t.elapsed() < GENEROUS, "join hung");
     match joined {
         Err(Error::Bootstrap { reason, .. }) => {
@@ -464,7 +459,7 @@ fn fork_children_are_reaped_and_listed_while_running() {
     let running = ready_fork_sleeper(&dir, "running", &mut guard);
     let short = fork(Process::new(|| (), ()));
     assert_eq!(run(&short), Some(0));
-    let short_pid = short.pid().unwrap();
+    let short_pid = short.pid();
     assert!(
         wait_until(GENEROUS, || pid_state(short_pid).is_none()),
         "the fork child {short_pid} was not reaped: {:?}",
@@ -480,7 +475,7 @@ fn fork_children_are_reaped_and_listed_while_running() {
         "{active:?}"
     );
     running.terminate().unwrap();
-    running.join(Some(GENEROUS)).unwrap();
+    running.join_timeout(GENEROUS).unwrap();
     assert_eq!(running.exitcode(), Some(-15));
     assert!(active_children().iter().all(|c| c.pid() != running.pid()));
 }
@@ -490,11 +485,10 @@ fn fork_exit_status_is_known_once_the_pid_is_gone() {
     // As for spawned children: once the pid has left /proc, the child is not alive.
     let mut stale = Vec::new();
     for _ in 0..20 {
-        let p = fork(Process::new(|| (), ()));
+        let p = fork(Process::new(|| (), ())).start().unwrap();
         let mut guard = KillOnDrop::new();
         guard.add(&p);
-        p.start().unwrap();
-        let pid = p.pid().unwrap();
+        let pid = p.pid();
         let end = Instant::now() + GENEROUS;
         while pid_state(pid).is_some() {
             assert!(Instant::now() < end, "pid {pid} was never reaped");
@@ -505,7 +499,7 @@ fn fork_exit_status_is_known_once_the_pid_is_gone() {
                 "pid {pid}: is_alive() = {alive}, exitcode() = {code:?}"
             ));
         }
-        p.join(Some(GENEROUS)).unwrap();
+        p.join_timeout(GENEROUS).unwrap();
         assert_eq!(p.exitcode(), Some(0));
     }
     assert!(
@@ -532,7 +526,7 @@ fn a_hundred_fork_children() {
         .collect();
     assert!(failures.is_empty(), "start() failed: {failures:#?}");
     for p in &ps {
-        p.join(Some(GENEROUS)).unwrap();
+        p.join_timeout(GENEROUS).unwrap();
         assert_eq!(p.exitcode(), Some(0), "{p}");
     }
 }
@@ -550,9 +544,8 @@ async fn fork_async_api() {
 // ---- drivers: a whole program using fork ------------------------------------------------
 
 fn print_names() {
-    let g = Process::new(|| say(format!("NAME {}", current_process().name())), ());
-    g.start().unwrap();
-    g.join(None).unwrap();
+    let g = Process::new(|| say(format!("NAME {}", current_process().name())), ()).start().unwrap();
+    g.join().unwrap();
     say(format!(
         "NAME {} LAYOUT {}",
         current_process().name(),
@@ -566,18 +559,15 @@ fn driver_fork_default() {
     if !in_driver() {
         return;
     }
-    procvisor::set_start_method(StartMethod::Fork, false).unwrap();
+    procvisor::set_start_method(StartMethod::Fork).unwrap();
     say(format!("DRIVER {}", std::process::id()));
-    let p = Process::new(print_names, ());
-    p.start().unwrap();
-    p.join(None).unwrap();
+    let p = Process::new(print_names, ()).start().unwrap().start().unwrap();
+    p.join().unwrap();
     say(format!("EXITCODE {:?}", p.exitcode()));
-    let twin = Process::new(print_names, ());
-    twin.start().unwrap();
-    twin.join(None).unwrap();
-    let q = Process::new(panics, ("fork-panic-marker".to_string(),));
-    q.start().unwrap();
-    q.join(None).unwrap();
+    let twin = Process::new(print_names, ()).start().unwrap();
+    twin.join().unwrap();
+    let q = Process::new(panics, ("fork-panic-marker".to_string(),)).start().unwrap();
+    q.join().unwrap();
     say(format!("PANIC EXITCODE {:?}", q.exitcode()));
 }
 
@@ -624,7 +614,7 @@ fn sleep_and_report() {
 
 fn sleep_with_a_grandchild() -> procvisor::Result<()> {
     Process::new(sleep_and_report, ())
-        .with_start_method(StartMethod::Fork)?
+        .start_method(StartMethod::Fork)
         .start()?;
     sleep_and_report();
     Ok(())
@@ -644,7 +634,6 @@ fn driver_fork_orphans() {
             .unwrap(),
     ];
     for p in &children {
-        p.start().unwrap();
     }
     loop {
         std::thread::sleep(Duration::from_secs(3600));
@@ -695,12 +684,10 @@ fn driver_fork_exit_semantics() {
     let go = common::driver_param().unwrap();
     let daemon = fork(Process::new(daemon_sleeper, ()))
         .with_daemon(true)
-        .unwrap();
-    let nondaemon = fork(Process::new(nondaemon_waiter, (go,)));
-    daemon.start().unwrap();
-    nondaemon.start().unwrap();
-    say(format!("DAEMON_PID {}", daemon.pid().unwrap()));
-    say(format!("NONDAEMON_PID {}", nondaemon.pid().unwrap()));
+        .unwrap().start().unwrap();
+    let nondaemon = fork(Process::new(nondaemon_waiter, (go,))).start().unwrap();
+    say(format!("DAEMON_PID {}", daemon.pid()));
+    say(format!("NONDAEMON_PID {}", nondaemon.pid()));
     say("RETURNING");
 }
 

@@ -44,7 +44,7 @@ fn join_with_timeout_then_terminate() {
 
     let timeout = Duration::from_millis(300);
     let t = Instant::now();
-    p.join(Some(timeout)).unwrap();
+    p.join_timeout(timeout).unwrap();
     let waited = t.elapsed();
     assert!(waited >= timeout, "join returned after {waited:?}");
     assert!(p.is_alive());
@@ -52,7 +52,7 @@ fn join_with_timeout_then_terminate() {
     assert_eq!(p.to_string(), format!("<Process({name}, started)>"));
 
     p.terminate().unwrap();
-    p.join(Some(GENEROUS)).unwrap();
+    p.join_timeout(GENEROUS).unwrap();
     assert!(!p.is_alive());
     assert_eq!(p.exitcode(), Some(-libc::SIGTERM));
     assert_eq!(
@@ -75,7 +75,7 @@ fn kill_gives_minus_nine() {
     let name = p.name();
     started_and_ready(&p, &ready);
     p.kill().unwrap();
-    p.join(Some(GENEROUS)).unwrap();
+    p.join_timeout(GENEROUS).unwrap();
     assert_eq!(p.exitcode(), Some(-9));
     assert_eq!(
         p.to_string(),
@@ -87,10 +87,9 @@ fn kill_gives_minus_nine() {
 fn is_alive_turns_false_as_soon_as_the_child_has_exited() {
     let dir = TempDir::new("alive");
     let go = dir.file("go");
-    let p = Process::new(wait_for_go, (go.clone(),));
+    let p = Process::new(wait_for_go, (go.clone(),)).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
-    p.start().unwrap();
     assert!(p.is_alive());
     write_atomic(&go, "");
     assert!(wait_until(GENEROUS, || !p.is_alive()));
@@ -99,20 +98,18 @@ fn is_alive_turns_false_as_soon_as_the_child_has_exited() {
 
 #[test]
 fn display_shows_a_nonzero_exit_code() {
-    let p = Process::new(|| Err::<(), _>("failed on purpose"), ());
+    let p = Process::new(|| Err::<(), _>("failed on purpose"), ()).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     let name = p.name();
-    p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode(), Some(1));
     assert_eq!(p.to_string(), format!("<Process({name}, stopped[1])>"));
 }
 
 /// Child: starts a grandchild that reports its pid, then sleeps until signalled.
 fn parent_of_sleeper(grand_ready: String, ready: String) -> procvisor::Result<()> {
-    let g = Process::new(sleep_forever, (grand_ready,));
-    g.start()?;
+    let g = Process::new(sleep_forever, (grand_ready,)).start()?;
     sleep_forever(ready);
     Ok(())
 }
@@ -131,7 +128,7 @@ fn terminating_a_child_takes_its_children_down() {
     assert!(common::pid_is_running(grandchild));
 
     p.terminate().unwrap();
-    p.join(Some(GENEROUS)).unwrap();
+    p.join_timeout(GENEROUS).unwrap();
     assert_eq!(p.exitcode(), Some(-15));
     assert!(
         wait_until(GENEROUS, || !common::pid_is_running(grandchild)),
@@ -143,15 +140,14 @@ fn terminating_a_child_takes_its_children_down() {
 fn several_threads_join_the_same_process() {
     let dir = TempDir::new("multi-join");
     let go = dir.file("go");
-    let p = Process::new(wait_for_go, (go.clone(),));
+    let p = Process::new(wait_for_go, (go.clone(),)).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
-    p.start().unwrap();
     let joiners: Vec<_> = (0..4)
         .map(|_| {
             let p = p.clone();
             std::thread::spawn(move || {
-                p.join(Some(GENEROUS)).unwrap();
+                p.join_timeout(GENEROUS).unwrap();
                 p.exitcode()
             })
         })
@@ -177,7 +173,7 @@ fn a_child_started_from_a_short_lived_thread_outlives_the_thread() {
         .unwrap();
     assert!(p.is_alive());
     write_atomic(&go, "");
-    p.join(Some(GENEROUS)).unwrap();
+    p.join_timeout(GENEROUS).unwrap();
     assert_eq!(p.exitcode(), Some(0), "{p}");
 }
 
@@ -185,10 +181,9 @@ fn a_child_started_from_a_short_lived_thread_outlives_the_thread() {
 fn renaming_a_started_process() {
     let dir = TempDir::new("rename");
     let go = dir.file("go");
-    let p = Process::new(wait_for_go, (go.clone(),));
+    let p = Process::new(wait_for_go, (go.clone(),)).start().unwrap().start().unwrap().start().unwrap().start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
-    p.start().unwrap();
     p.set_name("renamed-while-running");
     assert_eq!(p.name(), "renamed-while-running");
     assert_eq!(p.to_string(), "<Process(renamed-while-running, started)>");
@@ -198,7 +193,7 @@ fn renaming_a_started_process() {
         .expect("the child is active");
     assert_eq!(listed.name(), "renamed-while-running");
     write_atomic(&go, "");
-    p.join(Some(GENEROUS)).unwrap();
+    p.join_timeout(GENEROUS).unwrap();
     assert_eq!(p.to_string(), "<Process(renamed-while-running, stopped)>");
 }
 
@@ -221,15 +216,14 @@ fn a_hundred_short_children() {
     }
     let t = Instant::now();
     for p in &ps {
-        p.start().unwrap();
     }
     for p in &ps {
-        p.join(Some(GENEROUS)).unwrap();
+        p.join_timeout(GENEROUS).unwrap();
     }
     for p in &ps {
         assert_eq!(p.exitcode(), Some(0), "{p}");
     }
-    let mut pids: Vec<i32> = ps.iter().map(|p| p.pid().unwrap()).collect();
+    let mut pids: Vec<i32> = ps.iter().map(|p| p.pid()).collect();
     pids.sort();
     pids.dedup();
     assert_eq!(pids.len(), 100);
@@ -242,15 +236,14 @@ fn joined_children_leave_no_zombies() {
     let mut guard = KillOnDrop::new();
     for p in &ps {
         guard.add(p);
-        p.start().unwrap();
     }
     for p in &ps {
-        p.join(None).unwrap();
+        p.join().unwrap();
         assert_eq!(p.exitcode(), Some(0));
     }
     let active: Vec<Option<i32>> = active_children().iter().map(Process::pid).collect();
     for p in &ps {
-        let pid = p.pid().unwrap();
+        let pid = p.pid();
         assert!(!active.contains(&Some(pid)), "{p} is listed as active");
         // Joined means reaped: the pid is gone (not a zombie).
         assert!(
@@ -276,11 +269,10 @@ fn children_are_reaped_without_join() {
     let mut guard = KillOnDrop::new();
     for (p, _) in &ps {
         guard.add(p);
-        p.start().unwrap();
     }
     for (p, done) in &ps {
         assert!(common::wait_for_file(Path::new(done)));
-        let pid = p.pid().unwrap();
+        let pid = p.pid();
         // Nobody joins: the process supervisor reaps the child soon after it exits (its
         // background reaper batches exits, 20 ms at most).
         assert!(
@@ -313,11 +305,10 @@ fn exit_status_is_known_once_the_pid_is_gone() {
     // `exitcode()` known: nothing can change any more.
     let mut stale = Vec::new();
     for _ in 0..100 {
-        let p = Process::new(|| (), ());
+        let p = Process::new(|| (), ()).start().unwrap();
         let mut guard = KillOnDrop::new();
         guard.add(&p);
-        p.start().unwrap();
-        let pid = p.pid().unwrap();
+        let pid = p.pid();
         assert!(spin_until_gone(pid), "pid {pid} was never reaped");
         let (alive, code) = (p.is_alive(), p.exitcode());
         if alive || code.is_none() {
@@ -325,7 +316,7 @@ fn exit_status_is_known_once_the_pid_is_gone() {
                 "pid {pid}: is_alive() = {alive}, exitcode() = {code:?}"
             ));
         }
-        p.join(Some(GENEROUS)).unwrap();
+        p.join_timeout(GENEROUS).unwrap();
         assert_eq!(p.exitcode(), Some(0));
     }
     assert!(
@@ -340,15 +331,13 @@ fn exit_status_is_known_once_the_pid_is_gone() {
 fn active_children_lists_running_children_only() {
     let dir = TempDir::new("active");
     let go = dir.file("go");
-    let long = Process::new(wait_for_go, (go.clone(),)).with_name("long-runner");
-    let short = Process::new(|| (), ());
+    let long = Process::new(wait_for_go, (go.clone(),)).name("long-runner").start().unwrap();
+    let short = Process::new(|| (), ()).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&long);
     guard.add(&short);
-    long.start().unwrap();
-    short.start().unwrap();
-    short.join(None).unwrap();
-    let (long_pid, short_pid) = (long.pid().unwrap(), short.pid().unwrap());
+    short.join().unwrap();
+    let (long_pid, short_pid) = (long.pid(), short.pid());
 
     let active = active_children();
     let listed: Vec<&Process> = active
@@ -371,7 +360,7 @@ fn active_children_lists_running_children_only() {
 
     write_atomic(&go, "");
     // The handle from active_children() is as good as the original for joining.
-    handle.join(Some(GENEROUS)).unwrap();
+    handle.join_timeout(GENEROUS).unwrap();
     assert_eq!(handle.exitcode(), Some(0));
     assert_eq!(long.exitcode(), Some(0));
     assert!(active_children().iter().all(|p| p.pid() != Some(long_pid)));
@@ -435,10 +424,9 @@ fn stop_right_after_start_is_not_lost() {
             while !wait_for_stop(None) {}
         },
         (ready,),
-    );
+    ).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
-    p.start().unwrap();
     p.stop(Duration::from_secs(15)).unwrap();
     assert_eq!(p.exitcode(), Some(0), "{p}");
 }

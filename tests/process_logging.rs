@@ -30,14 +30,12 @@ fn driver_logging() {
         "a second global subscriber is refused"
     );
     tracing::info!("hello from the main process");
-    let p = Process::new(child_logs, ());
-    p.start().unwrap();
-    p.join(Some(GENEROUS)).unwrap();
+    let p = Process::new(child_logs, ()).start().unwrap();
+    p.join_timeout(GENEROUS).unwrap();
     say(format!("EXITCODE {:?}", p.exitcode()));
     // exit() inside a logging child: its exit sequence runs from atexit, and still logs.
-    let q = Process::new(child_exits_with_three, ());
-    q.start().unwrap();
-    q.join(Some(GENEROUS)).unwrap();
+    let q = Process::new(child_exits_with_three, ()).start().unwrap();
+    q.join_timeout(GENEROUS).unwrap();
     say(format!("EXIT3 {:?}", q.exitcode()));
 }
 

@@ -35,7 +35,7 @@ fn spawned_report(line: &str) -> (Option<String>, Option<String>) {
     let p = common::start(
         &mut guard,
         Process::new(report, (theirs, line.to_string()))
-            .with_start_method(StartMethod::Spawn)
+            .start_method(StartMethod::Spawn)
             .unwrap(),
     );
     let got = recv(&ours);
@@ -179,12 +179,12 @@ fn driver_kill_the_fork_spare() {
     }
     let fork = |code: i32| {
         Process::new(exit_code, (code,))
-            .with_start_method(StartMethod::Fork)
+            .start_method(StartMethod::Fork)
             .unwrap()
     };
     let mut guard = KillOnDrop::new();
     let first = common::start(&mut guard, fork(3));
-    first.join(Some(GENEROUS)).unwrap();
+    first.join_timeout(GENEROUS).unwrap();
     let me = std::process::id() as i32;
     // Our children now: the fork server and the spares it forked for us.
     let server = fork_server_of(me).expect("no fork server");
@@ -206,7 +206,7 @@ fn driver_kill_the_fork_spare() {
             .iter()
             .all(|&spare| !pid_is_running(spare))));
         let p = common::start(&mut guard, fork(round));
-        p.join(Some(GENEROUS)).unwrap();
+        p.join_timeout(GENEROUS).unwrap();
         let fresh = p.pid().is_some_and(|pid| !spares.contains(&pid));
         // The dead spares were ours: reaped, not left as zombies.
         let reaped = wait_until(GENEROUS, || {
@@ -247,9 +247,8 @@ fn driver_unterminated_output() {
     }
     for method in [StartMethod::Spawn, StartMethod::Fork] {
         let p = Process::new(print_unterminated, ())
-            .with_start_method(method)
-            .unwrap();
-        p.start().unwrap();
+            .start_method(method)
+            .unwrap().start().unwrap();
         join_ok(&p);
         say(format!("DONE {method:?}"));
     }
@@ -283,7 +282,7 @@ fn driver_kill_the_fork_server() {
     let running = common::start(
         &mut guard,
         Process::new(wait_forever, (theirs,))
-            .with_start_method(StartMethod::Fork)
+            .start_method(StartMethod::Fork)
             .unwrap(),
     );
     recv::<()>(&ours);
@@ -294,7 +293,7 @@ fn driver_kill_the_fork_server() {
     // The child is ours, not the fork server's: it runs on.
     say(format!("RUNNING_ALIVE {}", running.is_alive()));
     running.terminate().unwrap();
-    running.join(Some(GENEROUS)).unwrap();
+    running.join_timeout(GENEROUS).unwrap();
     say(format!("RUNNING_EXIT {:?}", running.exitcode()));
     report_starts_after_the_fork_server_died(&mut guard, server);
 }
@@ -306,10 +305,10 @@ fn report_starts_after_the_fork_server_died(guard: &mut KillOnDrop, server: i32)
         let next = common::start(
             guard,
             Process::new(exit_code, (code,))
-                .with_start_method(StartMethod::Fork)
+                .start_method(StartMethod::Fork)
                 .unwrap(),
         );
-        next.join(Some(GENEROUS)).unwrap();
+        next.join_timeout(GENEROUS).unwrap();
         say(format!("NEXT_EXIT {:?}", next.exitcode()));
     }
     let me = std::process::id() as i32;
@@ -353,11 +352,11 @@ fn driver_kill_the_fork_server_with_requests_unread() {
     let mut guard = KillOnDrop::new();
     let fork = |code: i32| {
         Process::new(exit_code, (code,))
-            .with_start_method(StartMethod::Fork)
+            .start_method(StartMethod::Fork)
             .unwrap()
     };
     let first = common::start(&mut guard, fork(3));
-    first.join(Some(GENEROUS)).unwrap();
+    first.join_timeout(GENEROUS).unwrap();
     let server = fork_server_of(me).expect("no fork server");
     // The fork server has answered both outstanding requests once both spares exist and it
     // sleeps (it sleeps only in its read of the next request).
@@ -375,7 +374,7 @@ fn driver_kill_the_fork_server_with_requests_unread() {
     let starts: i32 = driver_param().expect("a count").parse().unwrap();
     for code in 0..starts {
         let p = common::start(&mut guard, fork(10 + code));
-        p.join(Some(GENEROUS)).unwrap();
+        p.join_timeout(GENEROUS).unwrap();
         say(format!("WHILE_STOPPED {:?}", p.exitcode()));
     }
     // SAFETY: as above.

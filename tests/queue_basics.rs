@@ -317,7 +317,7 @@ fn a_queue_passed_to_a_forked_child_works() {
     let p = start(
         &mut guard,
         Process::new(put_big_and_exit, (q.clone(),))
-            .with_start_method(StartMethod::Fork)
+            .start_method(StartMethod::Fork)
             .unwrap(),
     );
     assert_eq!(q.get_timeout(GENEROUS).unwrap().len(), 1_000_000);

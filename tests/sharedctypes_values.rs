@@ -86,7 +86,7 @@ fn from_the_pipe(conn: Connection) -> procvisor::Result<()> {
 fn handles_sent_through_a_pipe_to_a_running_process_share_the_memory() {
     let mut guard = KillOnDrop::new();
     let (mine, theirs) = pipe(true).unwrap();
-    let p = start(&mut guard, Process::new(from_the_pipe, (theirs,)));
+    let p = start(&mut guard, Process::new(from_the_pipe, (theirs,))).start().unwrap();
     let v = Value::from_typecode('Q', 14u64, false).unwrap();
     let lock = RLock::new().unwrap();
     let s = Array::from_bytes(b"hello world", lock.clone()).unwrap();
@@ -243,7 +243,6 @@ fn driver_shared_objects() {
         })
         .collect();
     for p in &procs {
-        p.start().unwrap();
     }
     say(format!("PID {}", std::process::id()));
     loop {

@@ -149,7 +149,7 @@ fn a_sigkilled_waiter_does_not_swallow_a_notification() {
     );
     assert!(wait_until(GENEROUS, || cond.n_waiting() == 1));
     doomed.kill().unwrap();
-    doomed.join(Some(GENEROUS)).unwrap();
+    doomed.join_timeout(GENEROUS).unwrap();
     let woken = Value::new(0i32).unwrap();
     let alive = start(
         &mut guard,

@@ -66,7 +66,7 @@ fn any_process_may_release_a_lock_and_releasing_an_unlocked_one_is_an_error() {
     ));
     // The child's release of an unlocked lock fails the same way (exit code 1).
     let p = start(&mut guard, Process::new(release_it, (lock.clone(),)));
-    p.join(Some(GENEROUS)).unwrap();
+    p.join_timeout(GENEROUS).unwrap();
     assert_eq!(p.exitcode(), Some(1));
 }
 
@@ -110,11 +110,11 @@ fn a_lock_whose_holder_is_sigkilled_goes_to_the_next_acquirer_with_a_notice() {
     assert_eq!(
         got,
         Some(Acquired::OwnerDied {
-            pid: holder.pid().unwrap()
+            pid: holder.pid()
         })
     );
     join_ok(&waiter);
-    holder.join(Some(GENEROUS)).unwrap();
+    holder.join_timeout(GENEROUS).unwrap();
     // The notice is given once.
     assert_eq!(lock.acquire(false, None), Some(Acquired::Clean));
     lock.release().unwrap();
@@ -131,7 +131,7 @@ fn a_lock_whose_holder_died_while_nobody_waited_is_recovered_by_the_next_acquire
     );
     let _: Option<i32> = recv(&a);
     holder.kill().unwrap();
-    holder.join(Some(GENEROUS)).unwrap();
+    holder.join_timeout(GENEROUS).unwrap();
     let g = lock
         .lock_timeout(GENEROUS)
         .expect("the dead holder's lock is given back");
@@ -198,11 +198,11 @@ fn acquire_async_waits_without_blocking_the_runtime() {
     assert_eq!(
         got,
         Some(Acquired::OwnerDied {
-            pid: holder.pid().unwrap()
+            pid: holder.pid()
         })
     );
     lock.release().unwrap();
-    holder.join(Some(GENEROUS)).unwrap();
+    holder.join_timeout(GENEROUS).unwrap();
 }
 
 // ---- RLock -----------------------------------------------------------------------------------
@@ -304,7 +304,7 @@ fn an_rlock_whose_owner_is_sigkilled_goes_to_the_next_acquirer_with_a_notice() {
     assert_eq!(
         got,
         Some(Acquired::OwnerDied {
-            pid: holder.pid().unwrap()
+            pid: holder.pid()
         })
     );
     assert_eq!(
@@ -312,7 +312,7 @@ fn an_rlock_whose_owner_is_sigkilled_goes_to_the_next_acquirer_with_a_notice() {
         "the dead owner's recursion levels were not forgotten"
     );
     join_ok(&waiter);
-    holder.join(Some(GENEROUS)).unwrap();
+    holder.join_timeout(GENEROUS).unwrap();
     assert_eq!(rlock.holder(), None);
 }
 

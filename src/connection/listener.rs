@@ -612,7 +612,7 @@ impl Client {
 fn effective_authkey(given: Option<Vec<u8>>, authenticate: bool) -> Option<Vec<u8>> {
     match (given, authenticate) {
         (Some(key), _) => Some(key),
-        (None, true) => Some(crate::current_process().authkey()),
+        (None, true) => Some(crate::current_process().authkey().to_vec()),
         (None, false) => None,
     }
 }

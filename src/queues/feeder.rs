@@ -19,7 +19,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use super::ring::Ring;
-use crate::process::current::{StopAtExit, stop_at_exit};
+use crate::runtime::{StopAtExit, stop_at_exit};
 
 /// How long the feeder sleeps at a time while waiting for room (it re-checks cancellation).
 const FEEDER_SLICE: Duration = Duration::from_millis(100);

@@ -129,7 +129,7 @@ where
     Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
     Arc::new(move |link, path| {
-        Process::new(remote_entry::<B, Args>, (link, path, args.clone())).with_name(id.clone())
+        Process::new(remote_entry::<B, Args>, (link, path, args.clone())).name(id.clone())
     })
 }
 

@@ -12,13 +12,13 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use procvisor::Process;
+use procvisor::{Child, Process};
 
 /// Upper bound for anything that should take milliseconds; only reached when something is broken.
 pub const GENEROUS: Duration = Duration::from_secs(20);
@@ -191,7 +191,7 @@ pub fn read(path: &str) -> String {
 /// test leaves nothing running, and the test binary's exit (which joins non-daemonic children)
 /// never hangs on a leftover child.
 #[derive(Default)]
-pub struct KillOnDrop(pub Vec<Process>);
+pub struct KillOnDrop(pub Vec<Child>);
 
 impl KillOnDrop {
     pub fn new() -> KillOnDrop {
@@ -199,7 +199,7 @@ impl KillOnDrop {
     }
 
     /// Adds a handle (a clone of the caller's) and returns it for convenience.
-    pub fn add(&mut self, p: &Process) -> Process {
+    pub fn add(&mut self, p: &Child) -> Child {
         self.0.push(p.clone());
         p.clone()
     }
@@ -208,14 +208,12 @@ impl KillOnDrop {
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         for p in &self.0 {
-            if p.pid().is_some() && p.is_alive() {
+            if p.is_alive() {
                 let _ = p.kill();
             }
         }
         for p in &self.0 {
-            if p.pid().is_some() {
-                let _ = p.join(Some(GENEROUS));
-            }
+            let _ = p.join_timeout(GENEROUS);
         }
     }
 }
@@ -272,7 +270,7 @@ fn driver_command(name: &str, param: Option<&str>) -> Command {
 /// A running driver, SIGKILLed (by its pid, while it is still unreaped so the pid cannot have
 /// been recycled) and reaped on drop.
 pub struct DriverGuard {
-    child: Option<Child>,
+    child: Option<std::process::Child>,
 }
 
 impl DriverGuard {
@@ -569,15 +567,14 @@ pub fn kill_driver_and_expect_descendants_gone(guard: &mut DriverGuard, pids: &[
 }
 
 /// Starts `p` under `guard` (killed and joined if the test fails).
-pub fn start(guard: &mut KillOnDrop, p: Process) -> Process {
-    guard.add(&p);
-    p.start().unwrap();
-    p
+pub fn start(guard: &mut KillOnDrop, p: Process) -> Child {
+    let child = p.start().unwrap();
+    guard.add(&child)
 }
 
 /// Joins `p` within [`GENEROUS`] and asserts it exited with 0.
-pub fn join_ok(p: &Process) {
-    p.join(Some(GENEROUS)).unwrap();
+pub fn join_ok(p: &Child) {
+    p.join_timeout(GENEROUS).unwrap();
     assert_eq!(p.exitcode(), Some(0), "{p}");
 }
 
