@@ -34,14 +34,14 @@ fn non_daemon() {
 fn main() -> procvisor::Result<()> {
     procvisor::init();
 
-    let d = Process::new(daemon, ())
-        .name("daemon")
-        .daemon(true).start()?;
+    let d = Process::new(daemon, ()).name("daemon").daemon(true);
     let n = Process::new(non_daemon, ())
         .name("non-daemon")
-        .daemon(false).start()?;
+        .daemon(false);
 
+    let d = d.start()?;
     sleep(Duration::from_millis(300));
+    let n = n.start()?;
 
     d.join()?;
     n.join()?;

@@ -38,11 +38,12 @@ fn main() -> procvisor::Result<()> {
 
     let d = Process::new(daemon, ())
         .name("daemon")
-        .daemon(true).start()?;
+        .daemon(true)
+        .start()?;
     let n = Process::new(non_daemon, ())
         .name("non-daemon")
-        .daemon(false).start()?;
-
+        .daemon(false)
+        .start()?;
 
     d.join_timeout(Duration::from_millis(500))?;
     println!("d.is_alive() {}", d.is_alive());

@@ -43,7 +43,9 @@ fn main() -> procvisor::Result<()> {
     let worker_1 = Process::new(worker, ()).name("worker 1"); // Process-2
     let worker_2 = Process::new(worker, ()); // default name: Process-3
 
-    worker_1.start()?.start()?.start()?;
+    let worker_1 = worker_1.start()?;
+    let worker_2 = worker_2.start()?;
+    let service = service.start()?;
 
     for p in [&worker_1, &worker_2, &service] {
         p.join()?;

@@ -29,9 +29,10 @@ fn slow_worker() {
 fn main() -> procvisor::Result<()> {
     procvisor::init();
 
-    let p = Process::new(slow_worker, ()).start()?;
-    println!("BEFORE: {p} {}", p.is_alive());
+    let p = Process::new(slow_worker, ());
+    println!("BEFORE: {p:?} false");
 
+    let p = p.start()?;
     println!("DURING: {p} {}", p.is_alive());
 
     p.terminate()?;

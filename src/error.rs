@@ -33,6 +33,15 @@ pub use sync::{BrokenBarrier, ConditionError, Holder, ReleaseError};
 
 pub use crate::context::StartMethodAlreadySet;
 
+/// [`log_to_stderr`](crate::log_to_stderr) could not install its subscriber (another global
+/// subscriber is already installed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot install the stderr log subscriber: {reason}")]
+pub struct LogInitError {
+    /// What `tracing` said.
+    pub reason: String,
+}
+
 /// The result type of procvisor's fallible calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -94,6 +103,9 @@ pub enum Error {
     /// A pool task produced no value.
     #[error(transparent)]
     Task(#[from] TaskError),
+    /// Logging could not be set up.
+    #[error(transparent)]
+    Log(#[from] LogInitError),
 
     // ---- the variants below are being moved into the domain errors above ----------------
     /// A process was started before `procvisor::init()` ran in this program.

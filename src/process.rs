@@ -367,7 +367,10 @@ impl Child {
     /// Errors: the child never ran its target because its bootstrap failed
     /// ([`JoinError::Bootstrap`]).
     pub fn join(&self) -> Result<ExitStatus, JoinError> {
-        let status = self.record.wait(None).expect("a wait without timeout returns a status");
+        let status = self
+            .record
+            .wait(None)
+            .expect("a wait without timeout returns a status");
         self.check_bootstrap()?;
         Ok(status)
     }
@@ -435,7 +438,9 @@ impl Child {
             tracing::info!(target: "procvisor", "{} did not stop within {grace:?}: sending {}", self.name(), sys::signal_name(sig));
             let _ = self.record.signal(sig);
         }
-        self.record.wait(None).expect("a wait without timeout returns a status")
+        self.record
+            .wait(None)
+            .expect("a wait without timeout returns a status")
     }
 
     /// [`stop`](Child::stop) for async callers.

@@ -421,8 +421,7 @@ impl std::fmt::Debug for Supervisor {
 impl Supervisor {
     fn wrap(sup: SupervisorRef) -> Supervisor {
         let owner = Arc::new(Owner { sup });
-        let weak: std::sync::Weak<dyn crate::runtime::StopAtExit> =
-            Arc::downgrade(&owner) as _;
+        let weak: std::sync::Weak<dyn crate::runtime::StopAtExit> = Arc::downgrade(&owner) as _;
         crate::runtime::stop_at_exit(weak);
         Supervisor { owner }
     }

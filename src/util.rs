@@ -12,6 +12,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::error::LogInitError;
 use crate::runtime;
 
 /// The `tracing` target of procvisor's own events (Python's logger name `multiprocessing`).
@@ -41,15 +42,6 @@ pub fn log_to_stderr(level: Level) -> Result<(), LogInitError> {
 /// The level set by [`log_to_stderr`] in this process, if any.
 pub fn log_level() -> Option<Level> {
     runtime::log_level()
-}
-
-/// [`log_to_stderr`] could not install its subscriber (another global subscriber is already
-/// installed).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot install the stderr log subscriber: {reason}")]
-pub struct LogInitError {
-    /// What `tracing` said.
-    pub reason: String,
 }
 
 /// The `[LEVEL/ProcessName] message` event format; usable with any `tracing_subscriber::fmt`

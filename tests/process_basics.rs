@@ -64,7 +64,9 @@ fn display_while_running_and_daemon_suffix() {
     let go = dir.file("go");
     let p = Process::new(wait_for_file, (go.clone(),))
         .with_daemon(true)
-        .unwrap().start().unwrap();
+        .unwrap()
+        .start()
+        .unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     let name = p.name();
@@ -97,7 +99,9 @@ fn target_receives_its_arguments() {
             (true, 'λ'),
             Some(2.5f64),
         ),
-    ).start().unwrap();
+    )
+    .start()
+    .unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     p.join().unwrap();
@@ -143,7 +147,9 @@ fn run_struct_target() {
         out: out.clone(),
         greeting: "hello".into(),
         numbers: vec![1, 2, 3],
-    }).start().unwrap();
+    })
+    .start()
+    .unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     // Like a Python Process subclass, a Run type names its processes after itself.
@@ -175,7 +181,10 @@ fn default_names_count_up() {
 fn custom_name_reaches_the_child() {
     let dir = TempDir::new("name");
     let out = dir.file("out");
-    let p = Process::new(write_own_name, (out.clone(),)).name("worker-Ω").start().unwrap();
+    let p = Process::new(write_own_name, (out.clone(),))
+        .name("worker-Ω")
+        .start()
+        .unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     assert_eq!(p.name(), "worker-Ω");
@@ -190,7 +199,9 @@ fn custom_name_reaches_the_child() {
 fn default_name_reaches_the_child() {
     let dir = TempDir::new("defname");
     let out = dir.file("out");
-    let p = Process::new(write_own_name, (out.clone(),)).start().unwrap();
+    let p = Process::new(write_own_name, (out.clone(),))
+        .start()
+        .unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     p.join().unwrap();
@@ -220,7 +231,9 @@ fn start_grandchild(out: String, grand_out: String) -> procvisor::Result<()> {
 fn grandchildren_names_nest() {
     let dir = TempDir::new("nest");
     let (out, grand_out) = (dir.file("out"), dir.file("grand"));
-    let p = Process::new(start_grandchild, (out.clone(), grand_out.clone())).start().unwrap();
+    let p = Process::new(start_grandchild, (out.clone(), grand_out.clone()))
+        .start()
+        .unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     let name = p.name();
@@ -314,7 +327,9 @@ fn authkey_is_32_random_bytes_inherited_by_children() {
 
     let dir = TempDir::new("authkey");
     let out = dir.file("out");
-    let p = Process::new(report_authkey, (out.clone(),)).start().unwrap();
+    let p = Process::new(report_authkey, (out.clone(),))
+        .start()
+        .unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     assert_eq!(p.authkey(), key);
@@ -327,7 +342,11 @@ fn authkey_is_32_random_bytes_inherited_by_children() {
 fn custom_authkey_reaches_the_child() {
     let dir = TempDir::new("authkey-custom");
     let out = dir.file("out");
-    let p = Process::new(report_authkey, (out.clone(),)).start().unwrap().start().unwrap();
+    let p = Process::new(report_authkey, (out.clone(),))
+        .start()
+        .unwrap()
+        .start()
+        .unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     p.set_authkey(vec![7u8; 32]).unwrap();
@@ -342,7 +361,8 @@ fn print_names() -> procvisor::Result<()> {
     let g = Process::new(
         || common::say(format!("NAME {}", current_process().name())),
         (),
-    ).start()?;
+    )
+    .start()?;
     g.join()?;
     common::say(format!("NAME {}", current_process().name()));
     Ok(())

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{GENEROUS, KillOnDrop, TempDir, read, write_atomic};
 use procvisor::{
-    Error, Process, Run, StartMethod, current_process, start_method, parent_process,
-    set_start_method,
+    Error, Process, Run, StartMethod, current_process, parent_process, set_start_method,
+    start_method,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -43,7 +43,10 @@ fn calls_before_start_are_not_started() {
     let p = Process::new(|| (), ());
     for (what, result) in [
         ("join", p.join()),
-        ("join with timeout", p.join_timeout(Duration::from_millis(1))),
+        (
+            "join with timeout",
+            p.join_timeout(Duration::from_millis(1)),
+        ),
         ("terminate", p.terminate()),
         ("kill", p.kill()),
         ("stop", p.stop(Duration::from_millis(1))),
@@ -178,7 +181,11 @@ fn a_daemonic_process_may_not_have_children() {
         let out = dir.file("out");
         let p = Process::new(daemon_starts_a_child, (out.clone(), explicit_non_daemon))
             .with_daemon(true)
-            .unwrap().start().unwrap().start().unwrap();
+            .unwrap()
+            .start()
+            .unwrap()
+            .start()
+            .unwrap();
         let mut guard = KillOnDrop::new();
         guard.add(&p);
         p.join_timeout(GENEROUS).unwrap();

@@ -68,7 +68,9 @@ fn process_exit_sets_the_code() {
 fn exit_with_a_child_running(done: String) {
     let g = Process::new(
         |done: String| {
-            std::thread::sleep(Duration::from_millis(200)).start().unwrap();
+            std::thread::sleep(Duration::from_millis(200))
+                .start()
+                .unwrap();
             write_atomic(&done, "");
         },
         (done,),
@@ -80,7 +82,11 @@ fn exit_with_a_child_running(done: String) {
 fn process_exit_still_joins_non_daemonic_children() {
     let dir = TempDir::new("exit-joins");
     let done = dir.file("done");
-    let p = Process::new(exit_with_a_child_running, (done.clone(),)).start().unwrap().start().unwrap();
+    let p = Process::new(exit_with_a_child_running, (done.clone(),))
+        .start()
+        .unwrap()
+        .start()
+        .unwrap();
     assert_eq!(exitcode_of(p), Some(7));
     assert!(
         Path::new(&done).exists(),
@@ -157,7 +163,10 @@ fn driver_exit_semantics() {
         return;
     }
     let go = driver_param().expect("the go file");
-    let daemon = Process::new(daemon_sleeper, ()).daemon(true).start().unwrap();
+    let daemon = Process::new(daemon_sleeper, ())
+        .daemon(true)
+        .start()
+        .unwrap();
     let nondaemon = Process::new(nondaemon_waiter, (go,)).start().unwrap();
     say(format!("DAEMON_PID {}", daemon.pid()));
     say(format!("NONDAEMON_PID {}", nondaemon.pid()));
@@ -240,8 +249,7 @@ fn driver_orphans() {
             .with_daemon(true)
             .unwrap(),
     ];
-    for p in &children {
-    }
+    for p in &children {}
     say("STARTED");
     loop {
         std::thread::sleep(Duration::from_secs(3600));
@@ -270,7 +278,9 @@ fn sleep_forever(ready: String) {
 
 /// Child: starts a daemonic grandchild, waits until it runs, reports its pid, returns.
 fn return_with_a_daemon_running(ready: String, report: String) -> procvisor::Result<()> {
-    let g = Process::new(sleep_forever, (ready.clone(),)).daemon(true).start()?;
+    let g = Process::new(sleep_forever, (ready.clone(),))
+        .daemon(true)
+        .start()?;
     assert!(common::wait_for_file(Path::new(&ready)));
     write_atomic(&report, &g.pid().to_string());
     Ok(())
@@ -280,7 +290,9 @@ fn return_with_a_daemon_running(ready: String, report: String) -> procvisor::Res
 fn a_childs_daemonic_children_are_terminated_when_it_returns() {
     let dir = TempDir::new("child-daemon");
     let (ready, report) = (dir.file("ready"), dir.file("report"));
-    let p = Process::new(return_with_a_daemon_running, (ready, report.clone())).start().unwrap();
+    let p = Process::new(return_with_a_daemon_running, (ready, report.clone()))
+        .start()
+        .unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     p.join_timeout(GENEROUS).unwrap();
@@ -315,7 +327,9 @@ fn driver_stubborn_daemon() {
     let ready = driver_param().expect("the ready file");
     let d = Process::new(ignore_sigterm_forever, (ready.clone(),))
         .with_daemon(true)
-        .unwrap().start().unwrap();
+        .unwrap()
+        .start()
+        .unwrap();
     assert!(common::wait_for_file(Path::new(&ready)));
     say(format!("DAEMON_PID {}", d.pid()));
     say("RETURNING");

@@ -274,7 +274,9 @@ fn write_own_name(out: String) {
 
 /// Child: starts a fork grandchild that reports its name; reports ours.
 fn start_fork_grandchild(out: String, grand_out: String) -> procvisor::Result<()> {
-    let g = Process::new(write_own_name, (grand_out,)).start_method(StartMethod::Fork).start()?;
+    let g = Process::new(write_own_name, (grand_out,))
+        .start_method(StartMethod::Fork)
+        .start()?;
     g.join()?;
     write_atomic(
         &out,
@@ -341,7 +343,9 @@ fn sleep_forever(ready: String) {
 
 fn ready_fork_sleeper(dir: &TempDir, tag: &str, guard: &mut KillOnDrop) -> Process {
     let ready = dir.file(tag);
-    let p = fork(Process::new(sleep_forever, (ready.clone(),))).start().unwrap();
+    let p = fork(Process::new(sleep_forever, (ready.clone(),)))
+        .start()
+        .unwrap();
     guard.add(&p);
     assert!(common::wait_for_file(Path::new(&ready)), "{p} never ready");
     p
@@ -392,7 +396,9 @@ fn fork_graceful_stop_and_escalation() {
     let dir = TempDir::new("fork-stop");
     let mut guard = KillOnDrop::new();
     let coop_ready = dir.file("coop");
-    let coop = fork(Process::new(cooperative, (coop_ready.clone(),))).start().unwrap();
+    let coop = fork(Process::new(cooperative, (coop_ready.clone(),)))
+        .start()
+        .unwrap();
     guard.add(&coop);
     assert!(common::wait_for_file(Path::new(&coop_ready)));
     coop.stop(GENEROUS).unwrap();
@@ -404,7 +410,9 @@ fn fork_graceful_stop_and_escalation() {
     assert_eq!(stubborn.exitcode(), Some(-15));
 
     let ready = dir.file("very");
-    let very = fork(Process::new(very_stubborn, (ready.clone(),))).start().unwrap();
+    let very = fork(Process::new(very_stubborn, (ready.clone(),)))
+        .start()
+        .unwrap();
     guard.add(&very);
     assert!(common::wait_for_file(Path::new(&ready)));
     let t = Instant::now();
@@ -435,7 +443,9 @@ fn takes_undecodable(_: Undecodable) {
 
 #[test]
 fn fork_bootstrap_failure_is_reported() {
-    let p = fork(Process::new(takes_undecodable, (Undecodable,))).start().unwrap();
+    let p = fork(Process::new(takes_undecodable, (Undecodable,)))
+        .start()
+        .unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     let t = Instant::now();
@@ -544,7 +554,9 @@ async fn fork_async_api() {
 // ---- drivers: a whole program using fork ------------------------------------------------
 
 fn print_names() {
-    let g = Process::new(|| say(format!("NAME {}", current_process().name())), ()).start().unwrap();
+    let g = Process::new(|| say(format!("NAME {}", current_process().name())), ())
+        .start()
+        .unwrap();
     g.join().unwrap();
     say(format!(
         "NAME {} LAYOUT {}",
@@ -561,12 +573,18 @@ fn driver_fork_default() {
     }
     procvisor::set_start_method(StartMethod::Fork).unwrap();
     say(format!("DRIVER {}", std::process::id()));
-    let p = Process::new(print_names, ()).start().unwrap().start().unwrap();
+    let p = Process::new(print_names, ())
+        .start()
+        .unwrap()
+        .start()
+        .unwrap();
     p.join().unwrap();
     say(format!("EXITCODE {:?}", p.exitcode()));
     let twin = Process::new(print_names, ()).start().unwrap();
     twin.join().unwrap();
-    let q = Process::new(panics, ("fork-panic-marker".to_string(),)).start().unwrap();
+    let q = Process::new(panics, ("fork-panic-marker".to_string(),))
+        .start()
+        .unwrap();
     q.join().unwrap();
     say(format!("PANIC EXITCODE {:?}", q.exitcode()));
 }
@@ -633,8 +651,7 @@ fn driver_fork_orphans() {
             .with_daemon(true)
             .unwrap(),
     ];
-    for p in &children {
-    }
+    for p in &children {}
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
@@ -684,7 +701,9 @@ fn driver_fork_exit_semantics() {
     let go = common::driver_param().unwrap();
     let daemon = fork(Process::new(daemon_sleeper, ()))
         .with_daemon(true)
-        .unwrap().start().unwrap();
+        .unwrap()
+        .start()
+        .unwrap();
     let nondaemon = fork(Process::new(nondaemon_waiter, (go,))).start().unwrap();
     say(format!("DAEMON_PID {}", daemon.pid()));
     say(format!("NONDAEMON_PID {}", nondaemon.pid()));

@@ -98,7 +98,9 @@ fn is_alive_turns_false_as_soon_as_the_child_has_exited() {
 
 #[test]
 fn display_shows_a_nonzero_exit_code() {
-    let p = Process::new(|| Err::<(), _>("failed on purpose"), ()).start().unwrap();
+    let p = Process::new(|| Err::<(), _>("failed on purpose"), ())
+        .start()
+        .unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     let name = p.name();
@@ -181,7 +183,15 @@ fn a_child_started_from_a_short_lived_thread_outlives_the_thread() {
 fn renaming_a_started_process() {
     let dir = TempDir::new("rename");
     let go = dir.file("go");
-    let p = Process::new(wait_for_go, (go.clone(),)).start().unwrap().start().unwrap().start().unwrap().start().unwrap();
+    let p = Process::new(wait_for_go, (go.clone(),))
+        .start()
+        .unwrap()
+        .start()
+        .unwrap()
+        .start()
+        .unwrap()
+        .start()
+        .unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     p.set_name("renamed-while-running");
@@ -215,8 +225,7 @@ fn a_hundred_short_children() {
         guard.add(p);
     }
     let t = Instant::now();
-    for p in &ps {
-    }
+    for p in &ps {}
     for p in &ps {
         p.join_timeout(GENEROUS).unwrap();
     }
@@ -331,7 +340,10 @@ fn exit_status_is_known_once_the_pid_is_gone() {
 fn active_children_lists_running_children_only() {
     let dir = TempDir::new("active");
     let go = dir.file("go");
-    let long = Process::new(wait_for_go, (go.clone(),)).name("long-runner").start().unwrap();
+    let long = Process::new(wait_for_go, (go.clone(),))
+        .name("long-runner")
+        .start()
+        .unwrap();
     let short = Process::new(|| (), ()).start().unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&long);
@@ -424,7 +436,9 @@ fn stop_right_after_start_is_not_lost() {
             while !wait_for_stop(None) {}
         },
         (ready,),
-    ).start().unwrap();
+    )
+    .start()
+    .unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     p.stop(Duration::from_secs(15)).unwrap();

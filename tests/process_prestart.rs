@@ -248,7 +248,9 @@ fn driver_unterminated_output() {
     for method in [StartMethod::Spawn, StartMethod::Fork] {
         let p = Process::new(print_unterminated, ())
             .start_method(method)
-            .unwrap().start().unwrap();
+            .unwrap()
+            .start()
+            .unwrap();
         join_ok(&p);
         say(format!("DONE {method:?}"));
     }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{GENEROUS, KillOnDrop, join_ok, say, start, wait_until};
-use procvisor::{Connection, Error, Process, Queue, pipe};
+use procvisor::{Child, Connection, Error, Process, Queue, pipe};
 
 type Item = Option<(u32, u64)>;
 
@@ -55,7 +55,7 @@ fn collect(conn: Connection) -> Collected {
     Collected { items, done }
 }
 
-fn start_consumer(guard: &mut KillOnDrop, q: &Queue<Item>) -> (Process, Collected) {
+fn start_consumer(guard: &mut KillOnDrop, q: &Queue<Item>) -> (Child, Collected) {
     let (ours, theirs) = pipe(false).unwrap();
     let p = start(guard, Process::new(consume, (q.clone(), theirs)));
     (p, collect(ours))
@@ -115,7 +115,7 @@ fn twenty_rounds_of_sigkilled_producers_and_consumers_corrupt_nothing() {
     // The survivors still work: stop the producers, learn how many they put, drain.
     let mut put_by = HashMap::new();
     for (id, (p, report)) in stable_producers.iter().enumerate() {
-        p.stop(GENEROUS).unwrap();
+        p.stop(GENEROUS);
         assert_eq!(p.exitcode(), Some(0), "{p}");
         put_by.insert(id as u32, report.recv::<u64>().unwrap());
     }
@@ -338,7 +338,9 @@ fn driver_exit_flushes_the_feeder() {
         .build()
         .unwrap();
     let go = procvisor::Event::new().unwrap();
-    let p = Process::new(count_until_none, (q.clone(), go.clone())).start().unwrap();
+    let _child = Process::new(count_until_none, (q.clone(), go.clone()))
+        .start()
+        .unwrap();
     for i in 0..20_000 {
         q.put(&Some(i)).unwrap();
     }

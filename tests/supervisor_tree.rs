@@ -180,7 +180,9 @@ fn a_sigkilled_supervisor_process_leaves_no_descendant_running() {
     let dir = TempDir::new("sigkill-tree");
     let log = dir.file("log");
     let pids_file = dir.file("pids");
-    let p = Process::new(tree_main, (log, pids_file.clone())).start().unwrap();
+    let p = Process::new(tree_main, (log, pids_file.clone()))
+        .start()
+        .unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
     assert!(common::wait_for_file(Path::new(&pids_file)));

@@ -105,12 +105,7 @@ fn units_of_a_sigkilled_holder_are_given_back_with_a_notice() {
     );
     // The waiter's unit (it exited without releasing) comes back when someone must wait.
     let again = sem.acquire(true, Some(GENEROUS));
-    assert_eq!(
-        again,
-        Some(Acquired::OwnerDied {
-            pid: waiter.pid()
-        })
-    );
+    assert_eq!(again, Some(Acquired::OwnerDied { pid: waiter.pid() }));
 }
 
 fn consume_signal(sem: Semaphore, conn: Connection) -> procvisor::Result<()> {

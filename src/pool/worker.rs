@@ -172,9 +172,7 @@ fn await_hello(conn: &Connection, shared: &Shared, child: &Child) -> Result<(), 
         Ok(frame) => frame,
         Err(_) => {
             let _ = child.join_timeout(Duration::from_secs(5));
-            let code = child
-                .exitcode()
-                .map_or("unknown".into(), |c| c.to_string());
+            let code = child.exitcode().map_or("unknown".into(), |c| c.to_string());
             return Err(format!(
                 "the worker exited before it was ready (exit code {code})"
             ));
