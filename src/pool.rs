@@ -504,8 +504,7 @@ impl Pool {
     /// Drains the callback thread from a blocking thread of the node's runtime.
     async fn finish_callbacks_async(&self) {
         let callbacks = self.shared.callbacks.clone();
-        let node = procvisor_actors::node::Node::get().handle();
-        let _ = node.spawn_blocking(move || callbacks.finish()).await;
+        let _ = procvisor_actors::runtime::spawn_blocking(move || callbacks.finish()).await;
     }
 
     fn stop_workers(&self) {

@@ -13,8 +13,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 
 use crate::bootstrap::{self, ChildToParent, ParentToChild};
-use crate::node::Node;
 use crate::reply::lock;
+use crate::runtime;
 use crate::sys::{self, ExitStatus};
 
 /// One started child. The supervisor actor reaps it and calls [`ChildRecord::finish`]; users
@@ -164,7 +164,7 @@ impl ChildRecord {
             return;
         }
         let child = self.clone();
-        Node::get().handle().spawn(async move {
+        runtime::spawn(async move {
             // SAFETY: the pidfd is owned by the record, which `PidFdWatch` keeps alive (an
             // `Arc`) for as long as the `AsyncFd` exists, and the record never replaces or
             // closes its pidfd.
@@ -180,7 +180,8 @@ impl ChildRecord {
                     let pid = child.pid;
                     tracing::warn!(target: "procvisor", "cannot watch pid {pid} with epoll ({err}); using a thread");
                     let blocking = child.clone();
-                    let _ = tokio::task::spawn_blocking(move || blocking.wait_exit_blocking()).await;
+                    let _ =
+                        tokio::task::spawn_blocking(move || blocking.wait_exit_blocking()).await;
                 }
             }
             let _ = child.finish();

@@ -1,7 +1,7 @@
 //! # procvisor-actors
 //!
 //! The machinery behind [procvisor](https://docs.rs/procvisor)'s handles: the per-process
-//! [`node`] (a small tokio runtime hosting ractor actors), the [`process_supervisor`] actor that
+//! [`runtime`] (a small tokio runtime hosting ractor actors), the [`process_supervisor`] actor that
 //! owns a process's children, the dedicated [`spawner`] thread that starts them, the
 //! [`bootstrap`] protocol a new child reads before it runs its target, the [`supervisor`] actor
 //! (Erlang/OTP supervision trees over OS processes), and the OS edge
@@ -17,9 +17,9 @@
 pub mod bootstrap;
 pub mod child;
 pub mod fdpass;
-pub mod node;
 pub mod process_supervisor;
 pub mod reply;
+pub mod runtime;
 pub mod shm;
 pub mod spawner;
 pub mod supervisor;

@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use procvisor_actors::child::ChildRecord;
-use procvisor_actors::node::Node;
+use procvisor_actors::runtime;
 
 use super::callbacks::CallbackThread;
 use super::job::{JobSink, lock};
@@ -230,7 +230,7 @@ impl Shared {
         let _ = send.conn.send_bytes(&send.frame, 0, None);
         if let Some((slot, seq, timeout)) = send.timer {
             let weak = Arc::downgrade(self);
-            Node::get().handle().spawn(async move {
+            runtime::spawn(async move {
                 tokio::time::sleep(timeout).await;
                 if let Some(shared) = Weak::upgrade(&weak) {
                     shared.on_timeout(slot, seq, timeout);

@@ -5,8 +5,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use procvisor_actors::node::Node;
-use procvisor_actors::process_supervisor::SupervisorMsg;
+use procvisor_actors::process_supervisor::{self, SupervisorMsg};
 use procvisor_actors::{reply, spawner};
 
 /// Who this process is. Set once: by `init()` in the main process, by the bootstrap in a child.
@@ -149,10 +148,10 @@ fn run_shutdown() {
     for item in items.iter().rev().filter_map(std::sync::Weak::upgrade) {
         item.stop_at_exit();
     }
-    if let Some(node) = Node::try_get() {
+    if let Some(supervisor) = process_supervisor::try_get() {
         let (reply, pending) = reply::channel();
-        if node
-            .supervisor()
+        if supervisor
+            .actor()
             .cast(SupervisorMsg::Shutdown(reply))
             .is_ok()
         {
@@ -165,7 +164,7 @@ fn run_shutdown() {
 /// checks that find nothing to do), so that a child started ahead has that code mapped; see
 /// `child_main::rehearse_while_waiting`.
 pub(crate) fn rehearse_exit() {
-    let _ = Node::try_get();
+    let _ = process_supervisor::try_get();
     let _ = has_stop_at_exit_items();
     let _ = crate::util::log_level();
     let _ = SHUTDOWN_DONE.load(Ordering::SeqCst);
@@ -199,7 +198,7 @@ extern "C" fn at_exit() {
     if SHUTDOWN_DONE.swap(true, Ordering::SeqCst) {
         return;
     }
-    let nothing_to_do = Node::try_get().is_none()
+    let nothing_to_do = process_supervisor::try_get().is_none()
         && crate::util::log_level().is_none()
         && !has_stop_at_exit_items();
     if !nothing_to_do {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tokio::io::unix::AsyncFd;
 
 use super::Segment;
-use crate::node::Node;
+use crate::runtime;
 use crate::sys;
 
 /// What a recovery is keyed by: a shared object's segment id and the offset of its state.
@@ -59,7 +59,7 @@ pub fn on_death(pid: i32, segment: &Segment, offset: usize, recovery: impl FnOnc
         // Alive, but not a process that could hold anything of this object.
         Ok(_) if maps_segment(pid, segment) == Some(false) => recover(pid),
         Ok(pidfd) => {
-            Node::get().handle().spawn(async move {
+            runtime::spawn(async move {
                 // SAFETY: the AsyncFd owns the pidfd for as long as it exists; nothing else
                 // closes or replaces it.
                 let registered = unsafe {

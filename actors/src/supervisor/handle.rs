@@ -13,8 +13,8 @@ use super::error::SupervisorError;
 use super::event::{EventBus, EventStream};
 use super::spec::{ChildSpec, ChildType, ExtraType, Strategy, SupervisorSpec};
 use super::{Shared, SupMsg, spawn_supervisor};
-use crate::node::Node;
 use crate::reply::{self, Pending, Reply};
+use crate::runtime;
 
 /// What `which_children` says about one child.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,9 +133,7 @@ impl SupervisorRef {
         bus: Arc<EventBus>,
     ) -> Pending<Result<SupervisorRef, SupervisorError>> {
         let (reply, pending) = reply::channel();
-        Node::get()
-            .handle()
-            .spawn(async move { reply.send(spawn_supervisor(spec, path, bus).await) });
+        runtime::spawn(async move { reply.send(spawn_supervisor(spec, path, bus).await) });
         pending
     }
 
