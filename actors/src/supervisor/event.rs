@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use super::child::{ChildExit, Exit};
+use super::exit::{ChildExit, Exit};
 use crate::reply::lock;
 
 /// Most events a subscriber's queue holds before the oldest are dropped.

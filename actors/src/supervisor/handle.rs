@@ -8,10 +8,11 @@ use std::time::Duration;
 use ractor::ActorRef;
 use serde::{Deserialize, Serialize};
 
-use super::child::Exit;
 use super::error::SupervisorError;
 use super::event::{EventBus, EventStream};
-use super::spec::{ChildSpec, ChildType, ExtraType, Strategy, SupervisorSpec};
+use super::exit::Exit;
+use super::spec::{ChildSpec, ChildType, ExtraType, SupervisorSpec};
+use super::strategy::Strategy;
 use super::{Shared, SupMsg, spawn_supervisor};
 use crate::reply::{self, Pending, Reply};
 use crate::runtime;
