@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use super::futex::{WaitOutcome, futex_wait, futex_wake};
+use super::pid::my_pid;
 use super::segment::{Segment, SharedState};
-use super::{my_pid, watch};
+use super::watch;
 
 const CONTENDED: u32 = 1 << 31;
 /// The free-with-a-notice state: the last holder died holding the lock.

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, Weak};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::pid::my_pid;
 use crate::fdpass;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"PVSHM\0\x01\0");
@@ -146,7 +147,7 @@ impl Segment {
                 magic: MAGIC,
                 id,
                 len: len as u64,
-                home_pid: super::my_pid(),
+                home_pid: my_pid(),
                 home_fd: inner.fd.as_raw_fd(),
             });
         }
@@ -232,7 +233,7 @@ impl Segment {
     fn describe(&self, fd_index: Option<u32>) -> SegmentRepr {
         let header = self.header();
         let mut sources = vec![(header.home_pid, header.home_fd)];
-        let mine = (super::my_pid(), self.inner.fd.as_raw_fd());
+        let mine = (my_pid(), self.inner.fd.as_raw_fd());
         if mine != sources[0] {
             sources.push(mine);
         }

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::io::unix::AsyncFd;
 
-use super::Segment;
+use super::pid::my_pid;
+use super::segment::Segment;
 use crate::runtime;
 use crate::sys;
 
@@ -38,7 +39,7 @@ fn watches() -> &'static Mutex<Watches> {
 /// `pid_max` at 32768 here, pids do come round). `recovery` is only built when the object is
 /// not yet watched for `pid`.
 pub fn on_death(pid: i32, segment: &Segment, offset: usize, recovery: impl FnOnce() -> Recovery) {
-    if pid <= 0 || pid == super::my_pid() {
+    if pid <= 0 || pid == my_pid() {
         return;
     }
     let key: WatchKey = (segment.id(), offset);
