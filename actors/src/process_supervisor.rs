@@ -13,7 +13,7 @@
 //! watched on its own pidfd so the exit sequence ends the moment the last one does.
 //!
 //! The actor and the [`Children`] set are one singleton per process ([`get`]), started on the
-//! node's [runtime](crate::runtime) the first time the process needs them.
+//! node's runtime ([`crate::runtime`]) the first time the process needs them.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -26,8 +26,9 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use crate::child::ChildRecord;
-use crate::reply::{Reply, lock};
+use crate::reply::Reply;
 use crate::runtime;
+use crate::sync_util::lock;
 
 /// How long a daemonic child may ignore SIGTERM at its parent's exit before it is killed.
 pub const DAEMON_KILL_GRACE: Duration = Duration::from_secs(2);
