@@ -13,8 +13,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 
 use crate::bootstrap::{self, ChildToParent, ParentToChild};
-use crate::reply::lock;
 use crate::runtime;
+use crate::sync_util::lock;
 use crate::sys::{self, ExitStatus};
 
 /// One started child. The supervisor actor reaps it and calls [`ChildRecord::finish`]; users

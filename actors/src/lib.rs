@@ -23,5 +23,6 @@ pub mod runtime;
 pub mod shm;
 pub mod spawner;
 pub mod supervisor;
+pub mod sync_util;
 pub mod sys;
 pub mod wire;

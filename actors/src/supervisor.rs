@@ -73,7 +73,8 @@ pub use spec::{
 };
 pub use strategy::{Restart, Strategy};
 
-use crate::reply::{Reply, lock};
+use crate::reply::Reply;
+use crate::sync_util::lock;
 use intensity::RestartWindow;
 use strategy::{restart_set, should_restart};
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::pid::my_pid;
 use crate::fdpass;
+use crate::sync_util::lock;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"PVSHM\0\x01\0");
 /// Bytes before the data: the header, padded to a cache line.
@@ -95,10 +96,7 @@ impl Drop for Inner {
         unsafe {
             let _ = munmap(self.base.cast(), self.map_len);
         }
-        registry()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
+        lock(registry()).remove(&self.id);
     }
 }
 
@@ -156,10 +154,7 @@ impl Segment {
 
     fn register(inner: Inner) -> Segment {
         let inner = Arc::new(inner);
-        registry()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(inner.id, Arc::downgrade(&inner));
+        lock(registry()).insert(inner.id, Arc::downgrade(&inner));
         Segment { inner }
     }
 
@@ -246,12 +241,7 @@ impl Segment {
     }
 
     fn open(repr: SegmentRepr) -> Result<Segment, SegmentError> {
-        if let Some(existing) = registry()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&repr.id)
-            .and_then(Weak::upgrade)
-        {
+        if let Some(existing) = lock(registry()).get(&repr.id).and_then(Weak::upgrade) {
             return Ok(Segment { inner: existing });
         }
         if repr.len > MAX_LEN {

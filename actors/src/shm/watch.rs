@@ -18,6 +18,7 @@ use tokio::io::unix::AsyncFd;
 use super::pid::my_pid;
 use super::segment::Segment;
 use crate::runtime;
+use crate::sync_util::lock;
 use crate::sys;
 
 /// What a recovery is keyed by: a shared object's segment id and the offset of its state.
@@ -44,7 +45,7 @@ pub fn on_death(pid: i32, segment: &Segment, offset: usize, recovery: impl FnOnc
     }
     let key: WatchKey = (segment.id(), offset);
     let first_for_pid = {
-        let mut watches = watches().lock().unwrap_or_else(|e| e.into_inner());
+        let mut watches = lock(watches());
         let entry = watches.entry(pid).or_default();
         if entry.contains_key(&key) {
             return;
@@ -106,11 +107,7 @@ fn wait_readable(pidfd: &std::os::fd::OwnedFd) {
 }
 
 fn recover(pid: i32) {
-    let recoveries = watches()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&pid)
-        .unwrap_or_default();
+    let recoveries = lock(watches()).remove(&pid).unwrap_or_default();
     for recovery in recoveries.into_values() {
         tracing::debug!(pid, "giving back what a dead process held");
         recovery(pid);
