@@ -17,7 +17,7 @@ use crate::runtime;
 use crate::sync_util::lock;
 use crate::sys::{self, ExitStatus};
 
-/// One started child. The supervisor actor reaps it and calls [`ChildRecord::finish`]; users
+/// One started child. The supervisor actor reaps it and calls `ChildRecord::finish`; users
 /// wait on it through [`ChildRecord::wait`] / [`ChildRecord::wait_async`].
 pub struct ChildRecord {
     pid: i32,
@@ -211,7 +211,7 @@ impl ChildRecord {
 
     /// Reaps the child (it must have exited: the pidfd is readable), collects any message it
     /// left on the link, publishes the status and wakes every waiter.
-    pub fn finish(&self) -> std::io::Result<ExitStatus> {
+    pub(crate) fn finish(&self) -> std::io::Result<ExitStatus> {
         let mut exit = lock(&self.exit);
         if let Some(status) = *exit {
             // A joiner reaped it first.
@@ -250,7 +250,7 @@ impl ChildRecord {
 
 impl ChildRecord {
     /// Blocks this thread until the child has exited, without reaping it.
-    pub fn wait_exit_blocking(&self) {
+    pub(crate) fn wait_exit_blocking(&self) {
         let _ = sys::wait_pidfd(self.pidfd.as_fd(), false, true);
     }
 }

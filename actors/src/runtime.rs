@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 static HANDLE: OnceLock<Handle> = OnceLock::new();
 
 /// The runtime's handle, starting the runtime on first use.
-pub fn handle() -> &'static Handle {
+pub(crate) fn handle() -> &'static Handle {
     HANDLE.get_or_init(start)
 }
 

@@ -199,7 +199,7 @@ impl RobustMutex {
 
     /// The watch's recovery: if `dead` still holds the lock, free it with the owner-died notice
     /// and wake one sleeper.
-    pub fn recover(&self, dead: i32) {
+    pub(crate) fn recover(&self, dead: i32) {
         let mut w = self.word.load(Ordering::Relaxed);
         while w & PID_MASK == dead as u32 {
             self.last_dead.store(dead as u32, Ordering::Relaxed);

@@ -180,7 +180,7 @@ impl Segment {
     }
 
     /// The memfd's inode number (the same in every process that maps the segment).
-    pub fn inode(&self) -> u64 {
+    pub(crate) fn inode(&self) -> u64 {
         self.inner.inode
     }
 

@@ -22,7 +22,7 @@ use crate::sync_util::lock;
 use crate::sys;
 
 /// What a recovery is keyed by: a shared object's segment id and the offset of its state.
-pub type WatchKey = ([u8; 16], usize);
+pub(crate) type WatchKey = ([u8; 16], usize);
 
 /// Gives back what a dead process (its pid is the argument) held in one shared object.
 pub type Recovery = Arc<dyn Fn(i32) + Send + Sync>;
