@@ -48,7 +48,7 @@ use std::time::Duration;
 use procvisor_actors::bootstrap::{self, Bootstrap, PROTOCOL_VERSION};
 use procvisor_actors::child::ChildRecord;
 use procvisor_actors::fdpass;
-use procvisor_actors::node::Node;
+use procvisor_actors::process_supervisor;
 use procvisor_actors::{reply, sys};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -606,10 +606,11 @@ pub fn parent_process() -> Option<ParentProcess> {
 /// The children of this process that are still running. Finished children are reaped (a child
 /// nobody joins is reaped by the process supervisor within 20 ms of its exit in any case).
 pub fn active_children() -> Vec<Child> {
-    let Some(node) = Node::try_get() else {
+    let Some(supervisor) = process_supervisor::try_get() else {
         return Vec::new();
     };
-    node.children()
+    supervisor
+        .children()
         .active()
         .into_iter()
         .filter(|r| r.exit_status().is_none())

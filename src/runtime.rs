@@ -6,19 +6,10 @@
 //! supervisors and processes can all register with it without importing one another.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Mutex, OnceLock, Weak};
 
+use procvisor_actors::sync_util::lock;
 use tracing::Level;
-
-/// Locks one of procvisor's mutexes, recovering it if a thread panicked while holding it.
-///
-/// Every procvisor mutex guards state that each critical section leaves consistent at every
-/// point where user code (the only source of panics inside one: a `Serialize` impl, a
-/// callback) can run, so the data behind a poisoned mutex is as good as any; refusing it
-/// would turn one panicking thread into a process that can no longer start, join or reap.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 // ---- who this process is ---------------------------------------------------------------
 

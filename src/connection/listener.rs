@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Connection;
 use super::fd::{FdCell, RawIo};
-use super::lock;
+use procvisor_actors::sync_util::lock;
 use crate::error::{Error, Result};
 
 /// Listen queue length when none is given. Python's default is 1, which makes clients that

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-use super::job::{JobSink, lock};
+use super::job::JobSink;
+use procvisor_actors::sync_util::lock;
 use super::outcome::{Chunk, Failure, Outcome};
 use crate::error::{Error, Result};
 

@@ -200,7 +200,7 @@ fn become_child(boot: &Bootstrap) {
         procvisor_actors::spawner::ensure_started();
     }
     if let Ok(method) = boot.start_method.parse() {
-        let _ = crate::context::force_start_method(method);
+        crate::context::force_start_method(method);
     }
 }
 

@@ -4,8 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use procvisor_actors::node::Node;
-use procvisor_actors::process_supervisor::SupervisorMsg;
+use procvisor_actors::process_supervisor::{self, SupervisorMsg};
 use procvisor_actors::{reply, spawner};
 
 use crate::runtime;
@@ -55,10 +54,10 @@ fn run_shutdown() {
     for item in items.iter().rev().filter_map(std::sync::Weak::upgrade) {
         item.stop_at_exit();
     }
-    if let Some(node) = Node::try_get() {
+    if let Some(supervisor) = process_supervisor::try_get() {
         let (reply, pending) = reply::channel();
-        if node
-            .supervisor()
+        if supervisor
+            .actor()
             .cast(SupervisorMsg::Shutdown(reply))
             .is_ok()
         {
@@ -71,7 +70,7 @@ fn run_shutdown() {
 /// checks that find nothing to do), so that a child started ahead has that code mapped; see
 /// `child_main::rehearse_while_waiting`.
 pub(crate) fn rehearse_exit() {
-    let _ = Node::try_get();
+    let _ = process_supervisor::try_get();
     let _ = runtime::has_stop_at_exit_items();
     let _ = runtime::log_level();
     let _ = SHUTDOWN_DONE.load(Ordering::SeqCst);
@@ -105,7 +104,7 @@ extern "C" fn at_exit() {
     if SHUTDOWN_DONE.swap(true, Ordering::SeqCst) {
         return;
     }
-    let nothing_to_do = Node::try_get().is_none()
+    let nothing_to_do = process_supervisor::try_get().is_none()
         && runtime::log_level().is_none()
         && !runtime::has_stop_at_exit_items();
     if !nothing_to_do {
