@@ -26,6 +26,127 @@
 //! its parent, which cannot. So "start twice", "join before start", "join self" and "terminate
 //! the parent" are compile errors, not run-time ones.
 //!
+//! ## Misuse that does not compile
+//!
+//! `start` consumes the `Process`, so a process cannot be started twice, and a [`Child`] has
+//! no `start`:
+//!
+//! ```compile_fail,E0382
+//! # use procvisor::{Process, StartMethod, current_process, parent_process};
+//! # fn main() -> procvisor::Result<()> {
+//! let process = Process::new(|| (), ());
+//! let child = process.start()?;
+//! let again = process.start()?; // error[E0382]: use of moved value: `process`
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ```compile_fail,E0599
+//! # use procvisor::{Process, StartMethod, current_process, parent_process};
+//! # fn main() -> procvisor::Result<()> {
+//! let child = Process::new(|| (), ()).start()?;
+//! child.start()?; // error[E0599]: no method named `start` found for struct `Child`
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Nor can a process be copied to be started twice (it is not `Clone`; a [`Child`] is):
+//!
+//! ```compile_fail,E0599
+//! # use procvisor::{Process, StartMethod, current_process, parent_process};
+//! # fn main() -> procvisor::Result<()> {
+//! let process = Process::new(|| (), ());
+//! let copy = process.clone(); // error[E0599]: no method named `clone` found
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Only a started child can be joined or signalled:
+//!
+//! ```compile_fail,E0599
+//! # use procvisor::{Process, StartMethod, current_process, parent_process};
+//! # fn main() -> procvisor::Result<()> {
+//! let process = Process::new(|| (), ());
+//! process.join()?; // error[E0599]: no method named `join` found for struct `Process`
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ```compile_fail,E0599
+//! # use procvisor::{Process, StartMethod, current_process, parent_process};
+//! # fn main() -> procvisor::Result<()> {
+//! let process = Process::new(|| (), ());
+//! process.terminate()?; // error[E0599]: no method named `terminate` found for struct `Process`
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! This process and its parent are not children of this process:
+//!
+//! ```compile_fail,E0599
+//! # use procvisor::{Process, StartMethod, current_process, parent_process};
+//! # fn main() -> procvisor::Result<()> {
+//! current_process().join()?; // error[E0599]: no method named `join` found for `CurrentProcess`
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ```compile_fail,E0599
+//! # use procvisor::{Process, StartMethod, current_process, parent_process};
+//! # fn main() -> procvisor::Result<()> {
+//! current_process().kill()?; // error[E0599]: no method named `kill` found for `CurrentProcess`
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ```compile_fail,E0599
+//! # use procvisor::{Process, StartMethod, current_process, parent_process};
+//! # fn main() -> procvisor::Result<()> {
+//! let parent = parent_process().expect("a child has a parent");
+//! parent.terminate()?; // error[E0599]: no method named `terminate` found for `ParentProcess`
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ```compile_fail,E0599
+//! # use procvisor::{Process, StartMethod, current_process, parent_process};
+//! # fn main() -> procvisor::Result<()> {
+//! let parent = parent_process().expect("a child has a parent");
+//! parent.join()?; // error[E0599]: no method named `join` found for `ParentProcess`
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The settings are the builder's: a started child's daemon flag, authkey and start method are
+//! fixed (it only reports the first two):
+//!
+//! ```compile_fail,E0599
+//! # use procvisor::{Process, StartMethod, current_process, parent_process};
+//! # fn main() -> procvisor::Result<()> {
+//! let child = Process::new(|| (), ()).start()?;
+//! child.daemon(true); // error[E0599]: no method named `daemon` found (it has `is_daemon`)
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ```compile_fail,E0061
+//! # use procvisor::{Process, StartMethod, current_process, parent_process};
+//! # fn main() -> procvisor::Result<()> {
+//! let child = Process::new(|| (), ()).start()?;
+//! child.authkey(vec![7u8; 32]); // error[E0061]: `authkey` takes 0 arguments but 1 was supplied
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ```compile_fail,E0599
+//! # use procvisor::{Process, StartMethod, current_process, parent_process};
+//! # fn main() -> procvisor::Result<()> {
+//! let child = Process::new(|| (), ()).start()?;
+//! child.start_method(StartMethod::Fork); // error[E0599]: no method named `start_method` found
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Every child is watched by its parent's process supervisor actor, which reaps it the moment
 //! it exits. When a procvisor process ends normally (its `main` returns, or a child's target
 //! returns), daemonic children are terminated and non-daemonic ones joined; children never
