@@ -39,10 +39,9 @@
 //! fn main() -> procvisor::Result<()> {
 //!     procvisor::init();
 //!     let (parent_end, child_end) = procvisor::pipe(true)?;
-//!     let p = Process::new(child, (child_end,));
-//!     p.start()?;
+//!     let p = Process::new(child, (child_end,)).start()?;
 //!     println!("{:?}", parent_end.recv::<(i32, Option<i32>, String)>()?);
-//!     p.join(None)?;
+//!     p.join()?;
 //!     Ok(())
 //! }
 //! ```

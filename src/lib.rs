@@ -13,10 +13,8 @@
 //!
 //! fn main() -> procvisor::Result<()> {
 //!     procvisor::init(); // first line of main: a child stops here and runs its target
-//!     let p = Process::new(worker, (7,));
-//!     p.start()?;
-//!     p.join(None)?;
-//!     assert_eq!(p.exitcode(), Some(0));
+//!     let child = Process::new(worker, (7,)).start()?;
+//!     assert!(child.join()?.success());
 //!     Ok(())
 //! }
 //! ```

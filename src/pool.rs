@@ -82,8 +82,8 @@ use crate::supervisor::{
 use dispatch::{Shared, Status, Task};
 use imap::ImapJob;
 use job::{Callbacks, JobSink, MapJob};
-use procvisor_actors::sync_util::lock;
 use outcome::Failure;
+use procvisor_actors::sync_util::lock;
 use worker::{WorkerSetup, WorkerStarter};
 
 /// How long a stopping worker gets before SIGTERM (and as long again before SIGKILL). Workers

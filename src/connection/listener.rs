@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Connection;
 use super::fd::{FdCell, RawIo};
-use procvisor_actors::sync_util::lock;
 use crate::error::{Error, Result};
+use procvisor_actors::sync_util::lock;
 
 /// Listen queue length when none is given. Python's default is 1, which makes clients that
 /// connect at the same moment wait (TCP retries a dropped SYN only after a second); procvisor

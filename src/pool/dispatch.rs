@@ -22,12 +22,12 @@ use procvisor_actors::runtime;
 
 use super::callbacks::CallbackThread;
 use super::job::JobSink;
-use procvisor_actors::sync_util::lock;
 use super::outcome::{Failure, Outcome};
 use super::protocol::{parse_result, recv_reusing, set_seq};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::supervisor::{Exit, SupervisorRef};
+use procvisor_actors::sync_util::lock;
 
 /// One chunk on its way to a worker.
 pub(crate) struct Task {

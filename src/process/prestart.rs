@@ -25,9 +25,9 @@ use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use procvisor_actors::sync_util::lock;
 use procvisor_actors::bootstrap::BOOTSTRAP_FD_ENV;
 use procvisor_actors::reply::Pending;
+use procvisor_actors::sync_util::lock;
 use procvisor_actors::{spawner, sys};
 
 /// Spawn starts after which a child is kept prestarted (a program that starts one child does

@@ -52,7 +52,7 @@ fn registry() -> &'static Mutex<HashMap<[u8; 16], Weak<Local>>> {
 impl Local {
     /// The state of the queue with segment id `id` in this process (made on first use).
     pub fn of(id: [u8; 16]) -> Arc<Local> {
-        let mut map = lock(&registry());
+        let mut map = lock(registry());
         if let Some(local) = map.get(&id).and_then(Weak::upgrade) {
             return local;
         }

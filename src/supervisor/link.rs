@@ -11,9 +11,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 
-use procvisor_actors::sync_util::lock;
 use procvisor_actors::fdpass;
 use procvisor_actors::supervisor::Event;
+use procvisor_actors::sync_util::lock;
 use procvisor_actors::wire::{self, FrameLimits, WireError};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -56,7 +56,7 @@ impl<'de> Deserialize<'de> for LinkEnd {
 /// Writes one message (blocking; the child's side).
 pub(crate) fn send(link: &Mutex<UnixStream>, msg: &ChildMsg) -> io::Result<()> {
     let payload = wire::encode(msg).map_err(io::Error::other)?;
-    let mut stream = lock(&link);
+    let mut stream = lock(link);
     wire::write_frame(&mut *stream, &payload, &FrameLimits::new(MAX_FRAME)).map_err(|e| match e {
         WireError::Io(e) => e,
         other => io::Error::other(other),

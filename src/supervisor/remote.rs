@@ -12,11 +12,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use procvisor_actors::sync_util::lock;
 use procvisor_actors::supervisor::{
     BoxFuture, Event, EventBus, Exit, RunningChild, StartChild, StartContext, SupervisorRef,
     SupervisorSpec,
 };
+use procvisor_actors::sync_util::lock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -188,8 +188,7 @@ impl StartChild for RemoteChild {
                     if let ChildMsg::Event(event) = msg {
                         if let Event::SupervisorExited { supervisor, exit } = &event {
                             if *supervisor == path {
-                                *lock(&last) =
-                                    Some(exit.clone());
+                                *lock(&last) = Some(exit.clone());
                             }
                         }
                         bus.publish(event);
