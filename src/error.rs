@@ -328,7 +328,7 @@ pub enum Error {
     Wire(#[source] procvisor_actors::wire::WireError),
 
     /// A supervisor refused a spec or a request, or a child could not start: see
-    /// [`SupervisorError`](crate::supervisor::SupervisorError) for the cases.
+    /// [`SupervisorError`] for the cases.
     #[error(transparent)]
     Supervisor(#[from] SupervisorError),
 

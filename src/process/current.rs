@@ -15,7 +15,7 @@ static SHUTDOWN_DONE: AtomicBool = AtomicBool::new(false);
 
 // ---- graceful stop requests ------------------------------------------------------------
 
-/// True once this process's parent has asked it to stop ([`Process::stop`](crate::Process::stop)).
+/// True once this process's parent has asked it to stop ([`Child::stop`](crate::Child::stop)).
 /// A long-running target should check it (or block in [`wait_for_stop`]) and return; if it does
 /// not, its parent escalates to SIGTERM after the grace period.
 pub fn stop_requested() -> bool {
