@@ -92,6 +92,6 @@ fn main() -> procvisor::Result<()> {
             }
         }
     }
-    println!("app ended: {}", app.wait(None).expect("app exited"));
+    println!("app ended: {}", app.wait());
     Ok(())
 }

@@ -101,7 +101,8 @@ fn main() -> procvisor::Result<()> {
     }
 
     let children: Vec<String> = sup
-        .which_children()?
+        .which_children()
+        .wait()?
         .iter()
         .map(|c| {
             format!(

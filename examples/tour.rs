@@ -541,14 +541,14 @@ fn supervision() -> procvisor::Result<()> {
         say!("event: {e}");
     }
     say!("kill_child(\"parser\"): parser and the children after it restart, reader does not");
-    sup.kill_child("parser")?;
+    sup.kill_child("parser").wait()?;
     let seen = events
         .wait_restarts("writer", 1, Duration::from_secs(10))
         .expect("the supervisor restarts parser and writer");
     for e in seen {
         say!("event: {e}");
     }
-    for c in sup.which_children()? {
+    for c in sup.which_children().wait()? {
         let (id, pid, status) = (c.id, c.pid.unwrap_or(0), c.status);
         say!("{id} pid {pid} {status:?}, {} restart(s)", c.restarts);
     }

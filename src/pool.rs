@@ -206,7 +206,7 @@ impl PoolBuilder {
             Err(e) => {
                 return Err(match shared.status() {
                     Status::Broken(reason) => Error::PoolBroken { reason },
-                    _ => e,
+                    _ => e.into(),
                 });
             }
         };

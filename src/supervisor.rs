@@ -99,8 +99,8 @@ use serde::de::DeserializeOwned;
 
 pub use procvisor_actors::supervisor::{
     BoxFuture, ChildCounts, ChildExit, ChildInfo, ChildStatus, ChildType, EventBus, Exit,
-    ExtraArgs, ExtraType, Intensity, Restart, RunningChild, Shutdown, StartChild, StartContext,
-    Strategy, SupervisorError, SupervisorRef, SupervisorSpec, WaitError,
+    ExtraArgs, ExtraType, Intensity, Request, Restart, RunningChild, Shutdown, StartChild,
+    StartContext, Strategy, SupervisorError, SupervisorRef, SupervisorSpec, WaitError,
 };
 pub use procvisor_actors::supervisor::{Event, EventStream as Events};
 pub use remote::BuildSpec;
@@ -385,8 +385,9 @@ impl From<ChildSpec> for actors::ChildSpec {
 /// A running supervisor. Clones are handles to the same supervisor; when the last one is
 /// dropped, the supervisor is stopped (its children in reverse order).
 ///
-/// Every request has a blocking form (any thread, inside or outside a tokio runtime) and an
-/// `_async` form.
+/// Requests to it (`start_child`, `which_children`, …) answer through a [`Request`], which is
+/// waited for with `.wait()` (blocking, any thread, inside or outside a tokio runtime) or
+/// `.await`.
 #[derive(Clone)]
 pub struct Supervisor {
     owner: Arc<Owner>,
@@ -429,13 +430,15 @@ impl Supervisor {
     /// Validates `spec`, starts the supervisor and its children in order, and returns once all
     /// have started. If one cannot start, those already started are stopped (reverse order)
     /// and the error names it ([`SupervisorError::StartFailed`]).
-    pub fn start(spec: SupervisorSpec) -> Result<Supervisor> {
+    pub fn start(spec: SupervisorSpec) -> Result<Supervisor, SupervisorError> {
         Ok(Supervisor::wrap(SupervisorRef::start(spec)?))
     }
 
     /// [`start`](Supervisor::start), with a subscription to the events made before the first
     /// child starts (so it sees every start).
-    pub fn start_with_events(spec: SupervisorSpec) -> Result<(Supervisor, Events)> {
+    pub fn start_with_events(
+        spec: SupervisorSpec,
+    ) -> Result<(Supervisor, Events), SupervisorError> {
         let bus = EventBus::new(None);
         let events = bus.subscribe();
         Ok((
@@ -445,12 +448,14 @@ impl Supervisor {
     }
 
     /// [`start`](Supervisor::start) for async callers.
-    pub async fn start_async(spec: SupervisorSpec) -> Result<Supervisor> {
+    pub async fn start_async(spec: SupervisorSpec) -> Result<Supervisor, SupervisorError> {
         Ok(Supervisor::wrap(SupervisorRef::start_async(spec).await?))
     }
 
     /// [`start_with_events`](Supervisor::start_with_events) for async callers.
-    pub async fn start_with_events_async(spec: SupervisorSpec) -> Result<(Supervisor, Events)> {
+    pub async fn start_with_events_async(
+        spec: SupervisorSpec,
+    ) -> Result<(Supervisor, Events), SupervisorError> {
         let bus = EventBus::new(None);
         let events = bus.subscribe();
         let sup = SupervisorRef::start_with_bus_async(spec, bus).await?;
@@ -481,108 +486,77 @@ impl Supervisor {
         self.sup().events()
     }
 
-    /// Adds a child at the end of the start order and starts it; returns its pid.
-    pub fn start_child(&self, spec: ChildSpec) -> Result<Option<i32>> {
-        Ok(self.sup().start_child(spec.into())?)
-    }
-
-    /// [`start_child`](Supervisor::start_child) for async callers.
-    pub async fn start_child_async(&self, spec: ChildSpec) -> Result<Option<i32>> {
-        Ok(self.sup().start_child_async(spec.into()).await?)
+    /// Adds a child at the end of the start order and starts it; answers its pid.
+    ///
+    /// Every request answers through a [`Request`]: `.wait()` blocks, `.await` waits
+    /// asynchronously.
+    ///
+    /// ```no_run
+    /// # use procvisor::supervisor::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
+    /// # fn worker() {}
+    /// # async fn demo() -> procvisor::Result<()> {
+    /// let sup = Supervisor::start(SupervisorSpec::new(Strategy::OneForOne))?;
+    /// let pid = sup.start_child(ChildSpec::worker("w", worker, ())).wait()?; // blocking
+    /// let children = sup.which_children().await?; // async
+    /// # let _ = (pid, children);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn start_child(&self, spec: ChildSpec) -> Request<Option<i32>> {
+        self.sup().start_child(spec.into())
     }
 
     /// `SimpleOneForOne`: starts a child from the template with these extra arguments (the
-    /// template's target arguments, e.g. a tuple); returns its id (`template-N`) and pid.
+    /// template's target arguments, e.g. a tuple); answers its id (`template-N`) and pid.
     pub fn start_child_with<E: Send + Sync + 'static>(
         &self,
         extra: E,
-    ) -> Result<(String, Option<i32>)> {
-        Ok(self.sup().start_child_with(extra)?)
-    }
-
-    /// [`start_child_with`](Supervisor::start_child_with) for async callers.
-    pub async fn start_child_with_async<E: Send + Sync + 'static>(
-        &self,
-        extra: E,
-    ) -> Result<(String, Option<i32>)> {
-        Ok(self.sup().start_child_with_async(extra).await?)
+    ) -> Request<(String, Option<i32>)> {
+        self.sup().start_child_with(extra)
     }
 
     /// Stops child `id` (as its shutdown says); its spec stays, stopped (temporary and dynamic
-    /// children are forgotten). Returns once it has exited.
-    pub fn terminate_child(&self, id: &str) -> Result<()> {
-        Ok(self.sup().terminate_child(id)?)
+    /// children are forgotten). Answers once it has exited.
+    pub fn terminate_child(&self, id: &str) -> Request<()> {
+        self.sup().terminate_child(id)
     }
 
-    /// [`terminate_child`](Supervisor::terminate_child) for async callers.
-    pub async fn terminate_child_async(&self, id: &str) -> Result<()> {
-        Ok(self.sup().terminate_child_async(id).await?)
-    }
-
-    /// Starts again the stopped child `id`; returns its pid.
-    pub fn restart_child(&self, id: &str) -> Result<Option<i32>> {
-        Ok(self.sup().restart_child(id)?)
-    }
-
-    /// [`restart_child`](Supervisor::restart_child) for async callers.
-    pub async fn restart_child_async(&self, id: &str) -> Result<Option<i32>> {
-        Ok(self.sup().restart_child_async(id).await?)
+    /// Starts again the stopped child `id`; answers its pid.
+    pub fn restart_child(&self, id: &str) -> Request<Option<i32>> {
+        self.sup().restart_child(id)
     }
 
     /// Forgets the stopped child `id`.
-    pub fn delete_child(&self, id: &str) -> Result<()> {
-        Ok(self.sup().delete_child(id)?)
+    pub fn delete_child(&self, id: &str) -> Request<()> {
+        self.sup().delete_child(id)
     }
 
-    /// [`delete_child`](Supervisor::delete_child) for async callers.
-    pub async fn delete_child_async(&self, id: &str) -> Result<()> {
-        Ok(self.sup().delete_child_async(id).await?)
-    }
-
-    /// Kills child `id` (SIGKILL) as if it had crashed — a test helper.
-    pub fn kill_child(&self, id: &str) -> Result<()> {
-        Ok(self.sup().kill_child(id)?)
-    }
-
-    /// [`kill_child`](Supervisor::kill_child) for async callers.
-    pub async fn kill_child_async(&self, id: &str) -> Result<()> {
-        Ok(self.sup().kill_child_async(id).await?)
+    /// Kills child `id` (SIGKILL) as if it had crashed: for tests of supervision trees.
+    pub fn kill_child(&self, id: &str) -> Request<()> {
+        self.sup().kill_child(id)
     }
 
     /// The children in start order: id, pid, type, status, restarts.
-    pub fn which_children(&self) -> Result<Vec<ChildInfo>> {
-        Ok(self.sup().which_children()?)
-    }
-
-    /// [`which_children`](Supervisor::which_children) for async callers.
-    pub async fn which_children_async(&self) -> Result<Vec<ChildInfo>> {
-        Ok(self.sup().which_children_async().await?)
+    pub fn which_children(&self) -> Request<Vec<ChildInfo>> {
+        self.sup().which_children()
     }
 
     /// The pid of running child `id` (`None` if it is not running or not a process).
-    pub fn child_pid(&self, id: &str) -> Result<Option<i32>> {
-        let children = self.which_children()?;
+    pub fn child_pid(&self, id: &str) -> Result<Option<i32>, SupervisorError> {
+        let children = self.which_children().wait()?;
         children
             .into_iter()
             .find(|c| c.id == id)
             .map(|c| c.pid)
-            .ok_or_else(|| {
-                SupervisorError::ChildNotFound {
-                    supervisor: self.path().into(),
-                    id: id.into(),
-                }
-                .into()
+            .ok_or_else(|| SupervisorError::ChildNotFound {
+                supervisor: self.path().into(),
+                id: id.into(),
             })
     }
 
     /// Specs, running children, supervisors, workers.
-    pub fn count_children(&self) -> Result<ChildCounts> {
-        Ok(self.sup().count_children()?)
-    }
-
-    /// [`count_children`](Supervisor::count_children) for async callers.
-    pub async fn count_children_async(&self) -> Result<ChildCounts> {
-        Ok(self.sup().count_children_async().await?)
+    pub fn count_children(&self) -> Request<ChildCounts> {
+        self.sup().count_children()
     }
 
     /// Stops the children in reverse start order, then the supervisor. Returns once all have
@@ -606,9 +580,14 @@ impl Supervisor {
         self.sup().exit()
     }
 
-    /// Waits until it exits, or `timeout` passes (`None`).
-    pub fn wait(&self, timeout: Option<Duration>) -> Option<Exit> {
-        self.sup().wait(timeout)
+    /// Waits until it exits.
+    pub fn wait(&self) -> Exit {
+        self.sup().wait()
+    }
+
+    /// Waits until it exits or `timeout` passes (`None`).
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Exit> {
+        self.sup().wait_timeout(timeout)
     }
 
     /// Waits asynchronously until it exits.

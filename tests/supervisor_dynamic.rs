@@ -10,7 +10,6 @@ mod supervisor_common;
 use std::time::Duration;
 
 use common::{GENEROUS, TempDir};
-use procvisor::Error;
 use procvisor::supervisor::{
     ChildCounts, ChildSpec, ChildStatus, ChildType, Exit, Intensity, Restart, Strategy, Supervisor,
     SupervisorError, SupervisorSpec,
@@ -21,9 +20,9 @@ fn script(s: &[&str]) -> Vec<String> {
     s.iter().map(|s| s.to_string()).collect()
 }
 
-fn refused(result: procvisor::Result<impl std::fmt::Debug>) -> SupervisorError {
+fn refused(result: Result<impl std::fmt::Debug, SupervisorError>) -> SupervisorError {
     match result {
-        Err(Error::Supervisor(e)) => e,
+        Err(e) => e,
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
@@ -42,19 +41,22 @@ fn simple_one_for_one_children_are_added_at_run_time() {
         .child(template);
     let (sup, events) = Supervisor::start_with_events(spec).unwrap();
     assert_eq!(
-        sup.count_children().unwrap(),
+        sup.count_children().wait().unwrap(),
         ChildCounts::default(),
         "no child at first"
     );
 
     let (a, pid_a) = sup
         .start_child_with((log.clone(), "a".to_string(), script(&["serve"])))
+        .wait()
         .unwrap();
     let (b, _) = sup
         .start_child_with((log.clone(), "b".to_string(), script(&["exit:0"])))
+        .wait()
         .unwrap();
     let (c, _) = sup
         .start_child_with((log.clone(), "c".to_string(), script(&["serve"])))
+        .wait()
         .unwrap();
     assert_eq!(
         (a.as_str(), b.as_str(), c.as_str()),
@@ -67,7 +69,7 @@ fn simple_one_for_one_children_are_added_at_run_time() {
         .wait_for(|e| e.is_exit_of("job-2"), GENEROUS)
         .unwrap();
     // a is killed: restarted with the same extra arguments.
-    sup.kill_child("job-1").unwrap();
+    sup.kill_child("job-1").wait().unwrap();
     events.wait_restarts("job-1", 1, GENEROUS).unwrap();
     assert_eq!(
         lines_with(&log, "start ")
@@ -76,12 +78,12 @@ fn simple_one_for_one_children_are_added_at_run_time() {
             .count(),
         2
     );
-    let children = sup.which_children().unwrap();
+    let children = sup.which_children().wait().unwrap();
     let ids: Vec<&str> = children.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["job-1", "job-3"]);
     assert_eq!(children[0].restarts, 1);
     assert_eq!(
-        sup.count_children().unwrap(),
+        sup.count_children().wait().unwrap(),
         ChildCounts {
             specs: 2,
             active: 2,
@@ -91,29 +93,29 @@ fn simple_one_for_one_children_are_added_at_run_time() {
     );
 
     // terminate_child forgets a dynamic child.
-    sup.terminate_child("job-3").unwrap();
-    assert_eq!(sup.which_children().unwrap().len(), 1);
+    sup.terminate_child("job-3").wait().unwrap();
+    assert_eq!(sup.which_children().wait().unwrap().len(), 1);
 
     // What a simple_one_for_one supervisor refuses.
     assert!(matches!(
-        refused(sup.restart_child("job-1")),
+        refused(sup.restart_child("job-1").wait()),
         SupervisorError::SimpleOneForOne {
             operation: "restart_child",
             ..
         }
     ));
     assert!(matches!(
-        refused(sup.delete_child("job-1")),
+        refused(sup.delete_child("job-1").wait()),
         SupervisorError::SimpleOneForOne {
             operation: "delete_child",
             ..
         }
     ));
     assert!(matches!(
-        refused(sup.start_child(child(&log, "z", &["serve"]))),
+        refused(sup.start_child(child(&log, "z", &["serve"])).wait()),
         SupervisorError::SimpleOneForOne { .. }
     ));
-    let wrong = refused(sup.start_child_with(42u32));
+    let wrong = refused(sup.start_child_with(42u32).wait());
     assert!(
         matches!(wrong, SupervisorError::ExtraArgsType { got: "u32", .. }),
         "{wrong:?}"
@@ -127,6 +129,7 @@ fn simple_one_for_one_children_are_added_at_run_time() {
     // Stopping stops every dynamic child.
     for i in 0..3 {
         sup.start_child_with((log.clone(), format!("d{i}"), script(&["serve"])))
+            .wait()
             .unwrap();
     }
     sup.stop();
@@ -143,50 +146,53 @@ fn children_can_be_started_terminated_restarted_and_deleted() {
         .name("top")
         .child(child(&log, "a", &["serve"]));
     let (sup, events) = Supervisor::start_with_events(spec).unwrap();
-    let pid = sup.start_child(child(&log, "b", &["serve"])).unwrap();
+    let pid = sup
+        .start_child(child(&log, "b", &["serve"]))
+        .wait()
+        .unwrap();
     assert!(pid.is_some());
     assert!(matches!(
-        refused(sup.start_child(child(&log, "b", &["serve"]))),
+        refused(sup.start_child(child(&log, "b", &["serve"])).wait()),
         SupervisorError::AlreadyStarted { pid: p, .. } if p == pid
     ));
     assert!(matches!(
-        refused(sup.delete_child("b")),
+        refused(sup.delete_child("b").wait()),
         SupervisorError::ChildRunning { .. }
     ));
-    sup.terminate_child("b").unwrap();
+    sup.terminate_child("b").wait().unwrap();
     assert!(matches!(
-        refused(sup.start_child(child(&log, "b", &["serve"]))),
+        refused(sup.start_child(child(&log, "b", &["serve"])).wait()),
         SupervisorError::AlreadyPresent { .. }
     ));
-    let info = &sup.which_children().unwrap()[1];
+    let info = &sup.which_children().wait().unwrap()[1];
     assert_eq!(
         (info.id.as_str(), info.pid, info.status, info.child_type),
         ("b", None, ChildStatus::Stopped, ChildType::Worker)
     );
-    let new_pid = sup.restart_child("b").unwrap();
+    let new_pid = sup.restart_child("b").wait().unwrap();
     assert!(new_pid.is_some() && new_pid != pid);
     assert!(matches!(
-        refused(sup.restart_child("b")),
+        refused(sup.restart_child("b").wait()),
         SupervisorError::ChildRunning { .. }
     ));
-    sup.terminate_child("b").unwrap();
-    sup.delete_child("b").unwrap();
+    sup.terminate_child("b").wait().unwrap();
+    sup.delete_child("b").wait().unwrap();
     assert!(matches!(
-        refused(sup.terminate_child("b")),
+        refused(sup.terminate_child("b").wait()),
         SupervisorError::ChildNotFound { .. }
     ));
     assert!(matches!(
-        refused(sup.kill_child("nope")),
+        refused(sup.kill_child("nope").wait()),
         SupervisorError::ChildNotFound { .. }
     ));
     assert!(matches!(
-        refused(sup.start_child_with(())),
+        refused(sup.start_child_with(()).wait()),
         SupervisorError::NotSimpleOneForOne {
             strategy: Strategy::OneForOne,
             ..
         }
     ));
-    assert_eq!(sup.count_children().unwrap().specs, 1);
+    assert_eq!(sup.count_children().wait().unwrap().specs, 1);
     sup.stop();
     assert_eq!(
         lines(&log),
@@ -242,24 +248,22 @@ async fn the_async_api_works_inside_a_tokio_runtime() {
         .child(child(&log, "a", &["serve"]))
         .child(child(&log, "b", &["serve"]));
     let (sup, events) = Supervisor::start_with_events_async(spec).await.unwrap();
-    sup.start_child_async(child(&log, "c", &["serve"]))
-        .await
-        .unwrap();
-    sup.kill_child_async("b").await.unwrap();
+    sup.start_child(child(&log, "c", &["serve"])).await.unwrap();
+    sup.kill_child("b").await.unwrap();
     events
         .wait_for_async(|e| e.is_restart_of("c"), GENEROUS)
         .await
         .unwrap();
-    assert_eq!(sup.which_children_async().await.unwrap().len(), 3);
-    assert_eq!(sup.count_children_async().await.unwrap().active, 3);
-    sup.terminate_child_async("c").await.unwrap();
-    sup.restart_child_async("c").await.unwrap();
-    sup.terminate_child_async("c").await.unwrap();
-    sup.delete_child_async("c").await.unwrap();
+    assert_eq!(sup.which_children().await.unwrap().len(), 3);
+    assert_eq!(sup.count_children().await.unwrap().active, 3);
+    sup.terminate_child("c").await.unwrap();
+    sup.restart_child("c").await.unwrap();
+    sup.terminate_child("c").await.unwrap();
+    sup.delete_child("c").await.unwrap();
     sup.stop_async().await;
     assert_eq!(sup.wait_async().await, Exit::Code(0));
     // The blocking API works here too (it does not need the caller's runtime).
-    assert!(sup.which_children().is_err());
+    assert!(sup.which_children().wait().is_err());
     while let Some(e) = events.recv_async().await {
         let _ = e;
     }

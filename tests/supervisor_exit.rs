@@ -27,7 +27,7 @@ fn driver_leaked_supervisor() {
         )),
     );
     let sup = Supervisor::start(spec).unwrap();
-    let pid = sup.which_children().unwrap()[0].pid.unwrap();
+    let pid = sup.which_children().wait().unwrap()[0].pid.unwrap();
     say(format!("WORKER {pid}"));
     // Leaked: no drop, no stop. The exit sequence must stop it.
     std::mem::forget(sup);

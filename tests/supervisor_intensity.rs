@@ -10,7 +10,6 @@ mod supervisor_common;
 use std::time::Duration;
 
 use common::{GENEROUS, TempDir};
-use procvisor::Error;
 use procvisor::supervisor::{
     ChildSpec, ChildStatus, Event, Exit, Intensity, Strategy, Supervisor, SupervisorError,
     SupervisorSpec,
@@ -29,7 +28,7 @@ fn more_restarts_than_the_intensity_allows_make_the_supervisor_give_up() {
         .child(child(&log, "w", &["serve"]))
         .child(child(&log, "crash", &["exit:1"]));
     let (sup, events) = Supervisor::start_with_events(spec).unwrap();
-    let exit = sup.wait(Some(GENEROUS)).expect("gave up");
+    let exit = sup.wait_timeout(GENEROUS).expect("gave up");
     assert!(
         matches!(&exit, Exit::Failed(r) if r.contains("more than 2 restarts")),
         "{exit:?}"
@@ -55,8 +54,8 @@ fn more_restarts_than_the_intensity_allows_make_the_supervisor_give_up() {
     // The survivor was stopped in order (asked first), and nothing more is served.
     assert_eq!(lines_with(&log, "stop "), ["w"]);
     assert!(matches!(
-        sup.which_children(),
-        Err(Error::Supervisor(SupervisorError::NotRunning { .. }))
+        sup.which_children().wait(),
+        Err(SupervisorError::NotRunning { .. })
     ));
 }
 
@@ -76,7 +75,7 @@ fn escalation_two_levels_up() {
         .child(child(&log, "w", &["serve"]))
         .child(ChildSpec::supervisor("mid", mid(log.clone())));
     let (sup, events) = Supervisor::start_with_events(spec).unwrap();
-    let exit = sup.wait(Some(GENEROUS)).expect("top gave up");
+    let exit = sup.wait_timeout(GENEROUS).expect("top gave up");
     assert!(matches!(exit, Exit::Failed(_)));
     let seen: Vec<Event> = events.collect();
     let chain = tags_of(&seen, |e| {
@@ -151,15 +150,16 @@ fn a_failed_restart_is_retried_while_the_supervisor_keeps_serving() {
     // the retries.
     let flaky = sup
         .which_children()
+        .wait()
         .unwrap()
         .into_iter()
         .find(|c| c.id == "flaky")
         .unwrap();
     assert_eq!(flaky.status, ChildStatus::Restarting);
-    sup.terminate_child("flaky").unwrap();
-    let _ = sup.which_children().unwrap();
+    sup.terminate_child("flaky").wait().unwrap();
+    let _ = sup.which_children().wait().unwrap();
     events.drain();
-    let again = sup.which_children().unwrap();
+    let again = sup.which_children().wait().unwrap();
     assert!(
         events.drain().is_empty(),
         "no attempt after terminate_child"
@@ -178,7 +178,7 @@ fn failed_restarts_count_toward_the_intensity() {
         .intensity(Intensity::new(3, MINUTE))
         .child(child(&log, "flaky", &["exit:1", "unready:2"]));
     let (sup, events) = Supervisor::start_with_events(spec).unwrap();
-    assert!(matches!(sup.wait(Some(GENEROUS)), Some(Exit::Failed(_))));
+    assert!(matches!(sup.wait_timeout(GENEROUS), Some(Exit::Failed(_))));
     let seen: Vec<Event> = events.collect();
     assert_eq!(
         tags(&seen),

@@ -38,7 +38,7 @@ fn run(restart: Restart, expect_restart: [bool; 5]) {
     let (sup, events) = Supervisor::start_with_events(spec).unwrap();
     let mut seen = until_exits(&events, KINDS.len());
     // A request is served after the exits it follows: the restart decisions are all made.
-    let children = sup.which_children().unwrap();
+    let children = sup.which_children().wait().unwrap();
     seen.extend(events.drain());
 
     for ((id, _, exit), restarted) in KINDS.iter().zip(expect_restart) {
@@ -64,7 +64,7 @@ fn run(restart: Restart, expect_restart: [bool; 5]) {
             (_, false) => assert_eq!(info.unwrap().status, ChildStatus::Stopped),
         }
     }
-    let count = sup.count_children().unwrap();
+    let count = sup.count_children().wait().unwrap();
     let running = expect_restart.iter().filter(|r| **r).count();
     assert_eq!(count.active, running);
     sup.stop();
@@ -107,7 +107,7 @@ fn a_child_is_restarted_again_and_again_and_kill_child_helps_tests() {
     let (sup, events) = Supervisor::start_with_events(spec).unwrap();
     let mut pids = vec![sup.child_pid("a").unwrap().unwrap()];
     for n in 1..=3u32 {
-        sup.kill_child("a").unwrap();
+        sup.kill_child("a").wait().unwrap();
         let seen = events.wait_restarts("a", 1, GENEROUS).unwrap();
         let Some(Event::ChildRestarted { restarts, pid, .. }) = seen.last() else {
             panic!("{seen:?}")
@@ -147,7 +147,7 @@ fn children_started_by_the_fork_server_are_supervised_the_same_way() {
     assert!(common::wait_until(GENEROUS, || lines_with(&log, "start ")
         .len()
         == 1));
-    sup.kill_child("a").unwrap();
+    sup.kill_child("a").wait().unwrap();
     let seen = events.wait_restarts("a", 1, GENEROUS).unwrap();
     assert_eq!(
         supervisor_common::exit_of(&seen, "a"),

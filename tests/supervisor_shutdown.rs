@@ -21,7 +21,7 @@ fn terminate(
     id: &str,
 ) -> (Duration, Exit) {
     let t = Instant::now();
-    sup.terminate_child(id).unwrap();
+    sup.terminate_child(id).wait().unwrap();
     let took = t.elapsed();
     let seen = events.drain();
     assert_eq!(tags(&seen), [format!("exited top:{id}")]);
@@ -67,9 +67,9 @@ fn stop_request_then_terminate_then_kill() {
     // Every child but the brutally killed one received the stop request.
     assert_eq!(lines_with(&log, "stop "), ["polite", "deaf", "stubborn"]);
     // Terminated children are kept, stopped, and can be restarted.
-    assert_eq!(sup.count_children().unwrap().active, 0);
-    sup.restart_child("stubborn").unwrap();
-    assert_eq!(sup.count_children().unwrap().active, 1);
+    assert_eq!(sup.count_children().wait().unwrap().active, 0);
+    sup.restart_child("stubborn").wait().unwrap();
+    assert_eq!(sup.count_children().wait().unwrap().active, 1);
     sup.stop();
 }
 
@@ -124,7 +124,7 @@ fn a_brutally_killed_nested_supervisor_takes_its_children_along() {
         .filter_map(Event::pid)
         .collect();
     assert_eq!(leaves.len(), 2);
-    sup.terminate_child("mid").unwrap();
+    sup.terminate_child("mid").wait().unwrap();
     assert!(wait_until(GENEROUS, || leaves
         .iter()
         .all(|p| !pid_is_running(*p))));

@@ -9,18 +9,18 @@ mod supervisor_common;
 use std::time::{Duration, Instant};
 
 use common::{GENEROUS, TempDir};
+use procvisor::Process;
 use procvisor::supervisor::{
     ChildExit, ChildSpec, Event, EventBus, Exit, Intensity, Strategy, Supervisor, SupervisorError,
     SupervisorRef, SupervisorSpec,
 };
-use procvisor::{Error, Process};
 use supervisor_common::{child, lines, tags};
 
 fn noop() {}
 
 fn spec_error(spec: SupervisorSpec) -> SupervisorError {
     match Supervisor::start(spec) {
-        Err(Error::Supervisor(e)) => e,
+        Err(e) => e,
         other => panic!("expected a supervisor error, got {other:?}"),
     }
 }
@@ -202,13 +202,14 @@ fn factories_and_readiness_timeouts_can_fail_a_start() {
             ChildSpec::process("g", || Ok(Process::new(noop, ()).daemon(false)))
                 .wait_ready(GENEROUS),
         )
+        .wait()
         .unwrap_err();
     assert!(
         err.to_string()
             .contains("wait_ready() needs a spec made with"),
         "{err}"
     );
-    assert!(sup.which_children().unwrap().is_empty());
+    assert!(sup.which_children().wait().unwrap().is_empty());
     sup.stop();
 }
 

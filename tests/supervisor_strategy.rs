@@ -39,6 +39,7 @@ fn children_start_in_spec_order_and_stop_in_reverse_order() {
     );
     let pids: Vec<i32> = sup
         .which_children()
+        .wait()
         .unwrap()
         .iter()
         .map(|c| c.pid.unwrap())
@@ -72,7 +73,7 @@ fn children_start_in_spec_order_and_stop_in_reverse_order() {
     }
     assert_eq!(sup.exit(), Some(Exit::Code(0)));
     assert!(
-        sup.which_children().is_err(),
+        sup.which_children().wait().is_err(),
         "a stopped supervisor serves nothing"
     );
 }
@@ -84,7 +85,7 @@ fn one_for_all_restarts_every_child_in_order() {
     let (sup, events) =
         Supervisor::start_with_events(spec(Strategy::OneForAll, &log, &["a", "b", "c"])).unwrap();
     events.drain();
-    sup.kill_child("b").unwrap();
+    sup.kill_child("b").wait().unwrap();
     let seen = events.wait_restarts("c", 1, GENEROUS).unwrap();
     assert_eq!(
         tags(&seen),
@@ -102,7 +103,7 @@ fn one_for_all_restarts_every_child_in_order() {
         lines(&log)[3..],
         strs(&["stop c", "stop a", "start a", "start b", "start c"])
     );
-    let children = sup.which_children().unwrap();
+    let children = sup.which_children().wait().unwrap();
     assert!(
         children
             .iter()
@@ -120,7 +121,7 @@ fn rest_for_one_restarts_the_failed_child_and_those_started_after_it() {
             .unwrap();
     events.drain();
     let pid_a = sup.child_pid("a").unwrap();
-    sup.kill_child("b").unwrap();
+    sup.kill_child("b").wait().unwrap();
     let seen = events.wait_restarts("d", 1, GENEROUS).unwrap();
     assert_eq!(
         tags(&seen),
@@ -144,7 +145,7 @@ fn rest_for_one_restarts_the_failed_child_and_those_started_after_it() {
     );
 
     // The last child's failure restarts only itself.
-    sup.kill_child("d").unwrap();
+    sup.kill_child("d").wait().unwrap();
     let seen = events.wait_restarts("d", 1, GENEROUS).unwrap();
     assert_eq!(tags(&seen), strs(&["exited top:d", "restarted top:d"]));
     sup.stop();
@@ -166,7 +167,7 @@ fn temporary_siblings_are_stopped_but_not_restarted() {
         .child(child(&log, "c", &["serve"]));
     let (sup, events) = Supervisor::start_with_events(spec).unwrap();
     events.drain();
-    sup.kill_child("a").unwrap();
+    sup.kill_child("a").wait().unwrap();
     let seen = events.wait_restarts("c", 1, GENEROUS).unwrap();
     assert_eq!(
         tags(&seen),
@@ -180,6 +181,7 @@ fn temporary_siblings_are_stopped_but_not_restarted() {
     );
     let ids: Vec<String> = sup
         .which_children()
+        .wait()
         .unwrap()
         .into_iter()
         .map(|c| c.id)

@@ -82,7 +82,7 @@ fn a_supervisor_in_its_own_process_reports_its_subtree() {
     assert_ne!(sub, std::process::id() as i32);
     assert_eq!(ppid(started_pid(&seen, "started top/sub:x")), Some(sub));
     assert_eq!(ppid(started_pid(&seen, "started top/sub:y")), Some(sub));
-    let info = sup.which_children().unwrap();
+    let info = sup.which_children().wait().unwrap();
     assert_eq!(
         (info[1].child_type, info[1].pid),
         (ChildType::Supervisor, Some(sub))
@@ -110,7 +110,7 @@ fn escalation_through_a_supervisor_process() {
     let dir = TempDir::new("remote-escalation");
     let log = dir.file("log");
     let (sup, events) = Supervisor::start_with_events(top(&log, &["exit:1"])).unwrap();
-    assert!(matches!(sup.wait(Some(GENEROUS)), Some(Exit::Failed(_))));
+    assert!(matches!(sup.wait_timeout(GENEROUS), Some(Exit::Failed(_))));
     let seen: Vec<Event> = events.collect();
     let chain = tags_of(&seen, |e| {
         matches!(e, Event::GaveUp { .. } | Event::SupervisorExited { .. })
@@ -144,7 +144,7 @@ fn killing_a_subtree_process_kills_its_descendants_and_counts_as_a_crash() {
         started_pid(&seen, "started top/sub:x"),
         started_pid(&seen, "started top/sub:y"),
     ];
-    sup.kill_child("sub").unwrap();
+    sup.kill_child("sub").wait().unwrap();
     let seen = events.wait_restarts("sub", 1, GENEROUS).unwrap();
     assert_eq!(exit_of(&seen, "sub"), Exit::Signal(libc::SIGKILL));
     assert!(wait_until(GENEROUS, || old
@@ -172,7 +172,7 @@ fn tree_main(log: String, pids: String) {
         .map(|p| p.to_string())
         .collect();
     write_atomic(&pids, &all.join(" "));
-    sup.wait(None);
+    sup.wait();
 }
 
 #[test]

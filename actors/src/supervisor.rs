@@ -67,7 +67,7 @@ pub use child::{BoxFuture, ExtraArgs, RunningChild, StartChild, StartContext};
 pub use error::SupervisorError;
 pub use event::{Event, EventBus, EventStream, MAX_QUEUED, WaitError};
 pub use exit::{ChildExit, Exit};
-pub use handle::{ChildCounts, ChildInfo, ChildStatus, SupervisorRef};
+pub use handle::{ChildCounts, ChildInfo, ChildStatus, Request, SupervisorRef};
 pub use spec::{
     ChildSpec, ChildType, DEFAULT_WORKER_SHUTDOWN, ExtraType, Intensity, Shutdown, SupervisorSpec,
 };
@@ -102,10 +102,10 @@ pub(crate) enum SupMsg {
     RestartChild(String, Reply<Result<Option<i32>, SupervisorError>>),
     DeleteChild(String, Reply<Result<(), SupervisorError>>),
     KillChild(String, Reply<Result<(), SupervisorError>>),
-    WhichChildren(Reply<Vec<ChildInfo>>),
-    CountChildren(Reply<ChildCounts>),
+    WhichChildren(Reply<Result<Vec<ChildInfo>, SupervisorError>>),
+    CountChildren(Reply<Result<ChildCounts, SupervisorError>>),
     /// Stop every child (reverse order) and exit normally.
-    Stop(Option<Reply<()>>),
+    Stop(Option<Reply<Result<(), SupervisorError>>>),
 }
 
 /// What a supervisor's handles share with it: its identity, its bus and how it ended.
@@ -331,13 +331,13 @@ impl Actor for SupervisorActor {
             SupMsg::RestartChild(id, reply) => reply.send(state.restart_child(me, &id).await),
             SupMsg::DeleteChild(id, reply) => reply.send(state.delete_child(&id)),
             SupMsg::KillChild(id, reply) => reply.send(state.kill_child(&id)),
-            SupMsg::WhichChildren(reply) => reply.send(state.which_children()),
-            SupMsg::CountChildren(reply) => reply.send(state.count_children()),
+            SupMsg::WhichChildren(reply) => reply.send(Ok(state.which_children())),
+            SupMsg::CountChildren(reply) => reply.send(Ok(state.count_children())),
             SupMsg::Stop(reply) => {
                 state.stop_all().await;
                 state.finish(me, Exit::Code(0));
                 if let Some(reply) = reply {
-                    reply.send(());
+                    reply.send(Ok(()));
                 }
             }
         }

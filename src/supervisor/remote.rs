@@ -103,11 +103,11 @@ fn serve(link: LinkEnd, path: String, spec: SupervisorSpec) -> Result<(), String
             sup.stop();
         });
     }
-    let exit = sup.wait(None);
+    let exit = sup.wait();
     let _ = forwarder.join();
     match exit {
-        None | Some(Exit::Code(0)) => Ok(()),
-        Some(exit) => Err(format!("supervisor {} exited: {exit}", sup.path())),
+        Exit::Code(0) => Ok(()),
+        exit => Err(format!("supervisor {} exited: {exit}", sup.path())),
     }
 }
 

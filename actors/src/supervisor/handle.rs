@@ -177,10 +177,16 @@ impl SupervisorRef {
         self.shared.exit()
     }
 
-    /// Waits until it exits (on its own: it gave up; or stopped by someone), or `timeout`
-    /// passes (`None`).
-    pub fn wait(&self, timeout: Option<Duration>) -> Option<Exit> {
-        self.shared.wait_exit(timeout)
+    /// Waits until it exits (on its own: it gave up; or stopped by someone).
+    pub fn wait(&self) -> Exit {
+        self.shared
+            .wait_exit(None)
+            .expect("a wait without timeout returns the exit")
+    }
+
+    /// Waits until it exits or `timeout` passes (`None`).
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Exit> {
+        self.shared.wait_exit(Some(timeout))
     }
 
     /// Waits asynchronously until it exits.
@@ -194,144 +200,81 @@ impl SupervisorRef {
         }
     }
 
+    /// Sends a request to the actor; its answer comes through the returned [`Request`].
     fn request<T: Send + 'static>(
         &self,
-        make: impl FnOnce(Reply<T>) -> SupMsg,
-    ) -> Result<Pending<T>, SupervisorError> {
+        make: impl FnOnce(Reply<Result<T, SupervisorError>>) -> SupMsg,
+    ) -> Request<T> {
         let (reply, pending) = reply::channel();
-        self.actor
-            .cast(make(reply))
-            .map_err(|_| self.not_running())?;
-        Ok(pending)
+        let sent = match self.actor.cast(make(reply)) {
+            Ok(()) => Ok(pending),
+            Err(_) => Err(self.not_running()),
+        };
+        Request {
+            sent,
+            supervisor: self.shared.path.clone(),
+        }
     }
 
-    fn answer<T>(&self, answer: Option<T>) -> Result<T, SupervisorError> {
-        answer.ok_or_else(|| self.not_running())
-    }
-
-    /// Adds a child (at the end of the start order) and starts it; returns its pid. Errors:
+    /// Adds a child (at the end of the start order) and starts it; answers its pid. Errors:
     /// an id already in use ([`SupervisorError::AlreadyStarted`] /
     /// [`SupervisorError::AlreadyPresent`]), a failed start (the spec is not kept).
-    pub fn start_child(&self, spec: ChildSpec) -> Result<Option<i32>, SupervisorError> {
-        let pending = self.request(|r| SupMsg::StartChild(spec, r))?;
-        self.answer(pending.wait())?
+    pub fn start_child(&self, spec: ChildSpec) -> Request<Option<i32>> {
+        self.request(|r| SupMsg::StartChild(spec, r))
     }
 
-    /// [`start_child`](SupervisorRef::start_child) for async callers.
-    pub async fn start_child_async(&self, spec: ChildSpec) -> Result<Option<i32>, SupervisorError> {
-        let pending = self.request(|r| SupMsg::StartChild(spec, r))?;
-        self.answer(pending.wait_async().await)?
-    }
-
-    /// `SimpleOneForOne`: starts a new child from the template with `extra` arguments; returns
+    /// `SimpleOneForOne`: starts a new child from the template with `extra` arguments; answers
     /// its id (`template-N`) and pid.
     pub fn start_child_with<E: Any + Send + Sync>(
         &self,
         extra: E,
-    ) -> Result<(String, Option<i32>), SupervisorError> {
-        let pending =
-            self.request(|r| SupMsg::StartDynamic(Arc::new(extra), ExtraType::of::<E>(), r))?;
-        self.answer(pending.wait())?
-    }
-
-    /// [`start_child_with`](SupervisorRef::start_child_with) for async callers.
-    pub async fn start_child_with_async<E: Any + Send + Sync>(
-        &self,
-        extra: E,
-    ) -> Result<(String, Option<i32>), SupervisorError> {
-        let pending =
-            self.request(|r| SupMsg::StartDynamic(Arc::new(extra), ExtraType::of::<E>(), r))?;
-        self.answer(pending.wait_async().await)?
+    ) -> Request<(String, Option<i32>)> {
+        self.request(|r| SupMsg::StartDynamic(Arc::new(extra), ExtraType::of::<E>(), r))
     }
 
     /// Stops child `id` (as its shutdown says) and keeps its spec, stopped — unless it is
-    /// temporary or dynamic, which are forgotten. Returns once it has exited.
-    pub fn terminate_child(&self, id: &str) -> Result<(), SupervisorError> {
-        let pending = self.request(|r| SupMsg::TerminateChild(id.into(), r))?;
-        self.answer(pending.wait())?
+    /// temporary or dynamic, which are forgotten. Answers once it has exited.
+    pub fn terminate_child(&self, id: &str) -> Request<()> {
+        self.request(|r| SupMsg::TerminateChild(id.into(), r))
     }
 
-    /// [`terminate_child`](SupervisorRef::terminate_child) for async callers.
-    pub async fn terminate_child_async(&self, id: &str) -> Result<(), SupervisorError> {
-        let pending = self.request(|r| SupMsg::TerminateChild(id.into(), r))?;
-        self.answer(pending.wait_async().await)?
-    }
-
-    /// Starts again the stopped child `id`; returns its pid.
-    pub fn restart_child(&self, id: &str) -> Result<Option<i32>, SupervisorError> {
-        let pending = self.request(|r| SupMsg::RestartChild(id.into(), r))?;
-        self.answer(pending.wait())?
-    }
-
-    /// [`restart_child`](SupervisorRef::restart_child) for async callers.
-    pub async fn restart_child_async(&self, id: &str) -> Result<Option<i32>, SupervisorError> {
-        let pending = self.request(|r| SupMsg::RestartChild(id.into(), r))?;
-        self.answer(pending.wait_async().await)?
+    /// Starts again the stopped child `id`; answers its pid.
+    pub fn restart_child(&self, id: &str) -> Request<Option<i32>> {
+        self.request(|r| SupMsg::RestartChild(id.into(), r))
     }
 
     /// Forgets the stopped child `id`.
-    pub fn delete_child(&self, id: &str) -> Result<(), SupervisorError> {
-        let pending = self.request(|r| SupMsg::DeleteChild(id.into(), r))?;
-        self.answer(pending.wait())?
-    }
-
-    /// [`delete_child`](SupervisorRef::delete_child) for async callers.
-    pub async fn delete_child_async(&self, id: &str) -> Result<(), SupervisorError> {
-        let pending = self.request(|r| SupMsg::DeleteChild(id.into(), r))?;
-        self.answer(pending.wait_async().await)?
+    pub fn delete_child(&self, id: &str) -> Request<()> {
+        self.request(|r| SupMsg::DeleteChild(id.into(), r))
     }
 
     /// Kills child `id` (SIGKILL) as if it crashed: its supervisor handles the exit as usual.
-    /// A test helper.
-    pub fn kill_child(&self, id: &str) -> Result<(), SupervisorError> {
-        let pending = self.request(|r| SupMsg::KillChild(id.into(), r))?;
-        self.answer(pending.wait())?
-    }
-
-    /// [`kill_child`](SupervisorRef::kill_child) for async callers.
-    pub async fn kill_child_async(&self, id: &str) -> Result<(), SupervisorError> {
-        let pending = self.request(|r| SupMsg::KillChild(id.into(), r))?;
-        self.answer(pending.wait_async().await)?
+    /// For tests of supervision trees.
+    pub fn kill_child(&self, id: &str) -> Request<()> {
+        self.request(|r| SupMsg::KillChild(id.into(), r))
     }
 
     /// The children in start order.
-    pub fn which_children(&self) -> Result<Vec<ChildInfo>, SupervisorError> {
-        let pending = self.request(SupMsg::WhichChildren)?;
-        self.answer(pending.wait())
-    }
-
-    /// [`which_children`](SupervisorRef::which_children) for async callers.
-    pub async fn which_children_async(&self) -> Result<Vec<ChildInfo>, SupervisorError> {
-        let pending = self.request(SupMsg::WhichChildren)?;
-        self.answer(pending.wait_async().await)
+    pub fn which_children(&self) -> Request<Vec<ChildInfo>> {
+        self.request(SupMsg::WhichChildren)
     }
 
     /// Counts of specs, running children, supervisors and workers.
-    pub fn count_children(&self) -> Result<ChildCounts, SupervisorError> {
-        let pending = self.request(SupMsg::CountChildren)?;
-        self.answer(pending.wait())
-    }
-
-    /// [`count_children`](SupervisorRef::count_children) for async callers.
-    pub async fn count_children_async(&self) -> Result<ChildCounts, SupervisorError> {
-        let pending = self.request(SupMsg::CountChildren)?;
-        self.answer(pending.wait_async().await)
+    pub fn count_children(&self) -> Request<ChildCounts> {
+        self.request(SupMsg::CountChildren)
     }
 
     /// Stops every child in reverse start order, then the supervisor (exit `Code(0)`). Returns
     /// once all have exited; stopping a supervisor that has already exited is not an error.
     pub fn stop(&self) {
-        if let Ok(pending) = self.request(|r| SupMsg::Stop(Some(r))) {
-            let _ = pending.wait();
-        }
-        self.wait(None);
+        // A supervisor that already exited answers NotRunning: nothing left to stop.
+        let _ = self.request(|r| SupMsg::Stop(Some(r))).wait();
+        self.wait();
     }
 
     /// [`stop`](SupervisorRef::stop) for async callers.
     pub async fn stop_async(&self) {
-        if let Ok(pending) = self.request(|r| SupMsg::Stop(Some(r))) {
-            let _ = pending.wait_async().await;
-        }
+        let _ = self.request(|r| SupMsg::Stop(Some(r))).await;
         self.wait_async().await;
     }
 
@@ -343,5 +286,54 @@ impl SupervisorRef {
     /// Kills the supervisor actor at once: its children are killed (SIGKILL), not stopped.
     pub fn kill(&self) {
         self.actor.kill();
+    }
+}
+
+/// A request sent to a supervisor, whose answer is awaited either way: [`wait`](Request::wait)
+/// blocks the calling thread (any thread, inside or outside a tokio runtime), `.await` waits
+/// asynchronously (any runtime). One request type serves both, so every supervisor operation
+/// is written once.
+///
+/// The request is sent when it is made: dropping it without waiting does not cancel the
+/// operation, it only discards the answer.
+#[must_use = "the request is sent; .wait() or .await gives its answer"]
+pub struct Request<T> {
+    sent: Result<Pending<Result<T, SupervisorError>>, SupervisorError>,
+    supervisor: String,
+}
+
+impl<T: Send + 'static> Request<T> {
+    /// Blocks until the supervisor answers. A supervisor that exits before answering gives
+    /// [`SupervisorError::NotRunning`].
+    pub fn wait(self) -> Result<T, SupervisorError> {
+        let supervisor = self.supervisor;
+        self.sent?
+            .wait()
+            .unwrap_or(Err(SupervisorError::NotRunning { supervisor }))
+    }
+}
+
+impl<T: Send + 'static> std::future::IntoFuture for Request<T> {
+    type Output = Result<T, SupervisorError>;
+    type IntoFuture =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, SupervisorError>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let supervisor = self.supervisor;
+            self.sent?
+                .wait_async()
+                .await
+                .unwrap_or(Err(SupervisorError::NotRunning { supervisor }))
+        })
+    }
+}
+
+impl<T> std::fmt::Debug for Request<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("supervisor", &self.supervisor)
+            .field("sent", &self.sent.is_ok())
+            .finish()
     }
 }
