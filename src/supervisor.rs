@@ -39,7 +39,7 @@
 //!     let (sup, events) = Supervisor::start_with_events(spec)?;
 //!     // `sync` crashes, and is restarted: wait for it.
 //!     events.wait_restarts("sync", 1, Duration::from_secs(10)).expect("restarted");
-//!     for child in sup.which_children()? {
+//!     for child in sup.which_children().wait()? {
 //!         println!("{} {:?} {:?}", child.id, child.pid, child.status);
 //!     }
 //!     sup.stop(); // sync, then http (reverse order)
