@@ -291,6 +291,42 @@ fn an_item_larger_than_the_ring_is_refused_precisely() {
 }
 
 #[test]
+fn settings_out_of_range_are_refused_precisely() {
+    let config = |r: Result<(), QueueError>| match r {
+        Err(QueueError::Config { reason }) => reason,
+        other => panic!("expected Config, got {other:?}"),
+    };
+    let zero = config(Queue::<u8>::bounded(0).map(drop));
+    assert!(
+        zero.contains("at least 1 item") && zero.contains("Queue::new()"),
+        "{zero}"
+    );
+    let over = config(Queue::<u8>::bounded(procvisor::queues::MAX_LEN + 1).map(drop));
+    assert!(over.contains("above the largest, 16777215"), "{over}");
+    assert_eq!(
+        Queue::<u8>::bounded(procvisor::queues::MAX_LEN)
+            .unwrap()
+            .max_len(),
+        Some(16_777_215)
+    );
+    let ring = config(
+        Queue::<u8>::builder()
+            .capacity(usize::MAX)
+            .build::<u8>()
+            .map(drop),
+    );
+    assert!(ring.contains("above the largest ring"), "{ring}");
+    let simple = config(
+        Queue::<u8>::builder()
+            .max_len(3)
+            .build_simple::<u8>()
+            .map(drop),
+    );
+    assert!(simple.contains("SimpleQueue is unbounded"), "{simple}");
+    assert_eq!(JoinableQueue::<u8>::bounded(2).unwrap().max_len(), Some(2));
+}
+
+#[test]
 fn an_undecodable_item_is_reported_and_the_next_one_is_delivered() {
     let text = Queue::<String>::new().unwrap();
     // The same queue seen with another item type (as a confused program might).
