@@ -131,7 +131,7 @@ fn queuespeed_func(q: Queue<String>, ready: Connection, iterations: u64) -> proc
     for _ in 0..iterations {
         q.put(&a)?;
     }
-    q.put(&"STOP".to_string())
+    Ok(q.put(&"STOP".to_string())?)
 }
 
 /// `test_queuespeed` with `mp.Queue`: a child puts, the parent gets until `STOP`; the clock

@@ -572,11 +572,12 @@ fn square_worker(
         results.put(&(current_process().name(), n, n * n))?;
         tasks.task_done()?;
     }
-    tasks.task_done()
+    Ok(tasks.task_done()?)
 }
 
 fn queues() -> procvisor::Result<()> {
-    use procvisor::{Error, JoinableQueue, Queue};
+    use procvisor::error::{GetError, PutError};
+    use procvisor::{JoinableQueue, Queue};
 
     let tasks = JoinableQueue::<Option<u64>>::new()?;
     let results = Queue::<(String, u64, u64)>::new()?;
@@ -592,7 +593,7 @@ fn queues() -> procvisor::Result<()> {
     for n in 1..=6 {
         tasks.put(&Some(n))?;
     }
-    tasks.join()?;
+    tasks.join();
     say!("tasks.join() returned: every task was marked task_done()");
     let mut squares: Vec<(String, u64, u64)> =
         (0..6).map(|_| results.get()).collect::<Result<_, _>>()?;
@@ -607,7 +608,22 @@ fn queues() -> procvisor::Result<()> {
         w.join()?;
     }
     match results.get_timeout(Duration::from_millis(50)) {
-        Err(Error::Empty) => say!("results.get_timeout(50 ms) on an empty queue: Empty"),
+        Err(GetError::Empty) => say!("results.get_timeout(50 ms) on an empty queue: Empty"),
+        other => say!("unexpected: {other:?}"),
+    }
+    match results.try_get() {
+        Err(GetError::Empty) => say!("results.try_get() never waits: Empty"),
+        other => say!("unexpected: {other:?}"),
+    }
+    say!(
+        "results.len() = {}, is_empty() = {}",
+        results.len(),
+        results.is_empty()
+    );
+    let bounded = Queue::<u8>::bounded(1)?;
+    bounded.try_put(&1)?;
+    match bounded.try_put(&2) {
+        Err(PutError::Full) => say!("Queue::bounded(1) holding one item: try_put is Full"),
         other => say!("unexpected: {other:?}"),
     }
     Ok(())

@@ -332,48 +332,6 @@ pub enum Error {
     #[error(transparent)]
     Supervisor(#[from] SupervisorError),
 
-    // ---- queues (Queue, JoinableQueue, SimpleQueue) ----------------------------------------
-    /// A get found no item: it did not block, or its timeout passed (Python's `queue.Empty`).
-    #[error("the queue is empty: no item was available in time")]
-    Empty,
-
-    /// A put found no room: it did not block, or its timeout passed, on a queue created with a
-    /// `maxsize` (Python's `queue.Full`).
-    #[error("the queue is full: no room for the item in time")]
-    Full,
-
-    /// A put or get after [`close`](crate::Queue::close) in this process.
-    #[error("the queue was closed in this process: it can no longer put or get")]
-    QueueClosed,
-
-    /// [`join_thread`](crate::Queue::join_thread) before [`close`](crate::Queue::close).
-    #[error("join_thread() needs close() first: the queue is still open in this process")]
-    QueueNotClosed,
-
-    /// [`task_done`](crate::JoinableQueue::task_done) was called more times than items were put
-    /// (Python's `ValueError`).
-    #[error("task_done() called more times than there were items put in the queue")]
-    TaskDoneTooMany,
-
-    /// An item whose encoding does not fit in the queue's ring, even empty.
-    #[error(
-        "an item of {len} bytes (encoded) does not fit in the queue's {capacity}-byte ring; \
-         build the queue with a larger capacity"
-    )]
-    ItemTooLarge {
-        /// The item's encoded length.
-        len: usize,
-        /// The ring's capacity in bytes (an item also needs a 4-byte header).
-        capacity: usize,
-    },
-
-    /// A queue setting out of range (`maxsize`, `capacity`).
-    #[error("invalid queue setting: {reason}")]
-    QueueConfig {
-        /// What is wrong and what is allowed.
-        reason: String,
-    },
-
     // ---- synchronization primitives and shared memory (src/synchronize, src/sharedctypes) ----
     /// `release()` of a lock (or RLock) that nobody holds (Python's "release unlocked lock").
     #[error("cannot release an unlocked {what}")]
