@@ -46,7 +46,7 @@
 //! Errors: a [`PoolError`] when the pool refuses a call (closed, terminated, broken), a
 //! [`TaskError`] when a submitted task fails (from [`AsyncResult::get`], each item of an
 //! [`IMapIterator`], and error callbacks), a [`RunError`] (either) from the calls that submit
-//! and wait in one step. All convert into [`Error`](crate::Error) with `?`.
+//! and wait in one step. All convert into [`Error`] with `?`.
 //!
 //! ## Beyond Python
 //!
@@ -174,8 +174,9 @@ impl PoolBuilder {
 
     /// A function each worker runs once when it starts, with `args` (Python's `initializer`
     /// and `initargs`). If it fails (returns `Err` or panics), the pool is broken:
-    /// [`build`](PoolBuilder::build) fails with [`PoolError::Broken`], and so do the calls
-    /// pending or made after a worker that replaced another failed it.
+    /// [`build`](PoolBuilder::build) fails with [`PoolError::Broken`]; if it fails later, in a
+    /// worker that replaces another, the pending tasks fail with [`TaskError::PoolBroken`] and
+    /// new calls are refused with [`PoolError::Broken`].
     #[doc(alias = "initargs")]
     pub fn initializer<F, Args>(mut self, initializer: F, args: Args) -> PoolBuilder
     where
@@ -588,7 +589,8 @@ impl Pool {
     /// Stops the workers now, busy or not (Python's `terminate`): queued and running tasks
     /// fail with [`TaskError::PoolTerminated`]. Returns once every worker process has exited.
     pub fn terminate(&self) {
-        self.shared.end(Status::Terminated, TaskError::PoolTerminated);
+        self.shared
+            .end(Status::Terminated, TaskError::PoolTerminated);
         self.stop_workers();
     }
 
@@ -611,7 +613,8 @@ impl Pool {
     /// [`terminate`](Pool::terminate) for async callers: the workers are stopped without
     /// blocking the caller's thread.
     pub async fn terminate_async(&self) {
-        self.shared.end(Status::Terminated, TaskError::PoolTerminated);
+        self.shared
+            .end(Status::Terminated, TaskError::PoolTerminated);
         let supervisor = lock(&self.supervisor).take();
         if let Some(supervisor) = supervisor {
             supervisor.stop_async().await;

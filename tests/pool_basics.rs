@@ -243,7 +243,11 @@ fn max_tasks_per_child_cannot_be_zero_and_one_gives_every_task_a_fresh_worker() 
         .map(|i| pool.apply(pid_of_worker, (i,)).unwrap())
         .collect();
     let distinct: BTreeSet<i32> = pids.iter().copied().collect();
-    assert_eq!(distinct.len(), pids.len(), "a worker served twice: {pids:?}");
+    assert_eq!(
+        distinct.len(),
+        pids.len(),
+        "a worker served twice: {pids:?}"
+    );
     assert_eq!(pool.map(square, 0..4u64).unwrap(), [0, 1, 4, 9]);
     guard.0.extend(pool.worker_pids());
     pool.close();

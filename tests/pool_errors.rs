@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{GENEROUS, PidsGuard, TempDir};
-use procvisor::error::{PoolError, ResultTimeout, RunError, TaskError};
 use procvisor::Pool;
+use procvisor::error::{PoolError, ResultTimeout, RunError, TaskError};
 use serde::{Deserialize, Serialize, Serializer};
 
 fn square(x: u64) -> u64 {
@@ -152,7 +152,10 @@ fn arguments_that_cannot_be_encoded_fail_the_task_not_the_submission() {
         matches!(&err, RunError::Task(TaskError::EncodeArguments { reason }) if reason.contains("refuses")),
         "{err}"
     );
-    let items: Vec<_> = pool.imap(takes_unencodable, [Unencodable]).unwrap().collect();
+    let items: Vec<_> = pool
+        .imap(takes_unencodable, [Unencodable])
+        .unwrap()
+        .collect();
     assert!(
         matches!(&items[..], [Err(TaskError::EncodeArguments { .. })]),
         "{items:?}"
@@ -219,7 +222,10 @@ fn misuse_gets_precise_errors() {
     pool.close();
     let err = pool.apply(square, (1,)).unwrap_err();
     assert_eq!(err, RunError::Pool(PoolError::Closed), "{err}");
-    assert_eq!(err.to_string(), "the pool is closed: it accepts no new tasks");
+    assert_eq!(
+        err.to_string(),
+        "the pool is closed: it accepts no new tasks"
+    );
     assert_eq!(
         pool.map(square, 0..3),
         Err(RunError::Pool(PoolError::Closed))

@@ -49,8 +49,7 @@ pub enum PoolError {
     #[error("the pool is closed: it accepts no new tasks")]
     Closed,
 
-    /// A task was submitted after [`terminate`](crate::Pool::terminate) (or after the pool
-    /// was dropped by another thread's last handle).
+    /// A task was submitted after [`terminate`](crate::Pool::terminate).
     #[error("the pool is terminated: it accepts no new tasks")]
     Terminated,
 
@@ -107,8 +106,8 @@ pub enum TaskError {
         timeout: Duration,
     },
 
-    /// The task's arguments could not be encoded in this process (Python's pickling error);
-    /// the task was never sent.
+    /// The task's arguments could not be encoded in this process (Python's pickling error),
+    /// so it was never sent (for a map: nor were the chunks after the unencodable one).
     #[error("cannot encode the task's arguments: {reason}")]
     EncodeArguments {
         /// The codec's explanation.

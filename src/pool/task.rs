@@ -325,10 +325,7 @@ fn write_results<T: Serialize + ?Sized>(out: &mut Vec<u8>, status: ChunkStatus, 
     out.push(status as u8);
     if let Err(e) = codec::encode_into(results, out) {
         out.truncate(start);
-        write_failed(
-            out,
-            &WorkerFailure::Encode(e.to_string()),
-        );
+        write_failed(out, &WorkerFailure::Encode(e.to_string()));
     }
 }
 

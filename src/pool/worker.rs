@@ -79,10 +79,7 @@ fn send_result(conn: &Connection, out: &mut Vec<u8>, seq: u64) -> Result<(), Str
         Ok(()) => Ok(()),
         Err(e @ Error::FrameTooLarge { .. }) => {
             start_result(out, seq);
-            write_failed(
-                out,
-                &WorkerFailure::Encode(e.to_string()),
-            );
+            write_failed(out, &WorkerFailure::Encode(e.to_string()));
             conn.send_bytes(out, 0, None)
                 .map_err(|e| format!("cannot reach the pool: {e}"))
         }
