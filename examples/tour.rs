@@ -706,11 +706,11 @@ fn pools() -> procvisor::Result<()> {
     let pool = Pool::new(2)?;
     say!("Pool::new(2) started workers {:?}", pool.worker_pids());
     say!("map(square, 0..10) = {:?}", pool.map(square, 0..10)?);
-    let r = pool.apply_async(square, (12,))?;
-    say!("apply_async(square, (12,)).get() = {}", r.get(None)?);
+    let r = pool.submit(square, (12,))?;
+    say!("submit(square, (12,)).get() = {}", r.get()?);
     let unordered: Vec<u64> = pool
         .imap_unordered(square, 0..5)?
-        .collect::<procvisor::Result<_>>()?;
+        .collect::<Result<_, _>>()?;
     say!(
         "imap_unordered(square, 0..5) gave {} results in completion order",
         unordered.len()

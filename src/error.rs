@@ -8,7 +8,7 @@
 //! | queues | [`PutError`], [`GetError`], [`QueueError`] |
 //! | synchronization | [`ReleaseError`], [`ConditionError`], [`BrokenBarrier`] |
 //! | shared memory | [`SharedError`] |
-//! | pools | [`PoolError`], [`TaskError`] |
+//! | pools | [`PoolError`], [`TaskError`], [`RunError`] (either), [`ResultTimeout`] |
 //! | supervision trees | [`SupervisorError`] |
 //!
 //! This module is the ground floor of the crate: it names no type of a higher module.
@@ -21,10 +21,9 @@ mod shared;
 mod sync;
 
 use std::io;
-use std::time::Duration;
 
 pub use connection::{AddressError, AuthError, ConnectError, PipeEnd, RecvError, SendError};
-pub use pool::{PoolError, TaskError};
+pub use pool::{PoolError, ResultTimeout, RunError, TaskError};
 pub use process::{JoinError, SignalError, StartError};
 pub use procvisor_actors::supervisor::SupervisorError;
 pub use queue::{GetError, PutError, QueueError};
@@ -103,6 +102,9 @@ pub enum Error {
     /// A pool task produced no value.
     #[error(transparent)]
     Task(#[from] TaskError),
+    /// No pool result arrived in time.
+    #[error(transparent)]
+    ResultTimeout(#[from] ResultTimeout),
     /// Logging could not be set up.
     #[error(transparent)]
     Log(#[from] LogInitError),
@@ -459,86 +461,16 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
 
-    // ---- Pool ----------------------------------------------------------------------------
-    /// A pool task returned `Err`: only that task failed, its worker keeps serving. The message
-    /// is the error's `Display`.
-    #[error("the task failed: {message}")]
-    TaskFailed {
-        /// The task's error, as text.
-        message: String,
-    },
-
-    /// A pool task panicked: only that task failed, its worker keeps serving.
-    #[error("the task panicked: {message}")]
-    TaskPanicked {
-        /// The panic's message.
-        message: String,
-    },
-
-    /// The pool worker running the task died (killed, crashed, or exited) before answering.
-    /// The pool replaced the worker; only the tasks it held failed.
-    #[error("pool worker (pid {pid}) died while running the task: {exit}")]
-    WorkerLost {
-        /// The worker's process id.
-        pid: i32,
-        /// How it ended (exit code or signal).
-        exit: procvisor_actors::supervisor::Exit,
-    },
-
-    /// A pool task ran longer than its timeout: its worker was killed and replaced, and only
-    /// that task failed.
-    #[error("the task did not finish within {timeout:?}; its worker was killed and replaced")]
-    TaskTimeout {
-        /// The timeout in force.
-        timeout: Duration,
-    },
-
-    /// Waiting for a pool result (`get`, `next_timeout`) took longer than the timeout given
-    /// (Python's `TimeoutError`). The task keeps running; ask again later.
-    #[error("no result within {timeout:?} (the task is still running)")]
-    ResultTimeout {
-        /// The timeout given.
-        timeout: Duration,
-    },
-
-    /// `successful()` (or another call that needs a finished task) before the result is ready.
-    #[error("the result is not ready yet")]
-    ResultNotReady,
-
-    /// `get()` after an earlier `get()` already took the value out of the result.
-    #[error("the result's value was already taken by an earlier get()")]
-    ResultTaken,
-
-    /// A pool was asked for no worker processes.
-    #[error("a pool needs at least one worker process (asked for {processes})")]
-    PoolSize {
-        /// The number asked for.
-        processes: usize,
-    },
-
-    /// A task was submitted to a pool that was closed or terminated.
-    #[error("the pool is {state}: it accepts no new tasks")]
-    PoolNotRunning {
-        /// `"closed"` or `"terminated"`.
-        state: &'static str,
-    },
-
-    /// `join()` on a pool that was neither closed nor terminated (it would wait forever).
-    #[error("cannot join a running pool: call close() or terminate() first")]
-    PoolStillRunning,
-
-    /// The pool was terminated (or dropped) before the task finished.
-    #[error("the pool was terminated before the task finished")]
-    PoolTerminated,
-
-    /// The pool cannot keep its workers running (for example its initializer fails), so it
-    /// stopped and failed its tasks.
-    #[error("the pool is broken: {reason}")]
-    PoolBroken {
-        /// Why.
-        reason: String,
-    },
+/// A refused call becomes [`Error::Pool`], a failed task [`Error::Task`].
+impl From<RunError> for Error {
+    fn from(e: RunError) -> Error {
+        match e {
+            RunError::Pool(e) => Error::Pool(e),
+            RunError::Task(e) => Error::Task(e),
+        }
+    }
 }
 
 impl Error {

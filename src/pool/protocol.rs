@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! pool → worker   task     seq: u64 | entry: i64 | chunk: the argument tuples (bincode Vec)
-//! worker → pool   hello    READY_SEQ | status 0 (ready)  or  status 2 | TaskError (initializer failed)
+//! worker → pool   hello    READY_SEQ | status 0 (ready)  or  status 2 | WorkerFailure (initializer failed)
 //! worker → pool   result   seq: u64 | status: u8 | results (see ChunkStatus)
 //! ```
 //!

@@ -20,6 +20,7 @@ use procvisor_actors::wire::codec;
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::error::TaskError;
 use crate::process::target::{anchor, conjure};
 
 /// A pool task function: a `fn` item or a closure that captures nothing, of up to six serde
@@ -47,8 +48,8 @@ pub trait TaskFn<Args>: Send + Sync + 'static {
 crate::process::target::impl_fn_of_args!(TaskFn, TaskOutput);
 
 /// What a pool task function may return: a plain value (the task's result), or a `Result`,
-/// whose `Err` fails that task (and only that task) with [`Error::TaskFailed`](crate::Error::TaskFailed)
-/// carrying the error's `Display`.
+/// whose `Err` fails that task (and only that task) with [`TaskError::Failed`] carrying the
+/// error's `Display`.
 ///
 /// Implemented for `()`, the primitive types, `String`, `Vec`, `Option`, `Box`, tuples of up to
 /// four, `HashMap`, `BTreeMap` and `Result<T, E: Display>`. For a type of your own, either
@@ -144,9 +145,10 @@ generic_output! {
     (V) => HashMap<String, V>;
 }
 
-/// Why one task (one item of a chunk) failed, as the worker reports it.
+/// Why one task (one item of a chunk) failed, as the worker reports it on the wire (the
+/// caller turns it into a [`TaskError`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum TaskError {
+pub(crate) enum WorkerFailure {
     /// The function returned `Err` (its `Display`).
     Failed(String),
     /// The function panicked (the panic's message).
@@ -157,15 +159,40 @@ pub(crate) enum TaskError {
     Decode(String),
 }
 
+impl From<WorkerFailure> for TaskError {
+    fn from(f: WorkerFailure) -> TaskError {
+        match f {
+            WorkerFailure::Failed(message) => TaskError::Failed { message },
+            WorkerFailure::Panicked(message) => TaskError::Panicked { message },
+            WorkerFailure::Encode(reason) => TaskError::EncodeResult { reason },
+            WorkerFailure::Decode(reason) => TaskError::DecodeArguments { reason },
+        }
+    }
+}
+
+impl WorkerFailure {
+    /// Why the pool's initializer failed, in words (the pool's broken reason).
+    pub(crate) fn initializer_failure(&self) -> String {
+        match self {
+            WorkerFailure::Failed(message) => format!("the initializer failed: {message}"),
+            WorkerFailure::Panicked(message) => format!("the initializer panicked: {message}"),
+            WorkerFailure::Encode(reason) => format!("the initializer failed: {reason}"),
+            WorkerFailure::Decode(reason) => {
+                format!("cannot decode the initializer's arguments in the worker: {reason}")
+            }
+        }
+    }
+}
+
 /// How a chunk's results are laid out after the status byte of a result frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum ChunkStatus {
     /// Every item succeeded: a `Vec<Value>`.
     AllOk = 0,
-    /// Some item failed: a `Vec<Result<Value, TaskError>>`, one per item.
+    /// Some item failed: a `Vec<Result<Value, WorkerFailure>>`, one per item.
     Partial = 1,
-    /// The chunk as a whole failed: one `TaskError`.
+    /// The chunk as a whole failed: one `WorkerFailure`.
     Failed = 2,
 }
 
@@ -185,7 +212,7 @@ impl ChunkStatus {
 pub(crate) type ChunkFn = fn(input: &[u8], out: &mut Vec<u8>);
 
 /// An initializer trampoline: decodes the arguments and runs the initializer.
-pub(crate) type InitFn = fn(input: &[u8]) -> Result<(), TaskError>;
+pub(crate) type InitFn = fn(input: &[u8]) -> Result<(), WorkerFailure>;
 
 /// The chunk trampoline for `F` called with argument tuples `Args`.
 ///
@@ -202,8 +229,7 @@ where
         Ok(Running(Ran::AllOk(values), _)) => write_results(out, ChunkStatus::AllOk, &values),
         Ok(Running(Ran::Partial(each), _)) => write_results(out, ChunkStatus::Partial, &each),
         Err(e) => {
-            let why = format!("cannot decode the task's arguments in the worker: {e}");
-            write_failed(out, &TaskError::Decode(why));
+            write_failed(out, &WorkerFailure::Decode(e.to_string()));
         }
     }
 }
@@ -215,7 +241,7 @@ type ValueOf<F, Args> = <<F as TaskFn<Args>>::Output as TaskOutput>::Value;
 /// per item.
 enum Ran<V> {
     AllOk(Vec<V>),
-    Partial(Vec<Result<V, TaskError>>),
+    Partial(Vec<Result<V, WorkerFailure>>),
 }
 
 /// "Decoding" a chunk runs `F` on each argument tuple as soon as it is decoded.
@@ -254,7 +280,7 @@ where
                 Ok(value) => ok.push(value),
                 Err(e) => {
                     // From here on every item gets its own outcome.
-                    let mut each: Vec<Result<_, TaskError>> = ok.into_iter().map(Ok).collect();
+                    let mut each: Vec<Result<_, WorkerFailure>> = ok.into_iter().map(Ok).collect();
                     each.push(Err(e));
                     while let Some(args) = seq.next_element::<Args>()? {
                         each.push(call(&f, args));
@@ -267,8 +293,8 @@ where
     }
 }
 
-/// Calls `f(args)`, turning an `Err` or a panic into a [`TaskError`].
-fn call<F, Args>(f: &F, args: Args) -> Result<<F::Output as TaskOutput>::Value, TaskError>
+/// Calls `f(args)`, turning an `Err` or a panic into a [`WorkerFailure`].
+fn call<F, Args>(f: &F, args: Args) -> Result<<F::Output as TaskOutput>::Value, WorkerFailure>
 where
     F: TaskFn<Args>,
 {
@@ -277,8 +303,8 @@ where
     });
     match outcome {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(message)) => Err(TaskError::Failed(message)),
-        Err(panic) => Err(TaskError::Panicked(panic_message(panic.as_ref()))),
+        Ok(Err(message)) => Err(WorkerFailure::Failed(message)),
+        Err(panic) => Err(WorkerFailure::Panicked(panic_message(panic.as_ref()))),
     }
 }
 
@@ -299,18 +325,15 @@ fn write_results<T: Serialize + ?Sized>(out: &mut Vec<u8>, status: ChunkStatus, 
     out.push(status as u8);
     if let Err(e) = codec::encode_into(results, out) {
         out.truncate(start);
-        write_failed(
-            out,
-            &TaskError::Encode(format!("cannot encode the task's result: {e}")),
-        );
+        write_failed(out, &WorkerFailure::Encode(e.to_string()));
     }
 }
 
 /// Appends a whole-chunk failure.
-pub(crate) fn write_failed(out: &mut Vec<u8>, error: &TaskError) {
+pub(crate) fn write_failed(out: &mut Vec<u8>, error: &WorkerFailure) {
     out.push(ChunkStatus::Failed as u8);
     if codec::encode_into(error, out).is_err() {
-        // A TaskError is strings only; this cannot fail, but never leave a frame half-written.
+        // A WorkerFailure is strings only; this cannot fail, but never leave a frame half-written.
         out.truncate(out.len() - 1);
         out.push(ChunkStatus::Failed as u8);
         out.push(0);
@@ -319,16 +342,12 @@ pub(crate) fn write_failed(out: &mut Vec<u8>, error: &TaskError) {
 }
 
 /// The initializer trampoline for `F` called with `Args`.
-pub(crate) fn run_init<F, Args>(input: &[u8]) -> Result<(), TaskError>
+pub(crate) fn run_init<F, Args>(input: &[u8]) -> Result<(), WorkerFailure>
 where
     F: TaskFn<Args>,
     Args: DeserializeOwned,
 {
-    let args: Args = codec::decode(input).map_err(|e| {
-        TaskError::Decode(format!(
-            "cannot decode the initializer's arguments in the worker: {e}"
-        ))
-    })?;
+    let args: Args = codec::decode(input).map_err(|e| WorkerFailure::Decode(e.to_string()))?;
     call(&conjure::<F>(), args).map(|_| ())
 }
 
@@ -419,13 +438,13 @@ mod tests {
     fn failures_and_panics_are_per_item() {
         let out = run(picky, &[1, 2, 3, 4]);
         assert_eq!(ChunkStatus::from_byte(out[0]), Some(ChunkStatus::Partial));
-        let each: Vec<Result<u64, TaskError>> = codec::decode(&out[1..]).unwrap();
+        let each: Vec<Result<u64, WorkerFailure>> = codec::decode(&out[1..]).unwrap();
         assert_eq!(
             each,
             [
                 Ok(1),
-                Err(TaskError::Failed("two".into())),
-                Err(TaskError::Panicked("three".into())),
+                Err(WorkerFailure::Failed("two".into())),
+                Err(WorkerFailure::Panicked("three".into())),
                 Ok(4)
             ]
         );
@@ -445,8 +464,8 @@ where {
         // One string whose bytes are not UTF-8.
         let out = raw(length, &[1, 1, 0xff]);
         assert_eq!(ChunkStatus::from_byte(out[0]), Some(ChunkStatus::Failed));
-        let e: TaskError = codec::decode(&out[1..]).unwrap();
-        assert!(matches!(e, TaskError::Decode(_)), "{e:?}");
+        let e: WorkerFailure = codec::decode(&out[1..]).unwrap();
+        assert!(matches!(e, WorkerFailure::Decode(_)), "{e:?}");
     }
 
     #[test]

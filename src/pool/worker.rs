@@ -3,10 +3,11 @@
 //! The worker is a procvisor [`Process`] (daemonic, as Python's pool workers are) whose target
 //! is [`worker_main`] with one end of a duplex [`Connection`]. It runs the initializer, sends a
 //! hello (ready, or why the initializer failed), then serves task frames until EOF, until its
-//! `maxtasksperchild` is reached (it exits 0 and the supervisor replaces it), or until a stop
+//! `max_tasks_per_child` is reached (it exits 0 and the supervisor replaces it), or until a stop
 //! request from the supervisor (it exits 0 at once, even in the middle of a task: that is how
 //! `terminate` stops busy workers promptly; SIGTERM and SIGKILL follow if it does not).
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,12 +16,11 @@ use procvisor_actors::supervisor::{BoxFuture, RunningChild, StartChild, StartCon
 use serde::{Deserialize, Serialize};
 
 use super::dispatch::{Shared, Status};
-use super::outcome::Failure;
 use super::protocol::{READY_SEQ, parse_result, parse_task, recv_reusing, start_result};
-use super::task::{ChunkStatus, TaskError, chunk_fn_at, init_fn_at, write_failed};
+use super::task::{ChunkStatus, WorkerFailure, chunk_fn_at, init_fn_at, write_failed};
 use crate::connection::{Connection, pipe};
 use crate::context::StartMethod;
-use crate::error::Error;
+use crate::error::{Error, TaskError};
 use crate::process::{Child, Process};
 use crate::supervisor::worker::RunningProcess;
 
@@ -30,7 +30,7 @@ pub(crate) struct WorkerSetup {
     /// The initializer: its trampoline's offset and its encoded arguments.
     pub(crate) init: Option<(i64, Vec<u8>)>,
     /// Tasks served before the worker exits to be replaced.
-    pub(crate) maxtasks: Option<u64>,
+    pub(crate) maxtasks: Option<NonZeroU64>,
 }
 
 /// The worker process's target.
@@ -45,10 +45,7 @@ pub(crate) fn worker_main(conn: Connection, setup: WorkerSetup) -> Result<(), St
         if let Err(e) = init(args) {
             write_failed(&mut out, &e);
             let _ = conn.send_bytes(&out, 0, None);
-            return Err(format!(
-                "the pool initializer failed: {}",
-                Failure::Task(e).to_error()
-            ));
+            return Err(e.initializer_failure());
         }
     }
     out.push(ChunkStatus::AllOk as u8);
@@ -56,7 +53,7 @@ pub(crate) fn worker_main(conn: Connection, setup: WorkerSetup) -> Result<(), St
         .map_err(|e| format!("cannot reach the pool: {e}"))?;
     let mut served = 0u64;
     let mut buf = Vec::new();
-    while setup.maxtasks.is_none_or(|max| served < max) {
+    while setup.maxtasks.is_none_or(|max| served < max.get()) {
         let len = match recv_reusing(&conn, &mut buf) {
             Ok(len) => len,
             Err(Error::Eof) => return Ok(()),
@@ -82,10 +79,7 @@ fn send_result(conn: &Connection, out: &mut Vec<u8>, seq: u64) -> Result<(), Str
         Ok(()) => Ok(()),
         Err(e @ Error::FrameTooLarge { .. }) => {
             start_result(out, seq);
-            write_failed(
-                out,
-                &TaskError::Encode(format!("the result is too large to send: {e}")),
-            );
+            write_failed(out, &WorkerFailure::Encode(e.to_string()));
             conn.send_bytes(out, 0, None)
                 .map_err(|e| format!("cannot reach the pool: {e}"))
         }
@@ -181,13 +175,15 @@ fn await_hello(conn: &Connection, shared: &Shared, child: &Child) -> Result<(), 
     match parse_result(&frame) {
         Some((READY_SEQ, ChunkStatus::AllOk, _)) => Ok(()),
         Some((READY_SEQ, ChunkStatus::Failed, payload)) => {
-            let reason = match procvisor_actors::wire::codec::decode::<TaskError>(payload) {
-                Ok(e) => format!("the initializer failed: {}", Failure::Task(e).to_error()),
+            let reason = match procvisor_actors::wire::codec::decode::<WorkerFailure>(payload) {
+                Ok(e) => e.initializer_failure(),
                 Err(e) => format!("the initializer failed (undecodable report: {e})"),
             };
             shared.end(
                 Status::Broken(reason.clone()),
-                Failure::Broken(reason.clone()),
+                TaskError::PoolBroken {
+                    reason: reason.clone(),
+                },
             );
             Err(reason)
         }
