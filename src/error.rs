@@ -4,7 +4,7 @@
 //! | domain | types |
 //! |---|---|
 //! | processes | [`StartError`], [`JoinError`], [`SignalError`], [`StartMethodAlreadySet`] |
-//! | connections | [`SendError`], [`RecvError`], [`ConnectError`], [`AuthError`], [`AddressError`] |
+//! | connections | [`PipeError`], [`SendError`], [`RecvError`], [`WaitError`], [`TryCloneError`], [`ChallengeError`], [`AuthError`], [`ConnectError`], [`AddressError`] |
 //! | queues | [`PutError`], [`GetError`], [`QueueError`] |
 //! | synchronization | [`ReleaseError`], [`ConditionError`], [`BrokenBarrier`] |
 //! | shared memory | [`SharedError`] |
@@ -22,7 +22,10 @@ mod sync;
 
 use std::io;
 
-pub use connection::{AddressError, AuthError, ConnectError, PipeEnd, RecvError, SendError};
+pub use connection::{
+    AddressError, AuthError, ChallengeError, ConnectError, PipeError, RecvError, SendError,
+    TryCloneError, WaitError,
+};
 pub use pool::{PoolError, ResultTimeout, RunError, TaskError};
 pub use process::{JoinError, SignalError, StartError};
 pub use procvisor_actors::supervisor::SupervisorError;
@@ -60,16 +63,30 @@ pub enum Error {
     /// The start method was already chosen.
     #[error(transparent)]
     StartMethod(#[from] StartMethodAlreadySet),
+    /// A pipe could not be created.
+    #[error(transparent)]
+    Pipe(#[from] PipeError),
     /// A message was not sent.
     #[error(transparent)]
     Send(#[from] SendError),
     /// No message was received.
     #[error(transparent)]
     Recv(#[from] RecvError),
+    /// Waiting for several objects failed.
+    #[error(transparent)]
+    Wait(#[from] WaitError),
+    /// A connection could not be cloned.
+    #[error(transparent)]
+    TryClone(#[from] TryCloneError),
+    /// A challenge of `deliver_challenge` / `answer_challenge` failed.
+    #[error(transparent)]
+    Challenge(#[from] ChallengeError),
     /// A listener or client could not connect.
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    /// The authentication handshake failed.
+    /// An authentication handshake failed. Connection operations report it inside
+    /// [`ConnectError::Auth`] and [`ChallengeError::Auth`]; this variant lets a bare
+    /// [`AuthError`] convert with `?`.
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// An address cannot be used.
@@ -206,98 +223,6 @@ pub enum Error {
         current: crate::context::StartMethod,
     },
 
-    /// The other end of a connection closed it and no message is left to receive (Python's
-    /// `EOFError`).
-    #[error("the other end closed the connection and no message is left to receive")]
-    Eof,
-
-    /// A send found the other end of the connection closed (Python's `BrokenPipeError`).
-    #[error("cannot send: the other end has closed the connection")]
-    BrokenPipe,
-
-    /// The operation needs an open connection (or listener), and this one was closed.
-    #[error("the {what} is closed")]
-    Closed {
-        /// `"connection"` or `"listener"`.
-        what: &'static str,
-    },
-
-    /// A one-way pipe was used the wrong way round: sending on the receive-only end or
-    /// receiving on the send-only end of `pipe(false)`.
-    #[error("cannot {operation}: this is the {end} end of a one-way pipe")]
-    WrongEnd {
-        /// What was attempted (`"send"`, `"receive"`, `"poll"`).
-        operation: &'static str,
-        /// Which end this is (`"receive-only"`, `"send-only"`).
-        end: &'static str,
-    },
-
-    /// The connection can no longer be read: an earlier message was refused (longer than
-    /// `maxlength` or than the frame limit) and the position in the stream was lost.
-    #[error("the connection is no longer readable: {reason}")]
-    NotReadable {
-        /// Why reading stopped.
-        reason: String,
-    },
-
-    /// `recv_bytes(Some(maxlength))` met a longer message. The message is not read and the
-    /// connection is no longer readable (Python raises `IOError` and does the same).
-    #[error(
-        "message of {len} bytes is longer than maxlength ({maxlength} bytes); the connection is \
-         no longer readable"
-    )]
-    MessageTooLong {
-        /// The message's length.
-        len: usize,
-        /// The `maxlength` given.
-        maxlength: usize,
-    },
-
-    /// A message is larger than the connection's frame limit ([`crate::Connection::max_frame`]):
-    /// refused before sending, or, when received, refused before any memory is allocated for it
-    /// (the connection is then no longer readable).
-    #[error("message of {len} bytes is larger than the frame limit of {max} bytes")]
-    FrameTooLarge {
-        /// The message's length.
-        len: usize,
-        /// The limit in force.
-        max: usize,
-    },
-
-    /// `recv_bytes_into`: the buffer (after the offset) is too short for the message. The whole
-    /// message was received and is carried here (Python's `BufferTooShort`, whose `args[0]` is
-    /// the message).
-    #[error(
-        "buffer too short: the message is {} bytes, the buffer has room for {room}",
-        message.len()
-    )]
-    BufferTooShort {
-        /// The complete message.
-        message: Vec<u8>,
-        /// How many bytes the buffer had room for after the offset.
-        room: usize,
-    },
-
-    /// An offset past the end of a buffer (`recv_bytes_into`, `send_bytes`).
-    #[error("offset {offset} is past the end of the {len}-byte buffer")]
-    BadOffset {
-        /// The offset given.
-        offset: usize,
-        /// The buffer's length.
-        len: usize,
-    },
-
-    /// `send_bytes(buf, offset, Some(size))` with `offset + size` past the end of `buf`.
-    #[error("offset {offset} + size {size} is past the end of the {len}-byte buffer")]
-    BadSize {
-        /// The offset given.
-        offset: usize,
-        /// The size given.
-        size: usize,
-        /// The buffer's length.
-        len: usize,
-    },
-
     /// A received message is not a valid encoding of the type asked for (Python's unpickling
     /// error). The message was consumed; the connection stays usable.
     #[error("cannot decode {what}: {reason}")]
@@ -305,22 +230,6 @@ pub enum Error {
         /// What was being decoded (the type's name).
         what: String,
         /// The codec's explanation.
-        reason: String,
-    },
-
-    /// The authentication handshake failed (Python's `AuthenticationError`): a wrong key on
-    /// either side, a peer that does not speak the handshake, or one that did not finish it in
-    /// time. Both sides report it.
-    #[error("authentication failed: {0}")]
-    Authentication(String),
-
-    /// An address that cannot be used: unparsable, unresolvable, or of another family than the
-    /// one asked for.
-    #[error("invalid address {address:?}: {reason}")]
-    InvalidAddress {
-        /// The address as given.
-        address: String,
-        /// What is wrong with it.
         reason: String,
     },
 
@@ -474,15 +383,6 @@ impl From<RunError> for Error {
 }
 
 impl Error {
-    /// The complete message carried by [`Error::BufferTooShort`] (Python's `e.args[0]`), or
-    /// `None` for other errors.
-    pub fn into_message(self) -> Option<Vec<u8>> {
-        match self {
-            Error::BufferTooShort { message, .. } => Some(message),
-            _ => None,
-        }
-    }
-
     pub(crate) fn shared_memory(e: procvisor_actors::shm::SegmentError) -> Self {
         match e {
             procvisor_actors::shm::SegmentError::HomeGone { home_pid } => {

@@ -31,7 +31,7 @@
 //! | module | Python | what |
 //! |---|---|---|
 //! | [`process`] | `multiprocessing.process` | [`Process`] → [`Child`], [`current_process`], [`parent_process`], [`active_children`] |
-//! | [`connection`] | `Pipe`, `multiprocessing.connection` | [`pipe`], [`Connection`], [`Listener`], [`Client`], [`wait`] |
+//! | [`connection`] | `Pipe`, `multiprocessing.connection` | [`pipe`], [`pipe_oneway`] ([`Receiver`], [`Sender`]), [`Connection`], [`Listener`], [`Client`], [`wait`], [`wait_timeout`] |
 //! | [`queues`] | `Queue`, `JoinableQueue`, `SimpleQueue` | [`Queue`], [`JoinableQueue`], [`SimpleQueue`]: FIFO queues between processes |
 //! | [`pool`] | `multiprocessing.Pool` | [`Pool`], [`AsyncResult`], [`IMapIterator`]: worker processes with crash recovery |
 //! | [`supervisor`] | (Erlang/OTP) | [`Supervisor`], [`ChildSpec`], [`SupervisorSpec`]: supervision trees of processes |
@@ -80,8 +80,8 @@ pub mod synchronize;
 pub mod util;
 
 pub use connection::{
-    Address, Client, ClientBuilder, Connection, Family, Listener, ListenerBuilder, Waitable, pipe,
-    wait,
+    Address, Client, ClientBuilder, Connection, Family, Listener, ListenerBuilder, Receiver,
+    Sender, Waitable, pipe, pipe_oneway, wait, wait_timeout,
 };
 pub use context::{StartMethod, force_start_method, set_start_method, start_method};
 pub use error::{Error, Result};

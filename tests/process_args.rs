@@ -73,13 +73,13 @@ per_start_method! {
     /// An unstarted process owns its arguments: dropping it closes the connection it holds,
     /// so the peer sees end-of-file; once started, only the child holds that end.
     fn a_connection_in_the_arguments_is_the_childs_alone(method: StartMethod) {
-        let (ours, theirs) = procvisor::pipe(true).unwrap();
+        let (ours, theirs) = procvisor::pipe().unwrap();
         drop(Process::new(hello, (theirs,)).start_method(method));
-        assert!(ours.poll(Some(GENEROUS)).unwrap(), "EOF is readable");
+        assert!(ours.poll_timeout(GENEROUS).unwrap(), "EOF is readable");
         assert!(ours.recv::<String>().is_err(), "the dropped process closed its end");
 
         let mut guard = KillOnDrop::new();
-        let (ours, theirs) = procvisor::pipe(true).unwrap();
+        let (ours, theirs) = procvisor::pipe().unwrap();
         let child = start(&mut guard, Process::new(hello, (theirs,)).start_method(method));
         assert_eq!(ours.recv::<String>().unwrap(), "hello");
         join_ok(&child);

@@ -88,9 +88,9 @@ fn a_blocked_put_proceeds_when_a_child_makes_room() {
     fn take_two(q: Queue<u32>, done: Connection) -> procvisor::Result<()> {
         let a = q.get()?;
         let b = q.get()?;
-        done.send(&(a, b))
+        Ok(done.send(&(a, b))?)
     }
-    let (ours, theirs) = pipe(true).unwrap();
+    let (ours, theirs) = pipe().unwrap();
     let p = start(&mut guard, Process::new(take_two, (q.clone(), theirs)));
     q.put(&1).unwrap(); // waits until the child has taken 0
     assert_eq!(ours.recv::<(u32, u32)>().unwrap(), (0, 1));
@@ -145,7 +145,7 @@ fn slow_worker(q: JoinableQueue<u32>, ctl: Connection) -> procvisor::Result<()> 
 fn join_waits_until_every_item_is_marked_done_in_another_process() {
     let mut guard = KillOnDrop::new();
     let q = JoinableQueue::<u32>::new().unwrap();
-    let (ours, theirs) = pipe(true).unwrap();
+    let (ours, theirs) = pipe().unwrap();
     let p = start(&mut guard, Process::new(slow_worker, (q.clone(), theirs)));
     q.put(&10).unwrap();
     q.put(&20).unwrap();
@@ -174,7 +174,7 @@ fn join_waits_until_every_item_is_marked_done_in_another_process() {
 fn join_async_waits_until_every_item_is_marked_done_in_another_process() {
     let mut guard = KillOnDrop::new();
     let q = JoinableQueue::<u32>::new().unwrap();
-    let (ours, theirs) = pipe(true).unwrap();
+    let (ours, theirs) = pipe().unwrap();
     let p = start(&mut guard, Process::new(slow_worker, (q.clone(), theirs)));
     q.put(&10).unwrap();
     q.put(&20).unwrap();
@@ -431,7 +431,7 @@ fn answer_on_received_queues(
 #[test]
 fn queue_handles_sent_through_a_pipe_and_a_queue_work_in_a_running_process() {
     let mut guard = KillOnDrop::new();
-    let (ours, theirs) = pipe(true).unwrap();
+    let (ours, theirs) = pipe().unwrap();
     let inbox = Queue::<Queue<String>>::new().unwrap();
     let p = start(
         &mut guard,
@@ -518,7 +518,7 @@ fn async_get_waits_for_a_child_outside_and_inside_a_tokio_runtime() {
     let mut guard = KillOnDrop::new();
     for inside_tokio in [false, true] {
         let q = Queue::<String>::new().unwrap();
-        let (ours, theirs) = pipe(true).unwrap();
+        let (ours, theirs) = pipe().unwrap();
         let p = start(&mut guard, Process::new(put_when_told, (q.clone(), theirs)));
         let get = async {
             // Times out first (nothing there), then waits until the child puts. A deadline for

@@ -27,7 +27,7 @@ fn produce(q: Queue<Item>, id: u32, report: Connection) -> procvisor::Result<()>
             Err(e) => return Err(e.into()),
         }
     }
-    report.send(&seq)
+    Ok(report.send(&seq)?)
 }
 
 /// Child: gets items until `None`, reporting each one on its pipe as soon as it has it.
@@ -57,7 +57,7 @@ fn collect(conn: Connection) -> Collected {
 }
 
 fn start_consumer(guard: &mut KillOnDrop, q: &Queue<Item>) -> (Child, Collected) {
-    let (ours, theirs) = pipe(false).unwrap();
+    let (ours, theirs) = pipe().unwrap();
     let p = start(guard, Process::new(consume, (q.clone(), theirs)));
     (p, collect(ours))
 }
@@ -81,14 +81,14 @@ fn twenty_rounds_of_sigkilled_producers_and_consumers_corrupt_nothing() {
     }
     let mut stable_producers = Vec::new();
     for id in 0..2 {
-        let (ours, theirs) = pipe(false).unwrap();
+        let (ours, theirs) = pipe().unwrap();
         let p = start(&mut guard, Process::new(produce, (q.clone(), id, theirs)));
         stable_producers.push((p, ours));
     }
 
     for round in 0..ROUNDS {
         let victim_id = 100 + round;
-        let (dead_end, theirs) = pipe(false).unwrap();
+        let (dead_end, theirs) = pipe().unwrap();
         let victim_producer = start(
             &mut guard,
             Process::new(produce, (q.clone(), victim_id, theirs)),
@@ -181,7 +181,7 @@ fn a_process_killed_holding_the_internal_locks_does_not_wedge_the_queue() {
     let mut guard = KillOnDrop::new();
     let q = Queue::<u32>::new().unwrap();
     q.put(&1).unwrap();
-    let (ours, theirs) = pipe(true).unwrap();
+    let (ours, theirs) = pipe().unwrap();
     let holder = start(&mut guard, Process::new(hold_locks, (q.clone(), theirs)));
     ours.recv::<()>().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();

@@ -231,7 +231,7 @@ impl Shared {
 
     fn send(self: &Arc<Self>, send: Send) {
         // A failed send means the worker is gone: its reader sees EOF and fails the task.
-        let _ = send.conn.send_bytes(&send.frame, 0, None);
+        let _ = send.conn.send_bytes(&send.frame);
         if let Some((slot, seq, timeout)) = send.timer {
             let weak = Arc::downgrade(self);
             runtime::spawn(async move {

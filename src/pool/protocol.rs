@@ -22,7 +22,7 @@ use serde::{Serialize, Serializer};
 
 use super::task::ChunkStatus;
 use crate::connection::Connection;
-use crate::error::Error;
+use crate::error::RecvError;
 
 /// Bytes before a task's chunk: seq and entry offset.
 pub(crate) const TASK_HEADER: usize = 16;
@@ -79,10 +79,10 @@ const KEEP_BUFFER: usize = 64 << 20;
 
 /// Receives one frame into `buf` (reused from frame to frame, so a stream of big chunks does
 /// not allocate and fault in fresh memory for each) and returns its length.
-pub(crate) fn recv_reusing(conn: &Connection, buf: &mut Vec<u8>) -> crate::Result<usize> {
-    match conn.recv_bytes_into(buf, 0) {
+pub(crate) fn recv_reusing(conn: &Connection, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+    match conn.recv_bytes_into(buf) {
         Ok(len) => Ok(len),
-        Err(Error::BufferTooShort { message, .. }) => {
+        Err(RecvError::BufferTooShort { message, .. }) => {
             let len = message.len();
             *buf = message;
             if len <= KEEP_BUFFER {

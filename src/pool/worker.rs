@@ -20,7 +20,7 @@ use super::protocol::{READY_SEQ, parse_result, parse_task, recv_reusing, start_r
 use super::task::{ChunkStatus, WorkerFailure, chunk_fn_at, init_fn_at, write_failed};
 use crate::connection::{Connection, pipe};
 use crate::context::StartMethod;
-use crate::error::{Error, TaskError};
+use crate::error::{RecvError, SendError, TaskError};
 use crate::process::{Child, Process};
 use crate::supervisor::worker::RunningProcess;
 
@@ -44,19 +44,19 @@ pub(crate) fn worker_main(conn: Connection, setup: WorkerSetup) -> Result<(), St
         let init = unsafe { init_fn_at(*offset) };
         if let Err(e) = init(args) {
             write_failed(&mut out, &e);
-            let _ = conn.send_bytes(&out, 0, None);
+            let _ = conn.send_bytes(&out);
             return Err(e.initializer_failure());
         }
     }
     out.push(ChunkStatus::AllOk as u8);
-    conn.send_bytes(&out, 0, None)
+    conn.send_bytes(&out)
         .map_err(|e| format!("cannot reach the pool: {e}"))?;
     let mut served = 0u64;
     let mut buf = Vec::new();
     while setup.maxtasks.is_none_or(|max| served < max.get()) {
         let len = match recv_reusing(&conn, &mut buf) {
             Ok(len) => len,
-            Err(Error::Eof) => return Ok(()),
+            Err(RecvError::Eof) => return Ok(()),
             Err(e) => return Err(format!("the pool's connection failed: {e}")),
         };
         let Some((seq, entry, chunk)) = parse_task(&buf[..len]) else {
@@ -75,12 +75,12 @@ pub(crate) fn worker_main(conn: Connection, setup: WorkerSetup) -> Result<(), St
 
 /// Sends a result frame; one too large for the connection fails its task instead.
 fn send_result(conn: &Connection, out: &mut Vec<u8>, seq: u64) -> Result<(), String> {
-    match conn.send_bytes(out, 0, None) {
+    match conn.send_bytes(out) {
         Ok(()) => Ok(()),
-        Err(e @ Error::FrameTooLarge { .. }) => {
+        Err(e @ SendError::FrameTooLarge { .. }) => {
             start_result(out, seq);
             write_failed(out, &WorkerFailure::Encode(e.to_string()));
-            conn.send_bytes(out, 0, None)
+            conn.send_bytes(out)
                 .map_err(|e| format!("cannot reach the pool: {e}"))
         }
         Err(e) => Err(format!("cannot reach the pool: {e}")),
@@ -129,7 +129,7 @@ fn start_worker(
     setup: WorkerSetup,
     method: Option<StartMethod>,
 ) -> Result<Box<dyn RunningChild>, String> {
-    let (ours, theirs) = pipe(true).map_err(|e| e.to_string())?;
+    let (ours, theirs) = pipe().map_err(|e| e.to_string())?;
     let n = WORKER_NUMBER.fetch_add(1, Ordering::Relaxed);
     let mut process = Process::new(worker_main, (theirs, setup))
         .name(format!("PoolWorker-{n}"))
@@ -152,7 +152,7 @@ fn start_worker(
 /// Waits for the worker's hello; an initializer failure breaks the pool.
 fn await_hello(conn: &Connection, shared: &Shared, child: &Child) -> Result<(), String> {
     loop {
-        match conn.poll(Some(Duration::from_millis(100))) {
+        match conn.poll_timeout(Duration::from_millis(100)) {
             Ok(true) => break,
             Ok(false) => {
                 if matches!(shared.status(), Status::Terminated | Status::Broken(_)) {
@@ -162,7 +162,7 @@ fn await_hello(conn: &Connection, shared: &Shared, child: &Child) -> Result<(), 
             Err(e) => return Err(format!("cannot wait for the worker: {e}")),
         }
     }
-    let frame = match conn.recv_bytes(None) {
+    let frame = match conn.recv_bytes() {
         Ok(frame) => frame,
         Err(_) => {
             let _ = child.join_timeout(Duration::from_secs(5));
