@@ -97,6 +97,7 @@ pub use async_result::AsyncResult;
 pub use imap::IMapIterator;
 pub use task::{TaskFn, TaskOutput};
 
+use crate::code_ref::CodeRef;
 use crate::context::StartMethod;
 use crate::error::{PoolError, RunError, TaskError};
 use crate::supervisor::{
@@ -107,6 +108,7 @@ use dispatch::{Shared, Status, Task};
 use imap::ImapJob;
 use job::{Callbacks, JobSink, MapJob};
 use procvisor_actors::sync_util::lock;
+use task::{ChunkFn, InitFn};
 use worker::{WorkerSetup, WorkerStarter};
 
 /// How long a stopping worker gets before SIGTERM (and as long again before SIGKILL). Workers
@@ -131,6 +133,9 @@ pub struct Pool {
     processes: usize,
     task_timeout: Option<Duration>,
 }
+
+/// The initializer's trampoline and its encoded arguments (or why they could not be encoded).
+type Initializer = (CodeRef<InitFn>, Result<Vec<u8>, String>);
 
 /// Settings of a [`Pool`] (Python's `Pool(processes, initializer, initargs,
 /// maxtasksperchild)`), from [`Pool::builder`].
@@ -158,7 +163,7 @@ pub struct Pool {
 #[must_use = "a builder does nothing until build() is called"]
 pub struct PoolBuilder {
     processes: Option<usize>,
-    init: Option<(i64, Result<Vec<u8>, String>)>,
+    init: Option<Initializer>,
     maxtasks: Option<NonZeroU64>,
     task_timeout: Option<Duration>,
     start_method: Option<StartMethod>,
@@ -185,7 +190,7 @@ impl PoolBuilder {
     {
         let _ = initializer;
         let args = codec::encode(&args).map_err(|e| e.to_string());
-        self.init = Some((task::init_offset::<F, Args>(), args));
+        self.init = Some((task::init_ref::<F, Args>(), args));
         self
     }
 
@@ -658,7 +663,7 @@ impl Pool {
     /// cannot be encoded and returns why.
     fn submit_chunks<E, It>(
         &self,
-        entry: i64,
+        entry: CodeRef<ChunkFn>,
         mut items: It,
         plan: ChunkPlan,
         timeout: Option<Duration>,
@@ -756,7 +761,7 @@ where
         );
         let result = AsyncResult::new(job.completion());
         let plan = ChunkPlan::new(1, 1);
-        let entry = task::chunk_offset::<F, Args>();
+        let entry = task::chunk_ref::<F, Args>();
         let sink: Arc<dyn JobSink> = job.clone();
         let args = std::iter::once(self.args);
         if let Err(failure) = self
@@ -883,7 +888,7 @@ where
             pool.shared.callbacks.clone(),
         );
         let result = AsyncResult::new(job.completion());
-        let entry = task::chunk_offset::<F, Args>();
+        let entry = task::chunk_ref::<F, Args>();
         let sink: Arc<dyn JobSink> = job.clone();
         if let Err(failure) = pool.submit_chunks(entry, items, plan, self.timeout, sink) {
             job.deliver(Err(failure));
@@ -915,7 +920,7 @@ where
         let items = Items::new(self.iterable.into_iter());
         let plan = ChunkPlan::new(items.len(), self.chunksize.unwrap_or(1));
         let job = ImapJob::new(items.len(), ordered);
-        let entry = task::chunk_offset::<F, Args>();
+        let entry = task::chunk_ref::<F, Args>();
         let sink: Arc<dyn JobSink> = job.clone();
         if let Err(failure) = pool.submit_chunks(entry, items, plan, self.timeout, sink) {
             job.fail_rest(failure);

@@ -2,9 +2,9 @@
 //!
 //! A task function is a `fn` item or a non-capturing closure, as for
 //! [`Process::new`](crate::Process::new), and it crosses into the worker the same way: the pool
-//! sends the offset of a trampoline, [`run_chunk::<F, Args>`](run_chunk), from the crate's entry
-//! anchor. The worker runs the same executable (checked when it started), adds the offset to
-//! its own anchor and calls the trampoline, which decodes a whole chunk of argument tuples,
+//! names a trampoline, [`run_chunk::<F, Args>`](run_chunk), with a
+//! [`CodeRef`](crate::code_ref) in each task frame. The worker, running the same executable,
+//! follows it and calls the trampoline, which decodes a whole chunk of argument tuples,
 //! calls `F` on each inside `catch_unwind`, and encodes the chunk's results in one buffer.
 //!
 //! `map(f, items)` encodes its items as a sequence of `A`; the trampoline decodes them as a
@@ -20,8 +20,9 @@ use procvisor_actors::wire::codec;
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::code_ref::CodeRef;
 use crate::error::TaskError;
-use crate::process::target::{anchor, conjure};
+use crate::process::target::conjure;
 
 /// A pool task function: a `fn` item or a closure that captures nothing, of up to six serde
 /// arguments (the `Args` tuple), returning a [`TaskOutput`].
@@ -214,6 +215,8 @@ pub(crate) type ChunkFn = fn(input: &[u8], out: &mut Vec<u8>);
 /// An initializer trampoline: decodes the arguments and runs the initializer.
 pub(crate) type InitFn = fn(input: &[u8]) -> Result<(), WorkerFailure>;
 
+crate::code_ref::fn_pointer!(ChunkFn, InitFn);
+
 /// The chunk trampoline for `F` called with argument tuples `Args`.
 ///
 /// The function runs on each argument tuple as it is decoded (no vector of arguments is built):
@@ -351,48 +354,24 @@ where
     call(&conjure::<F>(), args).map(|_| ())
 }
 
-/// The offset of a trampoline from the crate's entry anchor (the same in every process running
-/// this executable).
-pub(crate) fn offset_of(f: usize) -> i64 {
-    (f as i64).wrapping_sub(anchor as *const () as usize as i64)
-}
-
-/// The offset of the chunk trampoline for `F` and `Args`.
-pub(crate) fn chunk_offset<F, Args>() -> i64
+/// The chunk trampoline for `F` and `Args`, named for a worker.
+pub(crate) fn chunk_ref<F, Args>() -> CodeRef<ChunkFn>
 where
     F: TaskFn<Args>,
     Args: DeserializeOwned,
 {
     const { crate::process::target::assert_zero_sized::<F>() };
-    offset_of(run_chunk::<F, Args> as ChunkFn as usize)
+    CodeRef::of(run_chunk::<F, Args> as ChunkFn)
 }
 
-/// The offset of the initializer trampoline for `F` and `Args`.
-pub(crate) fn init_offset<F, Args>() -> i64
+/// The initializer trampoline for `F` and `Args`, named for a worker.
+pub(crate) fn init_ref<F, Args>() -> CodeRef<InitFn>
 where
     F: TaskFn<Args>,
     Args: DeserializeOwned,
 {
     const { crate::process::target::assert_zero_sized::<F>() };
-    offset_of(run_init::<F, Args> as InitFn as usize)
-}
-
-fn address_at(offset: i64) -> usize {
-    (anchor as *const () as usize as i64).wrapping_add(offset) as usize
-}
-
-/// # Safety
-/// `offset` must come from [`chunk_offset`] in a process running this same executable file.
-pub(crate) unsafe fn chunk_fn_at(offset: i64) -> ChunkFn {
-    // SAFETY: per the contract, the address is that of a `ChunkFn` in this very binary.
-    unsafe { std::mem::transmute::<usize, ChunkFn>(address_at(offset)) }
-}
-
-/// # Safety
-/// `offset` must come from [`init_offset`] in a process running this same executable file.
-pub(crate) unsafe fn init_fn_at(offset: i64) -> InitFn {
-    // SAFETY: per the contract, the address is that of an `InitFn` in this very binary.
-    unsafe { std::mem::transmute::<usize, InitFn>(address_at(offset)) }
+    CodeRef::of(run_init::<F, Args> as InitFn)
 }
 
 #[cfg(test)]
@@ -469,12 +448,11 @@ where {
     }
 
     #[test]
-    fn trampolines_round_trip_through_offsets() {
-        fn offset<F: TaskFn<(u64,)>>(_f: F) -> i64
-where {
-            chunk_offset::<F, (u64,)>()
+    fn trampolines_round_trip_through_code_refs() {
+        fn named<F: TaskFn<(u64,)>>(_f: F) -> CodeRef<ChunkFn> {
+            chunk_ref::<F, (u64,)>()
         }
-        let f = unsafe { chunk_fn_at(offset(square)) };
+        let f = named(square).resolve().unwrap();
         let mut out = Vec::new();
         f(&codec::encode(&[5u64][..]).unwrap(), &mut out);
         assert_eq!(codec::decode::<Vec<u64>>(&out[1..]).unwrap(), [25]);

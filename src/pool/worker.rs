@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use super::dispatch::{Shared, Status};
 use super::protocol::{READY_SEQ, parse_result, parse_task, recv_reusing, start_result};
-use super::task::{ChunkStatus, WorkerFailure, chunk_fn_at, init_fn_at, write_failed};
+use super::task::{ChunkStatus, InitFn, WorkerFailure, write_failed};
+use crate::code_ref::CodeRef;
 use crate::connection::{Connection, pipe};
 use crate::context::StartMethod;
 use crate::error::{RecvError, SendError, TaskError};
@@ -28,7 +29,7 @@ use crate::supervisor::worker::RunningProcess;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct WorkerSetup {
     /// The initializer: its trampoline's offset and its encoded arguments.
-    pub(crate) init: Option<(i64, Vec<u8>)>,
+    pub(crate) init: Option<(CodeRef<InitFn>, Vec<u8>)>,
     /// Tasks served before the worker exits to be replaced.
     pub(crate) maxtasks: Option<NonZeroU64>,
 }
@@ -38,10 +39,10 @@ pub(crate) fn worker_main(conn: Connection, setup: WorkerSetup) -> Result<(), St
     exit_on_stop_request();
     let mut out = Vec::with_capacity(64 * 1024);
     start_result(&mut out, READY_SEQ);
-    if let Some((offset, args)) = &setup.init {
-        // SAFETY: the offset was made by `init_offset` in the parent, which runs this same
-        // executable (checked by the bootstrap before this target ran).
-        let init = unsafe { init_fn_at(*offset) };
+    if let Some((init, args)) = &setup.init {
+        let init = init
+            .resolve()
+            .map_err(|e| format!("cannot run the pool's initializer: {e}"))?;
         if let Err(e) = init(args) {
             write_failed(&mut out, &e);
             let _ = conn.send_bytes(&out);
@@ -63,9 +64,9 @@ pub(crate) fn worker_main(conn: Connection, setup: WorkerSetup) -> Result<(), St
             return Err("the pool sent a malformed task frame".into());
         };
         start_result(&mut out, seq);
-        // SAFETY: the offset was made by `chunk_offset` in the parent, which runs this same
-        // executable (checked by the bootstrap before this target ran).
-        let run = unsafe { chunk_fn_at(entry) };
+        let run = entry
+            .resolve()
+            .map_err(|e| format!("cannot run the pool's task: {e}"))?;
         run(chunk, &mut out);
         send_result(&conn, &mut out, seq)?;
         served += 1;
