@@ -126,76 +126,12 @@ pub enum Error {
     #[error(transparent)]
     Log(#[from] LogInitError),
 
+    /// A supervisor refused a spec or a request, or a child could not start: see
+    /// [`SupervisorError`] for the cases.
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+
     // ---- the variants below are being moved into the domain errors above ----------------
-    /// A process was started before `procvisor::init()` ran in this program.
-    #[error(
-        "procvisor::init() has not run: call it first in main (or put procvisor::test_init!() in \
-         an integration-test crate) before starting processes"
-    )]
-    NotInitialized,
-
-    /// `start()` was called twice on the same process.
-    #[error("cannot start a process twice ({name} was already started)")]
-    AlreadyStarted {
-        /// The process's name.
-        name: String,
-    },
-
-    /// `join()` (or another call that needs a running child) before `start()`.
-    #[error("can only join a started process: {name} has not been started")]
-    NotStarted {
-        /// The process's name.
-        name: String,
-    },
-
-    /// A process tried to join itself, which would wait forever.
-    #[error("a process cannot join itself ({name})")]
-    JoinSelf {
-        /// The process's name.
-        name: String,
-    },
-
-    /// The operation needs a child of this process (e.g. signalling the current or parent process).
-    #[error("{name} is not a child of this process, so it cannot be {action}")]
-    NotAChild {
-        /// The process's name.
-        name: String,
-        /// What was attempted ("joined", "terminated", …).
-        action: &'static str,
-    },
-
-    /// `set_daemon` (or another setting that only applies before start) after `start()`.
-    #[error("cannot change {setting} of {name}: the process has already started")]
-    AlreadyRunning {
-        /// The process's name.
-        name: String,
-        /// The setting ("daemon", "start method", "authkey").
-        setting: &'static str,
-    },
-
-    /// A daemonic process tried to start a child.
-    #[error("daemonic processes are not allowed to have children ({parent} is daemonic)")]
-    DaemonicParent {
-        /// The current (daemonic) process's name.
-        parent: String,
-    },
-
-    /// The process is exiting and no longer starts children.
-    #[error("cannot start {name}: this process is shutting down")]
-    ShuttingDown {
-        /// The process that was to be started.
-        name: String,
-    },
-
-    /// A value could not be encoded for another process (Python's pickling error).
-    #[error("cannot encode {what}: {reason}")]
-    Encode {
-        /// What was being encoded.
-        what: String,
-        /// The codec's explanation.
-        reason: String,
-    },
-
     /// The child could not become the process it was asked to be (undecodable arguments, a
     /// different binary, a protocol mismatch, or it died before reading its bootstrap).
     #[error("{name} failed to start: {reason}")]
@@ -215,33 +151,6 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-
-    /// `set_start_method` after the start method was already chosen.
-    #[error("the start method has already been set to {current}; pass force = true to change it")]
-    StartMethodAlreadySet {
-        /// The method in force.
-        current: crate::context::StartMethod,
-    },
-
-    /// A received message is not a valid encoding of the type asked for (Python's unpickling
-    /// error). The message was consumed; the connection stays usable.
-    #[error("cannot decode {what}: {reason}")]
-    Decode {
-        /// What was being decoded (the type's name).
-        what: String,
-        /// The codec's explanation.
-        reason: String,
-    },
-
-    /// The connection broke in a way that leaves the stream unusable: the peer closed it in the
-    /// middle of a message, or the OS reported an error.
-    #[error("connection failed: {0}")]
-    Wire(#[source] procvisor_actors::wire::WireError),
-
-    /// A supervisor refused a spec or a request, or a child could not start: see
-    /// [`SupervisorError`] for the cases.
-    #[error(transparent)]
-    Supervisor(#[from] SupervisorError),
 
     // ---- synchronization primitives and shared memory (src/synchronize, src/sharedctypes) ----
     /// `release()` of a lock (or RLock) that nobody holds (Python's "release unlocked lock").
