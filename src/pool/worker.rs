@@ -93,7 +93,7 @@ fn exit_on_stop_request() {
     let _ = std::thread::Builder::new()
         .name("procvisor-pool-stop".into())
         .spawn(|| {
-            if crate::wait_for_stop(None) {
+            if crate::process::wait_for_stop(None) {
                 std::process::exit(0);
             }
         });
