@@ -81,6 +81,7 @@ mod imap;
 mod job;
 mod outcome;
 mod protocol;
+mod starter;
 mod task;
 mod worker;
 
@@ -108,8 +109,8 @@ use dispatch::{Shared, Status, Task};
 use imap::ImapJob;
 use job::{Callbacks, JobSink, MapJob};
 use procvisor_actors::sync_util::lock;
-use task::{ChunkFn, InitFn};
-use worker::{WorkerSetup, WorkerStarter};
+use protocol::{ChunkFn, InitFn, WorkerSetup};
+use starter::WorkerStarter;
 
 /// How long a stopping worker gets before SIGTERM (and as long again before SIGKILL). Workers
 /// exit at once on a stop request, so this only matters for one stuck in a system call.

@@ -279,7 +279,7 @@ mod tests {
     #[test]
     fn chunks_are_assembled_in_order_whatever_order_they_arrive_in() {
         let job = MapJob::new(5, 2, vec_of, no_callbacks(), Default::default());
-        use super::super::task::ChunkStatus::AllOk;
+        use super::super::protocol::ChunkStatus::AllOk;
         job.complete(2, 1, Outcome::Frame(AllOk, &frame(&[5])));
         job.complete(0, 2, Outcome::Frame(AllOk, &frame(&[1, 2])));
         assert!(!job.completion().is_ready());
@@ -314,7 +314,7 @@ mod tests {
     #[test]
     fn a_wrong_result_count_is_a_decode_error() {
         let job = MapJob::new(3, 3, vec_of, no_callbacks(), Default::default());
-        use super::super::task::ChunkStatus::AllOk;
+        use super::super::protocol::ChunkStatus::AllOk;
         job.complete(0, 3, Outcome::Frame(AllOk, &frame(&[1])));
         let err = job.completion().take().unwrap().unwrap_err();
         assert!(matches!(err, TaskError::DecodeResult { .. }), "{err}");

@@ -3,7 +3,7 @@
 use procvisor_actors::wire::codec;
 use serde::de::DeserializeOwned;
 
-use super::task::{ChunkStatus, WorkerFailure};
+use super::protocol::{ChunkStatus, WorkerFailure};
 use crate::error::TaskError;
 
 /// A chunk whose answer could not be understood.

@@ -1,4 +1,5 @@
-//! The frames a pool and its workers exchange, one duplex connection per worker.
+//! The frames a pool and its workers exchange, one duplex connection per worker: both
+//! directions are written and read here, and nowhere else.
 //!
 //! Every frame is one message of the worker's [`Connection`](crate::Connection) (a 4-byte
 //! length, then the bytes below); the integers are little-endian.
@@ -20,10 +21,93 @@ use procvisor_actors::wire::codec;
 use serde::ser::{Error as _, SerializeSeq};
 use serde::{Serialize, Serializer};
 
-use super::task::{ChunkFn, ChunkStatus};
+use std::num::NonZeroU64;
+
+use serde::Deserialize;
+
 use crate::code_ref::{CODE_REF_LEN, CodeRef};
 use crate::connection::Connection;
-use crate::error::RecvError;
+use crate::error::{RecvError, TaskError};
+
+/// What every worker of a pool is started with.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct WorkerSetup {
+    /// The initializer: its trampoline and its encoded arguments.
+    pub(crate) init: Option<(CodeRef<InitFn>, Vec<u8>)>,
+    /// Tasks served before the worker exits to be replaced.
+    pub(crate) maxtasks: Option<NonZeroU64>,
+}
+
+/// Why one task (one item of a chunk) failed, as the worker reports it on the wire (the
+/// caller turns it into a [`TaskError`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum WorkerFailure {
+    /// The function returned `Err` (its `Display`).
+    Failed(String),
+    /// The function panicked (the panic's message).
+    Panicked(String),
+    /// The result could not be encoded.
+    Encode(String),
+    /// The arguments could not be decoded in the worker.
+    Decode(String),
+}
+
+impl From<WorkerFailure> for TaskError {
+    fn from(f: WorkerFailure) -> TaskError {
+        match f {
+            WorkerFailure::Failed(message) => TaskError::Failed { message },
+            WorkerFailure::Panicked(message) => TaskError::Panicked { message },
+            WorkerFailure::Encode(reason) => TaskError::EncodeResult { reason },
+            WorkerFailure::Decode(reason) => TaskError::DecodeArguments { reason },
+        }
+    }
+}
+
+impl WorkerFailure {
+    /// Why the pool's initializer failed, in words (the pool's broken reason).
+    pub(crate) fn initializer_failure(&self) -> String {
+        match self {
+            WorkerFailure::Failed(message) => format!("the initializer failed: {message}"),
+            WorkerFailure::Panicked(message) => format!("the initializer panicked: {message}"),
+            WorkerFailure::Encode(reason) => format!("the initializer failed: {reason}"),
+            WorkerFailure::Decode(reason) => {
+                format!("cannot decode the initializer's arguments in the worker: {reason}")
+            }
+        }
+    }
+}
+
+/// How a chunk's results are laid out after the status byte of a result frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum ChunkStatus {
+    /// Every item succeeded: a `Vec<Value>`.
+    AllOk = 0,
+    /// Some item failed: a `Vec<Result<Value, WorkerFailure>>`, one per item.
+    Partial = 1,
+    /// The chunk as a whole failed: one `WorkerFailure`.
+    Failed = 2,
+}
+
+impl ChunkStatus {
+    pub(crate) fn from_byte(b: u8) -> Option<ChunkStatus> {
+        match b {
+            0 => Some(ChunkStatus::AllOk),
+            1 => Some(ChunkStatus::Partial),
+            2 => Some(ChunkStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A chunk trampoline: decodes the argument tuples in `input`, runs the function on each, and
+/// appends a status byte and the encoded results to `out`.
+pub(crate) type ChunkFn = fn(input: &[u8], out: &mut Vec<u8>);
+
+/// An initializer trampoline: decodes the arguments and runs the initializer.
+pub(crate) type InitFn = fn(input: &[u8]) -> Result<(), WorkerFailure>;
+
+crate::code_ref::fn_pointer!(ChunkFn, InitFn);
 
 /// Bytes before a task's chunk: seq and entry.
 pub(crate) const TASK_HEADER: usize = 8 + CODE_REF_LEN;
@@ -77,6 +161,57 @@ pub(crate) fn parse_result(frame: &[u8]) -> Option<(u64, ChunkStatus, &[u8])> {
     let seq = u64::from_le_bytes(frame.get(..8)?.try_into().ok()?);
     let status = ChunkStatus::from_byte(*frame.get(8)?)?;
     Some((seq, status, &frame[RESULT_HEADER..]))
+}
+
+/// Appends `status` and `results`; a result that cannot be encoded fails the chunk instead.
+pub(crate) fn write_results<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    status: ChunkStatus,
+    results: &T,
+) {
+    let start = out.len();
+    out.push(status as u8);
+    if let Err(e) = codec::encode_into(results, out) {
+        out.truncate(start);
+        write_failed(out, &WorkerFailure::Encode(e.to_string()));
+    }
+}
+
+/// Appends a whole-chunk failure.
+pub(crate) fn write_failed(out: &mut Vec<u8>, error: &WorkerFailure) {
+    out.push(ChunkStatus::Failed as u8);
+    if codec::encode_into(error, out).is_err() {
+        // A WorkerFailure is strings only; this cannot fail, but never leave a frame half-written.
+        out.truncate(out.len() - 1);
+        out.push(ChunkStatus::Failed as u8);
+        out.push(0);
+        out.push(0);
+    }
+}
+
+/// Appends a hello's status and payload after [`start_result`] for [`READY_SEQ`]: ready, or
+/// why the initializer failed.
+pub(crate) fn write_hello(out: &mut Vec<u8>, init: Result<(), &WorkerFailure>) {
+    start_result(out, READY_SEQ);
+    match init {
+        Ok(()) => out.push(ChunkStatus::AllOk as u8),
+        Err(failure) => write_failed(out, failure),
+    }
+}
+
+/// Reads a hello: `Ok` if the worker is ready, `Err` with the initializer's failure in words;
+/// `None` if the frame is not a hello.
+pub(crate) fn parse_hello(frame: &[u8]) -> Option<Result<(), String>> {
+    match parse_result(frame)? {
+        (READY_SEQ, ChunkStatus::AllOk, _) => Some(Ok(())),
+        (READY_SEQ, ChunkStatus::Failed, payload) => {
+            Some(Err(match codec::decode::<WorkerFailure>(payload) {
+                Ok(failure) => failure.initializer_failure(),
+                Err(e) => format!("the initializer failed (undecodable report: {e})"),
+            }))
+        }
+        _ => None,
+    }
 }
 
 /// Frames up to this size leave their buffer to be reused for the next one.

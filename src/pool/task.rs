@@ -20,8 +20,8 @@ use procvisor_actors::wire::codec;
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::protocol::{ChunkFn, ChunkStatus, InitFn, WorkerFailure, write_failed, write_results};
 use crate::code_ref::CodeRef;
-use crate::error::TaskError;
 use crate::process::target::conjure;
 
 /// A pool task function: a `fn` item or a closure that captures nothing, of up to six serde
@@ -49,7 +49,7 @@ pub trait TaskFn<Args>: Send + Sync + 'static {
 crate::process::target::impl_fn_of_args!(TaskFn, TaskOutput);
 
 /// What a pool task function may return: a plain value (the task's result), or a `Result`,
-/// whose `Err` fails that task (and only that task) with [`TaskError::Failed`] carrying the
+/// whose `Err` fails that task (and only that task) with [`TaskError::Failed`](crate::error::TaskError::Failed) carrying the
 /// error's `Display`.
 ///
 /// Implemented for `()`, the primitive types, `String`, `Vec`, `Option`, `Box`, tuples of up to
@@ -145,77 +145,6 @@ generic_output! {
     (V) => BTreeMap<String, V>;
     (V) => HashMap<String, V>;
 }
-
-/// Why one task (one item of a chunk) failed, as the worker reports it on the wire (the
-/// caller turns it into a [`TaskError`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum WorkerFailure {
-    /// The function returned `Err` (its `Display`).
-    Failed(String),
-    /// The function panicked (the panic's message).
-    Panicked(String),
-    /// The result could not be encoded.
-    Encode(String),
-    /// The arguments could not be decoded in the worker.
-    Decode(String),
-}
-
-impl From<WorkerFailure> for TaskError {
-    fn from(f: WorkerFailure) -> TaskError {
-        match f {
-            WorkerFailure::Failed(message) => TaskError::Failed { message },
-            WorkerFailure::Panicked(message) => TaskError::Panicked { message },
-            WorkerFailure::Encode(reason) => TaskError::EncodeResult { reason },
-            WorkerFailure::Decode(reason) => TaskError::DecodeArguments { reason },
-        }
-    }
-}
-
-impl WorkerFailure {
-    /// Why the pool's initializer failed, in words (the pool's broken reason).
-    pub(crate) fn initializer_failure(&self) -> String {
-        match self {
-            WorkerFailure::Failed(message) => format!("the initializer failed: {message}"),
-            WorkerFailure::Panicked(message) => format!("the initializer panicked: {message}"),
-            WorkerFailure::Encode(reason) => format!("the initializer failed: {reason}"),
-            WorkerFailure::Decode(reason) => {
-                format!("cannot decode the initializer's arguments in the worker: {reason}")
-            }
-        }
-    }
-}
-
-/// How a chunk's results are laid out after the status byte of a result frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum ChunkStatus {
-    /// Every item succeeded: a `Vec<Value>`.
-    AllOk = 0,
-    /// Some item failed: a `Vec<Result<Value, WorkerFailure>>`, one per item.
-    Partial = 1,
-    /// The chunk as a whole failed: one `WorkerFailure`.
-    Failed = 2,
-}
-
-impl ChunkStatus {
-    pub(crate) fn from_byte(b: u8) -> Option<ChunkStatus> {
-        match b {
-            0 => Some(ChunkStatus::AllOk),
-            1 => Some(ChunkStatus::Partial),
-            2 => Some(ChunkStatus::Failed),
-            _ => None,
-        }
-    }
-}
-
-/// A chunk trampoline: decodes the argument tuples in `input`, runs the function on each, and
-/// appends a status byte and the encoded results to `out`.
-pub(crate) type ChunkFn = fn(input: &[u8], out: &mut Vec<u8>);
-
-/// An initializer trampoline: decodes the arguments and runs the initializer.
-pub(crate) type InitFn = fn(input: &[u8]) -> Result<(), WorkerFailure>;
-
-crate::code_ref::fn_pointer!(ChunkFn, InitFn);
 
 /// The chunk trampoline for `F` called with argument tuples `Args`.
 ///
@@ -319,28 +248,6 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "(a panic whose payload is not a string)".to_string()
-    }
-}
-
-/// Appends `status` and `results`; a result that cannot be encoded fails the chunk instead.
-fn write_results<T: Serialize + ?Sized>(out: &mut Vec<u8>, status: ChunkStatus, results: &T) {
-    let start = out.len();
-    out.push(status as u8);
-    if let Err(e) = codec::encode_into(results, out) {
-        out.truncate(start);
-        write_failed(out, &WorkerFailure::Encode(e.to_string()));
-    }
-}
-
-/// Appends a whole-chunk failure.
-pub(crate) fn write_failed(out: &mut Vec<u8>, error: &WorkerFailure) {
-    out.push(ChunkStatus::Failed as u8);
-    if codec::encode_into(error, out).is_err() {
-        // A WorkerFailure is strings only; this cannot fail, but never leave a frame half-written.
-        out.truncate(out.len() - 1);
-        out.push(ChunkStatus::Failed as u8);
-        out.push(0);
-        out.push(0);
     }
 }
 
