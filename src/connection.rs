@@ -201,7 +201,7 @@ use crate::error::{
     AddressError, AuthError, ChallengeError, ConnectError, PipeError, RecvError, SendError,
     TryCloneError, WaitError,
 };
-use fd::{FdCell, Hold, RawIo, deadline_after, poll_readable};
+use fd::{FdCell, RawIo, deadline_after, poll_readable};
 
 /// Reused send/receive buffers larger than this are freed after use, so one huge message does
 /// not pin its memory for the life of the connection.
@@ -459,7 +459,7 @@ impl<D: Direction> Connection<D> {
     #[doc(alias = "fileno")]
     pub fn fd(&self) -> Option<HeldFd<'_>> {
         let guard = self.inner.fd.guard()?;
-        Some(HeldFd::new(guard.as_raw_fd(), Hold::Connection(guard)))
+        Some(HeldFd::new(guard.as_raw_fd(), guard))
     }
 
     /// Closes the connection. Idempotent; also done on drop. Later operations fail with their

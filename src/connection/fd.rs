@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::ops::Deref;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
@@ -117,19 +117,22 @@ impl<T> Drop for FdGuard<'_, T> {
 /// ```
 pub struct HeldFd<'a> {
     fd: RawFd,
-    _hold: Hold<'a>,
+    _hold: Box<dyn Hold + 'a>,
 }
 
-/// What keeps a [`HeldFd`]'s descriptor open (never read: holding it is its purpose).
-#[allow(dead_code)]
-pub(super) enum Hold<'a> {
-    Connection(FdGuard<'a, OwnedFd>),
-    Listener(FdGuard<'a, super::listener::Socket>),
-}
+/// What keeps a [`HeldFd`]'s descriptor open: the guard of the cell it came from (a
+/// connection's or a listener's), never read — holding it is its purpose.
+trait Hold {}
+
+impl<T> Hold for FdGuard<'_, T> {}
 
 impl<'a> HeldFd<'a> {
-    pub(super) fn new(fd: RawFd, hold: Hold<'a>) -> Self {
-        HeldFd { fd, _hold: hold }
+    /// `fd`, kept open by `guard` of the cell that owns it.
+    pub(super) fn new<T: 'a>(fd: RawFd, guard: FdGuard<'a, T>) -> Self {
+        HeldFd {
+            fd,
+            _hold: Box::new(guard),
+        }
     }
 }
 

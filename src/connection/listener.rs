@@ -18,7 +18,7 @@ use procvisor_actors::wire::{WireError, client_handshake, server_handshake};
 use serde::{Deserialize, Serialize};
 
 use super::Connection;
-use super::fd::{FdCell, HeldFd, Hold, RawIo};
+use super::fd::{FdCell, HeldFd, RawIo};
 use crate::error::{AddressError, AuthError, ConnectError};
 use procvisor_actors::sync_util::lock;
 
@@ -528,7 +528,7 @@ impl Listener {
     pub fn fd(&self) -> Option<HeldFd<'_>> {
         let socket = self.socket.guard()?;
         let raw = socket.as_fd().as_raw_fd();
-        Some(HeldFd::new(raw, Hold::Listener(socket)))
+        Some(HeldFd::new(raw, socket))
     }
 
     /// Stops listening and removes the socket file it created. Idempotent; also done on drop.
