@@ -151,7 +151,7 @@ impl QueueBuilder {
     /// Creates a [`Queue`].
     ///
     /// # Errors
-    /// [`Error::QueueConfig`] for a setting out of range; [`Error::Io`] if the OS refuses the
+    /// [`Error::QueueConfig`] for a setting out of range; [`Error::Shared`] if the OS refuses the
     /// shared memory.
     pub fn build<T>(self) -> Result<Queue<T>> {
         Ok(Queue::from_shared(Shared::create(
@@ -187,7 +187,7 @@ impl<T> Queue<T> {
     /// An unbounded queue (Python's `Queue()`).
     ///
     /// # Errors
-    /// [`Error::Io`] if the OS refuses the shared memory.
+    /// [`Error::Shared`] if the OS refuses the shared memory.
     pub fn new() -> Result<Queue<T>> {
         QueueBuilder::default().build()
     }
@@ -195,7 +195,7 @@ impl<T> Queue<T> {
     /// A queue holding at most `maxsize` items (Python's `Queue(maxsize)`; 0 is unbounded).
     ///
     /// # Errors
-    /// [`Error::QueueConfig`] if `maxsize` is above 16 777 215; [`Error::Io`] as [`new`](Self::new).
+    /// [`Error::QueueConfig`] if `maxsize` is above 16 777 215; [`Error::Shared`] as [`new`](Self::new).
     pub fn with_maxsize(maxsize: usize) -> Result<Queue<T>> {
         QueueBuilder::default().maxsize(maxsize).build()
     }

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use super::feeder::Local;
 use super::layout::{self, MAX_CAPACITY_LOG2, MAX_ITEMS, MIN_CAPACITY_LOG2};
 use super::ring::{Ring, Side};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SharedError};
 
 /// Reused encode/decode buffers larger than this are freed after use.
 const KEEP_BUFFER: usize = 1 << 20;
@@ -71,12 +71,7 @@ impl Shared {
                 reason: format!("maxsize {maxsize} is above the largest, {MAX_ITEMS}"),
             })?;
         let capacity = 1usize << log2;
-        let seg = Segment::create(layout::RING + capacity).map_err(|e| {
-            Error::io(
-                "cannot create the queue's shared memory",
-                std::io::Error::other(e),
-            )
-        })?;
+        let seg = Segment::create(layout::RING + capacity).map_err(SharedError::from)?;
         let config = |offset| seg.state::<std::sync::atomic::AtomicU32>(offset);
         config(layout::CONFIG_CAPACITY_LOG2).store(log2, Ordering::Relaxed);
         config(layout::CONFIG_MAXSIZE).store(maxsize, Ordering::Relaxed);

@@ -32,7 +32,7 @@ impl<T> SimpleQueue<T> {
     /// A new simple queue with the default ring ([`DEFAULT_CAPACITY`](super::DEFAULT_CAPACITY)).
     ///
     /// # Errors
-    /// [`Error::Io`](crate::Error::Io) if the OS refuses the shared memory.
+    /// [`Error::Shared`](crate::Error::Shared) if the OS refuses the shared memory.
     pub fn new() -> Result<SimpleQueue<T>> {
         super::QueueBuilder::default().build_simple()
     }
