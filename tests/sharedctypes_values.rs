@@ -14,7 +14,7 @@ use procvisor::error::SharedError;
 use procvisor::sharedctypes::copy;
 use procvisor::{
     Acquire, Array, Char, Child, Connection, Lock, LockSpec, Process, RLock, RawArray, RawValue,
-    Shareable, Value, pipe, synchronized,
+    Shareable, Value, pipe, synchronized, synchronized_with,
 };
 
 #[repr(C)]
@@ -178,6 +178,14 @@ fn locks_own_none_or_given_and_synchronized_and_copy() {
     c.set(0.0);
     assert_eq!(rv.get(), 4.5);
     assert_eq!(sv.as_raw().get(), 4.5);
+    // A given lock is the wrapper's lock.
+    let sw = synchronized_with(RawArray::from_slice(&[1u16, 2]).unwrap(), lock.clone());
+    assert!(matches!(sw.as_lock(), Some(procvisor::AnyLock::Lock(_))));
+    let g = lock.lock();
+    assert!(sw.as_lock().unwrap().try_lock().is_none());
+    drop(g);
+    sw.update(1, |x| x * 10).unwrap();
+    assert_eq!(sw.to_vec(), [1, 20]);
 }
 
 /// Child: adds 1 to the counter `n` times under the value's lock.

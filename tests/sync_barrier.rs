@@ -1,5 +1,6 @@
 //! `Barrier` between real processes: three parties pass together with distinct indices, the
-//! action runs once per generation, abort and a timeout break it, reset repairs it.
+//! action runs once per generation, abort and a timeout break it, reset repairs it; wait_async
+//! passes with another process, and a dropped one breaks the barrier.
 
 procvisor::test_init!();
 
@@ -201,4 +202,36 @@ fn bad_party_counts_are_refused() {
         })
     ));
     assert!(Barrier::new(procvisor::synchronize::MAX_PARTIES + 1).is_err());
+}
+
+// ---- async waits -----------------------------------------------------------------------------
+
+#[test]
+fn wait_async_passes_with_another_process_and_a_dropped_wait_breaks_the_barrier() {
+    let mut guard = KillOnDrop::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let barrier = Barrier::new(2).unwrap();
+    let results = Array::from_slice(&[-1i32; 2]).unwrap();
+    let p = start(
+        &mut guard,
+        Process::new(wait_once, (barrier.clone(), results.clone(), 0, 0)),
+    );
+    let index = rt.block_on(async { tokio::time::timeout(GENEROUS, barrier.wait_async()).await });
+    assert!(matches!(index, Ok(Ok(0 | 1))), "{index:?}");
+    join_ok(&p);
+    assert_eq!(results.get(0).unwrap(), 0, "the other party did not pass");
+
+    // A party that gives up (its future dropped) breaks the barrier, as a timeout does.
+    let lonely = Barrier::new(2).unwrap();
+    let gave_up = rt.block_on(async {
+        tokio::time::timeout(Duration::from_millis(100), lonely.wait_async())
+            .await
+            .is_err()
+    });
+    assert!(gave_up);
+    assert!(wait_until(GENEROUS, || lonely.is_broken()));
+    assert_eq!(lonely.wait(), Err(BrokenBarrier));
 }

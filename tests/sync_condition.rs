@@ -1,6 +1,7 @@
 //! `Condition` and `Event` between real processes: notify(1) wakes exactly one of three
 //! sleeping waiters, notify_all the rest; wait timeouts; notify/wait without the lock; a
-//! SIGKILLed waiter does not swallow a notification; Event set/clear/wait across processes.
+//! SIGKILLed waiter does not swallow a notification; Event set/clear/wait across processes;
+//! async waits (woken by another process; a dropped one leaves the lock held again).
 
 procvisor::test_init!();
 
@@ -244,4 +245,65 @@ fn wait_async_on_an_event_works_inside_and_outside_a_runtime() {
             .await
             .is_ok()
     }));
+}
+
+// ---- async waits -----------------------------------------------------------------------------
+
+/// Child: once the parent waits on the condition, notifies it under the lock.
+fn notify_when_waited_on(cond: Condition) -> procvisor::Result<()> {
+    assert!(wait_until(GENEROUS, || cond.waiters() == 1));
+    let g = cond.lock();
+    Ok(g.notify_one()?)
+}
+
+#[test]
+fn wait_async_is_woken_by_another_process_and_holds_every_level_again() {
+    let mut guard = KillOnDrop::new();
+    let cond = Condition::new().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let outer = cond.lock();
+    let inner = cond.lock(); // two levels of the condition's RLock
+    let p = start(
+        &mut guard,
+        Process::new(notify_when_waited_on, (cond.clone(),)),
+    );
+    let woken = rt.block_on(async { tokio::time::timeout(GENEROUS, inner.wait_async()).await });
+    assert_eq!(woken.expect("never notified"), Ok(()));
+    join_ok(&p);
+    // The polling thread (this one) owns the lock again, with both levels.
+    let procvisor::AnyLock::RLock(rlock) = cond.as_lock() else {
+        panic!("Condition::new has its own RLock");
+    };
+    assert!(rlock.is_mine());
+    assert_eq!(rlock.count(), 2);
+    drop(inner);
+    drop(outer);
+    assert_eq!(rlock.holder(), None);
+}
+
+#[test]
+fn a_dropped_wait_async_withdraws_and_leaves_the_lock_held() {
+    let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let g = cond.lock();
+    let t = Instant::now();
+    let gave_up = rt.block_on(async {
+        tokio::time::timeout(Duration::from_millis(100), g.wait_async())
+            .await
+            .is_err()
+    });
+    assert!(gave_up);
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    // As after a wait that timed out: the lock is held, the waiter's slot is given up.
+    assert!(cond.as_lock().is_mine());
+    assert!(wait_until(GENEROUS, || cond.waiters() == 0));
+    g.notify_all().unwrap();
+    drop(g);
+    assert!(cond.try_lock().is_some(), "the lock was not given back");
 }

@@ -197,6 +197,38 @@ fn lock_async_waits_without_blocking_the_runtime() {
 // ---- RLock -----------------------------------------------------------------------------------
 
 #[test]
+fn an_rlocks_lock_async_hands_the_lock_to_the_polling_thread() {
+    let mut guard = KillOnDrop::new();
+    let rlock = RLock::new().unwrap();
+    let (a, a_child) = pipe(true).unwrap();
+    let holder = start(
+        &mut guard,
+        Process::new(hold_rlock_until_killed, (rlock.clone(), a_child)),
+    );
+    assert_eq!(recv::<u64>(&a), 3);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let g = rt.block_on(async {
+        let killer = holder.clone();
+        tokio::task::spawn_blocking(move || killer.kill().unwrap());
+        tokio::time::timeout(GENEROUS, rlock.lock_async()).await
+    });
+    let g = g.expect("the dead owner's RLock was not given back");
+    assert_eq!(g.previous_owner_died(), Some(holder.pid()));
+    // Taken on the blocking pool, owned by the thread that polled the future: this one.
+    assert!(rlock.is_mine());
+    assert_eq!(rlock.count(), 1);
+    let again = rlock.try_lock().expect("the owner takes it again at once");
+    assert_eq!(rlock.count(), 2);
+    drop(again);
+    drop(g);
+    assert_eq!(rlock.holder(), None);
+    holder.join_timeout(GENEROUS).unwrap();
+}
+
+#[test]
 fn an_rlock_counts_recursion_and_only_its_owner_thread_releases_it() {
     let rlock = RLock::new().unwrap();
     rlock.lock().leak();
@@ -302,6 +334,7 @@ fn handles_are_send_sync_clone_and_serde() {
     check::<procvisor::Semaphore>();
     check::<procvisor::BoundedSemaphore>();
     check::<procvisor::Condition>();
+    check::<procvisor::AnyLock>();
     check::<procvisor::Event>();
     check::<procvisor::Barrier>();
     check::<procvisor::Value<f64>>();

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{GENEROUS, KillOnDrop, join_ok, recv, start};
-use procvisor::error::ReleaseError;
+use procvisor::error::{ReleaseError, SharedError, SharedSetting};
 use procvisor::{Acquire, Acquired, BoundedSemaphore, Connection, Guard, Process, Semaphore, pipe};
 
 #[test]
@@ -29,6 +29,14 @@ fn a_bounded_semaphore_refuses_a_release_past_its_initial_value() {
     let open = Semaphore::new(0).unwrap();
     open.release().unwrap();
     assert_eq!(open.value(), 1);
+    // u32::MAX is reserved.
+    assert!(matches!(
+        Semaphore::new(u32::MAX),
+        Err(SharedError::OutOfRange {
+            setting: SharedSetting::SemaphoreValue,
+            ..
+        })
+    ));
 }
 
 fn over_release(sem: BoundedSemaphore, conn: Connection) -> procvisor::Result<()> {

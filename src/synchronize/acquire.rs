@@ -1,8 +1,13 @@
 //! [`Acquire`]: the one lock family (`lock`, `try_lock`, `lock_timeout`, `lock_async`,
 //! `release`) of every lock-like primitive, written once; and its [`Guard`].
 //!
-//! Each primitive implements one hidden method — its raw acquire with a deadline — and
-//! `release`; the family and the guard are the trait's default methods, the same for all.
+//! Each primitive implements its raw acquire with a deadline (hidden), what to do with a unit
+//! its async caller gave up on (hidden), and `release`; the family is the trait's default
+//! methods, the same for all, and the guard is one generic type.
+//!
+//! The family lives only here, with no inherent copies on the types: one definition (docs
+//! included) to keep right, the same shape on every primitive, and generic code can take
+//! `&impl Acquire`. The price is one import, `use procvisor::Acquire`, as for `std::io::Read`.
 
 use std::fmt;
 use std::future::Future;
