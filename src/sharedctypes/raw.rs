@@ -293,7 +293,8 @@ impl<T: Shareable> RawValue<T> {
         Ok(RawValue { cell })
     }
 
-    /// The value.
+    /// The value (Python's `.value`).
+    #[doc(alias = "value")]
     #[inline]
     pub fn get(&self) -> T {
         // SAFETY: a RawValue's cell has exactly one element (checked in `from_cell`); see
@@ -301,7 +302,8 @@ impl<T: Shareable> RawValue<T> {
         unsafe { self.cell.ptr.as_ptr().read_volatile() }
     }
 
-    /// Replaces the value.
+    /// Replaces the value (Python's `.value = v`).
+    #[doc(alias = "value")]
     #[inline]
     pub fn set(&self, value: T) {
         // SAFETY: as in `get`.

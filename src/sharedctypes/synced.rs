@@ -90,7 +90,8 @@ fn locked<R>(lock: &Option<AnyLock>, f: impl FnOnce() -> R) -> R {
 /// A shared array with a lock: Python's `multiprocessing.Array`.
 ///
 /// Each element access takes the lock (an RLock of its own by default); use
-/// [`with_lock`](Self::with_lock) or [`update`](Self::update) to hold it across several.
+/// [`with_lock_held`](Self::with_lock_held) or [`update`](Self::update) to hold it across
+/// several.
 ///
 /// ```
 /// let arr = procvisor::Array::from_slice(&[0i32, 1, 2])?;
@@ -322,12 +323,14 @@ impl<T: Shareable> Value<T> {
     }
 
     /// The value, read under the lock (Python's `.value`).
+    #[doc(alias = "value")]
     #[inline]
     pub fn get(&self) -> T {
         locked(&self.lock, || self.raw.get())
     }
 
     /// Replaces the value under the lock (Python's `.value = v`).
+    #[doc(alias = "value")]
     #[inline]
     pub fn set(&self, value: T) {
         locked(&self.lock, || self.raw.set(value))

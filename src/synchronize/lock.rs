@@ -110,7 +110,8 @@ impl Lock {
         self.state.mutex.holder()
     }
 
-    /// Whether the lock is held by anyone.
+    /// Whether the lock is held by anyone (Python's `locked()`).
+    #[doc(alias = "locked")]
     pub fn is_locked(&self) -> bool {
         self.state.mutex.is_locked()
     }
