@@ -29,9 +29,10 @@
 //!
 //! ## Recovery: a holder that dies
 //!
-//! Python's locks stay locked for ever when their holder dies. Here, a waiter's node watches
-//! the holder (a pidfd, no polling) and gives the unit back when it dies; the next acquirer is
-//! told so by its guard's [`previous_owner_died`](Guard::previous_owner_died) (or
+//! Python's locks stay locked for ever when their holder dies. Here, the node of a process
+//! that waits for a unit, or that tries to take it without waiting and finds it held, watches
+//! the holder (a pidfd, no polling) and gives the unit back when it dies (at once if it is
+//! already gone); the next acquirer, blocking or not, is told so by its guard's [`previous_owner_died`](Guard::previous_owner_died) (or
 //! [`Acquired::OwnerDied`]), since the data the lock protected may be half-updated.
 //!
 //! ```

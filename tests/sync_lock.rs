@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{GENEROUS, KillOnDrop, join_ok, recv, start};
+use common::{GENEROUS, KillOnDrop, join_ok, recv, start, wait_until};
 use procvisor::error::{Holder, ReleaseError};
 use procvisor::{Acquire, Acquired, Connection, Guard, Lock, Process, RLock, pipe};
 
@@ -127,6 +127,39 @@ fn a_lock_whose_holder_died_while_nobody_waited_is_recovered_by_the_next_acquire
         .lock_timeout(GENEROUS)
         .expect("the dead holder's lock is given back");
     assert_eq!(g.previous_owner_died(), Some(holder.pid()));
+}
+
+/// Polls `try_lock` (never a blocking acquire) until it succeeds or [`GENEROUS`] has passed;
+/// the unit stays held (leaked) for the caller to release.
+fn poll_try_lock(lock: &impl Acquire) -> Option<Acquired> {
+    let mut got = None;
+    wait_until(GENEROUS, || {
+        got = lock.try_lock().map(Guard::leak);
+        got.is_some()
+    });
+    got
+}
+
+#[test]
+fn try_lock_alone_recovers_a_lock_whose_holder_was_sigkilled_and_reaped() {
+    let mut guard = KillOnDrop::new();
+    let lock = Lock::new().unwrap();
+    let (a, a_child) = pipe(true).unwrap();
+    let holder = start(
+        &mut guard,
+        Process::new(hold_until_killed, (lock.clone(), a_child)),
+    );
+    let _: i32 = recv(&a);
+    holder.kill().unwrap();
+    holder.join_timeout(GENEROUS).unwrap();
+    // Nobody ever blocks on the lock: non-blocking attempts alone get it back.
+    let got = poll_try_lock(&lock);
+    assert_eq!(got, Some(Acquired::OwnerDied { pid: holder.pid() }));
+    assert_eq!(lock.holder(), Some(std::process::id() as i32));
+    lock.release().unwrap();
+    // The notice is given once.
+    assert_eq!(lock.try_lock().map(Guard::leak), Some(Acquired::Clean));
+    lock.release().unwrap();
 }
 
 /// Child: receives a lock through the pipe while running, takes it, reports, waits, releases.
@@ -323,6 +356,30 @@ fn an_rlock_whose_owner_is_sigkilled_goes_to_the_next_acquirer_with_a_notice() {
     );
     join_ok(&waiter);
     holder.join_timeout(GENEROUS).unwrap();
+    assert_eq!(rlock.holder(), None);
+}
+
+#[test]
+fn try_lock_alone_recovers_an_rlock_whose_owner_was_sigkilled_and_reaped() {
+    let mut guard = KillOnDrop::new();
+    let rlock = RLock::new().unwrap();
+    let (a, a_child) = pipe(true).unwrap();
+    let holder = start(
+        &mut guard,
+        Process::new(hold_rlock_until_killed, (rlock.clone(), a_child)),
+    );
+    assert_eq!(recv::<u64>(&a), 3);
+    holder.kill().unwrap();
+    holder.join_timeout(GENEROUS).unwrap();
+    let got = poll_try_lock(&rlock);
+    assert_eq!(got, Some(Acquired::OwnerDied { pid: holder.pid() }));
+    assert!(rlock.is_mine());
+    assert_eq!(
+        rlock.count(),
+        1,
+        "the dead owner's levels were not forgotten"
+    );
+    rlock.release().unwrap();
     assert_eq!(rlock.holder(), None);
 }
 

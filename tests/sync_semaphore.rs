@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{GENEROUS, KillOnDrop, join_ok, recv, start};
+use common::{GENEROUS, KillOnDrop, join_ok, recv, start, wait_until};
 use procvisor::error::{ReleaseError, SharedError, SharedSetting};
 use procvisor::{Acquire, Acquired, BoundedSemaphore, Connection, Guard, Process, Semaphore, pipe};
 
@@ -109,6 +109,34 @@ fn units_of_a_sigkilled_holder_are_given_back_with_a_notice() {
     // The waiter's unit (it exited without releasing) comes back when someone must wait.
     let again = sem.lock_timeout(GENEROUS).map(Guard::leak);
     assert_eq!(again, Some(Acquired::OwnerDied { pid: waiter.pid() }));
+}
+
+#[test]
+fn try_lock_alone_recovers_the_units_of_a_holder_sigkilled_and_reaped() {
+    let mut guard = KillOnDrop::new();
+    let sem = Semaphore::new(1).unwrap();
+    let (a, a_child) = pipe(true).unwrap();
+    let holder = start(
+        &mut guard,
+        Process::new(hold_units, (sem.clone(), 1, a_child)),
+    );
+    assert_eq!(recv::<u32>(&a), 1);
+    holder.kill().unwrap();
+    holder.join_timeout(GENEROUS).unwrap();
+    // Nobody ever blocks on the semaphore: non-blocking attempts alone get the unit back.
+    let mut got = None;
+    wait_until(GENEROUS, || {
+        got = sem.try_lock().map(Guard::leak);
+        got.is_some()
+    });
+    assert_eq!(got, Some(Acquired::OwnerDied { pid: holder.pid() }));
+    assert_eq!(sem.held_here(), 1);
+    sem.release().unwrap();
+    // The unit comes back once, with one notice.
+    assert_eq!(sem.try_lock().map(Guard::leak), Some(Acquired::Clean));
+    assert!(sem.try_lock().is_none());
+    sem.release().unwrap();
+    assert_eq!(sem.value(), 1);
 }
 
 fn consume_signal(sem: Semaphore, conn: Connection) -> procvisor::Result<()> {

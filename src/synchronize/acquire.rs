@@ -116,6 +116,12 @@ pub trait Acquire: sealed::Sealed + Clone + Send + Sync + 'static {
 
     /// Takes a unit if that needs no waiting (Python's `acquire(block=False)`); `None` if
     /// none is free.
+    ///
+    /// A unit held by a process that has died is not lost to callers that never block: an
+    /// attempt that finds the unit held has procvisor watch the holder, as a blocking acquire
+    /// does, and a dead holder's unit is given back (at once if the holder is already gone, a
+    /// moment after its death otherwise), so a later attempt, or this one, gets it with the
+    /// owner-died notice ([`Guard::previous_owner_died`]).
     #[doc(alias = "acquire")]
     #[inline]
     fn try_lock(&self) -> Option<Guard<'_, Self>> {

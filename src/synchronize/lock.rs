@@ -4,6 +4,8 @@
 //! holder's pid) in a shared segment, and a notice word. Taking a free lock is one
 //! compare-and-swap, giving it back another; a contended acquirer sleeps on a futex after
 //! asking its node's watch to watch the holder, which gives the lock back if the holder dies.
+//! A `try_lock` that finds the lock held asks the same (and tries once more), so a dead
+//! holder's lock also comes back to callers that never block.
 //!
 //! The notice word keeps an owner-died notice that an abandoned async acquire (its future was
 //! dropped after the blocking pool took the lock) received, for the next acquirer.
@@ -96,6 +98,17 @@ impl Lock {
         })
     }
 
+    /// A non-blocking attempt that found the lock held: has the holder watched (recovered at
+    /// once if it is dead) and tries again.
+    #[cold]
+    fn try_recovering(&self) -> Option<Acquired> {
+        let state = &self.state;
+        state
+            .mutex
+            .try_lock_recovering(state.segment(), state.offset())
+            .map(Acquired::from)
+    }
+
     #[cold]
     fn acquire_wait(&self, wait: Wait) -> Option<Acquired> {
         let state = &self.state;
@@ -129,7 +142,7 @@ impl Acquire for Lock {
     fn acquire_within(&self, wait: Wait) -> Option<Acquired> {
         let acquired = match self.state.mutex.try_lock() {
             Some(a) => a.into(),
-            None if wait == Wait::No => return None,
+            None if wait == Wait::No => self.try_recovering()?,
             None => self.acquire_wait(wait)?,
         };
         Some(with_notice(acquired, &self.state.notice))

@@ -120,10 +120,21 @@ impl RLock {
     fn mutex_within(&self, wait: Wait) -> Option<Acquired> {
         let acquired = match self.state.mutex.try_lock() {
             Some(a) => a.into(),
-            None if wait == Wait::No => return None,
+            None if wait == Wait::No => self.try_recovering()?,
             None => self.acquire_wait(wait)?,
         };
         Some(with_notice(acquired, &self.state.notice))
+    }
+
+    /// A non-blocking attempt that found the mutex held: has the holder watched (recovered
+    /// at once if it is dead) and tries again.
+    #[cold]
+    fn try_recovering(&self) -> Option<Acquired> {
+        let state = &self.state;
+        state
+            .mutex
+            .try_lock_recovering(state.segment(), state.offset())
+            .map(Acquired::from)
     }
 
     #[cold]

@@ -13,7 +13,8 @@
 //!
 //! Acquire: one compare-and-swap on `value`, then one on this process's slot (its index is
 //! cached in the handle). Release: the reverse. An acquirer that must sleep first asks its
-//! node's watch to watch every process with units in the table; when one dies, the watch takes
+//! node's watch to watch every process with units in the table (so does a `try_lock` that
+//! finds no unit, then tries once more); when one dies, the watch takes
 //! its slot and gives its units back — at most as many as keep `value + units held` within the
 //! initial value, so a semaphore used for signalling (a release by one process, an acquire by
 //! another) never gains units it never had. Each unit given back carries a notice: the next
@@ -244,6 +245,14 @@ impl Semaphore {
         tracing::debug!("semaphore slot table full: a unit is not accounted for");
     }
 
+    /// A non-blocking attempt that found no unit: has the holders watched (the units of a
+    /// dead one come back at once) and tries again.
+    #[cold]
+    fn try_recovering(&self) -> Option<Acquired> {
+        self.watch_holders();
+        self.try_take().then(|| self.taken())
+    }
+
     #[cold]
     fn acquire_wait(&self, wait: Wait) -> Option<Acquired> {
         let st = &self.state;
@@ -411,7 +420,7 @@ impl Acquire for Semaphore {
             return Some(self.taken());
         }
         if wait == Wait::No {
-            return None;
+            return self.try_recovering();
         }
         self.acquire_wait(wait)
     }
