@@ -8,23 +8,23 @@
 
 use std::time::Duration;
 
-use procvisor::{Child, Condition, Event, Process, Value};
+use procvisor::{Acquire, Child, Condition, Event, Process, Value};
 
 fn consumer(id: u32, start: Event, cond: Condition, ready: Value<i32>) -> procvisor::Result<()> {
-    start.wait(None);
+    start.wait();
     let guard = cond.lock();
-    guard.wait_for(|| ready.get() > 0, Some(Duration::from_secs(10)))?;
+    guard.wait_for_timeout(|| ready.get() > 0, Duration::from_secs(10))?;
     println!("consumer {id} sees the resource: {}", ready.get());
     Ok(())
 }
 
 fn producer(start: Event, cond: Condition, ready: Value<i32>) -> procvisor::Result<()> {
-    start.wait(None);
+    start.wait();
     std::thread::sleep(Duration::from_millis(100));
     let guard = cond.lock();
     ready.set(42);
     println!("producer made the resource available");
-    guard.notify_all()
+    Ok(guard.notify_all()?)
 }
 
 fn main() -> procvisor::Result<()> {

@@ -4,7 +4,7 @@
 //! cargo run --example lock_printing
 //! ```
 
-use procvisor::{Lock, Process};
+use procvisor::{Acquire, Lock, Process};
 
 fn f(l: Lock, i: u32) {
     let _guard = l.lock();

@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use procvisor::supervisor::{ChildSpec, Intensity, Strategy, Supervisor, SupervisorSpec};
 use procvisor::{
-    Array, Condition, Connection, Lock, Pool, Process, Queue, RLock, StartMethod, pipe as make_pipe,
+    Acquire, Array, Condition, Connection, Lock, LockSpec, Pool, Process, Queue, RLock,
+    StartMethod, pipe as make_pipe,
 };
 
 /// What a test reports: one JSON line.
@@ -291,7 +292,7 @@ fn zero_to_ten() -> Vec<i32> {
 fn array_nolock(delta: f64) -> TestResult {
     seqspeed(
         "array_nolock",
-        &Array::from_typecode('i', &zero_to_ten(), false)?,
+        &Array::from_typecode('i', &zero_to_ten(), LockSpec::None)?,
         delta,
     )
 }
@@ -300,25 +301,18 @@ fn array_nolock(delta: f64) -> TestResult {
 fn array_lock(delta: f64) -> TestResult {
     seqspeed(
         "array_lock",
-        &Array::from_typecode('i', &zero_to_ten(), true)?,
+        &Array::from_typecode('i', &zero_to_ten(), LockSpec::Own)?,
         delta,
     )
 }
 
-/// `test_lockspeed`: acquire + release in a loop.
-fn lockspeed(
-    name: &'static str,
-    delta: f64,
-    acquire: impl Fn() -> bool,
-    release: impl Fn() -> procvisor::Result<()>,
-) -> TestResult {
+/// `test_lockspeed`: acquire + release in a loop (Python's `l.acquire(); l.release()`).
+fn lockspeed(name: &'static str, delta: f64, l: &impl Acquire) -> TestResult {
     let (n, elapsed) = doubling(delta, |iterations| {
         let t = Instant::now();
         for _ in 0..iterations {
-            if !acquire() {
-                return Err("acquire failed".into());
-            }
-            release()?;
+            l.lock().leak();
+            l.release()?;
         }
         Ok(t.elapsed())
     })?;
@@ -326,35 +320,18 @@ fn lockspeed(
 }
 
 fn lock(delta: f64) -> TestResult {
-    let l = Lock::new()?;
-    lockspeed(
-        "lock",
-        delta,
-        || l.acquire(true, None).is_some(),
-        || l.release(),
-    )
+    lockspeed("lock", delta, &Lock::new()?)
 }
 
 fn rlock(delta: f64) -> TestResult {
-    let l = RLock::new()?;
-    lockspeed(
-        "rlock",
-        delta,
-        || l.acquire(true, None).is_some(),
-        || l.release(),
-    )
+    lockspeed("rlock", delta, &RLock::new()?)
 }
 
 /// `lock_child_func`: times `iterations` acquire/release pairs and sends the seconds.
 fn lock_child_func(l: Lock, iterations: u64, conn: Connection) -> procvisor::Result<()> {
     let t = Instant::now();
     for _ in 0..iterations {
-        if l.acquire(true, None).is_none() {
-            return Err(procvisor::Error::Io {
-                context: "lock_child".into(),
-                source: std::io::Error::other("acquire failed"),
-            });
-        }
+        l.lock().leak();
         l.release()?;
     }
     Ok(conn.send(&t.elapsed().as_secs_f64())?)
@@ -381,26 +358,26 @@ fn lock_child(delta: f64) -> TestResult {
 
 /// `conditionspeed_func`: notify, then `n` times wait and notify.
 fn conditionspeed_func(c: Condition, n: u64) -> procvisor::Result<()> {
-    let _ = c.acquire(true, None);
-    c.notify(1)?;
+    c.lock().leak();
+    c.notify_one()?;
     for _ in 0..n {
-        c.wait(None)?;
-        c.notify(1)?;
+        c.wait()?;
+        c.notify_one()?;
     }
-    c.release()
+    Ok(c.release()?)
 }
 
 /// `test_conditionspeed`: ping-pong between two processes; counts both directions.
 fn condition(delta: f64) -> TestResult {
     let c = Condition::new()?;
     let (iterations, elapsed) = doubling(delta, |iterations| {
-        let _ = c.acquire(true, None);
+        c.lock().leak();
         let p = Process::new(conditionspeed_func, (c.clone(), iterations)).start()?;
-        c.wait(None)?;
+        c.wait()?;
         let t = Instant::now();
         for _ in 0..iterations {
-            c.notify(1)?;
-            c.wait(None)?;
+            c.notify_one()?;
+            c.wait()?;
         }
         let elapsed = t.elapsed();
         c.release()?;

@@ -8,7 +8,7 @@
 //! [(3.515625, 39.0625), (33.0625, 4.0), (5.640625, 90.25)]
 //! ```
 
-use procvisor::{Array, Char, Lock, Process, Shareable, Value};
+use procvisor::{Array, Char, Lock, LockSpec, Process, Shareable, Value};
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -37,8 +37,8 @@ fn main() -> procvisor::Result<()> {
     procvisor::init();
     let lock = Lock::new()?;
 
-    let n = Value::from_typecode('i', 7, true)?;
-    let x = Value::with_lock(1.0 / 3.0, false)?;
+    let n = Value::from_typecode('i', 7, LockSpec::Own)?;
+    let x = Value::with_lock(1.0 / 3.0, LockSpec::None)?;
     let s = Array::from_bytes(b"hello world", lock.clone())?;
     let points = [(1.875, -6.25), (-5.75, 2.0), (2.375, 9.5)].map(|(x, y)| Point { x, y });
     let a = Array::from_slice_with_lock(&points, lock)?;

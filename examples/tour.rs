@@ -639,10 +639,13 @@ fn queues() -> procvisor::Result<()> {
 
 // ---- locks and shared memory --------------------------------------------------------------------
 
+// `lock()`, `try_lock()`, `lock_timeout()`, `lock_async()`, `release()`: one family on every lock.
+use procvisor::Acquire;
+
 fn add_under_lock(counter: procvisor::Value<i64>, lock: procvisor::Lock, n: u32) {
     for _ in 0..n {
         let _guard = lock.lock();
-        let raw = counter.get_obj();
+        let raw = counter.as_raw();
         raw.set(raw.get() + 1); // a read-modify-write the lock makes safe
     }
 }
@@ -655,9 +658,9 @@ fn die_holding(lock: procvisor::Lock, held: procvisor::Event) {
 }
 
 fn locks_and_shared_memory() -> procvisor::Result<()> {
-    use procvisor::{Event, Lock, Value};
+    use procvisor::{Event, Lock, LockSpec, Value};
 
-    let counter = Value::with_lock(0i64, false)?;
+    let counter = Value::with_lock(0i64, LockSpec::None)?;
     let lock = Lock::new()?;
     let workers = (0..4)
         .map(|_| {
@@ -677,7 +680,7 @@ fn locks_and_shared_memory() -> procvisor::Result<()> {
 
     let held = Event::new()?;
     let holder = launch(Process::new(die_holding, (lock.clone(), held.clone())))?;
-    held.wait(None);
+    held.wait();
     holder.kill()?;
     say!("a process holding the lock was SIGKILLed");
     let guard = lock.lock();

@@ -6,7 +6,7 @@
 //! [0, -1, -2, -3, -4, -5, -6, -7, -8, -9]
 //! ```
 
-use procvisor::{Array, Process, Value};
+use procvisor::{Array, LockSpec, Process, Value};
 
 // The docs' literal, printed as the docs print it (not f64::consts::PI).
 #[allow(clippy::approx_constant)]
@@ -20,8 +20,8 @@ fn f(n: Value<f64>, a: Array<i32>) -> procvisor::Result<()> {
 
 fn main() -> procvisor::Result<()> {
     procvisor::init();
-    let num = Value::from_typecode('d', 0.0, true)?;
-    let arr = Array::from_typecode('i', &(0..10).collect::<Vec<i32>>(), true)?;
+    let num = Value::from_typecode('d', 0.0, LockSpec::Own)?;
+    let arr = Array::from_typecode('i', &(0..10).collect::<Vec<i32>>(), LockSpec::Own)?;
 
     let p = Process::new(f, (num.clone(), arr.clone())).start()?;
     p.join()?;

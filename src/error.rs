@@ -7,7 +7,7 @@
 //! | connections | [`PipeError`], [`SendError`], [`RecvError`], [`WaitError`], [`TryCloneError`], [`ChallengeError`], [`AuthError`], [`ConnectError`], [`AddressError`] |
 //! | queues | [`PutError`], [`GetError`], [`QueueError`] |
 //! | synchronization | [`ReleaseError`], [`ConditionError`], [`BrokenBarrier`] |
-//! | shared memory | [`SharedError`] |
+//! | shared memory | [`SharedError`] (every shared object's constructor; `Value` / `Array` access) |
 //! | pools | [`PoolError`], [`TaskError`], [`RunError`] (either), [`ResultTimeout`] |
 //! | supervision trees | [`SupervisorError`] |
 //!
@@ -30,8 +30,8 @@ pub use pool::{PoolError, ResultTimeout, RunError, TaskError};
 pub use process::{JoinError, SignalError, StartError};
 pub use procvisor_actors::supervisor::SupervisorError;
 pub use queue::{GetError, PutError, QueueError};
-pub use shared::SharedError;
-pub use sync::{BrokenBarrier, ConditionError, Holder, ReleaseError};
+pub use shared::{SharedError, SharedSetting};
+pub use sync::{BrokenBarrier, ConditionError, ConditionOp, Holder, ReleaseError};
 
 pub use crate::context::StartMethodAlreadySet;
 
@@ -152,124 +152,6 @@ pub enum Error {
         source: io::Error,
     },
 
-    // ---- synchronization primitives and shared memory (src/synchronize, src/sharedctypes) ----
-    /// `release()` of a lock (or RLock) that nobody holds (Python's "release unlocked lock").
-    #[error("cannot release an unlocked {what}")]
-    ReleaseUnlocked {
-        /// `"Lock"` or `"RLock"`.
-        what: &'static str,
-    },
-
-    /// `release()` of an RLock held by another thread or another process: only its owner may
-    /// release it (Python's "cannot release un-acquired lock").
-    #[error(
-        "cannot release this RLock: it is held by another {holder_kind} (pid {holder_pid}), and only the thread that acquired it may release it"
-    )]
-    NotOwner {
-        /// `"thread"` (of this process) or `"process"`.
-        holder_kind: &'static str,
-        /// The holding process.
-        holder_pid: i32,
-    },
-
-    /// A condition was waited on or notified by a thread that does not hold its lock.
-    #[error("cannot {operation} a condition without holding its lock")]
-    NotHeld {
-        /// `"wait on"` or `"notify"`.
-        operation: &'static str,
-    },
-
-    /// `release()` of a BoundedSemaphore would raise its value past the initial value.
-    #[error("semaphore released too many times: its value cannot exceed {max}")]
-    SemaphoreOverRelease {
-        /// The initial (and largest) value.
-        max: u32,
-    },
-
-    /// A barrier was aborted, a wait on it timed out, its action failed, or it was reset while
-    /// this party waited (Python's `BrokenBarrierError`).
-    #[error("the barrier is broken (aborted, timed out, its action failed, or reset)")]
-    BrokenBarrier,
-
-    /// More threads wait on a condition at once than its shared table has places for.
-    #[error("more than {max} threads are already waiting on this condition")]
-    TooManyWaiters {
-        /// The table's size.
-        max: usize,
-    },
-
-    /// An argument outside the range the operation accepts.
-    #[error("invalid {argument}: {reason}")]
-    InvalidArgument {
-        /// The argument's name.
-        argument: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-
-    /// Shared memory could not be created or mapped.
-    #[error("shared memory: {reason}")]
-    SharedMemory {
-        /// What the OS (or the description received) said.
-        reason: String,
-    },
-
-    /// A shared object's memory cannot be opened here: its home process and the process that
-    /// sent the handle have both exited.
-    #[error(
-        "the shared object is gone: its home process (pid {home_pid}) and the sender have exited"
-    )]
-    HomeGone {
-        /// The pid of the process that created the object.
-        home_pid: i32,
-    },
-
-    /// An index past the end of a shared array (Python's `IndexError`).
-    #[error("index {index} is out of range for a shared array of {len} elements")]
-    IndexOutOfRange {
-        /// The index given.
-        index: usize,
-        /// The array's length.
-        len: usize,
-    },
-
-    /// A sequence whose length does not fit the shared array it is written into.
-    #[error("cannot write {got} elements into a shared array of {len} (starting at {start})")]
-    LengthMismatch {
-        /// Elements given.
-        got: usize,
-        /// The array's length.
-        len: usize,
-        /// Where the write starts.
-        start: usize,
-    },
-
-    /// A typecode that is not one of the `array` module's (`b B h H i I l L q Q f d c`).
-    #[error("unknown typecode {typecode:?}: expected one of b B h H i I l L q Q f d c")]
-    UnknownTypeCode {
-        /// The typecode given.
-        typecode: char,
-    },
-
-    /// A typecode that does not describe the Rust element type asked for.
-    #[error("typecode {typecode:?} does not describe the element type {rust_type}")]
-    TypeCodeMismatch {
-        /// The typecode given.
-        typecode: char,
-        /// The Rust type the value was declared with.
-        rust_type: &'static str,
-    },
-
-    /// A byte string longer than the char array it is assigned to (Python's "byte string
-    /// too long").
-    #[error("a {len}-byte string does not fit a char array of {capacity}")]
-    StringTooLong {
-        /// The string's length.
-        len: usize,
-        /// The array's length.
-        capacity: usize,
-    },
-
     /// An operating-system call failed.
     #[error("{context}: {source}")]
     Io {
@@ -292,17 +174,6 @@ impl From<RunError> for Error {
 }
 
 impl Error {
-    pub(crate) fn shared_memory(e: procvisor_actors::shm::SegmentError) -> Self {
-        match e {
-            procvisor_actors::shm::SegmentError::HomeGone { home_pid } => {
-                Error::HomeGone { home_pid }
-            }
-            other => Error::SharedMemory {
-                reason: other.to_string(),
-            },
-        }
-    }
-
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io {
             context: context.into(),

@@ -35,8 +35,8 @@
 //! | [`queues`] | `Queue`, `JoinableQueue`, `SimpleQueue` | [`Queue`], [`JoinableQueue`], [`SimpleQueue`]: FIFO queues between processes |
 //! | [`pool`] | `multiprocessing.Pool` | [`Pool`], [`AsyncResult`], [`IMapIterator`]: worker processes with crash recovery |
 //! | [`supervisor`] | (Erlang/OTP) | [`Supervisor`], [`ChildSpec`], [`SupervisorSpec`]: supervision trees of processes |
-//! | [`synchronize`] | `Lock`, `RLock`, `Semaphore`, `Condition`, `Event`, `Barrier` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`], [`Barrier`] (shared memory, futexes, recovery of dead holders) |
-//! | [`sharedctypes`] | `Value`, `Array`, `multiprocessing.sharedctypes` | [`Value`], [`Array`], [`RawValue`], [`RawArray`], [`synchronized`], [`sharedctypes::copy`] |
+//! | [`synchronize`] | `Lock`, `RLock`, `Semaphore`, `Condition`, `Event`, `Barrier` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`], [`Barrier`], one lock family [`Acquire`] (shared memory, futexes, recovery of dead holders) |
+//! | [`sharedctypes`] | `Value`, `Array`, `multiprocessing.sharedctypes` | [`Value`], [`Array`], [`RawValue`], [`RawArray`], [`synchronized`], [`synchronized_with`], [`sharedctypes::copy`] |
 //! | [`context`] | `multiprocessing.context` | [`StartMethod`], [`set_start_method`], [`start_method`] (`get_start_method`) |
 //! | [`util`] | `multiprocessing.util` | [`log_to_stderr`] |
 //! | [`error`] | exceptions | [`Error`] and one error type per domain |
@@ -95,10 +95,12 @@ pub use process::{
 pub use queues::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};
 pub use sharedctypes::{
     Array, Char, LockSpec, RawArray, RawValue, Shareable, TypeCode, Value, synchronized,
+    synchronized_with,
 };
 pub use supervisor::{ChildSpec, Supervisor, SupervisorSpec};
 pub use synchronize::{
-    Acquired, AnyLock, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore,
+    Acquire, Acquired, AnyLock, Barrier, BoundedSemaphore, Condition, Event, Guard, Lock, RLock,
+    Semaphore,
 };
 pub use util::{LOG_TARGET, log_to_stderr};
 

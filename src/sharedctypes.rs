@@ -12,15 +12,20 @@
 //!
 //! | Python | procvisor |
 //! |---|---|
-//! | `Value('d', 0.0)` | `Value::new(0.0f64)` or `Value::from_typecode('d', 0.0, true)` |
-//! | `Value('i', 7, lock=False)` | `Value::with_lock(7i32, false)` |
+//! | `Value('d', 0.0)` | `Value::new(0.0f64)` or `Value::from_typecode('d', 0.0, LockSpec::Own)` |
+//! | `Value('i', 7, lock=False)` | `Value::with_lock(7i32, LockSpec::None)` |
 //! | `Array('i', range(10))` | `Array::from_slice(&(0..10).collect::<Vec<i32>>())` |
 //! | `Array('c', b'hi', lock=lock)` | `Array::from_bytes(b"hi", lock.clone())` |
 //! | `RawArray('h', 7)` | `RawArray::<i16>::new(7)` |
 //! | `RawValue(MyStruct, 4, 6)` | `RawValue::new(MyStruct { a: 4, b: 6 })` |
 //! | `n.value`, `n.value = 1` | `n.get()`, `n.set(1)` |
 //! | `with n.get_lock(): n.value += 1` | `n.update(\|v\| v + 1)` |
+//! | `n.get_lock()`, `n.get_obj()` | `n.as_lock()`, `n.as_raw()` |
 //! | `a[i]`, `a[i] = x`, `a[:]` | `a.get(i)?`, `a.set(i, x)?`, `a.to_vec()` |
+//! | `synchronized(obj)`, `synchronized(obj, lock)` | `synchronized(obj)?`, `synchronized_with(obj, lock)` |
+//!
+//! Every fallible call fails with a [`SharedError`](crate::error::SharedError) (which
+//! converts into [`Error`](crate::Error)).
 //!
 //! ```
 //! use procvisor::{Array, Value};
@@ -43,4 +48,4 @@ mod synced;
 
 pub use element::{Char, Shareable, TypeCode};
 pub use raw::{RawArray, RawValue};
-pub use synced::{Array, LockSpec, SharedObject, Value, copy, synchronized};
+pub use synced::{Array, LockSpec, SharedObject, Value, copy, synchronized, synchronized_with};

@@ -1,6 +1,25 @@
 //! Synchronization primitives shared between processes: Python's `Lock`, `RLock`,
 //! `Semaphore`, `BoundedSemaphore`, `Condition`, `Event` and `Barrier`.
 //!
+//! Every lock-like primitive has the same method family, written once in the sealed trait
+//! [`Acquire`]; bring it into scope with `use procvisor::Acquire`:
+//!
+//! | Python | procvisor |
+//! |---|---|
+//! | `with lock: …` | `let _guard = lock.lock();` |
+//! | `lock.acquire(block=False)` | `lock.try_lock()` → `Option<Guard>` |
+//! | `lock.acquire(timeout=t)` | `lock.lock_timeout(t)` → `Option<Guard>` |
+//! | (asyncio) | `lock.lock_async().await` |
+//! | `lock.acquire()` … `lock.release()` | `lock.lock().leak();` … `lock.release()?;` |
+//! | `cond.wait(timeout)`, `cond.wait_for(p, timeout)` | `guard.wait_timeout(t)?`, `guard.wait_for_timeout(p, t)?` |
+//! | `event.wait(timeout)` | `event.wait_timeout(t)` |
+//! | `barrier.wait(timeout)` | `barrier.wait_timeout(t)?` |
+//! | `sem.get_value()`, `barrier.n_waiting`, `barrier.broken` | `sem.value()`, `barrier.waiters()`, `barrier.is_broken()` |
+//!
+//! The waits (`Condition`, `Event`, `Barrier`) follow the same shape: `wait()`,
+//! `wait_timeout(d)`, `wait_async()`. A deadline for an async call is `tokio::time::timeout`
+//! around it; each async method's docs say what dropping its future does (`# Cancel safety`).
+//!
 //! Every primitive keeps its state in a shared memory segment (an anonymous memfd, see
 //! [`procvisor_actors::shm`]); handles are `Clone + Send + Sync + Serialize + Deserialize`, so
 //! a handle passed in a child's arguments, or sent through a [`Connection`](crate::Connection)
@@ -10,34 +29,35 @@
 //!
 //! ## Recovery: a holder that dies
 //!
-//! Python's locks stay locked for ever when their holder dies. Here, a waiter's node watches
-//! the holder (a pidfd, no polling) and gives the unit back when it dies; the next acquirer is
-//! told so by [`Acquired::OwnerDied`] (or a guard's [`previous_owner_died`](Guard::previous_owner_died)),
-//! since the data the lock protected may be half-updated.
+//! Python's locks stay locked for ever when their holder dies. Here, the node of a process
+//! that waits for a unit, or that tries to take it without waiting and finds it held, watches
+//! the holder (a pidfd, no polling) and gives the unit back when it dies (at once if it is
+//! already gone); the next acquirer, blocking or not, is told so by its guard's [`previous_owner_died`](Guard::previous_owner_died) (or
+//! [`Acquired::OwnerDied`]), since the data the lock protected may be half-updated.
 //!
 //! ```
-//! use procvisor::{Acquired, Lock};
+//! use procvisor::{Acquire, Acquired, Lock};
 //!
 //! let lock = Lock::new()?;
-//! match lock.acquire(true, None) {
-//!     Some(Acquired::Clean) => {}
-//!     Some(Acquired::OwnerDied { pid }) => eprintln!("process {pid} died holding the lock"),
-//!     None => unreachable!("a blocking acquire without timeout always acquires"),
-//! }
-//! lock.release()?;
-//!
-//! // Most code uses guards:
 //! let guard = lock.lock();
 //! if let Some(pid) = guard.previous_owner_died() {
 //!     eprintln!("repairing what {pid} left half-done");
 //! }
+//! drop(guard);
+//!
+//! // Python's manual acquire() / release():
+//! match lock.lock().leak() {
+//!     Acquired::Clean => {}
+//!     Acquired::OwnerDied { pid } => eprintln!("process {pid} died holding the lock"),
+//! }
+//! lock.release()?;
 //! # Ok::<(), procvisor::Error>(())
 //! ```
 //!
 //! ## Between processes
 //!
 //! ```no_run
-//! use procvisor::{Lock, Process};
+//! use procvisor::{Acquire, Lock, Process};
 //!
 //! fn f(lock: Lock, i: u32) {
 //!     let _guard = lock.lock();
@@ -56,27 +76,34 @@
 //!
 //! ## Async
 //!
-//! `acquire_async`, `wait_async`, … run the wait on procvisor's node runtime's blocking pool;
+//! `lock_async`, `wait_async`, … run the wait on procvisor's node runtime's blocking pool;
 //! they work on any executor, inside or outside a tokio runtime, and never block the caller's
 //! runtime.
+//!
+//! ## Errors
+//!
+//! Constructors fail with [`SharedError`](crate::error::SharedError); `release` with
+//! [`ReleaseError`](crate::error::ReleaseError); a condition's waits and notifies with
+//! [`ConditionError`](crate::error::ConditionError); a barrier's waits with
+//! [`BrokenBarrier`](crate::error::BrokenBarrier). Each converts into [`Error`](crate::Error).
 
+mod acquire;
 mod barrier;
 mod condition;
 mod event;
-mod guard;
 mod lock;
 mod rlock;
 mod semaphore;
 mod shared;
 mod wait;
 
+pub use acquire::{Acquire, Guard};
 pub use barrier::{Barrier, MAX_PARTIES};
-pub use condition::{AnyLock, Condition, ConditionGuard, MAX_WAITERS};
+pub use condition::{AnyLock, Condition, MAX_WAITERS};
 pub use event::Event;
-pub use guard::{Guard, Release};
-pub use lock::{Lock, LockGuard};
-pub use rlock::{RLock, RLockGuard};
-pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+pub use lock::Lock;
+pub use rlock::RLock;
+pub use semaphore::{BoundedSemaphore, Semaphore};
 
 pub(crate) use rlock::RLOCK_STATE;
 

@@ -317,7 +317,7 @@ fn a_sigkilled_tree_using_a_queue_leaves_no_named_object_behind() {
 fn count_until_none(q: Queue<Option<u32>>, go: procvisor::Event) -> procvisor::Result<()> {
     // Nothing is read before the parent has put everything, so most of it must wait in the
     // parent's feeder when the parent's main returns.
-    go.wait(None);
+    go.wait();
     let (mut n, mut in_order) = (0u32, true);
     while let Some(i) = q.get()? {
         in_order &= i == n;

@@ -10,10 +10,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{GENEROUS, KillOnDrop, PidsGuard, in_driver, join_ok, recv, say, spawn_driver, start};
+use procvisor::error::SharedError;
 use procvisor::sharedctypes::copy;
 use procvisor::{
-    Array, Char, Child, Connection, Error, Lock, Process, RLock, RawArray, RawValue, Shareable,
-    Value, pipe, synchronized,
+    Acquire, Array, Char, Child, Connection, Lock, LockSpec, Process, RLock, RawArray, RawValue,
+    Shareable, Value, pipe, synchronized, synchronized_with,
 };
 
 #[repr(C)]
@@ -48,7 +49,7 @@ fn negate_then_watch(
 fn values_and_arrays_are_visible_both_ways() {
     let mut guard = KillOnDrop::new();
     let n = Value::new(2.5f64).unwrap();
-    let a = Array::from_typecode('i', &[1, 2, 3], true).unwrap();
+    let a = Array::from_typecode('i', &[1, 2, 3], LockSpec::Own).unwrap();
     let points = RawArray::from_slice(&[Point { x: 1.0, y: 2.0 }; 2]).unwrap();
     let (mine, theirs) = pipe().unwrap();
     let p = start(
@@ -87,7 +88,7 @@ fn handles_sent_through_a_pipe_to_a_running_process_share_the_memory() {
     let mut guard = KillOnDrop::new();
     let (mine, theirs) = pipe().unwrap();
     let p = start(&mut guard, Process::new(from_the_pipe, (theirs,)));
-    let v = Value::from_typecode('Q', 14u64, false).unwrap();
+    let v = Value::from_typecode('Q', 14u64, LockSpec::None).unwrap();
     let lock = RLock::new().unwrap();
     let s = Array::from_bytes(b"hello world", lock.clone()).unwrap();
     mine.send(&(v.clone(), s.clone())).unwrap();
@@ -109,7 +110,7 @@ fn char_arrays_have_value_and_raw() {
     assert_eq!(s.value(), b"sixsix");
     assert!(matches!(
         s.set_value(b"seven!!"),
-        Err(Error::StringTooLong {
+        Err(SharedError::StringTooLong {
             len: 7,
             capacity: 6
         })
@@ -118,16 +119,16 @@ fn char_arrays_have_value_and_raw() {
 
 #[test]
 fn typecodes_are_checked_against_the_element_type() {
-    assert!(Value::from_typecode('d', 1.0f64, true).is_ok());
-    assert!(Value::from_typecode('l', 1i64, true).is_ok());
-    assert!(Value::from_typecode('q', 1i64, true).is_ok());
+    assert!(Value::from_typecode('d', 1.0f64, LockSpec::Own).is_ok());
+    assert!(Value::from_typecode('l', 1i64, LockSpec::Own).is_ok());
+    assert!(Value::from_typecode('q', 1i64, LockSpec::Own).is_ok());
     assert!(matches!(
-        Value::from_typecode('i', 1.0f64, true),
-        Err(Error::TypeCodeMismatch { typecode: 'i', .. })
+        Value::from_typecode('i', 1.0f64, LockSpec::Own),
+        Err(SharedError::TypeCodeMismatch { typecode: 'i', .. })
     ));
     assert!(matches!(
         RawArray::<i32>::from_typecode('z', 3),
-        Err(Error::UnknownTypeCode { typecode: 'z' })
+        Err(SharedError::UnknownTypeCode { typecode: 'z' })
     ));
     assert_eq!(procvisor::TypeCode::from_char('H').unwrap().size(), 2);
 }
@@ -138,12 +139,12 @@ fn indexes_past_the_end_are_errors() {
     assert_eq!(a.to_vec(), [0, 0, 0]);
     assert!(matches!(
         a.get(3),
-        Err(Error::IndexOutOfRange { index: 3, len: 3 })
+        Err(SharedError::IndexOutOfRange { index: 3, len: 3 })
     ));
     assert!(a.set(7, 1).is_err());
     assert!(matches!(
         a.write_slice(2, &[1, 2]),
-        Err(Error::LengthMismatch {
+        Err(SharedError::LengthMismatch {
             got: 2,
             len: 3,
             start: 2
@@ -154,9 +155,9 @@ fn indexes_past_the_end_are_errors() {
 #[test]
 fn locks_own_none_or_given_and_synchronized_and_copy() {
     let own = Value::new(1i32).unwrap();
-    assert!(matches!(own.get_lock(), Some(procvisor::AnyLock::RLock(_))));
-    let raw = Value::with_lock(1i32, false).unwrap();
-    assert!(raw.get_lock().is_none());
+    assert!(matches!(own.as_lock(), Some(procvisor::AnyLock::RLock(_))));
+    let raw = Value::with_lock(1i32, LockSpec::None).unwrap();
+    assert!(raw.as_lock().is_none());
     let lock = Lock::new().unwrap();
     let given = Array::<u8>::with_lock(4, lock.clone()).unwrap();
     // The given lock is the array's lock: held elsewhere, the array waits for it.
@@ -164,19 +165,27 @@ fn locks_own_none_or_given_and_synchronized_and_copy() {
     let other = given.clone();
     let t = std::thread::spawn(move || other.set(0, 5));
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(given.get_obj().get(0).unwrap(), 0);
+    assert_eq!(given.as_raw().get(0).unwrap(), 0);
     drop(g);
     t.join().unwrap().unwrap();
     assert_eq!(given.get(0).unwrap(), 5);
 
     let rv = RawValue::new(3.5f32).unwrap();
-    let sv = synchronized(rv.clone(), None).unwrap();
+    let sv = synchronized(rv.clone()).unwrap();
     sv.set(4.5);
     assert_eq!(rv.get(), 4.5);
     let c = copy(&rv).unwrap();
     c.set(0.0);
     assert_eq!(rv.get(), 4.5);
-    assert_eq!(sv.get_obj().get(), 4.5);
+    assert_eq!(sv.as_raw().get(), 4.5);
+    // A given lock is the wrapper's lock.
+    let sw = synchronized_with(RawArray::from_slice(&[1u16, 2]).unwrap(), lock.clone());
+    assert!(matches!(sw.as_lock(), Some(procvisor::AnyLock::Lock(_))));
+    let g = lock.lock();
+    assert!(sw.as_lock().unwrap().try_lock().is_none());
+    drop(g);
+    sw.update(1, |x| x * 10).unwrap();
+    assert_eq!(sw.to_vec(), [1, 20]);
 }
 
 /// Child: adds 1 to the counter `n` times under the value's lock.

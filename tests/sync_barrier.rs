@@ -1,5 +1,6 @@
 //! `Barrier` between real processes: three parties pass together with distinct indices, the
-//! action runs once per generation, abort and a timeout break it, reset repairs it.
+//! action runs once per generation, abort and a timeout break it, reset repairs it; wait_async
+//! passes with another process, and a dropped one breaks the barrier.
 
 procvisor::test_init!();
 
@@ -9,14 +10,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{GENEROUS, KillOnDrop, join_ok, start, wait_until};
-use procvisor::{Array, Barrier, Child, Error, Process};
+use procvisor::error::{BrokenBarrier, SharedError, SharedSetting};
+use procvisor::{Array, Barrier, Child, Process};
 
 /// Child: waits twice; records its two indices at `slot` and `slot + 3`.
 fn party(barrier: Barrier, results: Array<i32>, slot: usize) -> procvisor::Result<()> {
-    let first = barrier.wait(Some(GENEROUS))?;
+    let first = barrier.wait_timeout(GENEROUS)?;
     results.set(slot, first as i32)?;
-    let second = barrier.wait(Some(GENEROUS))?;
-    results.set(slot + 3, second as i32)
+    let second = barrier.wait_timeout(GENEROUS)?;
+    Ok(results.set(slot + 3, second as i32)?)
 }
 
 #[test]
@@ -42,18 +44,20 @@ fn three_processes_pass_together_twice_with_distinct_indices() {
         seen.sort();
         assert_eq!(seen, [0, 1, 2], "{r:?}");
     }
-    assert!(!barrier.broken());
-    assert_eq!(barrier.n_waiting(), 0);
+    assert!(!barrier.is_broken());
+    assert_eq!(barrier.waiters(), 0);
 }
 
 /// Child: waits once and reports whether the barrier broke (1) or passed (0).
 fn wait_once(barrier: Barrier, results: Array<i32>, slot: usize, timeout_ms: u64) {
-    let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
+    let timeout = match timeout_ms {
+        0 => GENEROUS,
+        ms => Duration::from_millis(ms),
+    };
     let t = Instant::now();
-    let outcome = match barrier.wait(timeout.or(Some(GENEROUS))) {
+    let outcome = match barrier.wait_timeout(timeout) {
         Ok(_) => 0,
-        Err(Error::BrokenBarrier) => 1,
-        Err(_) => 2,
+        Err(BrokenBarrier) => 1,
     };
     let _ = results.set(slot, outcome);
     let _ = results.set(slot + 1, t.elapsed().as_millis() as i32);
@@ -72,18 +76,18 @@ fn abort_breaks_the_barrier_for_waiting_processes_until_reset() {
             )
         })
         .collect();
-    assert!(wait_until(GENEROUS, || barrier.n_waiting() == 2));
+    assert!(wait_until(GENEROUS, || barrier.waiters() == 2));
     barrier.abort();
     for p in &procs {
         join_ok(p);
     }
     let r = results.to_vec();
     assert_eq!((r[0], r[2]), (1, 1), "{r:?}");
-    assert!(barrier.broken());
-    assert!(matches!(barrier.wait(None), Err(Error::BrokenBarrier)));
+    assert!(barrier.is_broken());
+    assert_eq!(barrier.wait(), Err(BrokenBarrier));
     barrier.reset();
-    assert!(!barrier.broken());
-    assert_eq!(barrier.n_waiting(), 0);
+    assert!(!barrier.is_broken());
+    assert_eq!(barrier.waiters(), 0);
 }
 
 #[test]
@@ -95,7 +99,7 @@ fn a_timeout_breaks_the_barrier_for_every_party() {
         &mut guard,
         Process::new(wait_once, (barrier.clone(), results.clone(), 0, 0)),
     );
-    assert!(wait_until(GENEROUS, || barrier.n_waiting() == 1));
+    assert!(wait_until(GENEROUS, || barrier.waiters() == 1));
     let hasty = start(
         &mut guard,
         Process::new(wait_once, (barrier.clone(), results.clone(), 2, 200)),
@@ -105,9 +109,9 @@ fn a_timeout_breaks_the_barrier_for_every_party() {
     let r = results.to_vec();
     assert_eq!((r[0], r[2]), (1, 1), "{r:?}");
     assert!(r[3] >= 200, "the timed-out party gave up after {} ms", r[3]);
-    assert!(barrier.broken());
+    assert!(barrier.is_broken());
     barrier.reset();
-    assert!(!barrier.broken());
+    assert!(!barrier.is_broken());
 }
 
 #[test]
@@ -119,17 +123,17 @@ fn reset_while_parties_wait_breaks_their_wait_and_leaves_the_barrier_usable() {
         &mut guard,
         Process::new(wait_once, (barrier.clone(), results.clone(), 0, 0)),
     );
-    assert!(wait_until(GENEROUS, || barrier.n_waiting() == 1));
+    assert!(wait_until(GENEROUS, || barrier.waiters() == 1));
     barrier.reset();
     join_ok(&p);
     assert_eq!(results.get(0).unwrap(), 1);
-    assert!(!barrier.broken());
+    assert!(!barrier.is_broken());
     // Usable again: two parties pass.
     let p = start(
         &mut guard,
         Process::new(wait_once, (barrier.clone(), results.clone(), 0, 0)),
     );
-    barrier.wait(Some(GENEROUS)).unwrap();
+    barrier.wait_timeout(GENEROUS).unwrap();
     join_ok(&p);
     assert_eq!(results.get(0).unwrap(), 0);
 }
@@ -147,12 +151,12 @@ fn failing_action() {
 #[test]
 fn the_action_runs_once_per_generation_and_a_failing_action_breaks_the_barrier() {
     let barrier = Barrier::new(1).unwrap().with_action(count_action);
-    assert_eq!(barrier.wait(None).unwrap(), 0);
-    assert_eq!(barrier.wait(None).unwrap(), 0);
+    assert_eq!(barrier.wait().unwrap(), 0);
+    assert_eq!(barrier.wait().unwrap(), 0);
     assert_eq!(ACTIONS.load(Ordering::SeqCst), 2);
     let failing = Barrier::new(1).unwrap().with_action(failing_action);
-    assert!(matches!(failing.wait(None), Err(Error::BrokenBarrier)));
-    assert!(failing.broken());
+    assert_eq!(failing.wait(), Err(BrokenBarrier));
+    assert!(failing.is_broken());
 }
 
 static CHILD_ACTIONS: AtomicU32 = AtomicU32::new(0);
@@ -164,9 +168,9 @@ fn count_child_action() {
 /// Child: the last party to arrive runs the action in its own process; it reports its index
 /// and whether its own counter moved.
 fn party_with_action(barrier: Barrier, results: Array<i32>) -> procvisor::Result<()> {
-    let index = barrier.wait(Some(GENEROUS))?;
+    let index = barrier.wait_timeout(GENEROUS)?;
     results.set(0, index as i32)?;
-    results.set(1, CHILD_ACTIONS.load(Ordering::SeqCst) as i32)
+    Ok(results.set(1, CHILD_ACTIONS.load(Ordering::SeqCst) as i32)?)
 }
 
 #[test]
@@ -178,9 +182,9 @@ fn the_action_travels_to_a_child_and_runs_in_the_last_arriving_process() {
         &mut guard,
         Process::new(party_with_action, (barrier.clone(), results.clone())),
     );
-    assert!(wait_until(GENEROUS, || barrier.n_waiting() == 1));
+    assert!(wait_until(GENEROUS, || barrier.waiters() == 1));
     // This process arrives last: the action runs here.
-    assert_eq!(barrier.wait(Some(GENEROUS)).unwrap(), 1);
+    assert_eq!(barrier.wait_timeout(GENEROUS).unwrap(), 1);
     assert_eq!(CHILD_ACTIONS.load(Ordering::SeqCst), 1);
     join_ok(&p);
     assert_eq!(results.to_vec(), [0, 0]);
@@ -190,10 +194,44 @@ fn the_action_travels_to_a_child_and_runs_in_the_last_arriving_process() {
 fn bad_party_counts_are_refused() {
     assert!(matches!(
         Barrier::new(0),
-        Err(Error::InvalidArgument {
-            argument: "parties",
+        Err(SharedError::OutOfRange {
+            setting: SharedSetting::BarrierParties,
+            value: 0,
+            min: 1,
             ..
         })
     ));
     assert!(Barrier::new(procvisor::synchronize::MAX_PARTIES + 1).is_err());
+}
+
+// ---- async waits -----------------------------------------------------------------------------
+
+#[test]
+fn wait_async_passes_with_another_process_and_a_dropped_wait_breaks_the_barrier() {
+    let mut guard = KillOnDrop::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let barrier = Barrier::new(2).unwrap();
+    let results = Array::from_slice(&[-1i32; 2]).unwrap();
+    let p = start(
+        &mut guard,
+        Process::new(wait_once, (barrier.clone(), results.clone(), 0, 0)),
+    );
+    let index = rt.block_on(async { tokio::time::timeout(GENEROUS, barrier.wait_async()).await });
+    assert!(matches!(index, Ok(Ok(0 | 1))), "{index:?}");
+    join_ok(&p);
+    assert_eq!(results.get(0).unwrap(), 0, "the other party did not pass");
+
+    // A party that gives up (its future dropped) breaks the barrier, as a timeout does.
+    let lonely = Barrier::new(2).unwrap();
+    let gave_up = rt.block_on(async {
+        tokio::time::timeout(Duration::from_millis(100), lonely.wait_async())
+            .await
+            .is_err()
+    });
+    assert!(gave_up);
+    assert!(wait_until(GENEROUS, || lonely.is_broken()));
+    assert_eq!(lonely.wait(), Err(BrokenBarrier));
 }

@@ -1,6 +1,7 @@
 //! `Condition` and `Event` between real processes: notify(1) wakes exactly one of three
 //! sleeping waiters, notify_all the rest; wait timeouts; notify/wait without the lock; a
-//! SIGKILLed waiter does not swallow a notification; Event set/clear/wait across processes.
+//! SIGKILLed waiter does not swallow a notification; Event set/clear/wait across processes;
+//! async waits (woken by another process; a dropped one leaves the lock held again).
 
 procvisor::test_init!();
 
@@ -9,13 +10,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{GENEROUS, KillOnDrop, join_ok, start, wait_until};
-use procvisor::{Child, Condition, Error, Event, Lock, Process, Value};
+use procvisor::error::{ConditionError, ConditionOp};
+use procvisor::{Acquire, Child, Condition, Event, Lock, Process, Value};
 
 /// Child: under the condition's lock, counts itself as waiting, waits, counts itself woken.
 fn waiter(cond: Condition, waiting: Value<i32>, woken: Value<i32>) -> procvisor::Result<()> {
     let g = cond.lock();
     waiting.update(|n| n + 1);
-    let notified = g.wait(Some(GENEROUS))?;
+    let notified = g.wait_timeout(GENEROUS)?;
     if notified {
         woken.update(|n| n + 1);
     }
@@ -34,7 +36,7 @@ fn three_waiters(guard: &mut KillOnDrop, cond: &Condition) -> (Vec<Child>, Value
         })
         .collect();
     // Each bumped `waiting` holding the lock, and a waiter is enqueued before it lets go.
-    assert!(wait_until(GENEROUS, || waiting.get() == 3 && cond.n_waiting() == 3));
+    assert!(wait_until(GENEROUS, || waiting.get() == 3 && cond.waiters() == 3));
     (procs, waiting, woken)
 }
 
@@ -47,7 +49,7 @@ fn notify_one_wakes_exactly_one_of_three_and_notify_all_the_rest() {
     assert!(wait_until(GENEROUS, || woken.get() == 1));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(woken.get(), 1, "notify(1) woke more than one waiter");
-    assert_eq!(cond.n_waiting(), 2);
+    assert_eq!(cond.waiters(), 2);
     cond.lock().notify_all().unwrap();
     assert!(wait_until(GENEROUS, || woken.get() == 3));
     for p in &procs {
@@ -74,12 +76,12 @@ fn notify_two_wakes_two() {
 #[test]
 fn wait_times_out_and_both_need_the_lock() {
     let cond = Condition::new().unwrap();
-    assert!(matches!(
-        cond.wait(None),
-        Err(Error::NotHeld {
-            operation: "wait on"
+    assert_eq!(
+        cond.wait(),
+        Err(ConditionError::NotHeld {
+            operation: ConditionOp::Wait
         })
-    ));
+    );
     let err = cond.notify(1).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -87,19 +89,19 @@ fn wait_times_out_and_both_need_the_lock() {
     );
     let g = cond.lock();
     let t = Instant::now();
-    assert!(!g.wait(Some(Duration::from_millis(150))).unwrap());
+    assert!(!g.wait_timeout(Duration::from_millis(150)).unwrap());
     assert!(t.elapsed() >= Duration::from_millis(150));
     assert!(t.elapsed() < GENEROUS);
     // wait_for: a predicate that never holds returns false after about the timeout.
     let t = Instant::now();
     assert!(
-        !g.wait_for(|| false, Some(Duration::from_millis(100)))
+        !g.wait_for_timeout(|| false, Duration::from_millis(100))
             .unwrap()
     );
     assert!(t.elapsed() >= Duration::from_millis(100));
     // The RLock's recursion levels survive a wait.
     let inner = cond.lock();
-    assert!(!inner.wait(Some(Duration::from_millis(10))).unwrap());
+    assert!(!inner.wait_timeout(Duration::from_millis(10)).unwrap());
     drop(inner);
     drop(g);
     assert!(cond.release().is_err());
@@ -109,7 +111,7 @@ fn setter(cond: Condition, flag: Value<i32>) -> procvisor::Result<()> {
     std::thread::sleep(Duration::from_millis(50));
     let g = cond.lock();
     flag.set(1);
-    g.notify_all()
+    Ok(g.notify_all()?)
 }
 
 #[test]
@@ -122,7 +124,7 @@ fn wait_for_returns_once_another_process_makes_the_predicate_true() {
         &mut guard,
         Process::new(setter, (cond.clone(), flag.clone())),
     );
-    assert!(g.wait_for(|| flag.get() == 1, Some(GENEROUS)).unwrap());
+    assert!(g.wait_for_timeout(|| flag.get() == 1, GENEROUS).unwrap());
     drop(g);
     join_ok(&p);
 }
@@ -131,7 +133,7 @@ fn wait_for_returns_once_another_process_makes_the_predicate_true() {
 fn wait_forever(cond: Condition, waiting: Value<i32>) -> procvisor::Result<()> {
     let g = cond.lock();
     waiting.update(|n| n + 1);
-    g.wait(None)?;
+    g.wait()?;
     Ok(())
 }
 
@@ -144,7 +146,7 @@ fn a_sigkilled_waiter_does_not_swallow_a_notification() {
         &mut guard,
         Process::new(wait_forever, (cond.clone(), waiting.clone())),
     );
-    assert!(wait_until(GENEROUS, || cond.n_waiting() == 1));
+    assert!(wait_until(GENEROUS, || cond.waiters() == 1));
     doomed.kill().unwrap();
     doomed.join_timeout(GENEROUS).unwrap();
     let woken = Value::new(0i32).unwrap();
@@ -152,7 +154,7 @@ fn a_sigkilled_waiter_does_not_swallow_a_notification() {
         &mut guard,
         Process::new(waiter, (cond.clone(), waiting.clone(), woken.clone())),
     );
-    assert!(wait_until(GENEROUS, || waiting.get() == 2 && cond.n_waiting() == 2));
+    assert!(wait_until(GENEROUS, || waiting.get() == 2 && cond.waiters() == 2));
     // The dead waiter is the oldest: notify(1) picks it, the watch finds it dead and passes
     // the notification on.
     cond.lock().notify(1).unwrap();
@@ -161,7 +163,7 @@ fn a_sigkilled_waiter_does_not_swallow_a_notification() {
         "the live waiter was never woken"
     );
     join_ok(&alive);
-    assert_eq!(cond.n_waiting(), 0);
+    assert_eq!(cond.waiters(), 0);
 }
 
 // ---- Event -----------------------------------------------------------------------------------
@@ -176,21 +178,21 @@ fn an_event_set_by_another_process_wakes_the_waiter() {
     let mut guard = KillOnDrop::new();
     let event = Event::new().unwrap();
     let t = Instant::now();
-    assert!(!event.wait(Some(Duration::from_millis(100))));
+    assert!(!event.wait_timeout(Duration::from_millis(100)));
     assert!(t.elapsed() >= Duration::from_millis(100));
     let p = start(&mut guard, Process::new(set_later, (event.clone(),)));
-    assert!(event.wait(Some(GENEROUS)));
+    assert!(event.wait_timeout(GENEROUS));
     assert!(event.is_set());
     join_ok(&p);
     event.clear();
     assert!(!event.is_set());
     let t = Instant::now();
-    assert!(!event.wait(Some(Duration::from_millis(50))));
+    assert!(!event.wait_timeout(Duration::from_millis(50)));
     assert!(t.elapsed() >= Duration::from_millis(50));
 }
 
 fn wait_for_event(event: Event, done: Value<i32>) {
-    if event.wait(Some(GENEROUS)) {
+    if event.wait_timeout(GENEROUS) {
         done.update(|n| n + 1);
     }
 }
@@ -226,13 +228,82 @@ fn wait_async_on_an_event_works_inside_and_outside_a_runtime() {
         .unwrap();
     let e = event.clone();
     let t = Instant::now();
-    let timed_out = rt.block_on(async move { e.wait_async(Some(Duration::from_millis(80))).await });
-    assert!(!timed_out);
+    let timed_out = rt.block_on(async move {
+        tokio::time::timeout(Duration::from_millis(80), e.wait_async())
+            .await
+            .is_err()
+    });
+    assert!(timed_out);
     assert!(t.elapsed() >= Duration::from_millis(80));
     let setter = event.clone();
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
         setter.set();
     });
-    assert!(rt.block_on(event.wait_async(Some(GENEROUS))));
+    assert!(rt.block_on(async {
+        tokio::time::timeout(GENEROUS, event.wait_async())
+            .await
+            .is_ok()
+    }));
+}
+
+// ---- async waits -----------------------------------------------------------------------------
+
+/// Child: once the parent waits on the condition, notifies it under the lock.
+fn notify_when_waited_on(cond: Condition) -> procvisor::Result<()> {
+    assert!(wait_until(GENEROUS, || cond.waiters() == 1));
+    let g = cond.lock();
+    Ok(g.notify_one()?)
+}
+
+#[test]
+fn wait_async_is_woken_by_another_process_and_holds_every_level_again() {
+    let mut guard = KillOnDrop::new();
+    let cond = Condition::new().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let outer = cond.lock();
+    let inner = cond.lock(); // two levels of the condition's RLock
+    let p = start(
+        &mut guard,
+        Process::new(notify_when_waited_on, (cond.clone(),)),
+    );
+    let woken = rt.block_on(async { tokio::time::timeout(GENEROUS, inner.wait_async()).await });
+    assert_eq!(woken.expect("never notified"), Ok(()));
+    join_ok(&p);
+    // The polling thread (this one) owns the lock again, with both levels.
+    let procvisor::AnyLock::RLock(rlock) = cond.as_lock() else {
+        panic!("Condition::new has its own RLock");
+    };
+    assert!(rlock.is_mine());
+    assert_eq!(rlock.count(), 2);
+    drop(inner);
+    drop(outer);
+    assert_eq!(rlock.holder(), None);
+}
+
+#[test]
+fn a_dropped_wait_async_withdraws_and_leaves_the_lock_held() {
+    let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let g = cond.lock();
+    let t = Instant::now();
+    let gave_up = rt.block_on(async {
+        tokio::time::timeout(Duration::from_millis(100), g.wait_async())
+            .await
+            .is_err()
+    });
+    assert!(gave_up);
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    // As after a wait that timed out: the lock is held, the waiter's slot is given up.
+    assert!(cond.as_lock().is_mine());
+    assert!(wait_until(GENEROUS, || cond.waiters() == 0));
+    g.notify_all().unwrap();
+    drop(g);
+    assert!(cond.try_lock().is_some(), "the lock was not given back");
 }

@@ -8,23 +8,22 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{GENEROUS, KillOnDrop, join_ok, recv, start};
-use procvisor::{Acquired, Connection, Error, Lock, Process, RLock, pipe};
+use common::{GENEROUS, KillOnDrop, join_ok, recv, start, wait_until};
+use procvisor::error::{Holder, ReleaseError};
+use procvisor::{Acquire, Acquired, Connection, Guard, Lock, Process, RLock, pipe};
 
 // ---- Lock ------------------------------------------------------------------------------------
 
 /// Child: reports a non-blocking attempt, a timed attempt (and how long it took), then takes
 /// the lock blocking, reports, and releases on request.
 fn contender(lock: Lock, conn: Connection) -> procvisor::Result<()> {
-    conn.send(&lock.acquire(false, None).is_some())?;
+    conn.send(&lock.try_lock().is_some())?;
     let t = Instant::now();
-    let timed = lock
-        .acquire(true, Some(Duration::from_millis(200)))
-        .is_some();
+    let timed = lock.lock_timeout(Duration::from_millis(200)).is_some();
     conn.send(&(timed, t.elapsed()))?;
-    conn.send(&lock.acquire(true, None))?;
+    conn.send(&Some(lock.lock().leak()))?;
     let () = conn.recv()?;
-    lock.release()
+    Ok(lock.release()?)
 }
 
 #[test]
@@ -42,28 +41,25 @@ fn a_lock_excludes_another_process_and_times_out() {
     drop(held);
     assert_eq!(recv::<Option<Acquired>>(&mine), Some(Acquired::Clean));
     assert_eq!(lock.holder(), Some(p.pid()));
-    assert!(lock.acquire(false, None).is_none());
+    assert!(lock.try_lock().is_none());
     mine.send(&()).unwrap();
     join_ok(&p);
     assert!(!lock.is_locked());
 }
 
 fn release_it(lock: Lock) -> procvisor::Result<()> {
-    lock.release()
+    Ok(lock.release()?)
 }
 
 #[test]
 fn any_process_may_release_a_lock_and_releasing_an_unlocked_one_is_an_error() {
     let mut guard = KillOnDrop::new();
     let lock = Lock::new().unwrap();
-    assert!(lock.acquire(false, None).is_some());
+    assert!(lock.try_lock().map(Guard::leak).is_some());
     let p = start(&mut guard, Process::new(release_it, (lock.clone(),)));
     join_ok(&p);
     assert!(!lock.is_locked());
-    assert!(matches!(
-        lock.release(),
-        Err(Error::ReleaseUnlocked { what: "Lock" })
-    ));
+    assert_eq!(lock.release(), Err(ReleaseError::Unlocked));
     // The child's release of an unlocked lock fails the same way (exit code 1).
     let p = start(&mut guard, Process::new(release_it, (lock.clone(),)));
     p.join_timeout(GENEROUS).unwrap();
@@ -81,9 +77,9 @@ fn hold_until_killed(lock: Lock, conn: Connection) -> procvisor::Result<()> {
 /// Child: announces it is about to wait, then takes the lock and reports how.
 fn acquire_and_report(lock: Lock, conn: Connection) -> procvisor::Result<()> {
     conn.send(&"waiting")?;
-    let got = lock.acquire(true, None);
+    let got = Some(lock.lock().leak());
     conn.send(&got)?;
-    lock.release()
+    Ok(lock.release()?)
 }
 
 #[test]
@@ -111,7 +107,7 @@ fn a_lock_whose_holder_is_sigkilled_goes_to_the_next_acquirer_with_a_notice() {
     join_ok(&waiter);
     holder.join_timeout(GENEROUS).unwrap();
     // The notice is given once.
-    assert_eq!(lock.acquire(false, None), Some(Acquired::Clean));
+    assert_eq!(lock.try_lock().map(Guard::leak), Some(Acquired::Clean));
     lock.release().unwrap();
 }
 
@@ -133,6 +129,39 @@ fn a_lock_whose_holder_died_while_nobody_waited_is_recovered_by_the_next_acquire
     assert_eq!(g.previous_owner_died(), Some(holder.pid()));
 }
 
+/// Polls `try_lock` (never a blocking acquire) until it succeeds or [`GENEROUS`] has passed;
+/// the unit stays held (leaked) for the caller to release.
+fn poll_try_lock(lock: &impl Acquire) -> Option<Acquired> {
+    let mut got = None;
+    wait_until(GENEROUS, || {
+        got = lock.try_lock().map(Guard::leak);
+        got.is_some()
+    });
+    got
+}
+
+#[test]
+fn try_lock_alone_recovers_a_lock_whose_holder_was_sigkilled_and_reaped() {
+    let mut guard = KillOnDrop::new();
+    let lock = Lock::new().unwrap();
+    let (a, a_child) = pipe().unwrap();
+    let holder = start(
+        &mut guard,
+        Process::new(hold_until_killed, (lock.clone(), a_child)),
+    );
+    let _: i32 = recv(&a);
+    holder.kill().unwrap();
+    holder.join_timeout(GENEROUS).unwrap();
+    // Nobody ever blocks on the lock: non-blocking attempts alone get it back.
+    let got = poll_try_lock(&lock);
+    assert_eq!(got, Some(Acquired::OwnerDied { pid: holder.pid() }));
+    assert_eq!(lock.holder(), Some(std::process::id() as i32));
+    lock.release().unwrap();
+    // The notice is given once.
+    assert_eq!(lock.try_lock().map(Guard::leak), Some(Acquired::Clean));
+    lock.release().unwrap();
+}
+
 /// Child: receives a lock through the pipe while running, takes it, reports, waits, releases.
 fn lock_from_the_pipe(conn: Connection) -> procvisor::Result<()> {
     let lock: Lock = conn.recv()?;
@@ -152,14 +181,14 @@ fn a_lock_sent_through_a_pipe_to_a_running_process_is_the_same_lock() {
     let holder: Option<i32> = recv(&mine);
     assert_eq!(holder, Some(p.pid()));
     assert_eq!(lock.holder(), Some(p.pid()));
-    assert!(lock.acquire(false, None).is_none());
+    assert!(lock.try_lock().is_none());
     mine.send(&()).unwrap();
     join_ok(&p);
-    assert!(lock.acquire(false, None).is_some());
+    assert!(lock.try_lock().is_some());
 }
 
 #[test]
-fn acquire_async_waits_without_blocking_the_runtime() {
+fn lock_async_waits_without_blocking_the_runtime() {
     let mut guard = KillOnDrop::new();
     let lock = Lock::new().unwrap();
     let (a, a_child) = pipe().unwrap();
@@ -182,11 +211,14 @@ fn acquire_async_waits_without_blocking_the_runtime() {
             n
         });
         // Gives up after 300 ms while the single runtime thread keeps running the ticker.
-        let none = lock.acquire_async(Some(Duration::from_millis(300))).await;
-        assert!(none.is_none());
+        let none = tokio::time::timeout(Duration::from_millis(300), lock.lock_async()).await;
+        assert!(none.is_err());
         let killer = holder.clone();
         tokio::task::spawn_blocking(move || killer.kill().unwrap());
-        let got = lock.acquire_async(Some(GENEROUS)).await;
+        let got = tokio::time::timeout(GENEROUS, lock.lock_async())
+            .await
+            .ok()
+            .map(Guard::leak);
         (got, ticker.await.unwrap())
     });
     assert_eq!(ticks, 5);
@@ -198,21 +230,53 @@ fn acquire_async_waits_without_blocking_the_runtime() {
 // ---- RLock -----------------------------------------------------------------------------------
 
 #[test]
+fn an_rlocks_lock_async_hands_the_lock_to_the_polling_thread() {
+    let mut guard = KillOnDrop::new();
+    let rlock = RLock::new().unwrap();
+    let (a, a_child) = pipe().unwrap();
+    let holder = start(
+        &mut guard,
+        Process::new(hold_rlock_until_killed, (rlock.clone(), a_child)),
+    );
+    assert_eq!(recv::<u64>(&a), 3);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let g = rt.block_on(async {
+        let killer = holder.clone();
+        tokio::task::spawn_blocking(move || killer.kill().unwrap());
+        tokio::time::timeout(GENEROUS, rlock.lock_async()).await
+    });
+    let g = g.expect("the dead owner's RLock was not given back");
+    assert_eq!(g.previous_owner_died(), Some(holder.pid()));
+    // Taken on the blocking pool, owned by the thread that polled the future: this one.
+    assert!(rlock.is_mine());
+    assert_eq!(rlock.count(), 1);
+    let again = rlock.try_lock().expect("the owner takes it again at once");
+    assert_eq!(rlock.count(), 2);
+    drop(again);
+    drop(g);
+    assert_eq!(rlock.holder(), None);
+    holder.join_timeout(GENEROUS).unwrap();
+}
+
+#[test]
 fn an_rlock_counts_recursion_and_only_its_owner_thread_releases_it() {
     let rlock = RLock::new().unwrap();
-    assert!(rlock.acquire(true, None).is_some());
-    assert!(rlock.acquire(false, None).is_some());
+    rlock.lock().leak();
+    assert!(rlock.try_lock().map(Guard::leak).is_some());
     assert_eq!(rlock.count(), 2);
     let other = rlock.clone();
     let err = std::thread::spawn(move || {
         let err = other.release().unwrap_err();
-        let blocked = other.acquire(false, None).is_none();
+        let blocked = other.try_lock().is_none();
         (err, blocked)
     })
     .join()
     .unwrap();
     assert!(
-        matches!(err.0, Error::NotOwner { holder_kind: "thread", holder_pid } if holder_pid == std::process::id() as i32),
+        matches!(err.0, ReleaseError::NotOwner { holder: Holder::Thread, holder_pid } if holder_pid == std::process::id() as i32),
         "{:?}",
         err.0
     );
@@ -220,20 +284,14 @@ fn an_rlock_counts_recursion_and_only_its_owner_thread_releases_it() {
     rlock.release().unwrap();
     assert!(rlock.is_mine());
     rlock.release().unwrap();
-    assert!(matches!(
-        rlock.release(),
-        Err(Error::ReleaseUnlocked { what: "RLock" })
-    ));
+    assert_eq!(rlock.release(), Err(ReleaseError::Unlocked));
 }
 
 /// Child: tries to release an RLock its parent owns and reports the error's message.
 fn release_foreign_rlock(rlock: RLock, conn: Connection) -> procvisor::Result<()> {
     let err = rlock.release().expect_err("released a parent's RLock");
     let kind = match err {
-        Error::NotOwner {
-            holder_kind,
-            holder_pid,
-        } => format!("{holder_kind} {holder_pid}"),
+        ReleaseError::NotOwner { holder, holder_pid } => format!("{holder} {holder_pid}"),
         other => format!("unexpected {other}"),
     };
     Ok(conn.send(&kind)?)
@@ -267,9 +325,9 @@ fn hold_rlock_until_killed(rlock: RLock, conn: Connection) -> procvisor::Result<
 
 fn acquire_rlock_and_report(rlock: RLock, conn: Connection) -> procvisor::Result<()> {
     conn.send(&"waiting")?;
-    let got = rlock.acquire(true, None);
+    let got = Some(rlock.lock().leak());
     conn.send(&(got, rlock.count()))?;
-    rlock.release()
+    Ok(rlock.release()?)
 }
 
 #[test]
@@ -302,6 +360,30 @@ fn an_rlock_whose_owner_is_sigkilled_goes_to_the_next_acquirer_with_a_notice() {
 }
 
 #[test]
+fn try_lock_alone_recovers_an_rlock_whose_owner_was_sigkilled_and_reaped() {
+    let mut guard = KillOnDrop::new();
+    let rlock = RLock::new().unwrap();
+    let (a, a_child) = pipe().unwrap();
+    let holder = start(
+        &mut guard,
+        Process::new(hold_rlock_until_killed, (rlock.clone(), a_child)),
+    );
+    assert_eq!(recv::<u64>(&a), 3);
+    holder.kill().unwrap();
+    holder.join_timeout(GENEROUS).unwrap();
+    let got = poll_try_lock(&rlock);
+    assert_eq!(got, Some(Acquired::OwnerDied { pid: holder.pid() }));
+    assert!(rlock.is_mine());
+    assert_eq!(
+        rlock.count(),
+        1,
+        "the dead owner's levels were not forgotten"
+    );
+    rlock.release().unwrap();
+    assert_eq!(rlock.holder(), None);
+}
+
+#[test]
 fn handles_are_send_sync_clone_and_serde() {
     fn check<T: Send + Sync + Clone + serde::Serialize + serde::de::DeserializeOwned>() {}
     check::<Lock>();
@@ -309,6 +391,7 @@ fn handles_are_send_sync_clone_and_serde() {
     check::<procvisor::Semaphore>();
     check::<procvisor::BoundedSemaphore>();
     check::<procvisor::Condition>();
+    check::<procvisor::AnyLock>();
     check::<procvisor::Event>();
     check::<procvisor::Barrier>();
     check::<procvisor::Value<f64>>();

@@ -8,22 +8,20 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{GENEROUS, KillOnDrop, join_ok, recv, start};
-use procvisor::{Acquired, BoundedSemaphore, Connection, Error, Process, Semaphore, pipe};
+use common::{GENEROUS, KillOnDrop, join_ok, recv, start, wait_until};
+use procvisor::error::{ReleaseError, SharedError, SharedSetting};
+use procvisor::{Acquire, Acquired, BoundedSemaphore, Connection, Guard, Process, Semaphore, pipe};
 
 #[test]
 fn a_bounded_semaphore_refuses_a_release_past_its_initial_value() {
     let sem = BoundedSemaphore::new(2).unwrap();
     let err = sem.release().unwrap_err();
-    assert!(
-        matches!(err, Error::SemaphoreOverRelease { max: 2 }),
-        "{err}"
-    );
+    assert!(matches!(err, ReleaseError::OverRelease { max: 2 }), "{err}");
     assert_eq!(
         err.to_string(),
         "semaphore released too many times: its value cannot exceed 2"
     );
-    assert!(sem.acquire(false, None).is_some());
+    assert!(sem.try_lock().map(Guard::leak).is_some());
     sem.release().unwrap();
     assert!(sem.release().is_err());
     assert_eq!(sem.value(), 2);
@@ -31,11 +29,19 @@ fn a_bounded_semaphore_refuses_a_release_past_its_initial_value() {
     let open = Semaphore::new(0).unwrap();
     open.release().unwrap();
     assert_eq!(open.value(), 1);
+    // u32::MAX is reserved.
+    assert!(matches!(
+        Semaphore::new(u32::MAX),
+        Err(SharedError::OutOfRange {
+            setting: SharedSetting::SemaphoreValue,
+            ..
+        })
+    ));
 }
 
 fn over_release(sem: BoundedSemaphore, conn: Connection) -> procvisor::Result<()> {
     let first = sem.release().is_ok(); // gives back the parent's unit
-    let second = matches!(sem.release(), Err(Error::SemaphoreOverRelease { max: 1 }));
+    let second = matches!(sem.release(), Err(ReleaseError::OverRelease { max: 1 }));
     Ok(conn.send(&(first, second))?)
 }
 
@@ -43,7 +49,7 @@ fn over_release(sem: BoundedSemaphore, conn: Connection) -> procvisor::Result<()
 fn over_release_is_refused_in_another_process_too() {
     let mut guard = KillOnDrop::new();
     let sem = BoundedSemaphore::new(1).unwrap();
-    assert!(sem.acquire(false, None).is_some());
+    assert!(sem.try_lock().map(Guard::leak).is_some());
     let (mine, theirs) = pipe().unwrap();
     let p = start(
         &mut guard,
@@ -56,7 +62,7 @@ fn over_release_is_refused_in_another_process_too() {
 
 fn hold_units(sem: Semaphore, units: u32, conn: Connection) -> procvisor::Result<()> {
     for _ in 0..units {
-        let _ = sem.acquire(true, None);
+        sem.lock().leak();
     }
     conn.send(&sem.held_here())?;
     std::thread::sleep(Duration::from_secs(3600));
@@ -65,7 +71,7 @@ fn hold_units(sem: Semaphore, units: u32, conn: Connection) -> procvisor::Result
 
 fn take_one(sem: Semaphore, conn: Connection) -> procvisor::Result<()> {
     conn.send(&"waiting")?;
-    let got = sem.acquire(true, Some(GENEROUS));
+    let got = sem.lock_timeout(GENEROUS).map(Guard::leak);
     conn.send(&got)?;
     Ok(())
 }
@@ -83,10 +89,7 @@ fn units_of_a_sigkilled_holder_are_given_back_with_a_notice() {
     let _mine = sem.lock();
     assert_eq!(sem.value(), 0);
     let t = Instant::now();
-    assert!(
-        sem.acquire(true, Some(Duration::from_millis(150)))
-            .is_none()
-    );
+    assert!(sem.lock_timeout(Duration::from_millis(150)).is_none());
     assert!(t.elapsed() >= Duration::from_millis(150));
     let (b, b_child) = pipe().unwrap();
     let waiter = start(&mut guard, Process::new(take_one, (sem.clone(), b_child)));
@@ -100,16 +103,44 @@ fn units_of_a_sigkilled_holder_are_given_back_with_a_notice() {
     holder.join_timeout(GENEROUS).unwrap();
     // The holder's second unit is there too, with its notice.
     assert_eq!(
-        sem.acquire(false, None),
+        sem.try_lock().map(Guard::leak),
         Some(Acquired::OwnerDied { pid: dead })
     );
     // The waiter's unit (it exited without releasing) comes back when someone must wait.
-    let again = sem.acquire(true, Some(GENEROUS));
+    let again = sem.lock_timeout(GENEROUS).map(Guard::leak);
     assert_eq!(again, Some(Acquired::OwnerDied { pid: waiter.pid() }));
 }
 
+#[test]
+fn try_lock_alone_recovers_the_units_of_a_holder_sigkilled_and_reaped() {
+    let mut guard = KillOnDrop::new();
+    let sem = Semaphore::new(1).unwrap();
+    let (a, a_child) = pipe().unwrap();
+    let holder = start(
+        &mut guard,
+        Process::new(hold_units, (sem.clone(), 1, a_child)),
+    );
+    assert_eq!(recv::<u32>(&a), 1);
+    holder.kill().unwrap();
+    holder.join_timeout(GENEROUS).unwrap();
+    // Nobody ever blocks on the semaphore: non-blocking attempts alone get the unit back.
+    let mut got = None;
+    wait_until(GENEROUS, || {
+        got = sem.try_lock().map(Guard::leak);
+        got.is_some()
+    });
+    assert_eq!(got, Some(Acquired::OwnerDied { pid: holder.pid() }));
+    assert_eq!(sem.held_here(), 1);
+    sem.release().unwrap();
+    // The unit comes back once, with one notice.
+    assert_eq!(sem.try_lock().map(Guard::leak), Some(Acquired::Clean));
+    assert!(sem.try_lock().is_none());
+    sem.release().unwrap();
+    assert_eq!(sem.value(), 1);
+}
+
 fn consume_signal(sem: Semaphore, conn: Connection) -> procvisor::Result<()> {
-    let got = sem.acquire(true, Some(GENEROUS));
+    let got = sem.lock_timeout(GENEROUS).map(Guard::leak);
     conn.send(&got.is_some())?;
     std::thread::sleep(Duration::from_secs(3600));
     Ok(())
@@ -130,16 +161,13 @@ fn a_signalling_semaphore_gains_no_unit_from_a_dead_consumer() {
     consumer.join_timeout(GENEROUS).unwrap();
     // Waiting makes the watch look at the dead consumer; its unit was a signal, not a loan.
     let t = Instant::now();
-    assert!(
-        sem.acquire(true, Some(Duration::from_millis(200)))
-            .is_none()
-    );
+    assert!(sem.lock_timeout(Duration::from_millis(200)).is_none());
     assert!(t.elapsed() >= Duration::from_millis(200));
     assert_eq!(sem.value(), 0);
 }
 
 #[test]
-fn acquire_async_gets_a_unit_released_by_another_thread() {
+fn lock_async_gets_a_unit_released_by_another_thread() {
     let sem = Semaphore::new(0).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -151,7 +179,12 @@ fn acquire_async_gets_a_unit_released_by_another_thread() {
         std::thread::sleep(Duration::from_millis(100));
         releaser.release().unwrap();
     });
-    let got = rt.block_on(sem.acquire_async(Some(GENEROUS)));
+    let got = rt.block_on(async {
+        tokio::time::timeout(GENEROUS, sem.lock_async())
+            .await
+            .ok()
+            .map(Guard::leak)
+    });
     assert_eq!(got, Some(Acquired::Clean));
     t.join().unwrap();
 }

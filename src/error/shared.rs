@@ -1,5 +1,6 @@
 //! Errors of shared memory: creating shared objects and accessing `Value`s and `Array`s.
 
+use std::fmt;
 use std::io;
 
 /// Why a shared object (a lock, a queue, a `Value`, …) could not be created, opened or
@@ -30,14 +31,18 @@ pub enum SharedError {
         home_pid: i32,
     },
 
-    /// A size or count outside what the object supports (a semaphore's value, a barrier's
-    /// parties, an element type's size).
-    #[error("invalid {argument}: {reason}")]
+    /// A setting outside what the object supports (a semaphore's value, a barrier's parties,
+    /// an element type's alignment, an array's length).
+    #[error("{setting} must be {min} to {max}, not {value}")]
     OutOfRange {
         /// Which setting.
-        argument: &'static str,
-        /// What is wrong and what is allowed.
-        reason: String,
+        setting: SharedSetting,
+        /// The value given.
+        value: u64,
+        /// The smallest value allowed.
+        min: u64,
+        /// The largest value allowed.
+        max: u64,
     },
 
     /// An index past the end of a shared array (Python's `IndexError`).
@@ -85,6 +90,31 @@ pub enum SharedError {
         /// The array's length.
         capacity: usize,
     },
+}
+
+/// The setting a [`SharedError::OutOfRange`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SharedSetting {
+    /// A [`Semaphore`](crate::Semaphore)'s initial value (`u32::MAX` is reserved).
+    SemaphoreValue,
+    /// A [`Barrier`](crate::Barrier)'s number of parties.
+    BarrierParties,
+    /// The alignment of a shared array's element type, in bytes.
+    ElementAlignment,
+    /// A shared array's number of elements (its bytes must fit in memory).
+    ArrayLength,
+}
+
+impl fmt::Display for SharedSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SharedSetting::SemaphoreValue => "a semaphore's value",
+            SharedSetting::BarrierParties => "a barrier's number of parties",
+            SharedSetting::ElementAlignment => "the alignment of a shared element type",
+            SharedSetting::ArrayLength => "a shared array's length",
+        })
+    }
 }
 
 impl From<procvisor_actors::shm::SegmentError> for SharedError {

@@ -1,6 +1,8 @@
 //! Errors of the synchronization primitives (locks, semaphores, conditions, barriers).
 
-/// Why a [`release`](crate::Lock::release) was refused. Nothing changed.
+use std::fmt;
+
+/// Why a [`release`](crate::synchronize::Acquire::release) was refused. Nothing changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReleaseError {
@@ -21,7 +23,8 @@ pub enum ReleaseError {
         holder_pid: i32,
     },
 
-    /// A BoundedSemaphore would rise past its initial value.
+    /// A [`BoundedSemaphore`](crate::BoundedSemaphore) would rise past its initial value
+    /// (Python's "semaphore or lock released too many times").
     #[error("semaphore released too many times: its value cannot exceed {max}")]
     OverRelease {
         /// The initial (and largest) value.
@@ -38,8 +41,8 @@ pub enum Holder {
     Process,
 }
 
-impl std::fmt::Display for Holder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Holder::Thread => "thread",
             Holder::Process => "process",
@@ -47,20 +50,44 @@ impl std::fmt::Display for Holder {
     }
 }
 
-/// Why a [`Condition`](crate::Condition) wait or notify was refused.
+/// Why a [`Condition`](crate::Condition) wait or notify was refused. Nothing changed: the
+/// caller still holds (or still does not hold) the lock as before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConditionError {
-    /// The caller does not hold the condition's lock.
-    #[error("cannot wait on or notify a condition without holding its lock")]
-    NotHeld,
+    /// The caller does not hold the condition's lock (Python's "cannot wait on un-acquired
+    /// lock" / "cannot notify on un-acquired lock").
+    #[error("cannot {operation} a condition without holding its lock")]
+    NotHeld {
+        /// What was refused.
+        operation: ConditionOp,
+    },
 
-    /// More threads wait at once than the condition's shared table has places for.
+    /// More threads wait at once than the condition's shared table has places for
+    /// ([`MAX_WAITERS`](crate::synchronize::MAX_WAITERS)).
     #[error("more than {max} threads are already waiting on this condition")]
     TooManyWaiters {
         /// The table's size.
         max: usize,
     },
+}
+
+/// The condition operation a [`ConditionError::NotHeld`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionOp {
+    /// A `wait*` method.
+    Wait,
+    /// A `notify*` method.
+    Notify,
+}
+
+impl fmt::Display for ConditionOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConditionOp::Wait => "wait on",
+            ConditionOp::Notify => "notify",
+        })
+    }
 }
 
 /// The barrier was aborted, a wait on it timed out, its action failed, or it was reset while

@@ -2,16 +2,16 @@
 
 use super::element::Char;
 use super::raw::RawArray;
-use super::synced::Array;
-use crate::error::{Error, Result};
+use super::synced::{Array, LockSpec};
+use crate::error::SharedError;
 
 impl RawArray<Char> {
     /// A char array holding `bytes` (Python's `RawArray('c', b"...")`).
     ///
     /// # Errors
     ///
-    /// [`Error::SharedMemory`] if the OS refuses the memory.
-    pub fn from_bytes(bytes: &[u8]) -> Result<RawArray<Char>> {
+    /// [`SharedError::Os`] if the OS refuses the memory.
+    pub fn from_bytes(bytes: &[u8]) -> Result<RawArray<Char>, SharedError> {
         let chars: Vec<Char> = bytes.iter().map(|&b| Char(b)).collect();
         RawArray::from_slice(&chars)
     }
@@ -34,8 +34,8 @@ impl RawArray<Char> {
     ///
     /// # Errors
     ///
-    /// [`Error::StringTooLong`] if `bytes` is longer than the array.
-    pub fn set_value(&self, bytes: &[u8]) -> Result<()> {
+    /// [`SharedError::StringTooLong`] if `bytes` is longer than the array.
+    pub fn set_value(&self, bytes: &[u8]) -> Result<(), SharedError> {
         self.check_fits(bytes)?;
         self.store(bytes);
         if bytes.len() < self.len() {
@@ -48,16 +48,16 @@ impl RawArray<Char> {
     ///
     /// # Errors
     ///
-    /// [`Error::StringTooLong`] if `bytes` is longer than the array.
-    pub fn set_raw(&self, bytes: &[u8]) -> Result<()> {
+    /// [`SharedError::StringTooLong`] if `bytes` is longer than the array.
+    pub fn set_raw(&self, bytes: &[u8]) -> Result<(), SharedError> {
         self.check_fits(bytes)?;
         self.store(bytes);
         Ok(())
     }
 
-    fn check_fits(&self, bytes: &[u8]) -> Result<()> {
+    fn check_fits(&self, bytes: &[u8]) -> Result<(), SharedError> {
         if bytes.len() > self.len() {
-            return Err(Error::StringTooLong {
+            return Err(SharedError::StringTooLong {
                 len: bytes.len(),
                 capacity: self.len(),
             });
@@ -72,10 +72,14 @@ impl RawArray<Char> {
 }
 
 impl Array<Char> {
-    /// A char array holding `bytes`, with the given lock (Python's `Array('c', b"...", lock=…)`).
+    /// A char array holding `bytes`, synchronized as `lock` says (Python's
+    /// `Array('c', b"...", lock=…)`: [`LockSpec::Own`], [`LockSpec::None`], or a given
+    /// [`Lock`](crate::Lock) / [`RLock`](crate::RLock)).
     ///
     /// ```
-    /// let s = procvisor::Array::from_bytes(b"hello world", true)?;
+    /// use procvisor::{Array, LockSpec};
+    ///
+    /// let s = Array::from_bytes(b"hello world", LockSpec::Own)?;
     /// s.set_value(&s.value().to_ascii_uppercase())?;
     /// assert_eq!(s.value(), b"HELLO WORLD");
     /// s.set_value(b"hi")?;
@@ -86,11 +90,8 @@ impl Array<Char> {
     ///
     /// # Errors
     ///
-    /// [`Error::SharedMemory`] if the OS refuses the memory.
-    pub fn from_bytes(
-        bytes: &[u8],
-        lock: impl Into<super::synced::LockSpec>,
-    ) -> Result<Array<Char>> {
+    /// [`SharedError::Os`] if the OS refuses the memory.
+    pub fn from_bytes(bytes: &[u8], lock: impl Into<LockSpec>) -> Result<Array<Char>, SharedError> {
         let chars: Vec<Char> = bytes.iter().map(|&b| Char(b)).collect();
         Array::from_slice_with_lock(&chars, lock)
     }
@@ -109,8 +110,8 @@ impl Array<Char> {
     ///
     /// # Errors
     ///
-    /// [`Error::StringTooLong`] if `bytes` is longer than the array.
-    pub fn set_value(&self, bytes: &[u8]) -> Result<()> {
+    /// [`SharedError::StringTooLong`] if `bytes` is longer than the array.
+    pub fn set_value(&self, bytes: &[u8]) -> Result<(), SharedError> {
         self.with_lock_held(|raw| raw.set_value(bytes))
     }
 
@@ -118,8 +119,8 @@ impl Array<Char> {
     ///
     /// # Errors
     ///
-    /// [`Error::StringTooLong`] if `bytes` is longer than the array.
-    pub fn set_raw(&self, bytes: &[u8]) -> Result<()> {
+    /// [`SharedError::StringTooLong`] if `bytes` is longer than the array.
+    pub fn set_raw(&self, bytes: &[u8]) -> Result<(), SharedError> {
         self.with_lock_held(|raw| raw.set_raw(bytes))
     }
 }

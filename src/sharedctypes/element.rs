@@ -1,6 +1,6 @@
 //! Element types: [`Shareable`], the `array`-module [`TypeCode`]s and [`Char`].
 
-use crate::error::{Error, Result};
+use crate::error::SharedError;
 
 /// Plain data that may live in shared memory and be copied in and out of it.
 ///
@@ -105,13 +105,14 @@ impl TypeCode {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownTypeCode`] for a character that is not one of `b B h H i I l L q Q f d c`.
-    pub fn from_char(c: char) -> Result<TypeCode> {
+    /// [`SharedError::UnknownTypeCode`] for a character that is not one of
+    /// `b B h H i I l L q Q f d c`.
+    pub fn from_char(c: char) -> Result<TypeCode, SharedError> {
         CODES
             .iter()
             .find(|(ch, _, _)| *ch == c)
             .map(|&(_, code, _)| code)
-            .ok_or(Error::UnknownTypeCode { typecode: c })
+            .ok_or(SharedError::UnknownTypeCode { typecode: c })
     }
 
     /// Its character.
@@ -131,12 +132,12 @@ impl TypeCode {
     }
 
     /// Checks that `c` is a typecode describing `T`.
-    pub(crate) fn check<T: Shareable>(c: char) -> Result<()> {
+    pub(crate) fn check<T: Shareable>(c: char) -> Result<(), SharedError> {
         TypeCode::from_char(c)?;
         if T::TYPECODES.contains(&c) {
             Ok(())
         } else {
-            Err(Error::TypeCodeMismatch {
+            Err(SharedError::TypeCodeMismatch {
                 typecode: c,
                 rust_type: std::any::type_name::<T>(),
             })

@@ -8,7 +8,7 @@ use procvisor_actors::shm::Segment;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::element::{Shareable, TypeCode};
-use crate::error::{Error, Result};
+use crate::error::{SharedError, SharedSetting};
 
 /// Where data starts when the segment also holds the object's own lock.
 pub(crate) const DATA_AFTER_LOCK: usize = 64;
@@ -62,8 +62,9 @@ impl<T: Shareable> RawArray<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::SharedMemory`] if the OS refuses the memory or the size overflows.
-    pub fn new(len: usize) -> Result<RawArray<T>> {
+    /// [`SharedError::Os`] if the OS refuses the memory; [`SharedError::OutOfRange`] if
+    /// `len` elements do not fit in memory, or `T` is aligned to more than 64 bytes.
+    pub fn new(len: usize) -> Result<RawArray<T>, SharedError> {
         RawArray::alloc(len, 0)
     }
 
@@ -72,7 +73,7 @@ impl<T: Shareable> RawArray<T> {
     /// # Errors
     ///
     /// As [`new`](Self::new).
-    pub fn from_slice(init: &[T]) -> Result<RawArray<T>> {
+    pub fn from_slice(init: &[T]) -> Result<RawArray<T>, SharedError> {
         let arr = RawArray::alloc(init.len(), 0)?;
         arr.write_slice(0, init)?;
         Ok(arr)
@@ -83,36 +84,45 @@ impl<T: Shareable> RawArray<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownTypeCode`], [`Error::TypeCodeMismatch`], or as [`new`](Self::new).
-    pub fn from_typecode(typecode: char, len: usize) -> Result<RawArray<T>> {
+    /// [`SharedError::UnknownTypeCode`], [`SharedError::TypeCodeMismatch`], or as
+    /// [`new`](Self::new).
+    pub fn from_typecode(typecode: char, len: usize) -> Result<RawArray<T>, SharedError> {
         TypeCode::check::<T>(typecode)?;
         RawArray::new(len)
     }
 
     /// `len` zeroed elements at `data_offset` of a fresh segment (after the lock room, when the
     /// object has its own lock).
-    pub(crate) fn alloc(len: usize, data_offset: usize) -> Result<RawArray<T>> {
-        if std::mem::align_of::<T>() > DATA_AFTER_LOCK {
-            return Err(Error::InvalidArgument {
-                argument: "element type",
-                reason: format!(
-                    "alignment {} is larger than the {DATA_AFTER_LOCK} bytes shared memory offers",
-                    std::mem::align_of::<T>()
-                ),
+    pub(crate) fn alloc(len: usize, data_offset: usize) -> Result<RawArray<T>, SharedError> {
+        let align = std::mem::align_of::<T>();
+        if align > DATA_AFTER_LOCK {
+            return Err(SharedError::OutOfRange {
+                setting: SharedSetting::ElementAlignment,
+                value: align as u64,
+                min: 1,
+                max: DATA_AFTER_LOCK as u64,
             });
         }
-        let bytes = len
-            .checked_mul(std::mem::size_of::<T>())
-            .and_then(|b| b.checked_add(data_offset))
-            .ok_or_else(|| Error::SharedMemory {
-                reason: format!("an array of {len} elements is too large"),
-            })?;
-        let segment = Segment::create(bytes).map_err(Error::shared_memory)?;
+        let size = std::mem::size_of::<T>().max(1);
+        let max_len = (isize::MAX as usize - data_offset) / size;
+        if len > max_len {
+            return Err(SharedError::OutOfRange {
+                setting: SharedSetting::ArrayLength,
+                value: len as u64,
+                min: 0,
+                max: max_len as u64,
+            });
+        }
+        let segment = Segment::create(len * std::mem::size_of::<T>() + data_offset)?;
         RawArray::at(segment, data_offset, len)
     }
 
     /// The array of `len` elements at `offset` in `segment`, checked to fit.
-    pub(crate) fn at(segment: Segment, offset: usize, len: usize) -> Result<RawArray<T>> {
+    pub(crate) fn at(
+        segment: Segment,
+        offset: usize,
+        len: usize,
+    ) -> Result<RawArray<T>, SharedError> {
         let size = std::mem::size_of::<T>();
         let fits = len
             .checked_mul(size)
@@ -120,7 +130,7 @@ impl<T: Shareable> RawArray<T> {
             .is_some_and(|end| end <= segment.len());
         let ptr = segment.data_ptr().wrapping_add(offset).cast::<T>();
         if !fits || !ptr.is_aligned() {
-            return Err(Error::SharedMemory {
+            return Err(SharedError::Invalid {
                 reason: format!(
                     "no array of {len} {size}-byte elements at offset {offset} of a {}-byte \
                      segment",
@@ -128,8 +138,8 @@ impl<T: Shareable> RawArray<T> {
                 ),
             });
         }
-        let ptr = NonNull::new(ptr).ok_or_else(|| Error::SharedMemory {
-            reason: "null mapping".into(),
+        let ptr = NonNull::new(ptr).ok_or_else(|| SharedError::Invalid {
+            reason: "the segment's mapping is null".into(),
         })?;
         Ok(RawArray {
             segment,
@@ -160,9 +170,9 @@ impl<T: Shareable> RawArray<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::IndexOutOfRange`] past the end.
+    /// [`SharedError::IndexOutOfRange`] past the end.
     #[inline]
-    pub fn get(&self, index: usize) -> Result<T> {
+    pub fn get(&self, index: usize) -> Result<T, SharedError> {
         if index >= self.len {
             return Err(self.out_of_range(index));
         }
@@ -176,9 +186,9 @@ impl<T: Shareable> RawArray<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::IndexOutOfRange`] past the end.
+    /// [`SharedError::IndexOutOfRange`] past the end.
     #[inline]
-    pub fn set(&self, index: usize, value: T) -> Result<()> {
+    pub fn set(&self, index: usize, value: T) -> Result<(), SharedError> {
         if index >= self.len {
             return Err(self.out_of_range(index));
         }
@@ -188,8 +198,8 @@ impl<T: Shareable> RawArray<T> {
     }
 
     #[cold]
-    fn out_of_range(&self, index: usize) -> Error {
-        Error::IndexOutOfRange {
+    fn out_of_range(&self, index: usize) -> SharedError {
+        SharedError::IndexOutOfRange {
             index,
             len: self.len,
         }
@@ -207,13 +217,13 @@ impl<T: Shareable> RawArray<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::LengthMismatch`] if they do not fit.
-    pub fn write_slice(&self, start: usize, values: &[T]) -> Result<()> {
+    /// [`SharedError::LengthMismatch`] if they do not fit.
+    pub fn write_slice(&self, start: usize, values: &[T]) -> Result<(), SharedError> {
         if start
             .checked_add(values.len())
             .is_none_or(|end| end > self.len)
         {
-            return Err(Error::LengthMismatch {
+            return Err(SharedError::LengthMismatch {
                 got: values.len(),
                 len: self.len,
                 start,
@@ -257,8 +267,9 @@ impl<T: Shareable> RawValue<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::SharedMemory`] if the OS refuses the memory.
-    pub fn new(init: T) -> Result<RawValue<T>> {
+    /// [`SharedError::Os`] if the OS refuses the memory; [`SharedError::OutOfRange`] if `T`
+    /// is aligned to more than 64 bytes.
+    pub fn new(init: T) -> Result<RawValue<T>, SharedError> {
         RawValue::from_cell(RawArray::from_slice(&[init])?)
     }
 
@@ -266,22 +277,24 @@ impl<T: Shareable> RawValue<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownTypeCode`], [`Error::TypeCodeMismatch`], or as [`new`](Self::new).
-    pub fn from_typecode(typecode: char, init: T) -> Result<RawValue<T>> {
+    /// [`SharedError::UnknownTypeCode`], [`SharedError::TypeCodeMismatch`], or as
+    /// [`new`](Self::new).
+    pub fn from_typecode(typecode: char, init: T) -> Result<RawValue<T>, SharedError> {
         TypeCode::check::<T>(typecode)?;
         RawValue::new(init)
     }
 
-    pub(crate) fn from_cell(cell: RawArray<T>) -> Result<RawValue<T>> {
+    pub(crate) fn from_cell(cell: RawArray<T>) -> Result<RawValue<T>, SharedError> {
         if cell.len() != 1 {
-            return Err(Error::SharedMemory {
+            return Err(SharedError::Invalid {
                 reason: format!("a value is one element, not {}", cell.len()),
             });
         }
         Ok(RawValue { cell })
     }
 
-    /// The value.
+    /// The value (Python's `.value`).
+    #[doc(alias = "value")]
     #[inline]
     pub fn get(&self) -> T {
         // SAFETY: a RawValue's cell has exactly one element (checked in `from_cell`); see
@@ -289,7 +302,8 @@ impl<T: Shareable> RawValue<T> {
         unsafe { self.cell.ptr.as_ptr().read_volatile() }
     }
 
-    /// Replaces the value.
+    /// Replaces the value (Python's `.value = v`).
+    #[doc(alias = "value")]
     #[inline]
     pub fn set(&self, value: T) {
         // SAFETY: as in `get`.

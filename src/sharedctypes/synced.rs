@@ -6,24 +6,34 @@ use serde::{Deserialize, Serialize};
 
 use super::element::{Shareable, TypeCode};
 use super::raw::{DATA_AFTER_LOCK, RawArray, RawValue};
-use crate::error::Result;
-use crate::synchronize::{AnyLock, Lock, RLOCK_STATE, RLock};
+use crate::error::SharedError;
+use crate::synchronize::{Acquire, AnyLock, Lock, RLOCK_STATE, RLock};
 
-/// Python's `lock=` argument of `Value` and `Array`.
+/// How a [`Value`] or an [`Array`] is synchronized: Python's `lock=` argument.
+///
+/// A given [`Lock`], [`RLock`] or [`AnyLock`] converts into [`LockSpec::Given`], so it can be
+/// passed as it is:
+///
+/// ```
+/// use procvisor::{Array, LockSpec, RLock, Value};
+///
+/// let own = Value::with_lock(0i32, LockSpec::Own)?; // lock=True (what Value::new does)
+/// let raw = Value::with_lock(0i32, LockSpec::None)?; // lock=False
+/// let shared = RLock::new()?;
+/// let a = Array::<u8>::with_lock(4, shared.clone())?; // lock=shared
+/// let b = Array::<u8>::with_lock(4, shared)?; // the same lock guards both
+/// assert!(own.as_lock().is_some() && raw.as_lock().is_none());
+/// # let _ = (a, b);
+/// # Ok::<(), procvisor::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub enum LockSpec {
     /// `lock=True`: a new RLock of its own (kept in the same shared segment as the data).
     Own,
     /// `lock=False`: no lock; access is not synchronized.
-    Raw,
+    None,
     /// `lock=some_lock`: this [`Lock`] or [`RLock`] (which may also guard other objects).
     Given(AnyLock),
-}
-
-impl From<bool> for LockSpec {
-    fn from(own: bool) -> Self {
-        if own { LockSpec::Own } else { LockSpec::Raw }
-    }
 }
 
 impl From<Lock> for LockSpec {
@@ -45,7 +55,10 @@ impl From<AnyLock> for LockSpec {
 }
 
 /// Allocates `len` elements for `spec`: the own RLock shares the data's segment.
-fn allocate<T: Shareable>(len: usize, spec: LockSpec) -> Result<(RawArray<T>, Option<AnyLock>)> {
+fn allocate<T: Shareable>(
+    len: usize,
+    spec: LockSpec,
+) -> Result<(RawArray<T>, Option<AnyLock>), SharedError> {
     match spec {
         LockSpec::Own => {
             const { assert!(RLOCK_STATE <= DATA_AFTER_LOCK) };
@@ -53,7 +66,7 @@ fn allocate<T: Shareable>(len: usize, spec: LockSpec) -> Result<(RawArray<T>, Op
             let lock = RLock::at(raw.segment().clone(), 0)?;
             Ok((raw, Some(AnyLock::RLock(lock))))
         }
-        LockSpec::Raw => Ok((RawArray::alloc(len, 0)?, None)),
+        LockSpec::None => Ok((RawArray::alloc(len, 0)?, None)),
         LockSpec::Given(lock) => Ok((RawArray::alloc(len, 0)?, Some(lock))),
     }
 }
@@ -64,16 +77,12 @@ fn locked<R>(lock: &Option<AnyLock>, f: impl FnOnce() -> R) -> R {
     match lock {
         None => f(),
         Some(AnyLock::RLock(l)) => {
-            let _ = l.acquire(true, None);
-            let r = f();
-            let _ = l.release();
-            r
+            let _guard = l.lock();
+            f()
         }
         Some(AnyLock::Lock(l)) => {
-            let _ = l.acquire(true, None);
-            let r = f();
-            let _ = l.release();
-            r
+            let _guard = l.lock();
+            f()
         }
     }
 }
@@ -81,7 +90,8 @@ fn locked<R>(lock: &Option<AnyLock>, f: impl FnOnce() -> R) -> R {
 /// A shared array with a lock: Python's `multiprocessing.Array`.
 ///
 /// Each element access takes the lock (an RLock of its own by default); use
-/// [`with_lock`](Self::with_lock) or [`update`](Self::update) to hold it across several.
+/// [`with_lock_held`](Self::with_lock_held) or [`update`](Self::update) to hold it across
+/// several.
 ///
 /// ```
 /// let arr = procvisor::Array::from_slice(&[0i32, 1, 2])?;
@@ -109,18 +119,20 @@ impl<T: Shareable> Array<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::SharedMemory`](crate::Error::SharedMemory) if the OS refuses the memory.
-    pub fn new(len: usize) -> Result<Array<T>> {
+    /// [`SharedError::Os`] if the OS refuses the memory; [`SharedError::OutOfRange`] if
+    /// `len` elements do not fit in memory, or `T` is aligned to more than 64 bytes.
+    pub fn new(len: usize) -> Result<Array<T>, SharedError> {
         Array::with_lock(len, LockSpec::Own)
     }
 
-    /// `len` zeroed elements, synchronized as `lock` says (`true`, `false`, a [`Lock`] or an
-    /// [`RLock`]).
+    /// `len` zeroed elements, synchronized as `lock` says ([`LockSpec::Own`],
+    /// [`LockSpec::None`], or a given [`Lock`] / [`RLock`]): Python's
+    /// `Array(type, len, lock=…)`.
     ///
     /// # Errors
     ///
     /// As [`new`](Self::new).
-    pub fn with_lock(len: usize, lock: impl Into<LockSpec>) -> Result<Array<T>> {
+    pub fn with_lock(len: usize, lock: impl Into<LockSpec>) -> Result<Array<T>, SharedError> {
         let (raw, lock) = allocate(len, lock.into())?;
         Ok(Array { raw, lock })
     }
@@ -130,32 +142,43 @@ impl<T: Shareable> Array<T> {
     /// # Errors
     ///
     /// As [`new`](Self::new).
-    pub fn from_slice(init: &[T]) -> Result<Array<T>> {
+    pub fn from_slice(init: &[T]) -> Result<Array<T>, SharedError> {
         Array::from_slice_with_lock(init, LockSpec::Own)
     }
 
-    /// A copy of `init`, synchronized as `lock` says.
+    /// A copy of `init`, synchronized as `lock` says (as in [`with_lock`](Self::with_lock)).
     ///
     /// # Errors
     ///
     /// As [`new`](Self::new).
-    pub fn from_slice_with_lock(init: &[T], lock: impl Into<LockSpec>) -> Result<Array<T>> {
+    pub fn from_slice_with_lock(
+        init: &[T],
+        lock: impl Into<LockSpec>,
+    ) -> Result<Array<T>, SharedError> {
         let (raw, lock) = allocate(init.len(), lock.into())?;
         raw.write_slice(0, init)?;
         Ok(Array { raw, lock })
     }
 
-    /// Python's `Array(typecode, initializer)`; `typecode` must describe `T`.
+    /// Python's `Array(typecode, initializer, lock=…)`; `typecode` must describe `T`.
+    ///
+    /// ```
+    /// use procvisor::{Array, LockSpec};
+    ///
+    /// let a = Array::from_typecode('i', &[1, 2, 3], LockSpec::Own)?; // Array('i', [1, 2, 3])
+    /// assert_eq!(a.to_vec(), [1i32, 2, 3]);
+    /// # Ok::<(), procvisor::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownTypeCode`](crate::Error::UnknownTypeCode),
-    /// [`Error::TypeCodeMismatch`](crate::Error::TypeCodeMismatch), or as [`new`](Self::new).
+    /// [`SharedError::UnknownTypeCode`], [`SharedError::TypeCodeMismatch`], or as
+    /// [`new`](Self::new).
     pub fn from_typecode(
         typecode: char,
         init: &[T],
         lock: impl Into<LockSpec>,
-    ) -> Result<Array<T>> {
+    ) -> Result<Array<T>, SharedError> {
         TypeCode::check::<T>(typecode)?;
         Array::from_slice_with_lock(init, lock)
     }
@@ -176,9 +199,9 @@ impl<T: Shareable> Array<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::IndexOutOfRange`](crate::Error::IndexOutOfRange) past the end.
+    /// [`SharedError::IndexOutOfRange`] past the end.
     #[inline]
-    pub fn get(&self, index: usize) -> Result<T> {
+    pub fn get(&self, index: usize) -> Result<T, SharedError> {
         locked(&self.lock, || self.raw.get(index))
     }
 
@@ -186,9 +209,9 @@ impl<T: Shareable> Array<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::IndexOutOfRange`](crate::Error::IndexOutOfRange) past the end.
+    /// [`SharedError::IndexOutOfRange`] past the end.
     #[inline]
-    pub fn set(&self, index: usize, value: T) -> Result<()> {
+    pub fn set(&self, index: usize, value: T) -> Result<(), SharedError> {
         locked(&self.lock, || self.raw.set(index, value))
     }
 
@@ -196,8 +219,8 @@ impl<T: Shareable> Array<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::IndexOutOfRange`](crate::Error::IndexOutOfRange) past the end.
-    pub fn update(&self, index: usize, f: impl FnOnce(T) -> T) -> Result<()> {
+    /// [`SharedError::IndexOutOfRange`] past the end.
+    pub fn update(&self, index: usize, f: impl FnOnce(T) -> T) -> Result<(), SharedError> {
         locked(&self.lock, || {
             let v = self.raw.get(index)?;
             self.raw.set(index, f(v))
@@ -213,8 +236,8 @@ impl<T: Shareable> Array<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::LengthMismatch`](crate::Error::LengthMismatch) if they do not fit.
-    pub fn write_slice(&self, start: usize, values: &[T]) -> Result<()> {
+    /// [`SharedError::LengthMismatch`] if they do not fit.
+    pub fn write_slice(&self, start: usize, values: &[T]) -> Result<(), SharedError> {
         locked(&self.lock, || self.raw.write_slice(start, values))
     }
 
@@ -224,13 +247,15 @@ impl<T: Shareable> Array<T> {
         locked(&self.lock, || f(&self.raw))
     }
 
-    /// The lock (Python's `get_lock()`); `None` for an array made with `lock = false`.
-    pub fn get_lock(&self) -> Option<&AnyLock> {
+    /// The lock (Python's `get_lock()`); `None` for an array made with [`LockSpec::None`].
+    #[doc(alias = "get_lock")]
+    pub fn as_lock(&self) -> Option<&AnyLock> {
         self.lock.as_ref()
     }
 
     /// The unsynchronized array (Python's `get_obj()`), the same shared memory.
-    pub fn get_obj(&self) -> &RawArray<T> {
+    #[doc(alias = "get_obj")]
+    pub fn as_raw(&self) -> &RawArray<T> {
         &self.raw
     }
 }
@@ -241,8 +266,8 @@ impl<T: Shareable> Array<T> {
 /// let n = procvisor::Value::new(7i32)?; // like Value('i', 7)
 /// n.update(|v| v * v);
 /// assert_eq!(n.get(), 49);
-/// let x = procvisor::Value::from_typecode('d', 1.0 / 3.0, false)?; // lock=False
-/// assert!(x.get_lock().is_none());
+/// let x = procvisor::Value::from_typecode('d', 1.0 / 3.0, procvisor::LockSpec::None)?; // lock=False
+/// assert!(x.as_lock().is_none());
 /// # Ok::<(), procvisor::Error>(())
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
@@ -263,17 +288,19 @@ impl<T: Shareable> Value<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::SharedMemory`](crate::Error::SharedMemory) if the OS refuses the memory.
-    pub fn new(init: T) -> Result<Value<T>> {
+    /// [`SharedError::Os`] if the OS refuses the memory; [`SharedError::OutOfRange`] if `T`
+    /// is aligned to more than 64 bytes.
+    pub fn new(init: T) -> Result<Value<T>, SharedError> {
         Value::with_lock(init, LockSpec::Own)
     }
 
-    /// `init`, synchronized as `lock` says (`true`, `false`, a [`Lock`] or an [`RLock`]).
+    /// `init`, synchronized as `lock` says ([`LockSpec::Own`], [`LockSpec::None`], or a given
+    /// [`Lock`] / [`RLock`]): Python's `Value(type, init, lock=…)`.
     ///
     /// # Errors
     ///
     /// As [`new`](Self::new).
-    pub fn with_lock(init: T, lock: impl Into<LockSpec>) -> Result<Value<T>> {
+    pub fn with_lock(init: T, lock: impl Into<LockSpec>) -> Result<Value<T>, SharedError> {
         let (cell, lock) = allocate(1, lock.into())?;
         let raw = RawValue::from_cell(cell)?;
         raw.set(init);
@@ -284,20 +311,26 @@ impl<T: Shareable> Value<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownTypeCode`](crate::Error::UnknownTypeCode),
-    /// [`Error::TypeCodeMismatch`](crate::Error::TypeCodeMismatch), or as [`new`](Self::new).
-    pub fn from_typecode(typecode: char, init: T, lock: impl Into<LockSpec>) -> Result<Value<T>> {
+    /// [`SharedError::UnknownTypeCode`], [`SharedError::TypeCodeMismatch`], or as
+    /// [`new`](Self::new).
+    pub fn from_typecode(
+        typecode: char,
+        init: T,
+        lock: impl Into<LockSpec>,
+    ) -> Result<Value<T>, SharedError> {
         TypeCode::check::<T>(typecode)?;
         Value::with_lock(init, lock)
     }
 
     /// The value, read under the lock (Python's `.value`).
+    #[doc(alias = "value")]
     #[inline]
     pub fn get(&self) -> T {
         locked(&self.lock, || self.raw.get())
     }
 
     /// Replaces the value under the lock (Python's `.value = v`).
+    #[doc(alias = "value")]
     #[inline]
     pub fn set(&self, value: T) {
         locked(&self.lock, || self.raw.set(value))
@@ -313,13 +346,15 @@ impl<T: Shareable> Value<T> {
         })
     }
 
-    /// The lock (Python's `get_lock()`); `None` for a value made with `lock = false`.
-    pub fn get_lock(&self) -> Option<&AnyLock> {
+    /// The lock (Python's `get_lock()`); `None` for a value made with [`LockSpec::None`].
+    #[doc(alias = "get_lock")]
+    pub fn as_lock(&self) -> Option<&AnyLock> {
         self.lock.as_ref()
     }
 
     /// The unsynchronized value (Python's `get_obj()`), the same shared memory.
-    pub fn get_obj(&self) -> &RawValue<T> {
+    #[doc(alias = "get_obj")]
+    pub fn as_raw(&self) -> &RawValue<T> {
         &self.raw
     }
 }
@@ -336,7 +371,7 @@ pub trait SharedObject: Sized + super::element::sealed::Sealed {
 
     /// A copy in fresh shared memory.
     #[doc(hidden)]
-    fn duplicate(&self) -> Result<Self>;
+    fn duplicate(&self) -> Result<Self, SharedError>;
 }
 
 impl<T: Shareable> super::element::sealed::Sealed for RawValue<T> {}
@@ -352,7 +387,7 @@ impl<T: Shareable> SharedObject for RawValue<T> {
         }
     }
 
-    fn duplicate(&self) -> Result<Self> {
+    fn duplicate(&self) -> Result<Self, SharedError> {
         RawValue::new(self.get())
     }
 }
@@ -367,32 +402,44 @@ impl<T: Shareable> SharedObject for RawArray<T> {
         }
     }
 
-    fn duplicate(&self) -> Result<Self> {
+    fn duplicate(&self) -> Result<Self, SharedError> {
         RawArray::from_slice(&self.to_vec())
     }
 }
 
-/// Python's `synchronized(obj, lock=None)`: a process-safe wrapper of `obj` (the same shared
-/// memory) using `lock`, or a new RLock when `None`.
+/// Python's `synchronized(obj)`: a process-safe wrapper of `obj` (the same shared memory)
+/// with a new RLock of its own. [`synchronized_with`] uses a given lock.
 ///
 /// ```
 /// let raw = procvisor::RawArray::from_slice(&[1u8, 2, 3])?;
-/// let arr = procvisor::synchronized(raw.clone(), None)?;
+/// let arr = procvisor::synchronized(raw.clone())?;
 /// arr.set(0, 9)?;
 /// assert_eq!(raw.get(0)?, 9);
-/// assert!(arr.get_lock().is_some());
+/// assert!(arr.as_lock().is_some());
 /// # Ok::<(), procvisor::Error>(())
 /// ```
 ///
 /// # Errors
 ///
-/// [`Error::SharedMemory`](crate::Error::SharedMemory) if a new lock cannot be made.
-pub fn synchronized<O: SharedObject>(obj: O, lock: Option<AnyLock>) -> Result<O::Synchronized> {
-    let lock = match lock {
-        Some(lock) => lock,
-        None => AnyLock::RLock(RLock::new()?),
-    };
-    Ok(obj.wrap(lock))
+/// [`SharedError::Os`] if the new lock's shared memory is refused.
+pub fn synchronized<O: SharedObject>(obj: O) -> Result<O::Synchronized, SharedError> {
+    Ok(obj.wrap(AnyLock::RLock(RLock::new()?)))
+}
+
+/// Python's `synchronized(obj, lock)`: a process-safe wrapper of `obj` (the same shared
+/// memory) using `lock` (a [`Lock`], an [`RLock`] or an [`AnyLock`], which may guard other
+/// objects too).
+///
+/// ```
+/// let lock = procvisor::Lock::new()?;
+/// let a = procvisor::synchronized_with(procvisor::RawValue::new(1u32)?, lock.clone());
+/// let b = procvisor::synchronized_with(procvisor::RawValue::new(2u32)?, lock);
+/// assert_eq!(a.get() + b.get(), 3);
+/// # Ok::<(), procvisor::Error>(())
+/// ```
+#[doc(alias = "synchronized")]
+pub fn synchronized_with<O: SharedObject>(obj: O, lock: impl Into<AnyLock>) -> O::Synchronized {
+    obj.wrap(lock.into())
 }
 
 /// Python's `copy(obj)`: a copy of `obj` in fresh shared memory.
@@ -407,7 +454,7 @@ pub fn synchronized<O: SharedObject>(obj: O, lock: Option<AnyLock>) -> Result<O:
 ///
 /// # Errors
 ///
-/// [`Error::SharedMemory`](crate::Error::SharedMemory) if the OS refuses the memory.
-pub fn copy<O: SharedObject>(obj: &O) -> Result<O> {
+/// [`SharedError::Os`] if the OS refuses the memory.
+pub fn copy<O: SharedObject>(obj: &O) -> Result<O, SharedError> {
     obj.duplicate()
 }

@@ -23,16 +23,17 @@
 //! [`CodeRef`](crate::code_ref), like a process target (see its trust model).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use procvisor_actors::shm::{SharedState, WaitOutcome, futex_wait, futex_wake};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::shared::Shared;
-use super::wait::Wait;
+use super::wait::{CancelOnDrop, SLICE, Wait};
 use crate::code_ref::CodeRef;
-use crate::error::{Error, Result};
+use crate::error::{BrokenBarrier, SharedError, SharedSetting};
 
 const COUNT_BITS: u32 = 15;
 const COUNT_MASK: u32 = (1 << COUNT_BITS) - 1;
@@ -73,13 +74,15 @@ fn next_generation(w: u32) -> u32 {
 /// A barrier shared between processes: a clone of Python's `multiprocessing.Barrier`.
 ///
 /// ```
+/// use procvisor::error::BrokenBarrier;
+///
 /// let barrier = procvisor::Barrier::new(1)?;
-/// assert_eq!(barrier.wait(None)?, 0); // one party: passes at once
+/// assert_eq!(barrier.wait()?, 0); // one party: passes at once
 /// barrier.abort();
-/// assert!(barrier.broken());
-/// assert!(matches!(barrier.wait(None), Err(procvisor::Error::BrokenBarrier)));
+/// assert!(barrier.is_broken());
+/// assert_eq!(barrier.wait(), Err(BrokenBarrier));
 /// barrier.reset();
-/// assert_eq!(barrier.wait(None)?, 0);
+/// assert_eq!(barrier.wait()?, 0);
 /// # Ok::<(), procvisor::Error>(())
 /// ```
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -94,13 +97,15 @@ impl Barrier {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] unless `1 <= parties <= MAX_PARTIES`;
-    /// [`Error::SharedMemory`] if the OS refuses the shared memory.
-    pub fn new(parties: usize) -> Result<Barrier> {
+    /// [`SharedError::OutOfRange`] unless `1 <= parties <= MAX_PARTIES`; [`SharedError::Os`]
+    /// if the OS refuses the shared memory.
+    pub fn new(parties: usize) -> Result<Barrier, SharedError> {
         if parties == 0 || parties > MAX_PARTIES {
-            return Err(Error::InvalidArgument {
-                argument: "parties",
-                reason: format!("{parties}: a barrier needs 1 to {MAX_PARTIES} parties"),
+            return Err(SharedError::OutOfRange {
+                setting: SharedSetting::BarrierParties,
+                value: parties as u64,
+                min: 1,
+                max: MAX_PARTIES as u64,
             });
         }
         let state: Shared<BarrierState> = Shared::create(std::mem::size_of::<BarrierState>())?;
@@ -119,7 +124,8 @@ impl Barrier {
         self
     }
 
-    /// The default timeout of [`wait`](Self::wait) when it is given none.
+    /// The timeout of [`wait`](Self::wait) and [`wait_async`](Self::wait_async) (Python's
+    /// `Barrier(parties, timeout=t)`): a party that waits longer breaks the barrier.
     pub fn with_timeout(mut self, timeout: Duration) -> Barrier {
         self.timeout = Some(timeout);
         self
@@ -130,8 +136,9 @@ impl Barrier {
         self.state.parties.load(Ordering::Relaxed) as usize
     }
 
-    /// Parties waiting now.
-    pub fn n_waiting(&self) -> usize {
+    /// Parties waiting now (Python's `n_waiting`).
+    #[doc(alias = "n_waiting")]
+    pub fn waiters(&self) -> usize {
         let w = self.state.word.load(Ordering::Acquire);
         if w & (BUSY | BROKEN) != 0 {
             0
@@ -140,27 +147,58 @@ impl Barrier {
         }
     }
 
-    /// Whether the barrier is broken.
-    pub fn broken(&self) -> bool {
+    /// Whether the barrier is broken (Python's `broken`).
+    #[doc(alias = "broken")]
+    pub fn is_broken(&self) -> bool {
         self.state.word.load(Ordering::Acquire) & BROKEN != 0
     }
 
     /// Waits until every party has arrived; returns this party's arrival index
-    /// (`0..parties`, the last to arrive gets `parties - 1`). `timeout` (or the barrier's
-    /// default) passing breaks the barrier.
+    /// (`0..parties`, the last to arrive gets `parties - 1`). If the barrier has a timeout
+    /// ([`with_timeout`](Self::with_timeout)) and it passes first, the barrier breaks.
     ///
     /// # Errors
     ///
-    /// [`Error::BrokenBarrier`] if the barrier is or becomes broken (aborted, a timeout, a
-    /// failed action) or is reset while waiting.
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<usize> {
-        let wait = Wait::timeout(timeout.or(self.timeout));
+    /// [`BrokenBarrier`] if the barrier is or becomes broken (aborted, a timeout, a failed
+    /// action) or is reset while waiting.
+    pub fn wait(&self) -> Result<usize, BrokenBarrier> {
+        self.wait_within(Wait::timeout(self.timeout), None)
+    }
+
+    /// [`wait`](Self::wait), giving up after `timeout` (instead of the barrier's own timeout):
+    /// a party that gives up breaks the barrier, as in Python.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procvisor::error::BrokenBarrier;
+    ///
+    /// let barrier = procvisor::Barrier::new(2)?;
+    /// assert_eq!(barrier.wait_timeout(Duration::from_millis(10)), Err(BrokenBarrier));
+    /// assert!(barrier.is_broken());
+    /// # Ok::<(), procvisor::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`BrokenBarrier`] as for [`wait`](Self::wait), and when `timeout` passes.
+    #[doc(alias = "wait")]
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, BrokenBarrier> {
+        self.wait_within(Wait::after(timeout), None)
+    }
+
+    /// Arrives and waits as `wait` says; with `cancelled`, sleeps in slices and breaks the
+    /// barrier (if it is still filling) once the flag is set.
+    fn wait_within(
+        &self,
+        wait: Wait,
+        cancelled: Option<&AtomicBool>,
+    ) -> Result<usize, BrokenBarrier> {
         let st = &self.state;
         let parties = st.parties.load(Ordering::Relaxed).max(1);
         let mut w = st.word.load(Ordering::Acquire);
         loop {
             if w & BROKEN != 0 {
-                return Err(Error::BrokenBarrier);
+                return Err(BrokenBarrier);
             }
             if w & BUSY != 0 {
                 futex_wait(&st.word, w, None);
@@ -175,21 +213,21 @@ impl Barrier {
                 .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) if last => return self.pass(new).map(|_| index as usize),
-                Ok(_) => return self.sleep(new, wait).map(|_| index as usize),
+                Ok(_) => return self.sleep(new, wait, cancelled).map(|_| index as usize),
                 Err(actual) => w = actual,
             }
         }
     }
 
     /// The last party: runs the action, records the outcome, opens the next generation.
-    fn pass(&self, busy: u32) -> Result<()> {
+    fn pass(&self, busy: u32) -> Result<(), BrokenBarrier> {
         let ok = match &self.action {
             None => true,
             Some(action) => action.run(),
         };
         if !ok {
             self.finish_broken(busy);
-            return Err(Error::BrokenBarrier);
+            return Err(BrokenBarrier);
         }
         self.record(busy, false);
         self.state
@@ -215,7 +253,14 @@ impl Barrier {
     }
 
     /// A party that arrived (the word became `arrived`) waits for its generation to end.
-    fn sleep(&self, arrived_word: u32, wait: Wait) -> Result<()> {
+    /// With `cancelled` (an async caller), it sleeps in slices and, once the flag is set,
+    /// breaks the generation as a timeout would.
+    fn sleep(
+        &self,
+        arrived_word: u32,
+        wait: Wait,
+        cancelled: Option<&AtomicBool>,
+    ) -> Result<(), BrokenBarrier> {
         let st = &self.state;
         let g = generation(arrived_word);
         loop {
@@ -224,25 +269,29 @@ impl Barrier {
                 return self.outcome(g);
             }
             if w & BROKEN != 0 {
-                return Err(Error::BrokenBarrier);
+                return Err(BrokenBarrier);
             }
-            let outcome = futex_wait(
-                &st.word,
-                w,
-                if w & BUSY != 0 { None } else { wait.deadline() },
-            );
-            if outcome == WaitOutcome::TimedOut && self.break_generation(g) {
-                return Err(Error::BrokenBarrier);
+            let deadline = match (cancelled, w & BUSY != 0) {
+                (Some(_), _) => wait.slice(SLICE).deadline(),
+                // The last party is passing or breaking the generation: it ends soon.
+                (None, true) => None,
+                (None, false) => wait.deadline(),
+            };
+            let outcome = futex_wait(&st.word, w, deadline);
+            let gave_up = cancelled.is_some_and(|c| c.load(Ordering::Relaxed))
+                || (outcome == WaitOutcome::TimedOut && w & BUSY == 0 && wait.passed());
+            if gave_up && self.break_generation(g) {
+                return Err(BrokenBarrier);
             }
         }
     }
 
-    fn outcome(&self, g: u32) -> Result<()> {
+    fn outcome(&self, g: u32) -> Result<(), BrokenBarrier> {
         let o = self.state.outcomes[g as usize % RING].load(Ordering::Acquire);
         // A tag of another generation means 64 generations passed while this party slept
         // (it cannot tell any more; it was released then, since breaking is sticky).
         if o >> 1 == g && o & 1 != 0 {
-            Err(Error::BrokenBarrier)
+            Err(BrokenBarrier)
         } else {
             Ok(())
         }
@@ -274,7 +323,7 @@ impl Barrier {
     }
 
     /// Breaks the barrier: every party waiting (and every later `wait`, until
-    /// [`reset`](Self::reset)) gets [`Error::BrokenBarrier`].
+    /// [`reset`](Self::reset)) gets [`BrokenBarrier`].
     pub fn abort(&self) {
         loop {
             let w = self.state.word.load(Ordering::Acquire);
@@ -289,7 +338,7 @@ impl Barrier {
     }
 
     /// Returns the barrier to its empty, unbroken state; parties waiting get
-    /// [`Error::BrokenBarrier`].
+    /// [`BrokenBarrier`].
     pub fn reset(&self) {
         let st = &self.state;
         loop {
@@ -314,19 +363,37 @@ impl Barrier {
         }
     }
 
-    /// [`wait`](Self::wait) for async callers (any executor, inside a tokio runtime or not).
-    /// Once arrived, a party is counted: dropping the future does not withdraw it.
+    /// [`wait`](Self::wait) for async callers, on any executor (inside a tokio runtime or
+    /// not): the party arrives and waits on procvisor's node runtime's blocking pool (the
+    /// barrier's own timeout applies). For a deadline of this call, wrap it in
+    /// `tokio::time::timeout`: giving up then breaks the barrier, as
+    /// [`wait_timeout`](Self::wait_timeout) does.
     ///
     /// # Errors
     ///
     /// As [`wait`](Self::wait).
-    pub async fn wait_async(&self, timeout: Option<Duration>) -> Result<usize> {
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: a party that has arrived counts and cannot withdraw. Dropping the
+    /// future while the barrier is still filling breaks it (every party waiting gets
+    /// [`BrokenBarrier`], as when a wait times out); dropping it before the party arrived
+    /// (the blocking pool had not run the wait yet) leaves the barrier as it was.
+    pub async fn wait_async(&self) -> Result<usize, BrokenBarrier> {
         let me = self.clone();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let flag = cancelled.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         procvisor_actors::runtime::spawn_blocking(move || {
-            let _ = tx.send(me.wait(timeout));
+            if flag.load(Ordering::Relaxed) {
+                return; // given up before arriving
+            }
+            let _ = tx.send(me.wait_within(Wait::timeout(me.timeout), Some(&flag)));
         });
-        rx.await.unwrap_or(Err(Error::BrokenBarrier))
+        let _cancel_on_drop = CancelOnDrop(cancelled);
+        // The sender is only dropped unsent if the future was dropped first (then nobody
+        // reads this) or the wait panicked.
+        rx.await.unwrap_or(Err(BrokenBarrier))
     }
 }
 

@@ -8,25 +8,27 @@
 //! * `wait`: with the lock held, take a free slot (`WAITING`, next ticket), release the lock,
 //!   sleep on the slot's own word until it is `NOTIFIED` or the deadline passes (then withdraw
 //!   with a compare-and-swap `WAITING → FREE`; losing that race means it was notified), free
-//!   the slot, take the lock back.
+//!   the slot, take the lock back. An async wait whose future is dropped withdraws the same
+//!   way, and passes on a notification it received meanwhile.
 //! * `notify(n)`: with the lock held, mark the `n` oldest `WAITING` slots `NOTIFIED` and wake
 //!   each; and ask the node's watch to watch each notified process. If it died before
 //!   consuming its notification, the watch frees its slots and passes the notification on to
 //!   the oldest waiter left, so a dead waiter never swallows a notify.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
 
 use procvisor_actors::shm::{Segment, SharedState, futex_wait, futex_wake, my_pid, watch};
 use serde::{Deserialize, Serialize};
 
-use super::guard::{Release, sealed};
+use super::acquire::{Acquire, sealed};
 use super::rlock::RLOCK_STATE;
 use super::shared::Shared;
-use super::wait::Wait;
-use super::{Acquired, Guard, Lock, RLock};
-use crate::error::{Error, Result};
+use super::wait::{SLICE, Wait};
+use super::{Acquired, Lock, RLock};
+use crate::error::{ConditionError, ConditionOp, ReleaseError, SharedError};
 
 /// Waiters one condition can have at once.
 pub const MAX_WAITERS: usize = 128;
@@ -63,12 +65,15 @@ unsafe impl SharedState for CondState {}
 
 /// A [`Lock`] or an [`RLock`]: the lock a [`Condition`] uses, or that synchronizes a shared
 /// [`Value`](crate::Value) / [`Array`](crate::Array) (Python accepts either).
+///
+/// Its methods are those of [`Acquire`] (`use procvisor::Acquire`), which it forwards to the
+/// lock it holds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum AnyLock {
     /// A non-recursive lock; "held" means held by this process.
     Lock(Lock),
-    /// A recursive lock; "held" means held by this thread. `wait` releases every level and
-    /// restores them.
+    /// A recursive lock; "held" means held by this thread. A condition's wait releases every
+    /// level and restores them.
     RLock(RLock),
 }
 
@@ -85,30 +90,8 @@ impl From<RLock> for AnyLock {
 }
 
 impl AnyLock {
-    /// As the lock's `acquire`.
-    #[inline]
-    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Option<Acquired> {
-        match self {
-            AnyLock::Lock(l) => l.acquire(block, timeout),
-            AnyLock::RLock(l) => l.acquire(block, timeout),
-        }
-    }
-
-    /// As the lock's `release`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Lock::release`] / [`RLock::release`].
-    #[inline]
-    pub fn release(&self) -> Result<()> {
-        match self {
-            AnyLock::Lock(l) => l.release(),
-            AnyLock::RLock(l) => l.release(),
-        }
-    }
-
     /// Whether the caller holds it: this process for a [`Lock`], this thread for an [`RLock`].
-    pub fn held(&self) -> bool {
+    pub fn is_mine(&self) -> bool {
         match self {
             AnyLock::Lock(l) => l.held_by_me(),
             AnyLock::RLock(l) => l.is_mine(),
@@ -116,17 +99,66 @@ impl AnyLock {
     }
 
     /// Releases completely; what to restore.
-    fn release_all(&self) -> Result<u64> {
+    fn release_all(&self) -> Result<u64, ReleaseError> {
         match self {
             AnyLock::Lock(l) => l.release().map(|_| 1),
             AnyLock::RLock(l) => l.release_all(),
         }
     }
 
+    /// Takes the lock back with `levels` levels (an RLock's), for the calling thread.
     fn restore(&self, levels: u64) -> Acquired {
         match self {
-            AnyLock::Lock(l) => l.acquire_wait(Wait::Forever).unwrap_or(Acquired::Clean),
+            AnyLock::Lock(l) => l.acquire_within(Wait::Forever).unwrap_or(Acquired::Clean),
             AnyLock::RLock(l) => l.acquire_levels(levels),
+        }
+    }
+
+    /// [`restore`](Self::restore) for an async caller: for the thread that polls the future.
+    async fn restore_async(&self, levels: u64) -> Acquired {
+        match self {
+            AnyLock::Lock(l) => l.acquire_detached().await,
+            AnyLock::RLock(l) => l.acquire_levels_async(levels).await,
+        }
+    }
+}
+
+impl sealed::Sealed for AnyLock {}
+
+impl Acquire for AnyLock {
+    #[inline]
+    fn acquire_within(&self, wait: Wait) -> Option<Acquired> {
+        match self {
+            AnyLock::Lock(l) => l.acquire_within(wait),
+            AnyLock::RLock(l) => l.acquire_within(wait),
+        }
+    }
+
+    async fn acquire_detached(&self) -> Acquired {
+        match self {
+            AnyLock::Lock(l) => l.acquire_detached().await,
+            AnyLock::RLock(l) => l.acquire_detached().await,
+        }
+    }
+
+    fn abandon(&self, acquired: Acquired) {
+        match self {
+            AnyLock::Lock(l) => l.abandon(acquired),
+            AnyLock::RLock(l) => l.abandon(acquired),
+        }
+    }
+
+    /// As the lock's own [`release`](Acquire::release).
+    ///
+    /// # Errors
+    ///
+    /// As the lock's: [`ReleaseError::Unlocked`], or [`ReleaseError::NotOwner`] for an
+    /// [`RLock`].
+    #[inline]
+    fn release(&self) -> Result<(), ReleaseError> {
+        match self {
+            AnyLock::Lock(l) => l.release(),
+            AnyLock::RLock(l) => l.release(),
         }
     }
 }
@@ -134,13 +166,23 @@ impl AnyLock {
 /// A condition variable shared between processes: a clone of Python's
 /// `multiprocessing.Condition`.
 ///
+/// Its lock is taken with the methods of [`Acquire`] (`use procvisor::Acquire`); the guard
+/// derefs to the condition, so a wait reads `guard.wait()`:
+///
 /// ```
+/// use std::time::Duration;
+/// use procvisor::Acquire;
+/// use procvisor::error::{ConditionError, ConditionOp};
+///
 /// let cond = procvisor::Condition::new()?; // with its own RLock, as in Python
 /// let guard = cond.lock();
-/// assert!(!guard.wait(Some(std::time::Duration::from_millis(10)))?); // nobody notifies
+/// assert!(!guard.wait_timeout(Duration::from_millis(10))?); // nobody notifies
 /// guard.notify_all()?; // nobody waits: fine
 /// drop(guard);
-/// assert!(cond.notify(1).is_err()); // not holding the lock
+/// assert_eq!(
+///     cond.notify_one(),
+///     Err(ConditionError::NotHeld { operation: ConditionOp::Notify })
+/// );
 /// # Ok::<(), procvisor::Error>(())
 /// ```
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -149,19 +191,15 @@ pub struct Condition {
     state: Shared<CondState>,
 }
 
-/// The guard of a [`Condition`]: holds its lock, and waits and notifies through it.
-pub type ConditionGuard<'a> = Guard<'a, Condition>;
-
 impl Condition {
     /// A condition with its own RLock (like Python's `Condition()`).
     ///
     /// # Errors
     ///
-    /// [`Error::SharedMemory`] if the OS refuses the shared memory.
-    pub fn new() -> Result<Condition> {
+    /// [`SharedError::Os`] if the OS refuses the shared memory.
+    pub fn new() -> Result<Condition, SharedError> {
         const { assert!(RLOCK_STATE <= STATE_OFFSET) };
-        let segment = Segment::create(STATE_OFFSET + std::mem::size_of::<CondState>())
-            .map_err(Error::shared_memory)?;
+        let segment = Segment::create(STATE_OFFSET + std::mem::size_of::<CondState>())?;
         let lock = AnyLock::RLock(RLock::at(segment.clone(), 0)?);
         Ok(Condition {
             lock,
@@ -173,8 +211,8 @@ impl Condition {
     ///
     /// # Errors
     ///
-    /// [`Error::SharedMemory`] if the OS refuses the shared memory.
-    pub fn with_lock(lock: impl Into<AnyLock>) -> Result<Condition> {
+    /// [`SharedError::Os`] if the OS refuses the shared memory.
+    pub fn with_lock(lock: impl Into<AnyLock>) -> Result<Condition, SharedError> {
         Ok(Condition {
             lock: lock.into(),
             state: Shared::create(std::mem::size_of::<CondState>())?,
@@ -182,75 +220,101 @@ impl Condition {
     }
 
     /// The lock this condition uses.
-    pub fn get_lock(&self) -> &AnyLock {
+    pub fn as_lock(&self) -> &AnyLock {
         &self.lock
     }
 
-    /// Acquires the condition's lock (as its `acquire`).
-    #[inline]
-    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Option<Acquired> {
-        self.lock.acquire(block, timeout)
-    }
-
-    /// Releases the condition's lock (as its `release`).
+    /// Releases the lock, sleeps until notified, and takes the lock back (all of an RLock's
+    /// levels).
     ///
     /// # Errors
     ///
-    /// As the lock's `release`.
-    #[inline]
-    pub fn release(&self) -> Result<()> {
-        self.lock.release()
+    /// [`ConditionError::NotHeld`] if the caller does not hold the lock;
+    /// [`ConditionError::TooManyWaiters`] if [`MAX_WAITERS`] threads already wait.
+    pub fn wait(&self) -> Result<(), ConditionError> {
+        self.wait_within(Wait::Forever).map(|_| ())
     }
 
-    /// Takes the lock; the guard releases it, and waits and notifies.
-    pub fn lock(&self) -> ConditionGuard<'_> {
-        let acquired = self.acquire(true, None).unwrap_or(Acquired::Clean);
-        Guard::new(self, acquired)
-    }
-
-    /// Takes the lock, waiting at most `timeout`.
-    pub fn lock_timeout(&self, timeout: Duration) -> Option<ConditionGuard<'_>> {
-        self.acquire(true, Some(timeout))
-            .map(|a| Guard::new(self, a))
-    }
-
-    /// Releases the lock, sleeps until notified or until `timeout` passes (`None`: no limit),
-    /// takes the lock back. `true` if notified, `false` on timeout.
+    /// [`wait`](Self::wait), giving up after `timeout` (Python's `wait(timeout)`): `true` if
+    /// notified, `false` if the timeout passed. The lock is held again either way.
     ///
     /// # Errors
     ///
-    /// [`Error::NotHeld`] if the caller does not hold the lock; [`Error::TooManyWaiters`] if
-    /// [`MAX_WAITERS`] threads already wait.
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
-        let (slot, levels) = self.start_waiting()?;
-        let notified = self.sleep(slot, Wait::timeout(timeout));
+    /// As [`wait`](Self::wait).
+    #[doc(alias = "wait")]
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, ConditionError> {
+        self.wait_within(Wait::after(timeout))
+    }
+
+    fn wait_within(&self, wait: Wait) -> Result<bool, ConditionError> {
+        let (index, levels) = self.start_waiting()?;
+        let notified = self.sleep(&self.state.slots[index], wait, None);
         self.lock.restore(levels);
         Ok(notified)
     }
 
-    /// Takes a free slot as the newest waiter (the lock is held: no notify runs meanwhile).
-    /// The first steps of a wait: check that the caller holds the lock, take a waiter slot,
-    /// then release the lock entirely (all of an RLock's levels, returned for the restore).
-    fn start_waiting(&self) -> Result<(&Slot, u64)> {
-        if !self.lock.held() {
-            return Err(Error::NotHeld {
-                operation: "wait on",
-            });
+    /// Waits until `predicate()` is true (Python's `wait_for(predicate)`): checks it, and
+    /// waits for a notification each time it is false. The lock is held whenever `predicate`
+    /// runs.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
+    pub fn wait_for(&self, mut predicate: impl FnMut() -> bool) -> Result<(), ConditionError> {
+        while !predicate() {
+            self.wait()?;
         }
-        let slot = self.enqueue()?;
+        Ok(())
+    }
+
+    /// [`wait_for`](Self::wait_for), giving up once `timeout` has passed in all (Python's
+    /// `wait_for(predicate, timeout)`); returns the predicate's last value.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
+    #[doc(alias = "wait_for")]
+    pub fn wait_for_timeout(
+        &self,
+        mut predicate: impl FnMut() -> bool,
+        timeout: Duration,
+    ) -> Result<bool, ConditionError> {
+        let wait = Wait::after(timeout);
+        loop {
+            if predicate() {
+                return Ok(true);
+            }
+            if wait.passed() {
+                return Ok(false);
+            }
+            self.wait_within(wait)?;
+        }
+    }
+
+    /// The first steps of a wait: check that the caller holds the lock, take a waiter slot
+    /// as the newest waiter (the lock is held: no notify runs meanwhile), then release the
+    /// lock entirely (all of an RLock's levels, returned for the restore).
+    fn start_waiting(&self) -> Result<(usize, u64), ConditionError> {
+        const NOT_HELD: ConditionError = ConditionError::NotHeld {
+            operation: ConditionOp::Wait,
+        };
+        if !self.lock.is_mine() {
+            return Err(NOT_HELD);
+        }
+        let index = self.enqueue()?;
         match self.lock.release_all() {
-            Ok(levels) => Ok((slot, levels)),
-            Err(e) => {
-                slot.word.store(FREE, Ordering::Release);
-                Err(e)
+            Ok(levels) => Ok((index, levels)),
+            Err(_) => {
+                self.state.slots[index].word.store(FREE, Ordering::Release);
+                Err(NOT_HELD)
             }
         }
     }
 
-    fn enqueue(&self) -> Result<&Slot> {
+    fn enqueue(&self) -> Result<usize, ConditionError> {
         let me = (my_pid() as u32) << 2;
         let st = &self.state;
-        for slot in &st.slots {
+        for (index, slot) in st.slots.iter().enumerate() {
             if slot
                 .word
                 .compare_exchange(FREE, me | WAITING, Ordering::AcqRel, Ordering::Relaxed)
@@ -258,14 +322,18 @@ impl Condition {
             {
                 let ticket = st.next_ticket.fetch_add(1, Ordering::Relaxed);
                 slot.ticket.store(ticket, Ordering::Release);
-                return Ok(slot);
+                return Ok(index);
             }
         }
-        Err(Error::TooManyWaiters { max: MAX_WAITERS })
+        Err(ConditionError::TooManyWaiters { max: MAX_WAITERS })
     }
 
     /// Sleeps on `slot` until notified (`true`) or the wait is over (`false`); frees the slot.
-    fn sleep(&self, slot: &Slot, wait: Wait) -> bool {
+    ///
+    /// With `cancelled` (an async wait, on a thread of the blocking pool), it sleeps in
+    /// slices; once the flag is set it withdraws, and a notification it received meanwhile
+    /// goes to the oldest waiter left (nobody will act on it here).
+    fn sleep(&self, slot: &Slot, wait: Wait, cancelled: Option<&AtomicBool>) -> bool {
         let waiting = ((my_pid() as u32) << 2) | WAITING;
         for _ in 0..SPINS {
             if slot.word.load(Ordering::Acquire) != waiting {
@@ -274,17 +342,18 @@ impl Condition {
             std::hint::spin_loop();
         }
         loop {
-            let w = slot.word.load(Ordering::Acquire);
-            if w != waiting {
+            if slot.word.load(Ordering::Acquire) != waiting {
                 // NOTIFIED (only a notifier or the watch changes a waiting slot).
                 slot.word.store(FREE, Ordering::Release);
                 return true;
             }
-            let deadline = wait.deadline();
-            let timed_out = futex_wait(&slot.word, waiting, deadline)
-                == procvisor_actors::shm::WaitOutcome::TimedOut
-                || deadline.is_some_and(|d| Instant::now() >= d);
-            if timed_out {
+            let deadline = match cancelled {
+                Some(_) => wait.slice(SLICE).deadline(),
+                None => wait.deadline(),
+            };
+            futex_wait(&slot.word, waiting, deadline);
+            let cancel = cancelled.is_some_and(|c| c.load(Ordering::Relaxed));
+            if cancel || wait.passed() {
                 return match slot.word.compare_exchange(
                     waiting,
                     FREE,
@@ -294,6 +363,9 @@ impl Condition {
                     Ok(_) => false,
                     Err(_) => {
                         slot.word.store(FREE, Ordering::Release);
+                        if cancel {
+                            self.notify_oldest();
+                        }
                         true
                     }
                 };
@@ -301,39 +373,15 @@ impl Condition {
         }
     }
 
-    /// Python's `wait_for(predicate, timeout)`: waits until `predicate()` is true or `timeout`
-    /// has passed in all; returns the predicate's last value.
+    /// Wakes up to `n` waiters, the longest-waiting first.
     ///
     /// # Errors
     ///
-    /// As [`wait`](Self::wait).
-    pub fn wait_for(
-        &self,
-        mut predicate: impl FnMut() -> bool,
-        timeout: Option<Duration>,
-    ) -> Result<bool> {
-        let wait = Wait::timeout(timeout);
-        loop {
-            if predicate() {
-                return Ok(true);
-            }
-            let left = wait.remaining();
-            if left.is_some_and(|l| l.is_zero()) {
-                return Ok(false);
-            }
-            self.wait(left)?;
-        }
-    }
-
-    /// Wakes up to `n` waiters (the longest-waiting first).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotHeld`] if the caller does not hold the lock.
-    pub fn notify(&self, n: usize) -> Result<()> {
-        if !self.lock.held() {
-            return Err(Error::NotHeld {
-                operation: "notify",
+    /// [`ConditionError::NotHeld`] if the caller does not hold the lock.
+    pub fn notify(&self, n: usize) -> Result<(), ConditionError> {
+        if !self.lock.is_mine() {
+            return Err(ConditionError::NotHeld {
+                operation: ConditionOp::Notify,
             });
         }
         for _ in 0..n {
@@ -344,12 +392,22 @@ impl Condition {
         Ok(())
     }
 
+    /// Wakes the longest-waiting waiter, if any (Python's `notify()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`notify`](Self::notify).
+    #[doc(alias = "notify")]
+    pub fn notify_one(&self) -> Result<(), ConditionError> {
+        self.notify(1)
+    }
+
     /// Wakes every waiter.
     ///
     /// # Errors
     ///
-    /// [`Error::NotHeld`] if the caller does not hold the lock.
-    pub fn notify_all(&self) -> Result<()> {
+    /// As [`notify`](Self::notify).
+    pub fn notify_all(&self) -> Result<(), ConditionError> {
         self.notify(usize::MAX)
     }
 
@@ -414,7 +472,8 @@ impl Condition {
     }
 
     /// Processes (or threads) waiting now.
-    pub fn n_waiting(&self) -> usize {
+    #[doc(alias = "n_waiting")]
+    pub fn waiters(&self) -> usize {
         self.state
             .slots
             .iter()
@@ -422,97 +481,109 @@ impl Condition {
             .count()
     }
 
-    /// [`wait`](Self::wait) for async callers (any executor, inside a tokio runtime or not):
-    /// the lock is released at once, the sleep happens on the node runtime's blocking pool, and
-    /// the future resolves once the lock is held again — by the thread that polls it (an
-    /// RLock's recursion levels are restored there).
+    /// [`wait`](Self::wait) for async callers, on any executor (inside a tokio runtime or
+    /// not): the lock is released at once, the sleep happens on procvisor's node runtime's
+    /// blocking pool, and the future resolves once the lock is held again — by the thread
+    /// that polls it (an RLock's recursion levels are restored there). For a deadline, wrap
+    /// it in `tokio::time::timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procvisor::Acquire;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cond = procvisor::Condition::new()?;
+    /// let guard = cond.lock();
+    /// let notified = tokio::time::timeout(Duration::from_millis(10), guard.wait_async()).await;
+    /// assert!(notified.is_err()); // nobody notified in time…
+    /// assert!(cond.as_lock().is_mine()); // …and the lock is held again
+    /// # drop(guard);
+    /// # Ok::<(), procvisor::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
     /// As [`wait`](Self::wait).
-    pub async fn wait_async(&self, timeout: Option<Duration>) -> Result<bool> {
-        let (slot, levels) = self.start_waiting()?;
-        let index = self
-            .state
-            .slots
-            .iter()
-            .position(|s| std::ptr::eq(s, slot))
-            .unwrap_or(0);
-        let me = self.clone();
-        let wait = Wait::timeout(timeout);
-        let handle = procvisor_actors::runtime::spawn_blocking(move || me.sleep_as(index, wait));
-        let notified = handle.await.unwrap_or(false);
-        let lock = self.lock.clone();
-        // Take the lock back for the polling thread (an RLock's owner is a thread).
-        let _ = match &lock {
-            AnyLock::Lock(l) => l.acquire_async(None).await,
-            AnyLock::RLock(l) => {
-                let a = l.acquire_async(None).await;
-                if let Some(extra) = levels.checked_sub(1) {
-                    for _ in 0..extra {
-                        let _ = l.acquire(false, None);
-                    }
-                }
-                a
-            }
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future (a `tokio::time::timeout` that passes) leaves the
+    /// caller as a wait that timed out does — holding the lock, with every level of an RLock.
+    /// The drop withdraws from the wait (a notification that reached it meanwhile goes to the
+    /// next waiter) and takes the lock back before it returns, on the dropping thread: it
+    /// blocks while another holds the lock.
+    pub async fn wait_async(&self) -> Result<(), ConditionError> {
+        let (index, levels) = self.start_waiting()?;
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let mut pending = PendingWait {
+            condition: self,
+            levels,
+            sleeping: Some((index, cancelled.clone())),
+            done: false,
         };
-        Ok(notified)
-    }
-
-    /// [`sleep`](Self::sleep) on the slot at `index` from a thread that did not enqueue it:
-    /// the slot word holds this process's pid, so it is the same word.
-    fn sleep_as(&self, index: usize, wait: Wait) -> bool {
-        self.sleep(&self.state.slots[index], wait)
+        let me = self.clone();
+        let sleeper = procvisor_actors::runtime::spawn_blocking(move || {
+            me.sleep(&me.state.slots[index], Wait::Forever, Some(&cancelled))
+        });
+        // A sleeper that panicked has left its slot; the wait is over either way.
+        let _notified = sleeper.await;
+        pending.sleeping = None;
+        self.lock.restore_async(levels).await;
+        pending.done = true;
+        Ok(())
     }
 }
 
-impl<'a> Guard<'a, Condition> {
-    /// As [`Condition::wait`] (the guard's lock is released while waiting and held again
-    /// after).
-    ///
-    /// # Errors
-    ///
-    /// As [`Condition::wait`].
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
-        self.primitive.wait(timeout)
-    }
+/// An async wait in progress: if its future is dropped, stops the sleeper (which withdraws
+/// its slot) and takes the lock back for the dropping thread.
+struct PendingWait<'a> {
+    condition: &'a Condition,
+    levels: u64,
+    /// The slot and the sleeper's cancel flag, while it sleeps.
+    sleeping: Option<(usize, Arc<AtomicBool>)>,
+    done: bool,
+}
 
-    /// As [`Condition::wait_for`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Condition::wait`].
-    pub fn wait_for(
-        &self,
-        predicate: impl FnMut() -> bool,
-        timeout: Option<Duration>,
-    ) -> Result<bool> {
-        self.primitive.wait_for(predicate, timeout)
-    }
-
-    /// As [`Condition::notify`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Condition::notify`].
-    pub fn notify(&self, n: usize) -> Result<()> {
-        self.primitive.notify(n)
-    }
-
-    /// As [`Condition::notify_all`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Condition::notify_all`].
-    pub fn notify_all(&self) -> Result<()> {
-        self.primitive.notify_all()
+impl Drop for PendingWait<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Some((index, cancelled)) = self.sleeping.take() {
+            cancelled.store(true, Ordering::Relaxed);
+            // Hurry the sleeper (a spurious wake is harmless to whoever has the slot now).
+            futex_wake(&self.condition.state.slots[index].word, u32::MAX);
+        }
+        // The lock re-acquisition in progress (if any) gives back what it takes from now on.
+        self.condition.lock.restore(self.levels);
     }
 }
 
 impl sealed::Sealed for Condition {}
 
-impl Release for Condition {
-    fn release_unit(&self) {
-        let _ = self.release();
+/// The condition's lock: [`lock`](Acquire::lock) and the rest act on it.
+impl Acquire for Condition {
+    #[inline]
+    fn acquire_within(&self, wait: Wait) -> Option<Acquired> {
+        self.lock.acquire_within(wait)
+    }
+
+    fn acquire_detached(&self) -> impl Future<Output = Acquired> + Send {
+        self.lock.acquire_detached()
+    }
+
+    fn abandon(&self, acquired: Acquired) {
+        self.lock.abandon(acquired);
+    }
+
+    /// Releases the condition's lock (as its own [`release`](Acquire::release)).
+    ///
+    /// # Errors
+    ///
+    /// As the lock's.
+    #[inline]
+    fn release(&self) -> Result<(), ReleaseError> {
+        self.lock.release()
     }
 }

@@ -13,8 +13,8 @@ use procvisor_actors::shm::{SharedState, WaitOutcome, futex_wait, futex_wake};
 use serde::{Deserialize, Serialize};
 
 use super::shared::Shared;
-use super::wait::{Wait, off_thread};
-use crate::error::Result;
+use super::wait::{Wait, off_thread_forever};
+use crate::error::SharedError;
 
 const FLAG: u32 = 1;
 
@@ -33,9 +33,10 @@ unsafe impl SharedState for EventState {}
 /// ```
 /// use std::time::Duration;
 /// let event = procvisor::Event::new()?;
-/// assert!(!event.wait(Some(Duration::from_millis(10)))); // not set: times out
+/// assert!(!event.wait_timeout(Duration::from_millis(10))); // not set: times out
 /// event.set();
-/// assert!(event.is_set() && event.wait(None));
+/// event.wait(); // set: returns at once
+/// assert!(event.is_set());
 /// event.clear();
 /// assert!(!event.is_set());
 /// # Ok::<(), procvisor::Error>(())
@@ -50,8 +51,8 @@ impl Event {
     ///
     /// # Errors
     ///
-    /// [`Error::SharedMemory`](crate::Error::SharedMemory) if the OS refuses the shared memory.
-    pub fn new() -> Result<Event> {
+    /// [`SharedError::Os`] if the OS refuses the shared memory.
+    pub fn new() -> Result<Event, SharedError> {
         Ok(Event {
             state: Shared::create(std::mem::size_of::<EventState>())?,
         })
@@ -90,15 +91,26 @@ impl Event {
         self.state.word.fetch_and(!FLAG, Ordering::SeqCst);
     }
 
-    /// Waits until the flag is set, or until `timeout` passes (`None`: no limit). `true` if the
-    /// flag was set (possibly cleared again since), `false` on timeout.
-    pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        self.wait_until(Wait::timeout(timeout))
+    /// Waits until the flag is set (at once if it is).
+    pub fn wait(&self) {
+        self.wait_until(Wait::Forever);
+    }
+
+    /// Waits until the flag is set, or until `timeout` passes: `true` if the flag was set
+    /// (possibly cleared again since), `false` on timeout (Python's `wait(timeout)`).
+    #[doc(alias = "wait")]
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_until(Wait::after(timeout))
     }
 
     fn wait_until(&self, wait: Wait) -> bool {
+        self.wait_from(self.state.word.load(Ordering::Acquire), wait)
+    }
+
+    /// Waits until the word differs from `start` (a `set` happened since `start` was read)
+    /// or the wait is over; `true` if the flag was set.
+    fn wait_from(&self, start: u32, wait: Wait) -> bool {
         let st = &self.state;
-        let start = st.word.load(Ordering::Acquire);
         if start & FLAG != 0 {
             return true;
         }
@@ -118,26 +130,42 @@ impl Event {
         }
     }
 
-    /// [`wait`](Self::wait) for async callers (any executor, inside a tokio runtime or not).
-    /// Dropping the future stops the wait.
-    pub async fn wait_async(&self, timeout: Option<Duration>) -> bool {
+    /// [`wait`](Self::wait) for async callers, on any executor (inside a tokio runtime or
+    /// not): the sleep happens on procvisor's node runtime's blocking pool. For a deadline,
+    /// wrap it in `tokio::time::timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let event = procvisor::Event::new()?;
+    /// let early = tokio::time::timeout(Duration::from_millis(10), event.wait_async()).await;
+    /// assert!(early.is_err()); // not set in time
+    /// event.set();
+    /// event.wait_async().await;
+    /// # Ok::<(), procvisor::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: waiting changes nothing, and dropping the future stops the wait.
+    pub async fn wait_async(&self) {
         if self.is_set() {
-            return true;
+            return;
         }
         let me = self.clone();
         let start = self.state.word.load(Ordering::Acquire);
-        off_thread(
-            Wait::timeout(timeout),
+        off_thread_forever(
             move |wait| {
                 let now = me.state.word.load(Ordering::Acquire);
                 if now & FLAG != 0 || now >> 1 != start >> 1 {
                     return Some(());
                 }
-                (wait != Wait::No && me.wait_until(wait)).then_some(())
+                (wait != Wait::No && me.wait_from(start, wait)).then_some(())
             },
             |_| {},
         )
         .await
-        .is_some()
     }
 }

@@ -1,22 +1,31 @@
 //! [`Lock`]: a non-recursive lock shared between processes (Python's `multiprocessing.Lock`).
 //!
 //! The state is one [`RobustMutex`] (8 bytes: holder pid | contended bit, and the last dead
-//! holder's pid) in a shared segment. Taking a free lock is one compare-and-swap, giving it back
-//! another; a contended acquirer sleeps on a futex after asking its node's watch to watch the
-//! holder, which gives the lock back if the holder dies.
+//! holder's pid) in a shared segment, and a notice word. Taking a free lock is one
+//! compare-and-swap, giving it back another; a contended acquirer sleeps on a futex after
+//! asking its node's watch to watch the holder, which gives the lock back if the holder dies.
+//! A `try_lock` that finds the lock held asks the same (and tries once more), so a dead
+//! holder's lock also comes back to callers that never block.
+//!
+//! The notice word keeps an owner-died notice that an abandoned async acquire (its future was
+//! dropped after the blocking pool took the lock) received, for the next acquirer.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use procvisor_actors::shm::RobustMutex;
+use procvisor_actors::shm::{RobustMutex, SharedState};
 use serde::{Deserialize, Serialize};
 
-use super::guard::{Release, sealed};
+use super::Acquired;
+use super::acquire::{Acquire, sealed};
 use super::shared::Shared;
-use super::wait::{Wait, off_thread};
-use super::{Acquired, Guard};
-use crate::error::{Error, Result};
+use super::wait::Wait;
+use crate::error::{ReleaseError, SharedError};
 
 /// A non-recursive lock shared between processes: a clone of Python's `multiprocessing.Lock`.
+///
+/// Its methods are those of [`Acquire`] (`use procvisor::Acquire`): [`lock`](Acquire::lock),
+/// [`try_lock`](Acquire::try_lock), [`lock_timeout`](Acquire::lock_timeout),
+/// [`lock_async`](Acquire::lock_async) and [`release`](Acquire::release).
 ///
 /// Any thread of any process may release it (as in Python). If the process holding it dies,
 /// the next acquirer gets it with [`Acquired::OwnerDied`] instead of waiting for ever.
@@ -25,117 +34,99 @@ use crate::error::{Error, Result};
 /// every copy is the same lock.
 ///
 /// ```
-/// let lock = procvisor::Lock::new()?;
+/// use procvisor::{Acquire, Lock};
+///
+/// let lock = Lock::new()?;
 /// {
 ///     let guard = lock.lock();
 ///     assert_eq!(guard.previous_owner_died(), None);
-///     assert!(lock.acquire(false, None).is_none()); // held: not recursive
+///     assert!(lock.try_lock().is_none()); // held: not recursive
 /// }
-/// assert!(lock.acquire(false, None).is_some());
-/// lock.release()?;
-/// assert!(lock.release().is_err()); // unlocked
+/// assert!(lock.try_lock().is_some());
 /// # Ok::<(), procvisor::Error>(())
 /// ```
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Lock {
-    state: Shared<RobustMutex>,
+    state: Shared<LockState>,
 }
 
-/// The guard of a [`Lock`].
-pub type LockGuard<'a> = Guard<'a, Lock>;
+/// A lock's shared state. The mutex comes first: the watch recovers it at the state's offset.
+#[repr(C)]
+#[derive(Debug)]
+struct LockState {
+    mutex: RobustMutex,
+    /// The pid of a dead holder whose notice an abandoned acquire gave back (0: none).
+    notice: AtomicU32,
+}
+
+// SAFETY: a RobustMutex and an atomic: any bit pattern is a state (zeroes: free, no notice).
+unsafe impl SharedState for LockState {}
+
+/// Takes the owner-died notice left in `notice` by an abandoned acquire, if there is one.
+#[inline]
+pub(crate) fn with_notice(acquired: Acquired, notice: &AtomicU32) -> Acquired {
+    if acquired != Acquired::Clean || notice.load(Ordering::Relaxed) == 0 {
+        return acquired;
+    }
+    take_notice(notice)
+}
+
+#[cold]
+fn take_notice(notice: &AtomicU32) -> Acquired {
+    match notice.swap(0, Ordering::Acquire) {
+        0 => Acquired::Clean,
+        pid => Acquired::OwnerDied { pid: pid as i32 },
+    }
+}
+
+/// Keeps the notice of an abandoned acquire for the next acquirer (before the unlock).
+pub(crate) fn keep_notice(acquired: Acquired, notice: &AtomicU32) {
+    if let Acquired::OwnerDied { pid } = acquired {
+        notice.store(pid as u32, Ordering::Release);
+    }
+}
 
 impl Lock {
     /// A new, unlocked lock in a fresh shared segment.
     ///
     /// # Errors
     ///
-    /// [`Error::SharedMemory`] if the OS refuses the shared memory.
-    pub fn new() -> Result<Lock> {
+    /// [`SharedError::Os`] if the OS refuses the shared memory.
+    pub fn new() -> Result<Lock, SharedError> {
         Ok(Lock {
-            state: Shared::create(std::mem::size_of::<RobustMutex>())?,
+            state: Shared::create(std::mem::size_of::<LockState>())?,
         })
     }
 
-    /// Python's `acquire(block, timeout)`: `None` if the lock could not be taken without
-    /// waiting (`block = false`) or within `timeout`; otherwise how it was acquired.
-    #[inline]
-    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Option<Acquired> {
-        if let Some(a) = self.state.try_lock() {
-            return Some(a.into());
-        }
-        if !block {
-            return None;
-        }
-        self.acquire_wait(Wait::new(block, timeout))
+    /// A non-blocking attempt that found the lock held: has the holder watched (recovered at
+    /// once if it is dead) and tries again.
+    #[cold]
+    fn try_recovering(&self) -> Option<Acquired> {
+        let state = &self.state;
+        state
+            .mutex
+            .try_lock_recovering(state.segment(), state.offset())
+            .map(Acquired::from)
     }
 
     #[cold]
-    pub(crate) fn acquire_wait(&self, wait: Wait) -> Option<Acquired> {
+    fn acquire_wait(&self, wait: Wait) -> Option<Acquired> {
         let state = &self.state;
         state
+            .mutex
             .lock(state.segment(), state.offset(), wait.deadline())
             .map(Acquired::from)
     }
 
-    /// Gives the lock back (any thread of any process may).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::ReleaseUnlocked`] if it was not locked.
-    #[inline]
-    pub fn release(&self) -> Result<()> {
-        self.state
-            .unlock()
-            .map_err(|_| Error::ReleaseUnlocked { what: "Lock" })
-    }
-
-    /// Takes the lock, waiting as long as it takes; the guard releases it.
-    pub fn lock(&self) -> LockGuard<'_> {
-        let acquired = self.acquire_wait(Wait::Forever).unwrap_or(Acquired::Clean);
-        Guard::new(self, acquired)
-    }
-
-    /// Takes the lock if it is free.
-    pub fn try_lock(&self) -> Option<LockGuard<'_>> {
-        self.acquire(false, None).map(|a| Guard::new(self, a))
-    }
-
-    /// Takes the lock, waiting at most `timeout`.
-    pub fn lock_timeout(&self, timeout: Duration) -> Option<LockGuard<'_>> {
-        self.acquire(true, Some(timeout))
-            .map(|a| Guard::new(self, a))
-    }
-
-    /// [`acquire`](Self::acquire) for async callers (any executor, inside a tokio runtime or
-    /// not): the wait runs on procvisor's node runtime's blocking pool. Dropping the future
-    /// gives up; a lock taken after that is released again.
-    pub async fn acquire_async(&self, timeout: Option<Duration>) -> Option<Acquired> {
-        let me = self.clone();
-        let again = self.clone();
-        off_thread(
-            Wait::timeout(timeout),
-            move |wait| me.acquire(wait != Wait::No, wait.remaining()),
-            move |_| {
-                let _ = again.release();
-            },
-        )
-        .await
-    }
-
-    /// [`lock`](Self::lock) for async callers.
-    pub async fn lock_async(&self) -> LockGuard<'_> {
-        let acquired = self.acquire_async(None).await.unwrap_or(Acquired::Clean);
-        Guard::new(self, acquired)
-    }
-
     /// The pid of the process holding the lock, if it is held.
     pub fn holder(&self) -> Option<i32> {
-        self.state.holder()
+        self.state.mutex.holder()
     }
 
-    /// Whether the lock is held by anyone.
+    /// Whether the lock is held by anyone (Python's `locked()`).
+    #[doc(alias = "locked")]
     pub fn is_locked(&self) -> bool {
-        self.state.is_locked()
+        self.state.mutex.is_locked()
     }
 
     /// Whether this process holds the lock (a lock has no thread owner).
@@ -146,8 +137,32 @@ impl Lock {
 
 impl sealed::Sealed for Lock {}
 
-impl Release for Lock {
-    fn release_unit(&self) {
+impl Acquire for Lock {
+    #[inline]
+    fn acquire_within(&self, wait: Wait) -> Option<Acquired> {
+        let acquired = match self.state.mutex.try_lock() {
+            Some(a) => a.into(),
+            None if wait == Wait::No => self.try_recovering()?,
+            None => self.acquire_wait(wait)?,
+        };
+        Some(with_notice(acquired, &self.state.notice))
+    }
+
+    fn abandon(&self, acquired: Acquired) {
+        keep_notice(acquired, &self.state.notice);
         let _ = self.release();
+    }
+
+    /// Gives the lock back (any thread of any process may).
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::Unlocked`] if it was not locked.
+    #[inline]
+    fn release(&self) -> Result<(), ReleaseError> {
+        self.state
+            .mutex
+            .unlock()
+            .map_err(|_| ReleaseError::Unlocked)
     }
 }

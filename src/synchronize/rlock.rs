@@ -1,22 +1,23 @@
 //! [`RLock`]: a recursive lock shared between processes (Python's `multiprocessing.RLock`).
 //!
-//! State (24 bytes): a [`RobustMutex`] (the process that holds it, and the owner-died notice),
-//! the owning thread's token and the recursion count. The owner is a process *and* a thread:
+//! State (32 bytes): a [`RobustMutex`] (the process that holds it, and the owner-died notice),
+//! the owning thread's token, the recursion count, and the notice an abandoned async acquire
+//! kept for the next acquirer (as a [`Lock`](super::Lock)'s). The owner is a process *and* a thread:
 //! the pid is in the mutex word, the thread is a per-thread token from a counter (a
 //! thread-local read, no system call). Only the owner reads or writes the count.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use procvisor_actors::shm::{RobustMutex, Segment, SharedState, my_pid};
 use serde::{Deserialize, Serialize};
 
-use super::guard::{Release, sealed};
+use super::Acquired;
+use super::acquire::{Acquire, sealed};
+use super::lock::{keep_notice, with_notice};
 use super::shared::Shared;
-use super::wait::{Wait, off_thread};
-use super::{Acquired, Guard};
-use crate::error::{Error, Result};
+use super::wait::{Wait, off_thread_forever};
+use crate::error::{Holder, ReleaseError, SharedError};
 
 /// The RLock's shared state.
 #[repr(C)]
@@ -27,6 +28,8 @@ pub(crate) struct RLockState {
     owner: AtomicU64,
     /// Recursion depth; only the owner touches it.
     count: AtomicU64,
+    /// The pid of a dead holder whose notice an abandoned acquire gave back (0: none).
+    notice: AtomicU32,
 }
 
 // SAFETY: a RobustMutex and two atomics: any bit pattern is a state (zeroes: free).
@@ -56,12 +59,18 @@ pub(crate) fn thread_token() -> u64 {
 
 /// A recursive lock shared between processes: a clone of Python's `multiprocessing.RLock`.
 ///
+/// Its methods are those of [`Acquire`] (`use procvisor::Acquire`): [`lock`](Acquire::lock),
+/// [`try_lock`](Acquire::try_lock), [`lock_timeout`](Acquire::lock_timeout),
+/// [`lock_async`](Acquire::lock_async) and [`release`](Acquire::release).
+///
 /// The thread that acquired it may acquire it again; it is free once released as many times.
-/// Only that thread may release it ([`Error::NotOwner`] otherwise). If the owning process
-/// dies, the next acquirer gets it with [`Acquired::OwnerDied`].
+/// Only that thread may release it ([`ReleaseError::NotOwner`] otherwise). If the owning
+/// process dies, the next acquirer gets it with [`Acquired::OwnerDied`].
 ///
 /// ```
-/// let rlock = procvisor::RLock::new()?;
+/// use procvisor::{Acquire, RLock};
+///
+/// let rlock = RLock::new()?;
 /// let outer = rlock.lock();
 /// let inner = rlock.lock(); // the same thread: recursion
 /// assert_eq!(rlock.count(), 2);
@@ -75,23 +84,20 @@ pub struct RLock {
     state: Shared<RLockState>,
 }
 
-/// The guard of an [`RLock`].
-pub type RLockGuard<'a> = Guard<'a, RLock>;
-
 impl RLock {
     /// A new, free RLock in a fresh shared segment.
     ///
     /// # Errors
     ///
-    /// [`Error::SharedMemory`] if the OS refuses the shared memory.
-    pub fn new() -> Result<RLock> {
+    /// [`SharedError::Os`] if the OS refuses the shared memory.
+    pub fn new() -> Result<RLock, SharedError> {
         Ok(RLock {
             state: Shared::create(RLOCK_STATE)?,
         })
     }
 
     /// The RLock whose state is at `offset` of `segment`.
-    pub(crate) fn at(segment: Segment, offset: usize) -> Result<RLock> {
+    pub(crate) fn at(segment: Segment, offset: usize) -> Result<RLock, SharedError> {
         Ok(RLock {
             state: Shared::at(segment, offset)?,
         })
@@ -103,29 +109,32 @@ impl RLock {
             && self.state.owner.load(Ordering::Relaxed) == token
     }
 
-    /// Python's `acquire(block, timeout)`: `None` if not acquired without waiting
-    /// (`block = false`) or within `timeout`. A thread that owns it acquires it again at once.
-    #[inline]
-    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Option<Acquired> {
-        let token = thread_token();
-        if self.mine(token) {
-            let count = &self.state.count;
-            count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-            return Some(Acquired::Clean);
-        }
-        let acquired = match self.state.mutex.try_lock() {
-            Some(a) => Acquired::from(a),
-            None if !block => return None,
-            None => self.acquire_wait(Wait::new(block, timeout))?,
-        };
-        self.take_ownership(token, 1);
-        Some(acquired)
-    }
-
     #[inline]
     fn take_ownership(&self, token: u64, count: u64) {
         self.state.owner.store(token, Ordering::Relaxed);
         self.state.count.store(count, Ordering::Relaxed);
+    }
+
+    /// Takes the mutex (not the thread ownership), waiting as `wait` says.
+    #[inline]
+    fn mutex_within(&self, wait: Wait) -> Option<Acquired> {
+        let acquired = match self.state.mutex.try_lock() {
+            Some(a) => a.into(),
+            None if wait == Wait::No => self.try_recovering()?,
+            None => self.acquire_wait(wait)?,
+        };
+        Some(with_notice(acquired, &self.state.notice))
+    }
+
+    /// A non-blocking attempt that found the mutex held: has the holder watched (recovered
+    /// at once if it is dead) and tries again.
+    #[cold]
+    fn try_recovering(&self) -> Option<Acquired> {
+        let state = &self.state;
+        state
+            .mutex
+            .try_lock_recovering(state.segment(), state.offset())
+            .map(Acquired::from)
     }
 
     #[cold]
@@ -137,28 +146,6 @@ impl RLock {
             .map(Acquired::from)
     }
 
-    /// Releases one level; the lock is free when every level is released.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::ReleaseUnlocked`] if nobody holds it; [`Error::NotOwner`] if another thread
-    /// (of this or another process) does.
-    #[inline]
-    pub fn release(&self) -> Result<()> {
-        let token = thread_token();
-        if !self.mine(token) {
-            return Err(self.not_mine());
-        }
-        let count = &self.state.count;
-        let c = count.load(Ordering::Relaxed);
-        if c > 1 {
-            count.store(c - 1, Ordering::Relaxed);
-            return Ok(());
-        }
-        self.give_up();
-        Ok(())
-    }
-
     #[inline]
     fn give_up(&self) {
         self.state.count.store(0, Ordering::Relaxed);
@@ -168,15 +155,15 @@ impl RLock {
     }
 
     #[cold]
-    fn not_mine(&self) -> Error {
+    fn not_mine(&self) -> ReleaseError {
         match self.state.mutex.holder() {
-            None => Error::ReleaseUnlocked { what: "RLock" },
-            Some(pid) if pid == my_pid() => Error::NotOwner {
-                holder_kind: "thread",
+            None => ReleaseError::Unlocked,
+            Some(pid) if pid == my_pid() => ReleaseError::NotOwner {
+                holder: Holder::Thread,
                 holder_pid: pid,
             },
-            Some(pid) => Error::NotOwner {
-                holder_kind: "process",
+            Some(pid) => ReleaseError::NotOwner {
+                holder: Holder::Process,
                 holder_pid: pid,
             },
         }
@@ -203,7 +190,7 @@ impl RLock {
 
     /// Releases every level held by the calling thread and returns how many (a condition's
     /// wait); `Err` if it does not own the lock.
-    pub(crate) fn release_all(&self) -> Result<u64> {
+    pub(crate) fn release_all(&self) -> Result<u64, ReleaseError> {
         let token = thread_token();
         if !self.mine(token) {
             return Err(self.not_mine());
@@ -213,69 +200,94 @@ impl RLock {
         Ok(levels)
     }
 
-    /// Takes the lock back with `levels` levels (a condition's wait, after waking).
+    /// Takes the lock back with `levels` levels for the calling thread (a condition's wait,
+    /// after waking).
     pub(crate) fn acquire_levels(&self, levels: u64) -> Acquired {
-        let acquired = match self.state.mutex.try_lock() {
-            Some(a) => Acquired::from(a),
-            None => self.acquire_wait(Wait::Forever).unwrap_or(Acquired::Clean),
-        };
+        let acquired = self.mutex_within(Wait::Forever).unwrap_or(Acquired::Clean);
         self.take_ownership(thread_token(), levels.max(1));
         acquired
     }
 
-    /// Takes the lock, waiting as long as it takes; the guard releases one level.
-    pub fn lock(&self) -> RLockGuard<'_> {
-        let acquired = self.acquire(true, None).unwrap_or(Acquired::Clean);
-        Guard::new(self, acquired)
+    /// [`acquire_levels`](Self::acquire_levels) for an async caller: the mutex is waited for
+    /// on the blocking pool, the levels belong to the thread that polls the future.
+    pub(crate) async fn acquire_levels_async(&self, levels: u64) -> Acquired {
+        let acquired = self.mutex_detached().await;
+        self.take_ownership(thread_token(), levels.max(1));
+        acquired
     }
 
-    /// Takes the lock if that needs no waiting.
-    pub fn try_lock(&self) -> Option<RLockGuard<'_>> {
-        self.acquire(false, None).map(|a| Guard::new(self, a))
-    }
-
-    /// Takes the lock, waiting at most `timeout`.
-    pub fn lock_timeout(&self, timeout: Duration) -> Option<RLockGuard<'_>> {
-        self.acquire(true, Some(timeout))
-            .map(|a| Guard::new(self, a))
-    }
-
-    /// [`acquire`](Self::acquire) for async callers (any executor, inside a tokio runtime or
-    /// not).
-    ///
-    /// An RLock belongs to a thread, and an async task may move between threads; so the async
-    /// variant takes the lock for the *calling thread* only when that needs no waiting (a
-    /// recursive acquire, or a free lock). Otherwise the wait happens on a blocking thread
-    /// that takes the lock only once it is free, then hands it over to the polling thread.
-    pub async fn acquire_async(&self, timeout: Option<Duration>) -> Option<Acquired> {
-        if let Some(a) = self.acquire(false, None) {
-            return Some(a);
-        }
-        // Wait for the mutex on a blocking thread; ownership moves to the polling thread
-        // below (the token is the poller's, the pid is the same process).
+    /// Waits for the mutex on the blocking pool (after one attempt here); the ownership is
+    /// the caller's to take on the polling thread. A mutex taken after the future was
+    /// dropped is unlocked again (keeping its owner-died notice for the next acquirer).
+    async fn mutex_detached(&self) -> Acquired {
         let me = self.clone();
         let again = self.clone();
-        let acquired = off_thread(
-            Wait::timeout(timeout),
-            move |wait| match me.state.mutex.try_lock() {
-                Some(a) => Some(Acquired::from(a)),
-                None if wait == Wait::No => None,
-                None => me.acquire_wait(wait),
-            },
-            move |_| {
+        off_thread_forever(
+            move |wait| me.mutex_within(wait),
+            move |acquired| {
+                keep_notice(acquired, &again.state.notice);
                 let _ = again.state.mutex.unlock();
             },
         )
-        .await?;
-        self.take_ownership(thread_token(), 1);
-        Some(acquired)
+        .await
     }
 }
 
 impl sealed::Sealed for RLock {}
 
-impl Release for RLock {
-    fn release_unit(&self) {
+impl Acquire for RLock {
+    /// A thread that owns the lock acquires it again at once (one more level).
+    #[inline]
+    fn acquire_within(&self, wait: Wait) -> Option<Acquired> {
+        let token = thread_token();
+        if self.mine(token) {
+            let count = &self.state.count;
+            count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            return Some(Acquired::Clean);
+        }
+        let acquired = self.mutex_within(wait)?;
+        self.take_ownership(token, 1);
+        Some(acquired)
+    }
+
+    /// Called on the thread that took the lock (it owns it).
+    fn abandon(&self, acquired: Acquired) {
+        keep_notice(acquired, &self.state.notice);
         let _ = self.release();
+    }
+
+    /// An RLock belongs to a thread, and an async task may move between threads; so the
+    /// lock is taken for the *calling thread* only when that needs no waiting (a recursive
+    /// acquire, or a free lock). Otherwise a blocking thread waits for the mutex alone and
+    /// hands it over: the thread that polls the future when it resolves becomes the owner.
+    async fn acquire_detached(&self) -> Acquired {
+        if let Some(acquired) = self.acquire_within(Wait::No) {
+            return acquired;
+        }
+        let acquired = self.mutex_detached().await;
+        self.take_ownership(thread_token(), 1);
+        acquired
+    }
+
+    /// Releases one level; the lock is free when every level is released.
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::Unlocked`] if nobody holds it; [`ReleaseError::NotOwner`] if another
+    /// thread (of this or another process) does.
+    #[inline]
+    fn release(&self) -> Result<(), ReleaseError> {
+        let token = thread_token();
+        if !self.mine(token) {
+            return Err(self.not_mine());
+        }
+        let count = &self.state.count;
+        let c = count.load(Ordering::Relaxed);
+        if c > 1 {
+            count.store(c - 1, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.give_up();
+        Ok(())
     }
 }

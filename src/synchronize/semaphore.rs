@@ -13,24 +13,25 @@
 //!
 //! Acquire: one compare-and-swap on `value`, then one on this process's slot (its index is
 //! cached in the handle). Release: the reverse. An acquirer that must sleep first asks its
-//! node's watch to watch every process with units in the table; when one dies, the watch takes
+//! node's watch to watch every process with units in the table (so does a `try_lock` that
+//! finds no unit, then tries once more); when one dies, the watch takes
 //! its slot and gives its units back — at most as many as keep `value + units held` within the
 //! initial value, so a semaphore used for signalling (a release by one process, an acquire by
 //! another) never gains units it never had. Each unit given back carries a notice: the next
 //! acquirers get [`Acquired::OwnerDied`].
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
 
 use procvisor_actors::shm::{SharedState, WaitOutcome, futex_wait, futex_wake, my_pid, watch};
 use serde::{Deserialize, Serialize};
 
-use super::guard::{Release, sealed};
+use super::Acquired;
+use super::acquire::{Acquire, sealed};
 use super::shared::Shared;
-use super::wait::{Wait, off_thread};
-use super::{Acquired, Guard};
-use crate::error::{Error, Result};
+use super::wait::Wait;
+use crate::error::{ReleaseError, SharedError, SharedSetting};
 
 /// Processes whose units are accounted for (more concurrent holders are served, but their
 /// units are not given back if they die).
@@ -75,10 +76,17 @@ fn slot(pid: u32, units: u32) -> u64 {
 /// A counting semaphore shared between processes: a clone of Python's
 /// `multiprocessing.Semaphore`.
 ///
+/// Its methods are those of [`Acquire`] (`use procvisor::Acquire`): [`lock`](Acquire::lock)
+/// takes a unit (Python's `acquire()`), [`release`](Acquire::release) gives one back, and
+/// [`try_lock`](Acquire::try_lock), [`lock_timeout`](Acquire::lock_timeout),
+/// [`lock_async`](Acquire::lock_async) are the other ways to wait.
+///
 /// Units that a process acquired and had not released when it died are given back (up to the
 /// initial value), and the acquirers that get them are told ([`Acquired::OwnerDied`]).
 ///
 /// ```
+/// use procvisor::Acquire;
+///
 /// let sem = procvisor::Semaphore::new(2)?;
 /// let a = sem.lock();
 /// let b = sem.lock();
@@ -106,14 +114,15 @@ impl Clone for Semaphore {
 }
 
 /// A semaphore whose value may not be raised past its initial value: a clone of Python's
-/// `multiprocessing.BoundedSemaphore`.
+/// `multiprocessing.BoundedSemaphore`. Its methods are those of [`Acquire`], as for a
+/// [`Semaphore`].
 ///
 /// ```
+/// use procvisor::Acquire;
+/// use procvisor::error::ReleaseError;
+///
 /// let sem = procvisor::BoundedSemaphore::new(1)?;
-/// assert!(matches!(
-///     sem.release(),
-///     Err(procvisor::Error::SemaphoreOverRelease { max: 1 })
-/// ));
+/// assert_eq!(sem.release(), Err(ReleaseError::OverRelease { max: 1 }));
 /// # Ok::<(), procvisor::Error>(())
 /// ```
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -121,25 +130,24 @@ pub struct BoundedSemaphore {
     inner: Semaphore,
 }
 
-/// The guard of a [`Semaphore`] (or of a [`BoundedSemaphore`]'s).
-pub type SemaphoreGuard<'a> = Guard<'a, Semaphore>;
-
 impl Semaphore {
     /// A semaphore with `value` units.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] if `value` is `u32::MAX` (reserved); [`Error::SharedMemory`]
+    /// [`SharedError::OutOfRange`] if `value` is `u32::MAX` (reserved); [`SharedError::Os`]
     /// if the OS refuses the shared memory.
-    pub fn new(value: u32) -> Result<Semaphore> {
+    pub fn new(value: u32) -> Result<Semaphore, SharedError> {
         Semaphore::create(value, UNBOUNDED)
     }
 
-    fn create(value: u32, max: u32) -> Result<Semaphore> {
+    fn create(value: u32, max: u32) -> Result<Semaphore, SharedError> {
         if value == UNBOUNDED {
-            return Err(Error::InvalidArgument {
-                argument: "value",
-                reason: format!("a semaphore's value must be below {UNBOUNDED}"),
+            return Err(SharedError::OutOfRange {
+                setting: SharedSetting::SemaphoreValue,
+                value: value.into(),
+                min: 0,
+                max: (UNBOUNDED - 1).into(),
             });
         }
         let state: Shared<SemState> = Shared::create(std::mem::size_of::<SemState>())?;
@@ -150,19 +158,6 @@ impl Semaphore {
             state,
             hint: AtomicU32::new(0),
         })
-    }
-
-    /// Python's `acquire(block, timeout)`: takes one unit; `None` if none was available without
-    /// waiting (`block = false`) or within `timeout`.
-    #[inline]
-    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Option<Acquired> {
-        if self.try_take() {
-            return Some(self.taken());
-        }
-        if !block {
-            return None;
-        }
-        self.acquire_wait(Wait::new(block, timeout))
     }
 
     #[inline]
@@ -250,6 +245,14 @@ impl Semaphore {
         tracing::debug!("semaphore slot table full: a unit is not accounted for");
     }
 
+    /// A non-blocking attempt that found no unit: has the holders watched (the units of a
+    /// dead one come back at once) and tries again.
+    #[cold]
+    fn try_recovering(&self) -> Option<Acquired> {
+        self.watch_holders();
+        self.try_take().then(|| self.taken())
+    }
+
     #[cold]
     fn acquire_wait(&self, wait: Wait) -> Option<Acquired> {
         let st = &self.state;
@@ -329,19 +332,14 @@ impl Semaphore {
     }
 
     /// Gives one unit back (any process may).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::SemaphoreOverRelease`] for a [`BoundedSemaphore`] already at its initial
-    /// value.
     #[inline]
-    pub fn release(&self) -> Result<()> {
+    fn give_back(&self) -> Result<(), ReleaseError> {
         let st = &self.state;
         let max = st.max.load(Ordering::Relaxed);
         let mut v = st.value.load(Ordering::Relaxed);
         loop {
             if v >= max {
-                return Err(Error::SemaphoreOverRelease { max });
+                return Err(ReleaseError::OverRelease { max });
             }
             match st
                 .value
@@ -358,45 +356,25 @@ impl Semaphore {
         Ok(())
     }
 
+    /// Gives back a unit taken for a caller that gave up; its owner-died notice goes to the
+    /// next acquirer.
+    fn abandon_unit(&self, acquired: Acquired) {
+        if let Acquired::OwnerDied { pid } = acquired {
+            self.state.last_dead.store(pid as u32, Ordering::Relaxed);
+            self.state.notices.fetch_add(1, Ordering::Release);
+        }
+        let _ = self.give_back();
+    }
+
     /// The number of units available now (Python's `get_value()`).
+    #[doc(alias = "get_value")]
     pub fn value(&self) -> u32 {
         self.state.value.load(Ordering::Relaxed)
     }
 
-    /// Takes a unit, waiting as long as it takes; the guard gives it back.
-    pub fn lock(&self) -> SemaphoreGuard<'_> {
-        let acquired = self.acquire(true, None).unwrap_or(Acquired::Clean);
-        Guard::new(self, acquired)
-    }
-
-    /// Takes a unit if one is available.
-    pub fn try_lock(&self) -> Option<SemaphoreGuard<'_>> {
-        self.acquire(false, None).map(|a| Guard::new(self, a))
-    }
-
-    /// Takes a unit, waiting at most `timeout`.
-    pub fn lock_timeout(&self, timeout: Duration) -> Option<SemaphoreGuard<'_>> {
-        self.acquire(true, Some(timeout))
-            .map(|a| Guard::new(self, a))
-    }
-
-    /// [`acquire`](Self::acquire) for async callers (any executor, inside a tokio runtime or
-    /// not). Dropping the future gives up; a unit taken after that is given back.
-    pub async fn acquire_async(&self, timeout: Option<Duration>) -> Option<Acquired> {
-        let me = self.clone();
-        let again = self.clone();
-        off_thread(
-            Wait::timeout(timeout),
-            move |wait| me.acquire(wait != Wait::No, wait.remaining()),
-            move |_| {
-                let _ = again.release();
-            },
-        )
-        .await
-    }
-
     /// Units this process holds according to the shared accounting (for tests and
     /// diagnostics).
+    #[doc(hidden)]
     pub fn held_here(&self) -> u32 {
         let me = my_pid() as u32;
         self.state
@@ -415,54 +393,19 @@ impl BoundedSemaphore {
     /// # Errors
     ///
     /// As [`Semaphore::new`].
-    pub fn new(value: u32) -> Result<BoundedSemaphore> {
+    pub fn new(value: u32) -> Result<BoundedSemaphore, SharedError> {
         Ok(BoundedSemaphore {
             inner: Semaphore::create(value, value)?,
         })
     }
 
-    /// As [`Semaphore::acquire`].
-    #[inline]
-    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Option<Acquired> {
-        self.inner.acquire(block, timeout)
-    }
-
-    /// Gives one unit back.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::SemaphoreOverRelease`] if the value is already the initial value.
-    #[inline]
-    pub fn release(&self) -> Result<()> {
-        self.inner.release()
-    }
-
-    /// Units available now.
+    /// Units available now (Python's `get_value()`).
+    #[doc(alias = "get_value")]
     pub fn value(&self) -> u32 {
         self.inner.value()
     }
 
-    /// As [`Semaphore::lock`].
-    pub fn lock(&self) -> SemaphoreGuard<'_> {
-        self.inner.lock()
-    }
-
-    /// As [`Semaphore::try_lock`].
-    pub fn try_lock(&self) -> Option<SemaphoreGuard<'_>> {
-        self.inner.try_lock()
-    }
-
-    /// As [`Semaphore::lock_timeout`].
-    pub fn lock_timeout(&self, timeout: Duration) -> Option<SemaphoreGuard<'_>> {
-        self.inner.lock_timeout(timeout)
-    }
-
-    /// As [`Semaphore::acquire_async`].
-    pub async fn acquire_async(&self, timeout: Option<Duration>) -> Option<Acquired> {
-        self.inner.acquire_async(timeout).await
-    }
-
-    /// The underlying semaphore (with the bound).
+    /// The underlying semaphore (with the bound: its `release` refuses to exceed it too).
     pub fn as_semaphore(&self) -> &Semaphore {
         &self.inner
     }
@@ -470,8 +413,57 @@ impl BoundedSemaphore {
 
 impl sealed::Sealed for Semaphore {}
 
-impl Release for Semaphore {
-    fn release_unit(&self) {
-        let _ = self.release();
+impl Acquire for Semaphore {
+    #[inline]
+    fn acquire_within(&self, wait: Wait) -> Option<Acquired> {
+        if self.try_take() {
+            return Some(self.taken());
+        }
+        if wait == Wait::No {
+            return self.try_recovering();
+        }
+        self.acquire_wait(wait)
+    }
+
+    /// Gives one unit back (any process may, including one that did not acquire it).
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::OverRelease`] for the semaphore of a [`BoundedSemaphore`] (see
+    /// [`as_semaphore`](BoundedSemaphore::as_semaphore)) already at its initial value.
+    #[inline]
+    fn release(&self) -> Result<(), ReleaseError> {
+        self.give_back()
+    }
+
+    fn abandon(&self, acquired: Acquired) {
+        self.abandon_unit(acquired);
+    }
+}
+
+impl sealed::Sealed for BoundedSemaphore {}
+
+impl Acquire for BoundedSemaphore {
+    #[inline]
+    fn acquire_within(&self, wait: Wait) -> Option<Acquired> {
+        self.inner.acquire_within(wait)
+    }
+
+    fn acquire_detached(&self) -> impl Future<Output = Acquired> + Send {
+        self.inner.acquire_detached()
+    }
+
+    /// Gives one unit back (any process may).
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::OverRelease`] if the value is already the initial value.
+    #[inline]
+    fn release(&self) -> Result<(), ReleaseError> {
+        self.inner.give_back()
+    }
+
+    fn abandon(&self, acquired: Acquired) {
+        self.inner.abandon_unit(acquired);
     }
 }

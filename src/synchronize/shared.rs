@@ -9,7 +9,7 @@ use std::ptr::NonNull;
 use procvisor_actors::shm::{Segment, SharedState};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{Error, Result};
+use crate::error::SharedError;
 
 /// `&T` at `offset` in `segment`, without re-checking bounds on every access.
 pub(crate) struct Shared<T: SharedState> {
@@ -28,7 +28,7 @@ unsafe impl<T: SharedState> Sync for Shared<T> {}
 impl<T: SharedState> Shared<T> {
     /// The `T` at `offset` in `segment`; an error (not a panic) if it does not fit there, since
     /// the segment and offset may come from another process's message.
-    pub(crate) fn at(segment: Segment, offset: usize) -> Result<Shared<T>> {
+    pub(crate) fn at(segment: Segment, offset: usize) -> Result<Shared<T>, SharedError> {
         let size = std::mem::size_of::<T>();
         let fits = offset.checked_add(size).is_some_and(|e| e <= segment.len());
         let aligned = segment
@@ -37,7 +37,7 @@ impl<T: SharedState> Shared<T> {
             .align_offset(std::mem::align_of::<T>())
             == 0;
         if !fits || !aligned {
-            return Err(Error::SharedMemory {
+            return Err(SharedError::Invalid {
                 reason: format!(
                     "no {size}-byte state at offset {offset} of a {}-byte segment",
                     segment.len()
@@ -54,9 +54,9 @@ impl<T: SharedState> Shared<T> {
     }
 
     /// A fresh segment of `len` bytes with the `T` at offset 0.
-    pub(crate) fn create(len: usize) -> Result<Shared<T>> {
+    pub(crate) fn create(len: usize) -> Result<Shared<T>, SharedError> {
         let len = len.max(std::mem::size_of::<T>());
-        let segment = Segment::create(len).map_err(Error::shared_memory)?;
+        let segment = Segment::create(len)?;
         Shared::at(segment, 0)
     }
 

@@ -6,10 +6,12 @@ use std::time::{Duration, Instant};
 
 use procvisor_actors::runtime;
 
-/// How long an operation may wait.
+/// How long an operation may wait: the deadline the hidden raw acquire of
+/// [`Acquire`](super::Acquire) takes. Public only so that the sealed trait can name it; it is
+/// not reachable from outside the crate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wait {
-    /// Not at all (`block = false`).
+pub enum Wait {
+    /// Not at all (`try_*`).
     No,
     /// Until this instant.
     Until(Instant),
@@ -18,21 +20,16 @@ pub(crate) enum Wait {
 }
 
 impl Wait {
-    /// Python's `(block, timeout)`: `block = false` ignores the timeout; a timeout too large
-    /// to represent waits for ever.
-    pub(crate) fn new(block: bool, timeout: Option<Duration>) -> Wait {
-        match (block, timeout) {
-            (false, _) => Wait::No,
-            (true, None) => Wait::Forever,
-            (true, Some(t)) => Instant::now()
-                .checked_add(t)
-                .map_or(Wait::Forever, Wait::Until),
-        }
+    /// At most `timeout` from now; a timeout too large to represent waits for ever.
+    pub(crate) fn after(timeout: Duration) -> Wait {
+        Instant::now()
+            .checked_add(timeout)
+            .map_or(Wait::Forever, Wait::Until)
     }
 
     /// A timeout (`None`: for ever).
     pub(crate) fn timeout(timeout: Option<Duration>) -> Wait {
-        Wait::new(true, timeout)
+        timeout.map_or(Wait::Forever, Wait::after)
     }
 
     /// The futex deadline (`None`: no deadline). `Wait::No` is a deadline already past.
@@ -44,15 +41,9 @@ impl Wait {
         }
     }
 
-    /// The time left (`None`: for ever).
-    pub(crate) fn remaining(self) -> Option<Duration> {
-        self.deadline()
-            .map(|d| d.saturating_duration_since(Instant::now()))
-    }
-
     /// The earlier of this wait and `now + slice`: how an off-thread waiter bounds each sleep so
     /// it notices that its caller gave up.
-    fn slice(self, slice: Duration) -> Wait {
+    pub(crate) fn slice(self, slice: Duration) -> Wait {
         let capped = Instant::now() + slice;
         match self {
             Wait::No => Wait::No,
@@ -61,7 +52,8 @@ impl Wait {
         }
     }
 
-    fn passed(self) -> bool {
+    /// Whether the deadline has passed (`No`: at once).
+    pub(crate) fn passed(self) -> bool {
         match self {
             Wait::No => true,
             Wait::Until(d) => Instant::now() >= d,
@@ -71,7 +63,7 @@ impl Wait {
 }
 
 /// How long an off-thread waiter sleeps between checks that its future still exists.
-const SLICE: Duration = Duration::from_millis(50);
+pub(crate) const SLICE: Duration = Duration::from_millis(50);
 
 /// Runs a blocking wait for an async caller on the node runtime's blocking pool (so it works
 /// inside and outside any tokio runtime, and never blocks a runtime worker).
@@ -111,10 +103,30 @@ where
         }
     });
     let _cancel_on_drop = CancelOnDrop(cancelled);
-    rx.await.ok().flatten()
+    match rx.await {
+        Ok(result) => result,
+        // The sender is only dropped unsent if `attempt` panicked on the blocking pool.
+        Err(_) => panic!("procvisor: a blocking wait panicked on the node runtime's pool"),
+    }
 }
 
-struct CancelOnDrop(Arc<AtomicBool>);
+/// [`off_thread`] without a deadline: waits until `attempt` yields.
+pub(crate) async fn off_thread_forever<R, A, F>(attempt: A, abandon: F) -> R
+where
+    R: Send + 'static,
+    A: FnMut(Wait) -> Option<R> + Send + 'static,
+    F: FnOnce(R) + Send + 'static,
+{
+    match off_thread(Wait::Forever, attempt, abandon).await {
+        Some(r) => r,
+        // The waiter gives up only when its deadline passes or its future is dropped; this
+        // future is alive and there is no deadline.
+        None => unreachable!("a wait without a deadline ended without a result"),
+    }
+}
+
+/// Sets its flag when dropped: tells an off-thread waiter that its future is gone.
+pub(crate) struct CancelOnDrop(pub(crate) Arc<AtomicBool>);
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {

@@ -3,8 +3,9 @@
 //! The word holds the holder's pid (0 when free) and a *contended* bit that tells the unlocker
 //! to wake a sleeper. The uncontended path is one compare-and-swap to take and one to give
 //! back — no system call. A thread that must wait spins briefly, then sleeps on the word with a
-//! futex; before sleeping it asks this process's [`watch`](super::watch) to watch the holder.
-//! If the holder dies, the watch replaces its pid with the *owner-died* marker and wakes one
+//! futex; before sleeping it asks this process's [`watch`](super::watch) to watch the holder
+//! (and so does a non-blocking attempt that finds the lock held:
+//! [`RobustMutex::try_lock_recovering`]). If the holder dies, the watch replaces its pid with the *owner-died* marker and wakes one
 //! sleeper; whoever takes the lock next is told [`Acquired::OwnerDied`] with the dead pid.
 
 use std::hint::spin_loop;
@@ -72,6 +73,29 @@ impl RobustMutex {
             Err(OWNER_DIED) => self.take_from_dead(me),
             Err(_) => None,
         }
+    }
+
+    /// [`try_lock`](Self::try_lock) that also recovers a dead holder, for a caller that never
+    /// waits: if another process holds the lock, this asks the watch to watch it (a holder
+    /// already gone is recovered at once, on this thread; one that dies later, by the watch)
+    /// and tries once more. A loop of non-blocking attempts so gets the lock back from a
+    /// dead holder, with [`Acquired::OwnerDied`], as a blocking acquire does.
+    /// `segment`/`offset` locate this mutex, as for [`lock`](Self::lock).
+    #[inline]
+    pub fn try_lock_recovering(&self, segment: &Segment, offset: usize) -> Option<Acquired> {
+        if let Some(acquired) = self.try_lock() {
+            return Some(acquired);
+        }
+        self.try_lock_after_watching(segment, offset)
+    }
+
+    #[cold]
+    fn try_lock_after_watching(&self, segment: &Segment, offset: usize) -> Option<Acquired> {
+        let holder = self.word.load(Ordering::Relaxed) & PID_MASK;
+        if holder != 0 {
+            self.watch_holder(holder as i32, segment, offset);
+        }
+        self.try_lock()
     }
 
     /// Takes the lock, waiting until `deadline` (None: for ever); None if the deadline passed.
@@ -265,6 +289,21 @@ mod tests {
         );
         m.unlock().unwrap();
         assert_eq!(m.try_lock(), Some(Acquired::Clean));
+    }
+
+    #[test]
+    fn a_non_blocking_attempt_recovers_a_dead_holders_lock_too() {
+        let seg = Segment::create(64).unwrap();
+        let m = RobustMutex::at(&seg, 0);
+        m.word.store(4_194_305, Ordering::SeqCst); // a pid that is never alive
+        assert_eq!(m.try_lock(), None);
+        assert_eq!(
+            m.try_lock_recovering(&seg, 0),
+            Some(Acquired::OwnerDied { pid: 4_194_305 })
+        );
+        assert_eq!(m.try_lock_recovering(&seg, 0), None); // ours now: not recursive
+        m.unlock().unwrap();
+        assert_eq!(m.try_lock_recovering(&seg, 0), Some(Acquired::Clean));
     }
 
     #[test]
