@@ -1,7 +1,8 @@
 //! `Condition` and `Event` between real processes: notify(1) wakes exactly one of three
 //! sleeping waiters, notify_all the rest; wait timeouts; notify/wait without the lock; a
 //! SIGKILLed waiter does not swallow a notification; Event set/clear/wait across processes;
-//! async waits (woken by another process; a dropped one leaves the lock held again).
+//! async waits (woken by another process; a dropped one leaves the lock held again, gives its
+//! slot back and passes on a notification it had received).
 
 procvisor::test_init!();
 
@@ -306,4 +307,92 @@ fn a_dropped_wait_async_withdraws_and_leaves_the_lock_held() {
     g.notify_all().unwrap();
     drop(g);
     assert!(cond.try_lock().is_some(), "the lock was not given back");
+}
+
+/// Starts a [`waiter`] process and waits until it waits on `cond` behind `ahead` others.
+fn queue_a_waiter(guard: &mut KillOnDrop, cond: &Condition, ahead: usize) -> (Child, Value<i32>) {
+    let waiting = Value::new(0i32).unwrap();
+    let woken = Value::new(0i32).unwrap();
+    let p = start(
+        guard,
+        Process::new(waiter, (cond.clone(), waiting.clone(), woken.clone())),
+    );
+    assert!(wait_until(GENEROUS, || waiting.get() == 1
+        && cond.waiters() == ahead + 1));
+    (p, woken)
+}
+
+#[test]
+fn a_wait_async_cancelled_by_a_timeout_gives_its_slot_back_and_notify_reaches_a_real_waiter() {
+    let mut guard = KillOnDrop::new();
+    let cond = Condition::new().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let g = cond.lock();
+    let gave_up = rt.block_on(async {
+        tokio::time::timeout(Duration::from_millis(100), g.wait_async())
+            .await
+            .is_err()
+    });
+    assert!(gave_up);
+    assert!(
+        cond.as_lock().is_mine(),
+        "a cancelled wait leaves the lock held"
+    );
+    drop(g);
+    assert!(
+        wait_until(GENEROUS, || cond.waiters() == 0),
+        "the cancelled wait kept its slot"
+    );
+    let (p, woken) = queue_a_waiter(&mut guard, &cond, 0);
+    cond.lock().notify(1).unwrap();
+    assert!(
+        wait_until(GENEROUS, || woken.get() == 1),
+        "notify(1) went to the cancelled wait, not to the process waiting"
+    );
+    join_ok(&p);
+}
+
+/// A waker that says when it is woken.
+struct SendOnWake(std::sync::Mutex<std::sync::mpsc::Sender<()>>);
+
+impl std::task::Wake for SendOnWake {
+    fn wake(self: std::sync::Arc<Self>) {
+        let _ = self.0.lock().unwrap().send(());
+    }
+}
+
+#[test]
+fn a_wait_async_dropped_after_its_notification_arrived_passes_the_notification_on() {
+    use std::future::Future;
+    let mut guard = KillOnDrop::new();
+    let cond = Condition::new().unwrap();
+    let g = cond.lock();
+    let (woke, woken_up) = std::sync::mpsc::channel();
+    let waker = std::task::Waker::from(std::sync::Arc::new(SendOnWake(woke.into())));
+    let mut wait = Box::pin(g.wait_async());
+    let first = wait
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(&waker));
+    assert!(first.is_pending(), "nobody notified yet");
+    // The async wait sleeps (its lock released); a process queues behind it.
+    let (p, woken) = queue_a_waiter(&mut guard, &cond, 1);
+    cond.lock().notify(1).unwrap(); // the async wait is the oldest
+    woken_up
+        .recv_timeout(GENEROUS)
+        .expect("the notified async wait's task was never woken");
+    // Its caller gives up before polling it again: it never learns of the notification.
+    drop(wait);
+    assert!(
+        cond.as_lock().is_mine(),
+        "a cancelled wait leaves the lock held"
+    );
+    drop(g);
+    assert!(
+        wait_until(GENEROUS, || woken.get() == 1),
+        "the dropped wait swallowed the notification: the process waiting was never woken"
+    );
+    join_ok(&p);
 }
