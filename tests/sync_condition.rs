@@ -1,6 +1,7 @@
 //! `Condition` and `Event` between real processes: notify(1) wakes exactly one of three
 //! sleeping waiters, notify_all the rest; wait timeouts; notify/wait without the lock; a
-//! SIGKILLed waiter does not swallow a notification; Event set/clear/wait across processes;
+//! SIGKILLed waiter does not swallow a notification (asleep, or notified and blocked taking
+//! the lock back); Event set/clear/wait across processes;
 //! async waits (woken by another process; a dropped one leaves the lock held again, gives its
 //! slot back and passes on a notification it had received).
 
@@ -162,6 +163,60 @@ fn a_sigkilled_waiter_does_not_swallow_a_notification() {
     assert!(
         wait_until(GENEROUS, || woken.get() == 1),
         "the live waiter was never woken"
+    );
+    join_ok(&alive);
+    assert_eq!(cond.waiters(), 0);
+}
+
+/// The futex word the main thread of `pid` (ours: a child) sleeps on, as an address in that
+/// process, read from `/proc/<pid>/syscall`; `None` while it runs or is in another call.
+fn futex_slept_on(pid: i32) -> Option<u64> {
+    let line = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+    let mut fields = line.split_whitespace();
+    let nr: i64 = fields.next()?.parse().ok()?;
+    if nr != libc::SYS_futex {
+        return None;
+    }
+    u64::from_str_radix(fields.next()?.trim_start_matches("0x"), 16).ok()
+}
+
+#[test]
+fn a_notified_waiter_sigkilled_while_taking_the_lock_back_passes_the_notification_on() {
+    let mut guard = KillOnDrop::new();
+    let cond = Condition::new().unwrap();
+    let waiting = Value::new(0i32).unwrap();
+    let woken = Value::new(0i32).unwrap();
+    let doomed = start(
+        &mut guard,
+        Process::new(wait_forever, (cond.clone(), waiting.clone())),
+    );
+    assert!(wait_until(GENEROUS, || waiting.get() == 1 && cond.waiters() == 1));
+    let alive = start(
+        &mut guard,
+        Process::new(waiter, (cond.clone(), waiting.clone(), woken.clone())),
+    );
+    assert!(wait_until(GENEROUS, || waiting.get() == 2 && cond.waiters() == 2));
+    // Enqueued, the doomed waiter's next sleep is on its waiter slot.
+    let mut slot_word = None;
+    assert!(wait_until(GENEROUS, || {
+        slot_word = futex_slept_on(doomed.pid());
+        slot_word.is_some()
+    }));
+    let g = cond.lock();
+    g.notify(1).unwrap(); // the doomed waiter is the oldest
+    // It wakes and sleeps again taking the lock back, which this thread holds: it has left
+    // its slot's word. It dies there, notified but before its wait returned.
+    assert!(
+        wait_until(GENEROUS, || futex_slept_on(doomed.pid())
+            .is_some_and(|word| Some(word) != slot_word)),
+        "the notified waiter did not go on to take the lock back"
+    );
+    doomed.kill().unwrap();
+    doomed.join_timeout(GENEROUS).unwrap();
+    drop(g);
+    assert!(
+        wait_until(GENEROUS, || woken.get() == 1),
+        "the dead waiter swallowed the notification: the live one was never woken"
     );
     join_ok(&alive);
     assert_eq!(cond.waiters(), 0);

@@ -7,14 +7,16 @@
 //!
 //! * `wait`: with the lock held, take a free slot (`WAITING`, next ticket), release the lock,
 //!   sleep on the slot's own word until it is `NOTIFIED` or the deadline passes (then withdraw
-//!   with a compare-and-swap `WAITING → FREE`; losing that race means it was notified), free
-//!   the slot, take the lock back. An async wait whose future is dropped before it resolves
+//!   with a compare-and-swap `WAITING → FREE`; losing that race means it was notified), take
+//!   the lock back, and only then free a `NOTIFIED` slot: the notification is consumed once
+//!   its waiter holds the lock again. An async wait whose future is dropped before it resolves
 //!   withdraws the same way and takes the lock back; a notification that had reached it goes
 //!   to the oldest waiter left (its caller never saw it).
 //! * `notify(n)`: with the lock held, mark the `n` oldest `WAITING` slots `NOTIFIED` and wake
 //!   each; and ask the node's watch to watch each notified process. If it died before
-//!   consuming its notification, the watch frees its slots and passes the notification on to
-//!   the oldest waiter left, so a dead waiter never swallows a notify.
+//!   consuming its notification (asleep, or blocked taking the lock back), the watch frees its
+//!   slots and passes the notification on to the oldest waiter left, so a dead waiter never
+//!   swallows a notify.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -251,6 +253,9 @@ impl Condition {
         let (index, levels) = self.start_waiting()?;
         let notified = self.sleep(&self.state.slots[index], wait, None);
         self.lock.restore(levels);
+        if notified {
+            self.consume(index);
+        }
         Ok(notified)
     }
 
@@ -329,7 +334,9 @@ impl Condition {
         Err(ConditionError::TooManyWaiters { max: MAX_WAITERS })
     }
 
-    /// Sleeps on `slot` until notified (`true`) or the wait is over (`false`); frees the slot.
+    /// Sleeps on `slot` until notified (`true`: the slot stays `NOTIFIED` until the waiter,
+    /// holding the lock again, [consumes](Self::consume) it) or the wait is over (`false`:
+    /// the slot is withdrawn, `FREE`).
     ///
     /// With `handoff` (an async wait, on a thread of the blocking pool), it sleeps in slices
     /// and gives up once the handoff says `CANCELLED`: it withdraws (`false`), or finds that
@@ -345,7 +352,6 @@ impl Condition {
         loop {
             if slot.word.load(Ordering::Acquire) != waiting {
                 // NOTIFIED (only a notifier or the watch changes a waiting slot).
-                slot.word.store(FREE, Ordering::Release);
                 return true;
             }
             let deadline = match handoff {
@@ -355,19 +361,33 @@ impl Condition {
             futex_wait(&slot.word, waiting, deadline);
             let cancel = handoff.is_some_and(|h| h.load(Ordering::Acquire) == CANCELLED);
             if cancel || wait.passed() {
-                return match slot.word.compare_exchange(
-                    waiting,
-                    FREE,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => false,
-                    Err(_) => {
-                        slot.word.store(FREE, Ordering::Release);
-                        true
-                    }
-                };
+                // Withdraw; losing the race means it was notified meanwhile.
+                let withdrawn = slot
+                    .word
+                    .compare_exchange(waiting, FREE, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok();
+                return !withdrawn;
             }
+        }
+    }
+
+    /// Frees the `NOTIFIED` slot at `index` of a waiter that holds the lock again (or gives
+    /// up its notification): until then a death of the waiter — asleep, or blocked taking the
+    /// lock back — leaves the slot `NOTIFIED`, and the notifier's watch passes it on. `false`
+    /// if the slot was no longer this waiter's notified one (the watch took it).
+    fn consume(&self, index: usize) -> bool {
+        let notified = ((my_pid() as u32) << 2) | NOTIFIED;
+        self.state.slots[index]
+            .word
+            .compare_exchange(notified, FREE, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Gives up the notification in the slot at `index` (nobody will act on it here): frees
+    /// the slot and notifies the oldest waiter left.
+    fn pass_on(&self, index: usize) {
+        if self.consume(index) {
+            self.notify_oldest();
         }
     }
 
@@ -531,6 +551,7 @@ impl Condition {
         pending.stage = Stage::Restoring;
         self.lock.restore_async(levels).await;
         pending.stage = Stage::Done;
+        self.consume(index);
         Ok(())
     }
 
@@ -544,7 +565,7 @@ impl Condition {
                 .compare_exchange(SLEEPING, WOKEN, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
         {
-            self.notify_oldest();
+            self.pass_on(index);
         }
     }
 }
@@ -599,7 +620,7 @@ impl Drop for PendingWait<'_> {
         // The lock re-acquisition in progress (if any) gives back what it takes from now on.
         self.condition.lock.restore(self.levels);
         if pass_on {
-            self.condition.notify_oldest();
+            self.condition.pass_on(self.index);
         }
     }
 }
