@@ -1,7 +1,9 @@
 //! `Condition` and `Event` between real processes: notify(1) wakes exactly one of three
 //! sleeping waiters, notify_all the rest; wait timeouts; notify/wait without the lock; a
-//! SIGKILLed waiter does not swallow a notification; Event set/clear/wait across processes;
-//! async waits (woken by another process; a dropped one leaves the lock held again).
+//! SIGKILLed waiter does not swallow a notification (asleep, or notified and blocked taking
+//! the lock back); Event set/clear/wait across processes;
+//! async waits (woken by another process; a dropped one leaves the lock held again, gives its
+//! slot back and passes on a notification it had received).
 
 procvisor::test_init!();
 
@@ -166,6 +168,60 @@ fn a_sigkilled_waiter_does_not_swallow_a_notification() {
     assert_eq!(cond.waiters(), 0);
 }
 
+/// The futex word the main thread of `pid` (ours: a child) sleeps on, as an address in that
+/// process, read from `/proc/<pid>/syscall`; `None` while it runs or is in another call.
+fn futex_slept_on(pid: i32) -> Option<u64> {
+    let line = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+    let mut fields = line.split_whitespace();
+    let nr: i64 = fields.next()?.parse().ok()?;
+    if nr != libc::SYS_futex {
+        return None;
+    }
+    u64::from_str_radix(fields.next()?.trim_start_matches("0x"), 16).ok()
+}
+
+#[test]
+fn a_notified_waiter_sigkilled_while_taking_the_lock_back_passes_the_notification_on() {
+    let mut guard = KillOnDrop::new();
+    let cond = Condition::new().unwrap();
+    let waiting = Value::new(0i32).unwrap();
+    let woken = Value::new(0i32).unwrap();
+    let doomed = start(
+        &mut guard,
+        Process::new(wait_forever, (cond.clone(), waiting.clone())),
+    );
+    assert!(wait_until(GENEROUS, || waiting.get() == 1 && cond.waiters() == 1));
+    let alive = start(
+        &mut guard,
+        Process::new(waiter, (cond.clone(), waiting.clone(), woken.clone())),
+    );
+    assert!(wait_until(GENEROUS, || waiting.get() == 2 && cond.waiters() == 2));
+    // Enqueued, the doomed waiter's next sleep is on its waiter slot.
+    let mut slot_word = None;
+    assert!(wait_until(GENEROUS, || {
+        slot_word = futex_slept_on(doomed.pid());
+        slot_word.is_some()
+    }));
+    let g = cond.lock();
+    g.notify(1).unwrap(); // the doomed waiter is the oldest
+    // It wakes and sleeps again taking the lock back, which this thread holds: it has left
+    // its slot's word. It dies there, notified but before its wait returned.
+    assert!(
+        wait_until(GENEROUS, || futex_slept_on(doomed.pid())
+            .is_some_and(|word| Some(word) != slot_word)),
+        "the notified waiter did not go on to take the lock back"
+    );
+    doomed.kill().unwrap();
+    doomed.join_timeout(GENEROUS).unwrap();
+    drop(g);
+    assert!(
+        wait_until(GENEROUS, || woken.get() == 1),
+        "the dead waiter swallowed the notification: the live one was never woken"
+    );
+    join_ok(&alive);
+    assert_eq!(cond.waiters(), 0);
+}
+
 // ---- Event -----------------------------------------------------------------------------------
 
 fn set_later(event: Event) {
@@ -306,4 +362,92 @@ fn a_dropped_wait_async_withdraws_and_leaves_the_lock_held() {
     g.notify_all().unwrap();
     drop(g);
     assert!(cond.try_lock().is_some(), "the lock was not given back");
+}
+
+/// Starts a [`waiter`] process and waits until it waits on `cond` behind `ahead` others.
+fn queue_a_waiter(guard: &mut KillOnDrop, cond: &Condition, ahead: usize) -> (Child, Value<i32>) {
+    let waiting = Value::new(0i32).unwrap();
+    let woken = Value::new(0i32).unwrap();
+    let p = start(
+        guard,
+        Process::new(waiter, (cond.clone(), waiting.clone(), woken.clone())),
+    );
+    assert!(wait_until(GENEROUS, || waiting.get() == 1
+        && cond.waiters() == ahead + 1));
+    (p, woken)
+}
+
+#[test]
+fn a_wait_async_cancelled_by_a_timeout_gives_its_slot_back_and_notify_reaches_a_real_waiter() {
+    let mut guard = KillOnDrop::new();
+    let cond = Condition::new().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let g = cond.lock();
+    let gave_up = rt.block_on(async {
+        tokio::time::timeout(Duration::from_millis(100), g.wait_async())
+            .await
+            .is_err()
+    });
+    assert!(gave_up);
+    assert!(
+        cond.as_lock().is_mine(),
+        "a cancelled wait leaves the lock held"
+    );
+    drop(g);
+    assert!(
+        wait_until(GENEROUS, || cond.waiters() == 0),
+        "the cancelled wait kept its slot"
+    );
+    let (p, woken) = queue_a_waiter(&mut guard, &cond, 0);
+    cond.lock().notify(1).unwrap();
+    assert!(
+        wait_until(GENEROUS, || woken.get() == 1),
+        "notify(1) went to the cancelled wait, not to the process waiting"
+    );
+    join_ok(&p);
+}
+
+/// A waker that says when it is woken.
+struct SendOnWake(std::sync::Mutex<std::sync::mpsc::Sender<()>>);
+
+impl std::task::Wake for SendOnWake {
+    fn wake(self: std::sync::Arc<Self>) {
+        let _ = self.0.lock().unwrap().send(());
+    }
+}
+
+#[test]
+fn a_wait_async_dropped_after_its_notification_arrived_passes_the_notification_on() {
+    use std::future::Future;
+    let mut guard = KillOnDrop::new();
+    let cond = Condition::new().unwrap();
+    let g = cond.lock();
+    let (woke, woken_up) = std::sync::mpsc::channel();
+    let waker = std::task::Waker::from(std::sync::Arc::new(SendOnWake(woke.into())));
+    let mut wait = Box::pin(g.wait_async());
+    let first = wait
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(&waker));
+    assert!(first.is_pending(), "nobody notified yet");
+    // The async wait sleeps (its lock released); a process queues behind it.
+    let (p, woken) = queue_a_waiter(&mut guard, &cond, 1);
+    cond.lock().notify(1).unwrap(); // the async wait is the oldest
+    woken_up
+        .recv_timeout(GENEROUS)
+        .expect("the notified async wait's task was never woken");
+    // Its caller gives up before polling it again: it never learns of the notification.
+    drop(wait);
+    assert!(
+        cond.as_lock().is_mine(),
+        "a cancelled wait leaves the lock held"
+    );
+    drop(g);
+    assert!(
+        wait_until(GENEROUS, || woken.get() == 1),
+        "the dropped wait swallowed the notification: the process waiting was never woken"
+    );
+    join_ok(&p);
 }

@@ -7,17 +7,20 @@
 //!
 //! * `wait`: with the lock held, take a free slot (`WAITING`, next ticket), release the lock,
 //!   sleep on the slot's own word until it is `NOTIFIED` or the deadline passes (then withdraw
-//!   with a compare-and-swap `WAITING → FREE`; losing that race means it was notified), free
-//!   the slot, take the lock back. An async wait whose future is dropped withdraws the same
-//!   way, and passes on a notification it received meanwhile.
+//!   with a compare-and-swap `WAITING → FREE`; losing that race means it was notified), take
+//!   the lock back, and only then free a `NOTIFIED` slot: the notification is consumed once
+//!   its waiter holds the lock again. An async wait whose future is dropped before it resolves
+//!   withdraws the same way and takes the lock back; a notification that had reached it goes
+//!   to the oldest waiter left (its caller never saw it).
 //! * `notify(n)`: with the lock held, mark the `n` oldest `WAITING` slots `NOTIFIED` and wake
 //!   each; and ask the node's watch to watch each notified process. If it died before
-//!   consuming its notification, the watch frees its slots and passes the notification on to
-//!   the oldest waiter left, so a dead waiter never swallows a notify.
+//!   consuming its notification (asleep, or blocked taking the lock back), the watch frees its
+//!   slots and passes the notification on to the oldest waiter left, so a dead waiter never
+//!   swallows a notify.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use procvisor_actors::shm::{Segment, SharedState, futex_wait, futex_wake, my_pid, watch};
@@ -250,6 +253,9 @@ impl Condition {
         let (index, levels) = self.start_waiting()?;
         let notified = self.sleep(&self.state.slots[index], wait, None);
         self.lock.restore(levels);
+        if notified {
+            self.consume(index);
+        }
         Ok(notified)
     }
 
@@ -328,12 +334,14 @@ impl Condition {
         Err(ConditionError::TooManyWaiters { max: MAX_WAITERS })
     }
 
-    /// Sleeps on `slot` until notified (`true`) or the wait is over (`false`); frees the slot.
+    /// Sleeps on `slot` until notified (`true`: the slot stays `NOTIFIED` until the waiter,
+    /// holding the lock again, [consumes](Self::consume) it) or the wait is over (`false`:
+    /// the slot is withdrawn, `FREE`).
     ///
-    /// With `cancelled` (an async wait, on a thread of the blocking pool), it sleeps in
-    /// slices; once the flag is set it withdraws, and a notification it received meanwhile
-    /// goes to the oldest waiter left (nobody will act on it here).
-    fn sleep(&self, slot: &Slot, wait: Wait, cancelled: Option<&AtomicBool>) -> bool {
+    /// With `handoff` (an async wait, on a thread of the blocking pool), it sleeps in slices
+    /// and gives up once the handoff says `CANCELLED`: it withdraws (`false`), or finds that
+    /// it was notified meanwhile (`true`, for its caller to pass on).
+    fn sleep(&self, slot: &Slot, wait: Wait, handoff: Option<&AtomicU32>) -> bool {
         let waiting = ((my_pid() as u32) << 2) | WAITING;
         for _ in 0..SPINS {
             if slot.word.load(Ordering::Acquire) != waiting {
@@ -344,32 +352,42 @@ impl Condition {
         loop {
             if slot.word.load(Ordering::Acquire) != waiting {
                 // NOTIFIED (only a notifier or the watch changes a waiting slot).
-                slot.word.store(FREE, Ordering::Release);
                 return true;
             }
-            let deadline = match cancelled {
+            let deadline = match handoff {
                 Some(_) => wait.slice(SLICE).deadline(),
                 None => wait.deadline(),
             };
             futex_wait(&slot.word, waiting, deadline);
-            let cancel = cancelled.is_some_and(|c| c.load(Ordering::Relaxed));
+            let cancel = handoff.is_some_and(|h| h.load(Ordering::Acquire) == CANCELLED);
             if cancel || wait.passed() {
-                return match slot.word.compare_exchange(
-                    waiting,
-                    FREE,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => false,
-                    Err(_) => {
-                        slot.word.store(FREE, Ordering::Release);
-                        if cancel {
-                            self.notify_oldest();
-                        }
-                        true
-                    }
-                };
+                // Withdraw; losing the race means it was notified meanwhile.
+                let withdrawn = slot
+                    .word
+                    .compare_exchange(waiting, FREE, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok();
+                return !withdrawn;
             }
+        }
+    }
+
+    /// Frees the `NOTIFIED` slot at `index` of a waiter that holds the lock again (or gives
+    /// up its notification): until then a death of the waiter — asleep, or blocked taking the
+    /// lock back — leaves the slot `NOTIFIED`, and the notifier's watch passes it on. `false`
+    /// if the slot was no longer this waiter's notified one (the watch took it).
+    fn consume(&self, index: usize) -> bool {
+        let notified = ((my_pid() as u32) << 2) | NOTIFIED;
+        self.state.slots[index]
+            .word
+            .compare_exchange(notified, FREE, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Gives up the notification in the slot at `index` (nobody will act on it here): frees
+    /// the slot and notifies the oldest waiter left.
+    fn pass_on(&self, index: usize) {
+        if self.consume(index) {
+            self.notify_oldest();
         }
     }
 
@@ -508,55 +526,102 @@ impl Condition {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: dropping the future (a `tokio::time::timeout` that passes) leaves the
-    /// caller as a wait that timed out does — holding the lock, with every level of an RLock.
-    /// The drop withdraws from the wait (a notification that reached it meanwhile goes to the
-    /// next waiter) and takes the lock back before it returns, on the dropping thread: it
-    /// blocks while another holds the lock.
+    /// Cancel safe: dropping the future before it resolves (a `tokio::time::timeout` that
+    /// passes) leaves the caller as a wait that timed out does — **holding the lock**, with
+    /// every level of an RLock; the drop takes it back before it returns, on the dropping
+    /// thread, and so blocks while another holds the lock. The wait gives its slot back (the
+    /// blocking pool's sleeper withdraws it at once, so [`waiters`](Self::waiters) may count
+    /// it a moment longer), and no wake-up is lost: a notification that had reached the wait
+    /// goes on to the next waiter, since the caller never learns of it.
     pub async fn wait_async(&self) -> Result<(), ConditionError> {
         let (index, levels) = self.start_waiting()?;
-        let cancelled = Arc::new(AtomicBool::new(false));
+        let handoff = Arc::new(AtomicU32::new(SLEEPING));
         let mut pending = PendingWait {
             condition: self,
+            index,
             levels,
-            sleeping: Some((index, cancelled.clone())),
-            done: false,
+            handoff: handoff.clone(),
+            stage: Stage::Sleeping,
         };
         let me = self.clone();
-        let sleeper = procvisor_actors::runtime::spawn_blocking(move || {
-            me.sleep(&me.state.slots[index], Wait::Forever, Some(&cancelled))
-        });
+        let sleeper =
+            procvisor_actors::runtime::spawn_blocking(move || me.sleep_detached(index, &handoff));
         // A sleeper that panicked has left its slot; the wait is over either way.
-        let _notified = sleeper.await;
-        pending.sleeping = None;
+        let _ = sleeper.await;
+        pending.stage = Stage::Restoring;
         self.lock.restore_async(levels).await;
-        pending.done = true;
+        pending.stage = Stage::Done;
+        self.consume(index);
         Ok(())
+    }
+
+    /// The sleep of an async wait, on a thread of the blocking pool. `handoff` decides who
+    /// acts on a notification: the future (the sleeper marks it `WOKEN`) or, if the future was
+    /// dropped first (`CANCELLED`), nobody there: the sleeper passes it on.
+    fn sleep_detached(&self, index: usize, handoff: &AtomicU32) {
+        let notified = self.sleep(&self.state.slots[index], Wait::Forever, Some(handoff));
+        if notified
+            && handoff
+                .compare_exchange(SLEEPING, WOKEN, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            self.pass_on(index);
+        }
     }
 }
 
-/// An async wait in progress: if its future is dropped, stops the sleeper (which withdraws
-/// its slot) and takes the lock back for the dropping thread.
+/// [`PendingWait::handoff`]: the sleeper still sleeps.
+const SLEEPING: u32 = 0;
+/// The sleeper came back notified, for the future to take the lock back.
+const WOKEN: u32 = 1;
+/// The future was dropped.
+const CANCELLED: u32 = 2;
+
+/// Where an async wait is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Its sleeper is (or was, see the handoff) on the blocking pool.
+    Sleeping,
+    /// Notified: taking the lock back.
+    Restoring,
+    /// Resolved.
+    Done,
+}
+
+/// An async wait in progress. If its future is dropped before it resolves, its caller never
+/// learns of a notification: the drop stops the sleeper (which withdraws the slot, or passes
+/// on a notification that came meanwhile), passes on one that had already come, and takes the
+/// lock back for the dropping thread.
 struct PendingWait<'a> {
     condition: &'a Condition,
+    index: usize,
     levels: u64,
-    /// The slot and the sleeper's cancel flag, while it sleeps.
-    sleeping: Option<(usize, Arc<AtomicBool>)>,
-    done: bool,
+    /// `SLEEPING` → `WOKEN` (by the sleeper) or `CANCELLED` (by the drop), once: whoever
+    /// comes second acts on a notification.
+    handoff: Arc<AtomicU32>,
+    stage: Stage,
 }
 
 impl Drop for PendingWait<'_> {
     fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        if let Some((index, cancelled)) = self.sleeping.take() {
-            cancelled.store(true, Ordering::Relaxed);
-            // Hurry the sleeper (a spurious wake is harmless to whoever has the slot now).
-            futex_wake(&self.condition.state.slots[index].word, u32::MAX);
-        }
+        let pass_on = match self.stage {
+            Stage::Done => return,
+            Stage::Sleeping => {
+                let before = self.handoff.swap(CANCELLED, Ordering::AcqRel);
+                if before == SLEEPING {
+                    // Hurry the sleeper (a spurious wake is harmless to whoever has the slot
+                    // now); it withdraws or passes the notification on.
+                    futex_wake(&self.condition.state.slots[self.index].word, u32::MAX);
+                }
+                before == WOKEN
+            }
+            Stage::Restoring => true,
+        };
         // The lock re-acquisition in progress (if any) gives back what it takes from now on.
         self.condition.lock.restore(self.levels);
+        if pass_on {
+            self.condition.pass_on(self.index);
+        }
     }
 }
 
