@@ -5,6 +5,8 @@
 //! actor hop) to an idle worker, or queues it. A worker's reader thread receives each result,
 //! hands that worker the next queued task *before* decoding the result, then gives the result
 //! to its job. So the only threads on the hot path are the caller, the worker and its reader.
+//! Decoding runs the caller's `Deserialize` on the reader thread, so it is guarded: a panic
+//! there fails that task alone ([`TaskError::DecodeResultPanicked`]) and the reader goes on.
 //!
 //! Lifecycle stays with the pool's supervisor actor (see [`worker`](super::worker)): it starts
 //! and replaces workers, which [`register`](Shared::register) here. A worker's death is seen by
@@ -15,6 +17,7 @@
 
 use std::collections::VecDeque;
 use std::num::NonZeroU64;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -60,8 +63,7 @@ impl Task {
     }
 
     fn fail(self, failure: TaskError) {
-        self.sink
-            .complete(self.index, self.items, Outcome::Failed(failure));
+        deliver_guarded(self, Outcome::Failed(failure));
     }
 }
 
@@ -334,7 +336,7 @@ impl Shared {
             Some((seq, status, payload)) if seq == task.seq => Outcome::Frame(status, payload),
             _ => Outcome::Failed(undecodable("the worker sent a malformed result frame")),
         };
-        task.sink.complete(task.index, task.items, outcome);
+        deliver_guarded(task, outcome);
         self.finished(1);
     }
 
@@ -454,6 +456,32 @@ impl Shared {
             .iter()
             .filter_map(|s| s.worker.as_ref().map(|w| w.record.pid()))
             .collect()
+    }
+}
+
+/// Hands `outcome` to the task's job, which decodes it here, on the reader thread, with the
+/// caller's types: a `Deserialize` (or a `Drop` of a decoded value) that panics would kill the
+/// reader after it took the task and before the pool counted it finished, and so hang the task,
+/// every later result of that worker and `join`. The panic is caught and fails that task alone
+/// with [`TaskError::DecodeResultPanicked`] (a job ignores a second outcome if the first one
+/// already finished it).
+fn deliver_guarded(task: Task, outcome: Outcome<'_>) {
+    let Task {
+        sink, index, items, ..
+    } = task;
+    let delivered = catch_unwind(AssertUnwindSafe(|| sink.complete(index, items, outcome)));
+    if let Err(panic) = delivered {
+        let failure = TaskError::DecodeResultPanicked {
+            message: super::task::panic_message(panic.as_ref()),
+        };
+        // Dropping the payload or the job may run more of the caller's code: keep guarding.
+        let _ = catch_unwind(AssertUnwindSafe(move || {
+            drop(panic);
+            sink.complete(index, items, Outcome::Failed(failure));
+            drop(sink);
+        }));
+    } else {
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(sink)));
     }
 }
 
