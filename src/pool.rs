@@ -46,7 +46,7 @@
 //! Errors: a [`PoolError`] when the pool refuses a call (closed, terminated, broken), a
 //! [`TaskError`] when a submitted task fails (from [`AsyncResult::get`], each item of an
 //! [`IMapIterator`], and error callbacks), a [`RunError`] (either) from the calls that submit
-//! and wait in one step. All convert into [`Error`] with `?`.
+//! and wait in one step. All convert into [`Error`](crate::Error) with `?`.
 //!
 //! ## Beyond Python
 //!
