@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use super::ring::Ring;
+use super::ring::{Push, Ring};
 use crate::runtime::{StopAtExit, stop_at_exit};
 
 /// How long the feeder sleeps at a time while waiting for room (it re-checks cancellation).
@@ -89,7 +89,7 @@ impl Local {
     /// have made room since the caller looked).
     pub fn push(self: &Arc<Self>, ring: &Ring, record: Vec<u8>) {
         let mut state = self.state();
-        if !self.is_overflowing() && ring.try_push(&record, None) {
+        if !self.is_overflowing() && ring.try_push(&record, Some(Instant::now())) == Push::Pushed {
             return;
         }
         self.overflowing.store(true, Ordering::Release);
@@ -130,7 +130,9 @@ impl Local {
                 }
             };
             // `overflowing` stays true while this record is in flight, so no put overtakes it.
-            while !ring.push(&record, Some(Instant::now() + FEEDER_SLICE)) {}
+            // Each try sleeps (for room, or for a put lock another process holds) at most a
+            // slice.
+            while ring.push(&record, Some(Instant::now() + FEEDER_SLICE)) != Push::Pushed {}
         }
     }
 
