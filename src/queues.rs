@@ -108,6 +108,17 @@ pub use simple::SimpleQueue;
 use crate::error::{GetError, PutError, QueueError};
 use shared::{Shared, Wait};
 
+/// Waits until this process's queue feeders have flushed (a pool worker before it says it is
+/// done, or retires: see `Pool::join`).
+pub(crate) fn flush_feeders() {
+    feeder::flush_all();
+}
+
+/// Drops what this process's queue feeders still hold (a pool worker told to stop).
+pub(crate) fn abandon_feeders() {
+    feeder::abandon_all();
+}
+
 /// The default ring capacity: 32 MiB of address space, of which only the pages touched cost
 /// memory.
 pub const DEFAULT_CAPACITY: usize = 32 << 20;

@@ -27,7 +27,7 @@ use procvisor_actors::runtime;
 use super::callbacks::CallbackThread;
 use super::job::JobSink;
 use super::outcome::{Outcome, undecodable};
-use super::protocol::{parse_result, recv_reusing, set_seq};
+use super::protocol::{FLUSH_SEQ, flush_frame, parse_result, recv_reusing, set_seq};
 use crate::connection::Connection;
 use crate::error::{PoolError, TaskError};
 use crate::supervisor::{Exit, SupervisorRef};
@@ -109,6 +109,9 @@ struct State {
     next_seq: u64,
     /// Tasks queued or held by a worker.
     outstanding: usize,
+    /// Worker incarnations (slot, generation) asked by a `join` to flush their queue feeders
+    /// that have neither answered nor gone yet.
+    flushing: Vec<(usize, u64)>,
 }
 
 /// A task to send once the state lock is released.
@@ -122,6 +125,8 @@ struct Send {
 pub(crate) struct Shared {
     state: Mutex<State>,
     idle: Condvar,
+    /// Notified when `flushing` shrinks (or the pool ends).
+    flushed: Condvar,
     idle_async: tokio::sync::Notify,
     maxtasks: Option<NonZeroU64>,
     pub(crate) callbacks: Arc<CallbackThread>,
@@ -138,8 +143,10 @@ impl Shared {
                 slots: (0..workers).map(|_| Slot::default()).collect(),
                 next_seq: 0,
                 outstanding: 0,
+                flushing: Vec::new(),
             }),
             idle: Condvar::new(),
+            flushed: Condvar::new(),
             idle_async: tokio::sync::Notify::new(),
             maxtasks,
             callbacks: Arc::default(),
@@ -312,6 +319,9 @@ impl Shared {
     }
 
     fn on_result(self: &Arc<Self>, i: usize, generation: u64, frame: &[u8]) {
+        if parse_result(frame).is_some_and(|(seq, ..)| seq == FLUSH_SEQ) {
+            return self.done_flushing(i, generation);
+        }
         let mut state = lock(&self.state);
         let slot = &mut state.slots[i];
         let current = slot.generation == generation;
@@ -340,6 +350,51 @@ impl Shared {
         self.finished(1);
     }
 
+    /// Worker incarnation (`i`, `generation`) has flushed its feeders, or is gone.
+    fn done_flushing(&self, i: usize, generation: u64) {
+        let mut state = lock(&self.state);
+        let before = state.flushing.len();
+        state.flushing.retain(|&w| w != (i, generation));
+        if state.flushing.len() != before {
+            self.flushed.notify_all();
+        }
+    }
+
+    /// Asks every worker to flush what its tasks put on queues and still waits in its feeders,
+    /// and waits until each has answered, or is gone, or the pool has ended (`join`, before it
+    /// stops the workers: so their items are not lost). Call once no task is queued or running.
+    /// A worker's flush waits for room in the queues, so this waits as long as nobody drains
+    /// them — as Python's `join_thread` in an exiting worker does.
+    pub(crate) fn flush_workers(&self) {
+        let ended = |state: &State| matches!(state.status, Status::Terminated | Status::Broken(_));
+        let mut state = lock(&self.state);
+        if ended(&state) {
+            return;
+        }
+        let mut asked = Vec::new();
+        let mut conns = Vec::new();
+        for (i, slot) in state.slots.iter().enumerate() {
+            if let Some(worker) = &slot.worker {
+                asked.push((i, slot.generation));
+                conns.push(worker.conn.clone());
+            }
+        }
+        state.flushing.extend(asked.iter().copied());
+        drop(state);
+        let frame = flush_frame();
+        for conn in conns {
+            // A failed send means the worker is gone: its reader sees EOF and says so.
+            let _ = conn.send_bytes(&frame);
+        }
+        let mut state = lock(&self.state);
+        while !ended(&state) && asked.iter().any(|w| state.flushing.contains(w)) {
+            state = self
+                .flushed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
     fn on_worker_gone(&self, i: usize, generation: u64, record: &ChildRecord) {
         let status = record.wait(Some(Duration::from_secs(5))).or_else(|| {
             // It closed the connection but lingers: it cannot serve any more.
@@ -359,6 +414,7 @@ impl Shared {
             slot.take_orphan(generation)
         };
         drop(state);
+        self.done_flushing(i, generation);
         if let Some(task) = lost {
             task.fail(TaskError::WorkerLost {
                 pid: record.pid(),
@@ -408,6 +464,8 @@ impl Shared {
             failed.extend(slot.orphans.drain(..).map(|(_, task)| task));
             slot.worker = None;
         }
+        state.flushing.clear();
+        self.flushed.notify_all();
         let n = failed.len();
         let broken = matches!(state.status, Status::Broken(_));
         drop(state);

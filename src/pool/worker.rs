@@ -5,7 +5,10 @@
 //! hello (ready, or why the initializer failed), then serves task frames until EOF, until its
 //! `max_tasks_per_child` is reached (it exits 0 and the supervisor replaces it), or until a stop
 //! request from the supervisor (it exits 0 at once, even in the middle of a task: that is how
-//! `terminate` stops busy workers promptly; SIGTERM and SIGKILL follow if it does not).
+//! `terminate` stops busy workers promptly; SIGTERM and SIGKILL follow if it does not). What
+//! its tasks put on queues and still waits in its feeders gets through: it flushes them when
+//! `join` asks (a flush frame, before the stop request) and before it retires; a stop request
+//! abandons them.
 
 use std::num::NonZeroU64;
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use procvisor_actors::supervisor::{BoxFuture, RunningChild, StartChild, StartCon
 use serde::{Deserialize, Serialize};
 
 use super::dispatch::{Shared, Status};
-use super::protocol::{READY_SEQ, parse_result, parse_task, recv_reusing, start_result};
+use super::protocol::{FLUSH_SEQ, READY_SEQ, parse_result, parse_task, recv_reusing, start_result};
 use super::task::{ChunkStatus, WorkerFailure, chunk_fn_at, init_fn_at, write_failed};
 use crate::connection::{Connection, pipe};
 use crate::context::StartMethod;
@@ -62,6 +65,15 @@ pub(crate) fn worker_main(conn: Connection, setup: WorkerSetup) -> Result<(), St
         let Some((seq, entry, chunk)) = parse_task(&buf[..len]) else {
             return Err("the pool sent a malformed task frame".into());
         };
+        if seq == FLUSH_SEQ {
+            // The pool is joining: let what the tasks put on queues get through first.
+            crate::queues::flush_feeders();
+            start_result(&mut out, FLUSH_SEQ);
+            out.push(ChunkStatus::AllOk as u8);
+            conn.send_bytes(&out)
+                .map_err(|e| format!("cannot reach the pool: {e}"))?;
+            continue;
+        }
         start_result(&mut out, seq);
         // SAFETY: the offset was made by `chunk_offset` in the parent, which runs this same
         // executable (checked by the bootstrap before this target ran).
@@ -70,6 +82,9 @@ pub(crate) fn worker_main(conn: Connection, setup: WorkerSetup) -> Result<(), St
         send_result(&conn, &mut out, seq)?;
         served += 1;
     }
+    // Retiring: flush before the connection closes (the pool would take a worker that closed
+    // it and lingers for stuck, and kill it).
+    crate::queues::flush_feeders();
     Ok(())
 }
 
@@ -93,6 +108,9 @@ fn exit_on_stop_request() {
         .name("procvisor-pool-stop".into())
         .spawn(|| {
             if crate::wait_for_stop(None) {
+                // `join` had the feeders flushed before it asked; for `terminate`, what they
+                // still hold is lost (as Python's terminate loses it), not waited for.
+                crate::queues::abandon_feeders();
                 std::process::exit(0);
             }
         });

@@ -49,6 +49,30 @@ fn registry() -> &'static Mutex<HashMap<[u8; 16], Weak<Local>>> {
     REGISTRY.get_or_init(Default::default)
 }
 
+/// Every queue's state in this process that is still in use (by a handle or a feeder).
+fn all_locals() -> Vec<Arc<Local>> {
+    lock(registry())
+        .values()
+        .filter_map(Weak::upgrade)
+        .collect()
+}
+
+/// Waits until the feeders of every queue in this process have moved what they hold into the
+/// rings (or were cancelled with `cancel_join_thread`), as the exit sequence does.
+pub(crate) fn flush_all() {
+    for local in all_locals() {
+        local.wait_drained(None);
+    }
+}
+
+/// Gives up on what the feeders of every queue in this process hold, as `cancel_join_thread`
+/// on each would: the exit sequence then does not wait for them.
+pub(crate) fn abandon_all() {
+    for local in all_locals() {
+        local.cancel_join();
+    }
+}
+
 impl Local {
     /// The state of the queue with segment id `id` in this process (made on first use).
     pub fn of(id: [u8; 16]) -> Arc<Local> {
