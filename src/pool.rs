@@ -128,6 +128,47 @@ pub type MapResult<F, Args> = AsyncResult<Vec<TaskValue<F, Args>>>;
 /// A pool is `Send + Sync`: share it by reference (or in an `Arc`) between threads.
 /// Dropping it terminates it: queued and running tasks fail with
 /// [`TaskError::PoolTerminated`] and every worker process is stopped before `drop` returns.
+///
+/// # Items a task puts on a queue
+///
+/// A task may put on a [`Queue`](crate::Queue) passed in its arguments. A put that finds the
+/// queue's ring full leaves the item in its worker's feeder (see the
+/// [queue docs](crate::queues#semantics)), which moves it into the ring as room appears, after
+/// the task has returned if need be. Those items get through, as in Python (whose worker
+/// joins its queues' feeder threads when it exits): [`join`](Pool::join) has every worker flush
+/// its feeders before it stops them, and a worker that retires
+/// ([`max_tasks_per_child`](PoolBuilder::max_tasks_per_child)) flushes before it exits. So
+/// `join` waits as long as nobody drains such a queue — drain it from another thread while
+/// joining, or call [`Queue::cancel_join_thread`](crate::Queue::cancel_join_thread) in the task
+/// to give those items up. [`terminate`](Pool::terminate) (and `drop`) do not wait: what the
+/// feeders still hold is lost, as with Python's `terminate`.
+///
+/// ```standalone_crate
+/// # fn main() -> procvisor::Result<()> {
+/// # procvisor::init();
+/// use procvisor::{Pool, Queue};
+///
+/// fn produce(q: Queue<String>, n: u32) -> procvisor::Result<u32> {
+///     for i in 0..n {
+///         q.put(&format!("{i:0100}"))?; // more than the 4 KiB ring holds
+///     }
+///     Ok(n)
+/// }
+///
+/// let q = Queue::<String>::builder().capacity(4096).build()?;
+/// let pool = std::sync::Arc::new(Pool::new(1)?);
+/// assert_eq!(pool.apply(produce, (q.clone(), 100))?, 100);
+/// pool.close();
+/// let joiner = {
+///     let pool = pool.clone();
+///     std::thread::spawn(move || pool.join())
+/// };
+/// // join returns once the worker has flushed: drain meanwhile.
+/// let items: Vec<String> = (0..100).map(|_| q.get()).collect::<Result<_, _>>()?;
+/// joiner.join().unwrap()?;
+/// assert_eq!(items.len(), 100);
+/// # Ok(()) }
+/// ```
 pub struct Pool {
     shared: Arc<Shared>,
     supervisor: Mutex<Option<Supervisor>>,
@@ -196,7 +237,10 @@ impl PoolBuilder {
     }
 
     /// Each worker serves this many tasks (chunks), then exits and is replaced by a fresh
-    /// process (Python's `maxtasksperchild`). Default: no limit.
+    /// process (Python's `maxtasksperchild`). Default: no limit. A retiring worker first
+    /// flushes what its tasks put on queues (see
+    /// [items on queues](Pool#items-a-task-puts-on-a-queue)); its replacement starts once it
+    /// has exited.
     ///
     /// The count cannot be zero (a worker that may serve no task would never serve one;
     /// Python refuses it too): it is a [`NonZeroU64`], so a literal zero does not compile:
@@ -593,15 +637,20 @@ impl Pool {
     }
 
     /// Stops the workers now, busy or not (Python's `terminate`): queued and running tasks
-    /// fail with [`TaskError::PoolTerminated`]. Returns once every worker process has exited.
+    /// fail with [`TaskError::PoolTerminated`], and what their tasks put on queues and still
+    /// waits in their feeders is lost (see [items on queues](Pool#items-a-task-puts-on-a-queue)).
+    /// Returns once every worker process has exited.
     pub fn terminate(&self) {
         self.shared
             .end(Status::Terminated, TaskError::PoolTerminated);
         self.stop_workers();
     }
 
-    /// Waits for the queued and running tasks to finish (and their callbacks to run), then
-    /// stops the workers and waits for them to exit (Python's `join`).
+    /// Waits for the queued and running tasks to finish (and their callbacks to run), then has
+    /// every worker flush what its tasks put on queues and still waits in its feeder (see
+    /// [items on queues](Pool#items-a-task-puts-on-a-queue): this waits as long as nobody drains
+    /// such a queue, as in Python), then stops the workers and waits for them to exit (Python's
+    /// `join`).
     ///
     /// # Errors
     ///
@@ -612,6 +661,7 @@ impl Pool {
             return Err(PoolError::StillRunning);
         }
         self.shared.wait_idle();
+        self.shared.flush_workers();
         self.stop_workers();
         Ok(())
     }
@@ -638,6 +688,8 @@ impl Pool {
             return Err(PoolError::StillRunning);
         }
         self.shared.wait_idle_async().await;
+        let shared = self.shared.clone();
+        let _ = procvisor_actors::runtime::spawn_blocking(move || shared.flush_workers()).await;
         let supervisor = lock(&self.supervisor).take();
         if let Some(supervisor) = supervisor {
             supervisor.stop_async().await;

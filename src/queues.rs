@@ -72,6 +72,12 @@
 //!   every get is committed by one store into shared memory, the internal locks it may hold are
 //!   given back by the node's watch of the holder, and no item is duplicated; only items already
 //!   in the dead process's hands (taken by it, or waiting in its feeder) are lost.
+//! * **A process stopped while putting or getting** (SIGSTOP, a debugger) keeps the internal
+//!   lock it holds, and no deadline depends on it: `try_x` still never blocks and `x_timeout`
+//!   returns by its deadline, with [`GetError::Busy`] / [`PutError::Busy`] when the queue had an
+//!   item / room it could not reach (plain `Empty` / `Full` otherwise); retry them as
+//!   `Empty` / `Full`. Blocking calls wait, asleep, until the holder goes on or dies. A put on
+//!   an unbounded queue never waits for the lock either: the item waits in the feeder.
 //! * **An item that cannot be decoded** is consumed and reported as
 //!   [`GetError::Decode`]; the next get proceeds normally.
 //! * `close` and `cancel_join_thread` apply to the queue in the calling process (all its
@@ -101,6 +107,17 @@ pub use simple::SimpleQueue;
 
 use crate::error::{GetError, PutError, QueueError};
 use shared::{Shared, Wait};
+
+/// Waits until this process's queue feeders have flushed (a pool worker before it says it is
+/// done, or retires: see `Pool::join`).
+pub(crate) fn flush_feeders() {
+    feeder::flush_all();
+}
+
+/// Drops what this process's queue feeders still hold (a pool worker told to stop).
+pub(crate) fn abandon_feeders() {
+    feeder::abandon_all();
+}
 
 /// The default ring capacity: 32 MiB of address space, of which only the pages touched cost
 /// memory.
@@ -327,16 +344,18 @@ impl<T: Serialize> Queue<T> {
     /// # Errors
     /// [`PutError::Closed`] after [`close`](Self::close); [`PutError::TooLarge`] if the item
     /// does not fit in the ring; [`PutError::Encode`] if it cannot be encoded. Never
-    /// [`PutError::Full`].
+    /// [`PutError::Full`] or [`PutError::Busy`].
     pub fn put(&self, item: &T) -> Result<(), PutError> {
         self.shared.put(item, Wait::Forever)
     }
 
-    /// Puts `item` if there is room now, without waiting (Python's `put_nowait`). On an
-    /// unbounded queue it is the same as [`put`](Self::put).
+    /// Puts `item` if there is room now, without waiting (Python's `put_nowait`), whatever
+    /// other processes are doing. On an unbounded queue it is the same as [`put`](Self::put).
     ///
     /// # Errors
-    /// [`PutError::Full`] if a bounded queue is full; otherwise as [`put`](Self::put).
+    /// [`PutError::Full`] if a bounded queue is full; [`PutError::Busy`] if it has room but
+    /// another process holds its put lock (it may be stopped in the middle of a put);
+    /// otherwise as [`put`](Self::put).
     #[doc(alias = "put_nowait")]
     pub fn try_put(&self, item: &T) -> Result<(), PutError> {
         self.shared.put(item, Wait::Never)
@@ -346,7 +365,8 @@ impl<T: Serialize> Queue<T> {
     /// `put(item, True, timeout)`).
     ///
     /// # Errors
-    /// [`PutError::Full`] if the queue stayed full for `timeout`; otherwise as
+    /// [`PutError::Full`] if the queue stayed full for `timeout`; [`PutError::Busy`] if it had
+    /// room but another process held its put lock until `timeout` passed; otherwise as
     /// [`put`](Self::put).
     pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<(), PutError> {
         self.shared.put(item, Wait::timeout(timeout))
@@ -384,15 +404,19 @@ impl<T: DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     /// [`GetError::Closed`] after [`close`](Self::close); [`GetError::Decode`] if the item is
-    /// not a `T` (it is consumed: the next get proceeds normally). Never [`GetError::Empty`].
+    /// not a `T` (it is consumed: the next get proceeds normally). Never [`GetError::Empty`]
+    /// or [`GetError::Busy`].
     pub fn get(&self) -> Result<T, GetError> {
         self.shared.get(Wait::Forever)
     }
 
-    /// Takes the next item if there is one now, without waiting (Python's `get_nowait`).
+    /// Takes the next item if there is one now, without waiting (Python's `get_nowait`),
+    /// whatever other processes are doing.
     ///
     /// # Errors
-    /// [`GetError::Empty`] if there is none; otherwise as [`get`](Self::get).
+    /// [`GetError::Empty`] if there is none; [`GetError::Busy`] if there is one but another
+    /// process holds the get lock (it may be stopped in the middle of a get); otherwise as
+    /// [`get`](Self::get).
     #[doc(alias = "get_nowait")]
     pub fn try_get(&self) -> Result<T, GetError> {
         self.shared.get(Wait::Never)
@@ -401,7 +425,9 @@ impl<T: DeserializeOwned> Queue<T> {
     /// Takes the next item, waiting at most `timeout` (Python's `get(True, timeout)`).
     ///
     /// # Errors
-    /// [`GetError::Empty`] if no item came within `timeout`; otherwise as [`get`](Self::get).
+    /// [`GetError::Empty`] if no item came within `timeout`; [`GetError::Busy`] if one was
+    /// there but another process held the get lock until `timeout` passed; otherwise as
+    /// [`get`](Self::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
         self.shared.get(Wait::timeout(timeout))
     }

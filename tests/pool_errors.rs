@@ -125,6 +125,86 @@ fn a_result_that_cannot_be_encoded_fails_that_task_clearly() {
     assert_eq!(pool.apply(square, (4,)).unwrap(), 16);
 }
 
+/// A result whose decoding panics in this process (not in the worker, which only encodes it).
+#[derive(Debug, Serialize, Deserialize)]
+struct Touchy {
+    #[serde(deserialize_with = "unlucky_panics")]
+    value: u64,
+}
+
+procvisor::task_output!(Touchy);
+
+fn unlucky_panics<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(d)?;
+    if value == 13 {
+        panic!("13 is unlucky");
+    }
+    Ok(value)
+}
+
+fn touchy(value: u64) -> Touchy {
+    Touchy { value }
+}
+
+fn is_decode_panic(err: &TaskError) -> bool {
+    matches!(err, TaskError::DecodeResultPanicked { message } if message.contains("13 is unlucky"))
+}
+
+/// Issue 19.1: a result whose `Deserialize` panics in the caller killed the worker's reader
+/// thread after it took the task and before it marked it finished: `get` never answered,
+/// nor did the next task, and `close()` + `join()` never returned. Now that task fails with
+/// `DecodeResultPanicked`, and the pool keeps serving.
+#[test]
+fn a_result_whose_decoding_panics_fails_that_task_and_the_pool_keeps_serving() {
+    let (pool, _guard) = pool(1);
+    let pool = std::sync::Arc::new(pool);
+    let bad = pool.submit(touchy, (13,)).unwrap();
+    assert!(bad.wait_timeout(GENEROUS), "the task never finished");
+    let err = bad.get().unwrap_err();
+    assert!(is_decode_panic(&err), "{err:?}");
+    assert!(
+        err.to_string().contains("panicked") && err.to_string().contains("13 is unlucky"),
+        "{err}"
+    );
+
+    // The same worker keeps serving, through the same reader.
+    let good = pool.submit(touchy, (1,)).unwrap();
+    assert!(good.wait_timeout(GENEROUS), "the next task never finished");
+    assert_eq!(good.get().unwrap().value, 1);
+
+    // A map fails as a whole; an imap fails only the item.
+    let map = pool.submit_map(touchy, [1, 13, 2]).unwrap();
+    assert!(map.wait_timeout(GENEROUS), "the map never finished");
+    let err = map.get().unwrap_err();
+    assert!(is_decode_panic(&err), "{err:?}");
+    let mut it = pool.imap(touchy, [1, 13, 2]).unwrap();
+    assert_eq!(
+        it.next_timeout(GENEROUS).unwrap().unwrap().unwrap().value,
+        1
+    );
+    let err = it.next_timeout(GENEROUS).unwrap().unwrap().unwrap_err();
+    assert!(is_decode_panic(&err), "{err:?}");
+    assert_eq!(
+        it.next_timeout(GENEROUS).unwrap().unwrap().unwrap().value,
+        2
+    );
+    assert_eq!(pool.apply(square, (4,)).unwrap(), 16);
+
+    // And join returns (bounded, so that a hang fails the test instead of stalling it).
+    pool.close();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let joiner = {
+        let pool = pool.clone();
+        std::thread::spawn(move || tx.send(pool.join()))
+    };
+    let joined = rx.recv_timeout(GENEROUS);
+    if joined.is_err() {
+        pool.terminate();
+    }
+    assert_eq!(joined, Ok(Ok(())), "join never returned");
+    joiner.join().unwrap().unwrap();
+}
+
 /// As in Python, arguments that cannot be encoded are the task's failure, reported by its
 /// result (and its error callback), not a refusal of the submission.
 #[test]

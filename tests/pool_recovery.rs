@@ -8,12 +8,13 @@ procvisor::test_init!();
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{GENEROUS, PidsGuard, TempDir, pid_is_running, send_signal, wait_until};
-use procvisor::error::{RunError, TaskError};
+use procvisor::error::{GetError, RunError, TaskError};
 use procvisor::supervisor::Exit;
-use procvisor::{AsyncResult, Pool};
+use procvisor::{AsyncResult, Pool, Queue};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -229,4 +230,109 @@ fn dropping_a_pool_stops_its_workers() {
     drop(pool);
     assert!(pids.iter().all(|&p| !pid_is_running(p)), "{pids:?}");
     assert_eq!(get_within(r), Err(TaskError::PoolTerminated));
+}
+
+// ---- what a task put on a queue gets through ------------------------------------------------
+
+/// Puts `n` items of about 200 bytes on `q` and returns how many it put.
+fn fill(q: Queue<String>, n: u32) -> procvisor::Result<u32> {
+    for i in 0..n {
+        q.put(&format!("{i:0200}"))?;
+    }
+    Ok(n)
+}
+
+/// Drains `q` slowly (a consumer that takes 50 ms per item: longer in all than the workers'
+/// stop grace) until `joined` says the pool's join returned; then takes what is left, which
+/// is all in the ring by then. Gives up (terminating the pool) if join has not returned
+/// within twice [`GENEROUS`].
+fn drain_while_joining(q: &Queue<String>, pool: &Arc<Pool>) -> Vec<String> {
+    let (tx, joined) = std::sync::mpsc::channel();
+    let joiner = {
+        let pool = pool.clone();
+        std::thread::spawn(move || tx.send(pool.join()))
+    };
+    let give_up = Instant::now() + 2 * GENEROUS;
+    let mut got = Vec::new();
+    let outcome = loop {
+        if let Ok(outcome) = joined.try_recv() {
+            break outcome;
+        }
+        if Instant::now() > give_up {
+            pool.terminate();
+            panic!("join did not return; {} items taken", got.len());
+        }
+        match q.get_timeout(Duration::from_millis(100)) {
+            Ok(item) => {
+                got.push(item);
+                // Pacing, not synchronization: the consumer is slow on purpose.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(GetError::Empty) => {}
+            Err(e) => panic!("{e}"),
+        }
+    };
+    outcome.unwrap();
+    joiner.join().unwrap().unwrap();
+    while let Ok(item) = q.try_get() {
+        got.push(item);
+    }
+    got
+}
+
+/// Issue 19.6: a task that put more than the queue's ring holds left the rest in its worker's
+/// feeder; `close()` + `join()` stopped the worker after the 1 s grace and the items were lost
+/// silently while the task had reported success. Now join has each worker flush its feeders
+/// first (Python's `join_thread` at a worker's exit), so every item gets through.
+#[test]
+fn join_lets_a_worker_flush_what_its_tasks_put_on_a_queue() {
+    let q = Queue::<String>::builder().capacity(4096).build().unwrap();
+    let (pool, _guard) = pool(1);
+    let pool = Arc::new(pool);
+    assert_eq!(pool.apply(fill, (q.clone(), 64)).unwrap(), 64);
+    // The ring is full: the rest waits in the worker's feeder.
+    assert!(q.len() < 64, "{} items already in the ring", q.len());
+    pool.close();
+    let got = drain_while_joining(&q, &pool);
+    let want: Vec<String> = (0..64).map(|i| format!("{i:0200}")).collect();
+    assert_eq!(got.len(), 64, "{} of 64 items got through", got.len());
+    assert_eq!(got, want);
+}
+
+/// Issue 19.6, when a worker retires (`max_tasks_per_child`): it closed its connection and
+/// lingered in its exit, flushing its feeder, until the pool killed it 5 s later, losing the
+/// rest. Now it flushes before it says goodbye, so every item gets through.
+#[test]
+fn a_retiring_worker_flushes_what_its_task_put_on_a_queue() {
+    let q = Queue::<String>::builder().capacity(4096).build().unwrap();
+    let pool = Pool::builder()
+        .processes(1)
+        .max_tasks_per_child(std::num::NonZeroU64::new(1).unwrap())
+        .build()
+        .unwrap();
+    let mut guard = PidsGuard(pool.worker_pids());
+    let retiring = pool.worker_pids()[0];
+    assert_eq!(pool.apply(fill, (q.clone(), 40)).unwrap(), 40);
+    assert!(q.len() < 40, "{} items already in the ring", q.len());
+    // A slow consumer (pacing, not synchronization: 300 ms an item keeps items in the feeder
+    // for longer than the 5 s the pool used to give a retiring worker) until the retiring
+    // worker has exited; by then everything it delivers is in the ring.
+    let give_up = Instant::now() + 2 * GENEROUS;
+    let mut got = Vec::new();
+    while pid_is_running(retiring) {
+        assert!(Instant::now() < give_up, "the retiring worker never exited");
+        if let Ok(item) = q.get_timeout(Duration::from_millis(100)) {
+            got.push(item);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    while let Ok(item) = q.try_get() {
+        got.push(item);
+    }
+    let want: Vec<String> = (0..40).map(|i| format!("{i:0200}")).collect();
+    assert_eq!(got.len(), 40, "{} of 40 items got through", got.len());
+    assert_eq!(got, want);
+    // Its replacement serves.
+    assert_eq!(pool.apply(square, (3,)).unwrap(), 9);
+    guard.0.extend(pool.worker_pids());
 }

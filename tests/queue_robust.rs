@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{GENEROUS, KillOnDrop, join_ok, say, start, wait_until};
-use procvisor::error::PutError;
+use procvisor::error::{GetError, PutError};
 use procvisor::{Child, Connection, Process, Queue, pipe};
 
 type Item = Option<(u32, u64)>;
@@ -23,7 +23,8 @@ fn produce(q: Queue<Item>, id: u32, report: Connection) -> procvisor::Result<()>
     while !procvisor::stop_requested() {
         match q.put_timeout(&Some((id, seq)), Duration::from_millis(20)) {
             Ok(()) => seq += 1,
-            Err(PutError::Full) => {}
+            // Busy: a producer killed holding the put lock, not given back yet.
+            Err(PutError::Full | PutError::Busy { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -205,6 +206,125 @@ fn a_process_killed_holding_the_internal_locks_does_not_wedge_the_queue() {
     holder.join_timeout(GENEROUS).unwrap();
     q.put(&3).unwrap();
     assert_eq!(q.try_get().unwrap(), 3);
+}
+
+/// Child: takes the internal locks of both queues (as a consumer and a producer stopped in
+/// the middle of a get and a put would hold them), says so, and waits.
+fn hold_both(a: Queue<u32>, b: Queue<u32>, ctl: Connection) -> procvisor::Result<()> {
+    a.hold_internal_locks_for_tests();
+    b.hold_internal_locks_for_tests();
+    ctl.send(&())?;
+    let _ = ctl.recv::<()>();
+    Ok(())
+}
+
+/// CPU time this thread has used.
+fn thread_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_THREAD is valid on Linux.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Issue 19.3: with the internal locks held by a stopped process, `try_get` blocked until the
+/// holder died, and `get_timeout` never returned and spun a core (so did `put_timeout`).
+/// Non-blocking calls must not block and timed ones must return by their deadline, with
+/// `Busy` (the queue has an item, or room, but cannot take it) — without spinning.
+#[test]
+fn calls_that_must_not_block_return_while_a_stopped_process_holds_the_locks() {
+    let mut guard = KillOnDrop::new();
+    let bounded = Queue::<u32>::bounded(4).unwrap();
+    let unbounded = Queue::<u32>::builder().capacity(4096).build().unwrap();
+    bounded.put(&1).unwrap();
+    let (ours, theirs) = pipe().unwrap();
+    let holder = start(
+        &mut guard,
+        Process::new(hold_both, (bounded.clone(), unbounded.clone(), theirs)),
+    );
+    ours.recv::<()>().unwrap();
+    common::send_signal(holder.pid(), libc::SIGSTOP);
+
+    // Every call runs on this thread; the test waits for each answer at most GENEROUS, and the
+    // guard kills the holder (which unblocks a call that hangs) if one never comes.
+    let (tx, rx) = std::sync::mpsc::channel::<(&'static str, String)>();
+    let calls = {
+        let (bounded, unbounded) = (bounded.clone(), unbounded.clone());
+        std::thread::spawn(move || {
+            let report = |what: &'static str, outcome: String| {
+                let _ = tx.send((what, outcome));
+            };
+            report("try_get", format!("{:?}", bounded.try_get()));
+            let cpu = thread_cpu();
+            let timed = bounded.get_timeout(Duration::from_millis(500));
+            let spent = thread_cpu() - cpu;
+            report("get_timeout", format!("{timed:?}"));
+            report(
+                "get_timeout cpu",
+                format!("{}", spent < Duration::from_millis(250)),
+            );
+            report("try_put", format!("{:?}", bounded.try_put(&2)));
+            let cpu = thread_cpu();
+            let timed = bounded.put_timeout(&2, Duration::from_millis(500));
+            let spent = thread_cpu() - cpu;
+            report("put_timeout", format!("{timed:?}"));
+            report(
+                "put_timeout cpu",
+                format!("{}", spent < Duration::from_millis(250)),
+            );
+            // An unbounded queue's put never waits: the item waits in this process's feeder.
+            report("unbounded try_put", format!("{:?}", unbounded.try_put(&7)));
+            report("unbounded put", format!("{:?}", unbounded.put(&8)));
+            // The async calls yield to the executor instead of blocking it, so a timeout around
+            // them fires on a single-threaded runtime.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let short = Duration::from_millis(300);
+            let got = rt.block_on(async { tokio::time::timeout(short, bounded.get_async()).await });
+            report("get_async", format!("{}", got.is_err()));
+            let put =
+                rt.block_on(async { tokio::time::timeout(short, bounded.put_async(&3)).await });
+            report("put_async", format!("{}", put.is_err()));
+        })
+    };
+    let expect = [
+        ("try_get", "Err(Busy { holder: Some(PID) })"),
+        ("get_timeout", "Err(Busy { holder: Some(PID) })"),
+        ("get_timeout cpu", "true"),
+        ("try_put", "Err(Busy { holder: Some(PID) })"),
+        ("put_timeout", "Err(Busy { holder: Some(PID) })"),
+        ("put_timeout cpu", "true"),
+        ("unbounded try_put", "Ok(())"),
+        ("unbounded put", "Ok(())"),
+        ("get_async", "true"),
+        ("put_async", "true"),
+    ];
+    let pid = holder.pid().to_string();
+    for (what, want) in expect {
+        let got = rx
+            .recv_timeout(GENEROUS)
+            .unwrap_or_else(|_| panic!("{what} did not return while the lock holder is stopped"));
+        assert_eq!(got, (what, want.replace("PID", &pid)));
+    }
+    calls.join().unwrap();
+    assert_eq!((bounded.len(), bounded.is_full()), (1, false));
+
+    // Once the holder dies, everything flows again: nothing was taken or put meanwhile, and the
+    // unbounded queue's feeder delivers what it held.
+    holder.kill().unwrap();
+    holder.join_timeout(GENEROUS).unwrap();
+    // (Timed calls: the watch gives the two locks back asynchronously, one after the other.)
+    assert_eq!(bounded.get_timeout(GENEROUS), Ok(1));
+    assert_eq!(bounded.try_get(), Err(GetError::Empty));
+    bounded.put_timeout(&4, GENEROUS).unwrap();
+    assert_eq!(bounded.get_timeout(GENEROUS), Ok(4));
+    assert_eq!(unbounded.get_timeout(GENEROUS), Ok(7));
+    assert_eq!(unbounded.get_timeout(GENEROUS), Ok(8));
 }
 
 // ---- a SIGKILLed tree leaves nothing behind ------------------------------------------------

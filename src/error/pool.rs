@@ -136,6 +136,16 @@ pub enum TaskError {
         reason: String,
     },
 
+    /// Decoding the worker's answer panicked in this process (a `Deserialize` of the result
+    /// type, e.g. a `deserialize_with` function, panicked; so did a `Drop` of a decoded
+    /// value, if that is where it came from). Only this task failed: the panic was caught,
+    /// the pool keeps serving and [`join`](crate::Pool::join) still returns.
+    #[error("decoding the task's result panicked in this process: {message}")]
+    DecodeResultPanicked {
+        /// The panic's message.
+        message: String,
+    },
+
     /// The pool was terminated (or dropped) before the task finished.
     #[error("the pool was terminated before the task finished")]
     PoolTerminated,

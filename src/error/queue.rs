@@ -28,6 +28,22 @@ pub enum PutError {
     #[error("the queue is full: no room for the item in time")]
     Full,
 
+    /// The queue had room, but another process held the queue's internal put lock for the
+    /// whole wait (none for a [`try_put`](crate::Queue::try_put), `timeout` for a
+    /// [`put_timeout`](crate::Queue::put_timeout)): it may be stopped (SIGSTOP, a debugger) in
+    /// the middle of a put. The item was not put; retry as after [`Full`](PutError::Full). A
+    /// holder that dies gives the lock back. A blocking [`put`](crate::Queue::put) never returns
+    /// it (it waits for the lock).
+    #[error(
+        "the queue's put lock is held by {} and was not released in time (it may be stopped \
+         in the middle of a put): the item was not put",
+        lock_holder(*.holder)
+    )]
+    Busy {
+        /// The pid of the process holding the lock when the call gave up, if it still did.
+        holder: Option<i32>,
+    },
+
     /// The queue was [closed](crate::Queue::close) in this process.
     #[error("the queue was closed in this process: it can no longer put")]
     Closed,
@@ -74,6 +90,22 @@ pub enum GetError {
     #[error("the queue is empty: no item was available in time")]
     Empty,
 
+    /// The queue held an item, but another process held the queue's internal get lock for
+    /// the whole wait (none for a [`try_get`](crate::Queue::try_get), `timeout` for a
+    /// [`get_timeout`](crate::Queue::get_timeout)): it may be stopped (SIGSTOP, a debugger) in
+    /// the middle of a get. Nothing was taken; retry as after [`Empty`](GetError::Empty). A
+    /// holder that dies gives the lock back. A blocking [`get`](crate::Queue::get) never returns
+    /// it (it waits for the lock).
+    #[error(
+        "the queue's get lock is held by {} and was not released in time (it may be stopped \
+         in the middle of a get): no item was taken",
+        lock_holder(*.holder)
+    )]
+    Busy {
+        /// The pid of the process holding the lock when the call gave up, if it still did.
+        holder: Option<i32>,
+    },
+
     /// The queue was [closed](crate::Queue::close) in this process.
     #[error("the queue was closed in this process: it can no longer get")]
     Closed,
@@ -87,6 +119,14 @@ pub enum GetError {
         /// The codec's explanation.
         reason: String,
     },
+}
+
+/// Who holds a queue lock, for [`PutError::Busy`] and [`GetError::Busy`].
+fn lock_holder(holder: Option<i32>) -> String {
+    match holder {
+        Some(pid) => format!("process {pid}"),
+        None => "another process".into(),
+    }
 }
 
 /// The other ways a queue operation can fail: a queue that cannot be created, and misuse.

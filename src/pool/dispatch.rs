@@ -5,6 +5,8 @@
 //! actor hop) to an idle worker, or queues it. A worker's reader thread receives each result,
 //! hands that worker the next queued task *before* decoding the result, then gives the result
 //! to its job. So the only threads on the hot path are the caller, the worker and its reader.
+//! Decoding runs the caller's `Deserialize` on the reader thread, so it is guarded: a panic
+//! there fails that task alone ([`TaskError::DecodeResultPanicked`]) and the reader goes on.
 //!
 //! Lifecycle stays with the pool's supervisor actor (see [`worker`](super::worker)): it starts
 //! and replaces workers, which [`register`](Shared::register) here. A worker's death is seen by
@@ -15,6 +17,7 @@
 
 use std::collections::VecDeque;
 use std::num::NonZeroU64;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -24,7 +27,7 @@ use procvisor_actors::runtime;
 use super::callbacks::CallbackThread;
 use super::job::JobSink;
 use super::outcome::{Outcome, undecodable};
-use super::protocol::{parse_result, recv_reusing, set_seq};
+use super::protocol::{FLUSH_SEQ, flush_frame, parse_result, recv_reusing, set_seq};
 use crate::connection::Connection;
 use crate::error::{PoolError, TaskError};
 use crate::supervisor::{Exit, SupervisorRef};
@@ -60,8 +63,7 @@ impl Task {
     }
 
     fn fail(self, failure: TaskError) {
-        self.sink
-            .complete(self.index, self.items, Outcome::Failed(failure));
+        deliver_guarded(self, Outcome::Failed(failure));
     }
 }
 
@@ -107,6 +109,9 @@ struct State {
     next_seq: u64,
     /// Tasks queued or held by a worker.
     outstanding: usize,
+    /// Worker incarnations (slot, generation) asked by a `join` to flush their queue feeders
+    /// that have neither answered nor gone yet.
+    flushing: Vec<(usize, u64)>,
 }
 
 /// A task to send once the state lock is released.
@@ -120,6 +125,8 @@ struct Send {
 pub(crate) struct Shared {
     state: Mutex<State>,
     idle: Condvar,
+    /// Notified when `flushing` shrinks (or the pool ends).
+    flushed: Condvar,
     idle_async: tokio::sync::Notify,
     maxtasks: Option<NonZeroU64>,
     pub(crate) callbacks: Arc<CallbackThread>,
@@ -136,8 +143,10 @@ impl Shared {
                 slots: (0..workers).map(|_| Slot::default()).collect(),
                 next_seq: 0,
                 outstanding: 0,
+                flushing: Vec::new(),
             }),
             idle: Condvar::new(),
+            flushed: Condvar::new(),
             idle_async: tokio::sync::Notify::new(),
             maxtasks,
             callbacks: Arc::default(),
@@ -310,6 +319,9 @@ impl Shared {
     }
 
     fn on_result(self: &Arc<Self>, i: usize, generation: u64, frame: &[u8]) {
+        if parse_result(frame).is_some_and(|(seq, ..)| seq == FLUSH_SEQ) {
+            return self.done_flushing(i, generation);
+        }
         let mut state = lock(&self.state);
         let slot = &mut state.slots[i];
         let current = slot.generation == generation;
@@ -334,8 +346,53 @@ impl Shared {
             Some((seq, status, payload)) if seq == task.seq => Outcome::Frame(status, payload),
             _ => Outcome::Failed(undecodable("the worker sent a malformed result frame")),
         };
-        task.sink.complete(task.index, task.items, outcome);
+        deliver_guarded(task, outcome);
         self.finished(1);
+    }
+
+    /// Worker incarnation (`i`, `generation`) has flushed its feeders, or is gone.
+    fn done_flushing(&self, i: usize, generation: u64) {
+        let mut state = lock(&self.state);
+        let before = state.flushing.len();
+        state.flushing.retain(|&w| w != (i, generation));
+        if state.flushing.len() != before {
+            self.flushed.notify_all();
+        }
+    }
+
+    /// Asks every worker to flush what its tasks put on queues and still waits in its feeders,
+    /// and waits until each has answered, or is gone, or the pool has ended (`join`, before it
+    /// stops the workers: so their items are not lost). Call once no task is queued or running.
+    /// A worker's flush waits for room in the queues, so this waits as long as nobody drains
+    /// them — as Python's `join_thread` in an exiting worker does.
+    pub(crate) fn flush_workers(&self) {
+        let ended = |state: &State| matches!(state.status, Status::Terminated | Status::Broken(_));
+        let mut state = lock(&self.state);
+        if ended(&state) {
+            return;
+        }
+        let mut asked = Vec::new();
+        let mut conns = Vec::new();
+        for (i, slot) in state.slots.iter().enumerate() {
+            if let Some(worker) = &slot.worker {
+                asked.push((i, slot.generation));
+                conns.push(worker.conn.clone());
+            }
+        }
+        state.flushing.extend(asked.iter().copied());
+        drop(state);
+        let frame = flush_frame();
+        for conn in conns {
+            // A failed send means the worker is gone: its reader sees EOF and says so.
+            let _ = conn.send_bytes(&frame);
+        }
+        let mut state = lock(&self.state);
+        while !ended(&state) && asked.iter().any(|w| state.flushing.contains(w)) {
+            state = self
+                .flushed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
     }
 
     fn on_worker_gone(&self, i: usize, generation: u64, record: &ChildRecord) {
@@ -357,6 +414,7 @@ impl Shared {
             slot.take_orphan(generation)
         };
         drop(state);
+        self.done_flushing(i, generation);
         if let Some(task) = lost {
             task.fail(TaskError::WorkerLost {
                 pid: record.pid(),
@@ -406,6 +464,8 @@ impl Shared {
             failed.extend(slot.orphans.drain(..).map(|(_, task)| task));
             slot.worker = None;
         }
+        state.flushing.clear();
+        self.flushed.notify_all();
         let n = failed.len();
         let broken = matches!(state.status, Status::Broken(_));
         drop(state);
@@ -454,6 +514,32 @@ impl Shared {
             .iter()
             .filter_map(|s| s.worker.as_ref().map(|w| w.record.pid()))
             .collect()
+    }
+}
+
+/// Hands `outcome` to the task's job, which decodes it here, on the reader thread, with the
+/// caller's types: a `Deserialize` (or a `Drop` of a decoded value) that panics would kill the
+/// reader after it took the task and before the pool counted it finished, and so hang the task,
+/// every later result of that worker and `join`. The panic is caught and fails that task alone
+/// with [`TaskError::DecodeResultPanicked`] (a job ignores a second outcome if the first one
+/// already finished it).
+fn deliver_guarded(task: Task, outcome: Outcome<'_>) {
+    let Task {
+        sink, index, items, ..
+    } = task;
+    let delivered = catch_unwind(AssertUnwindSafe(|| sink.complete(index, items, outcome)));
+    if let Err(panic) = delivered {
+        let failure = TaskError::DecodeResultPanicked {
+            message: super::task::panic_message(panic.as_ref()),
+        };
+        // Dropping the payload or the job may run more of the caller's code: keep guarding.
+        let _ = catch_unwind(AssertUnwindSafe(move || {
+            drop(panic);
+            sink.complete(index, items, Outcome::Failed(failure));
+            drop(sink);
+        }));
+    } else {
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(sink)));
     }
 }
 

@@ -8,6 +8,8 @@
 //! pool → worker   task     seq: u64 | entry: CodeRef (24 bytes) | chunk: the argument tuples (bincode Vec)
 //! worker → pool   hello    READY_SEQ | status 0 (ready)  or  status 2 | WorkerFailure (initializer failed)
 //! worker → pool   result   seq: u64 | status: u8 | results (see ChunkStatus)
+//! pool → worker   flush    FLUSH_SEQ | entry 0 | nothing   (join: flush your queue feeders)
+//! worker → pool   flushed  FLUSH_SEQ | status 0           (they have; sent before it stops)
 //! ```
 //!
 //! `entry` names the task's chunk trampoline (a [`CodeRef`] in its fixed layout: offset,
@@ -115,6 +117,16 @@ pub(crate) const TASK_HEADER: usize = 8 + CODE_REF_LEN;
 pub(crate) const RESULT_HEADER: usize = 9;
 /// The `seq` of a worker's hello frame.
 pub(crate) const READY_SEQ: u64 = u64::MAX;
+/// The `seq` of a flush request and of its answer (never a task's: seqs count from 0).
+pub(crate) const FLUSH_SEQ: u64 = u64::MAX - 1;
+
+/// The frame asking a worker to flush its queue feeders and answer [`FLUSH_SEQ`].
+pub(crate) fn flush_frame() -> Vec<u8> {
+    let mut frame = Vec::with_capacity(TASK_HEADER);
+    frame.extend_from_slice(&FLUSH_SEQ.to_le_bytes());
+    frame.extend_from_slice(&0i64.to_le_bytes());
+    frame
+}
 
 /// A task frame for trampoline `entry` whose chunk is `items` (exactly `len` of them), encoded
 /// in one buffer with the header in front (the seq is filled in at dispatch).

@@ -6,10 +6,14 @@
 //! until EOF, until its `max_tasks_per_child` is reached (it exits 0 and the supervisor replaces
 //! it), or until a stop request from the supervisor (it exits 0 at once, even in the middle of a
 //! task: that is how `terminate` stops busy workers promptly; SIGTERM and SIGKILL follow if it
-//! does not). The pool's side, which starts workers, is [`starter`](super::starter).
+//! does not). What its tasks put on queues and still waits in its feeders gets through: it
+//! flushes them when `join` asks (a flush frame, before the stop request) and before it retires;
+//! a stop request abandons them. The pool's side, which starts workers, is
+//! [`starter`](super::starter).
 
 use super::protocol::{
-    WorkerFailure, WorkerSetup, parse_task, recv_reusing, start_result, write_failed, write_hello,
+    ChunkStatus, FLUSH_SEQ, WorkerFailure, WorkerSetup, parse_task, recv_reusing, start_result,
+    write_failed, write_hello,
 };
 use crate::connection::Connection;
 use crate::error::{RecvError, SendError};
@@ -42,6 +46,15 @@ pub(crate) fn worker_main(conn: Connection, setup: WorkerSetup) -> Result<(), St
         let Some((seq, entry, chunk)) = parse_task(&buf[..len]) else {
             return Err("the pool sent a malformed task frame".into());
         };
+        if seq == FLUSH_SEQ {
+            // The pool is joining: let what the tasks put on queues get through first.
+            crate::queues::flush_feeders();
+            start_result(&mut out, FLUSH_SEQ);
+            out.push(ChunkStatus::AllOk as u8);
+            conn.send_bytes(&out)
+                .map_err(|e| format!("cannot reach the pool: {e}"))?;
+            continue;
+        }
         start_result(&mut out, seq);
         let run = entry
             .resolve()
@@ -50,6 +63,9 @@ pub(crate) fn worker_main(conn: Connection, setup: WorkerSetup) -> Result<(), St
         send_result(&conn, &mut out, seq)?;
         served += 1;
     }
+    // Retiring: flush before the connection closes (the pool would take a worker that closed
+    // it and lingers for stuck, and kill it).
+    crate::queues::flush_feeders();
     Ok(())
 }
 
@@ -73,6 +89,9 @@ fn exit_on_stop_request() {
         .name("procvisor-pool-stop".into())
         .spawn(|| {
             if crate::process::wait_for_stop(None) {
+                // `join` had the feeders flushed before it asked; for `terminate`, what they
+                // still hold is lost (as Python's terminate loses it), not waited for.
+                crate::queues::abandon_feeders();
                 std::process::exit(0);
             }
         });

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use super::ring::Ring;
+use super::ring::{Push, Ring};
 use crate::runtime::{StopAtExit, stop_at_exit};
 
 /// How long the feeder sleeps at a time while waiting for room (it re-checks cancellation).
@@ -47,6 +47,30 @@ struct Overflow {
 fn registry() -> &'static Mutex<HashMap<[u8; 16], Weak<Local>>> {
     static REGISTRY: OnceLock<Mutex<HashMap<[u8; 16], Weak<Local>>>> = OnceLock::new();
     REGISTRY.get_or_init(Default::default)
+}
+
+/// Every queue's state in this process that is still in use (by a handle or a feeder).
+fn all_locals() -> Vec<Arc<Local>> {
+    lock(registry())
+        .values()
+        .filter_map(Weak::upgrade)
+        .collect()
+}
+
+/// Waits until the feeders of every queue in this process have moved what they hold into the
+/// rings (or were cancelled with `cancel_join_thread`), as the exit sequence does.
+pub(crate) fn flush_all() {
+    for local in all_locals() {
+        local.wait_drained(None);
+    }
+}
+
+/// Gives up on what the feeders of every queue in this process hold, as `cancel_join_thread`
+/// on each would: the exit sequence then does not wait for them.
+pub(crate) fn abandon_all() {
+    for local in all_locals() {
+        local.cancel_join();
+    }
 }
 
 impl Local {
@@ -89,7 +113,7 @@ impl Local {
     /// have made room since the caller looked).
     pub fn push(self: &Arc<Self>, ring: &Ring, record: Vec<u8>) {
         let mut state = self.state();
-        if !self.is_overflowing() && ring.try_push(&record, None) {
+        if !self.is_overflowing() && ring.try_push(&record, Some(Instant::now())) == Push::Pushed {
             return;
         }
         self.overflowing.store(true, Ordering::Release);
@@ -130,7 +154,9 @@ impl Local {
                 }
             };
             // `overflowing` stays true while this record is in flight, so no put overtakes it.
-            while !ring.push(&record, Some(Instant::now() + FEEDER_SLICE)) {}
+            // Each try sleeps (for room, or for a put lock another process holds) at most a
+            // slice.
+            while ring.push(&record, Some(Instant::now() + FEEDER_SLICE)) != Push::Pushed {}
         }
     }
 

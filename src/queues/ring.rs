@@ -28,6 +28,15 @@
 //! wake cost several microseconds on each side. Then it announces itself in the waiter count,
 //! reads the event word, re-checks, and sleeps on the word with a futex. A committer that sees
 //! no waiter makes no system call.
+//!
+//! # A lock holder that does not let go
+//! A holder may be alive and stopped (SIGSTOP, a debugger) in the middle of its put or get. The
+//! lock is then waited for only as long as the caller's wait allows: not at all for a `try_*`
+//! (a few polls of the lock word, see `RobustMutex::lock`, which also has the node watch the
+//! holder), until the deadline for a timed call (asleep on the lock word), for ever for a
+//! blocking one. A call that cannot have the lock in time says [`Push::Busy`] / [`Pop::Busy`]
+//! when there was room / an item (otherwise it is plainly full / empty, which needs no lock to
+//! see: the head and tail words are read without it).
 
 use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU32, Ordering::*};
@@ -48,6 +57,28 @@ pub(super) struct Ring {
     /// Most items in the queue at once (`maxsize`, or the sequence limit).
     limit: u32,
     bounded: bool,
+}
+
+/// How a put ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Push {
+    /// The record is in the ring.
+    Pushed,
+    /// No room (count or bytes).
+    Full,
+    /// There was room, but the put lock could not be had in time.
+    Busy,
+}
+
+/// How a get ended (the item is in the caller's buffer on `Popped`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pop {
+    /// An item was taken.
+    Popped,
+    /// No item.
+    Empty,
+    /// There was an item, but the get lock could not be had in time.
+    Busy,
 }
 
 /// A record whose length cannot be right: the ring was reset (should never happen).
@@ -153,59 +184,98 @@ impl Ring {
             && tail.bytes_since(head) + record_size(len) as u64 <= self.capacity as u64
     }
 
+    /// The pid holding the put lock (`Side::Space`) or the get lock (`Side::Items`), if any.
+    pub fn lock_holder(&self, side: Side) -> Option<i32> {
+        let w = self.words();
+        match side {
+            Side::Space => w.put_lock.holder(),
+            Side::Items => w.get_lock.holder(),
+        }
+    }
+
+    /// Waits until the put lock (`Side::Space`) or the get lock (`Side::Items`) can be had, or
+    /// until `deadline`, asleep on the lock word; takes it and gives it back at once (the async
+    /// calls' wait for a [`Busy`](Pop::Busy) lock, on the node's blocking pool).
+    pub fn wait_for_lock(&self, side: Side, deadline: Instant) {
+        let w = self.words();
+        let (mutex, offset) = match side {
+            Side::Space => (w.put_lock, layout::PUT_LOCK),
+            Side::Items => (w.get_lock, layout::GET_LOCK),
+        };
+        drop(self.lock(mutex, offset, Some(deadline)));
+    }
+
     // ---- put ------------------------------------------------------------------------------
 
-    /// Appends `payload` if there is room now; `false` if not (or if the put lock could not be
-    /// had before `deadline`). The caller has checked [`fits`](Self::fits).
-    pub fn try_push(&self, payload: &[u8], deadline: Option<Instant>) -> bool {
+    /// Appends `payload` if there is room now, waiting for the put lock until `lock_until`
+    /// (None: for ever; `Some(now)`: only a few polls). The caller has checked
+    /// [`fits`](Self::fits).
+    pub fn try_push(&self, payload: &[u8], lock_until: Option<Instant>) -> Push {
         let w = self.words();
         let size = record_size(payload.len());
+        if !self.room_for(payload.len()) {
+            return Push::Full;
+        }
         {
-            let Some(_held) = self.lock(w.put_lock, layout::PUT_LOCK, deadline) else {
-                return false;
+            let Some(_held) = self.lock(w.put_lock, layout::PUT_LOCK, lock_until) else {
+                return if self.room_for(payload.len()) {
+                    Push::Busy
+                } else {
+                    Push::Full
+                };
             };
             let tail = Cursor::unpack(w.tail.load(Relaxed));
             let head = Cursor::unpack(w.head.load(Acquire));
             if tail.items_since(head) >= self.limit
                 || tail.bytes_since(head) + size as u64 > self.capacity as u64
             {
-                return false;
+                return Push::Full;
             }
             self.write_at(tail.pos, &(payload.len() as u32).to_le_bytes());
             self.write_at(tail.pos + RECORD_HEADER as u64, payload);
             w.tail.store(tail.advance(size).pack(), SeqCst); // commit
         }
         self.wake(Side::Items);
-        true
+        Push::Pushed
     }
 
-    /// Appends `payload`, waiting for room until `deadline` (None: for ever); `false` if the
-    /// deadline passed.
-    pub fn push(&self, payload: &[u8], deadline: Option<Instant>) -> bool {
+    /// Appends `payload`, waiting for room and for the put lock until `deadline` (None: for
+    /// ever, and then it never returns `Full` or `Busy`).
+    pub fn push(&self, payload: &[u8], deadline: Option<Instant>) -> Push {
         loop {
-            if self.try_push(payload, deadline) {
-                return true;
+            match self.try_push(payload, deadline) {
+                Push::Full => {}
+                // The lock wait ends only at the deadline (never without one): stop there.
+                done => return done,
             }
             if !self.wait(Side::Space, deadline, || self.room_for(payload.len())) {
-                return self.try_push(payload, deadline);
+                return self.try_push(payload, Some(Instant::now()));
             }
         }
     }
 
     // ---- get ------------------------------------------------------------------------------
 
-    /// Takes the item at the head into `buf` (replacing its contents) if there is one now.
-    pub fn try_pop(&self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<bool, Corrupt> {
+    /// Takes the item at the head into `buf` (replacing its contents) if there is one now,
+    /// waiting for the get lock until `lock_until` (as [`try_push`](Self::try_push)).
+    pub fn try_pop(&self, buf: &mut Vec<u8>, lock_until: Option<Instant>) -> Result<Pop, Corrupt> {
         let w = self.words();
+        if !self.has_items() {
+            return Ok(Pop::Empty);
+        }
         {
-            let Some(_held) = self.lock(w.get_lock, layout::GET_LOCK, deadline) else {
-                return Ok(false);
+            let Some(_held) = self.lock(w.get_lock, layout::GET_LOCK, lock_until) else {
+                return Ok(if self.has_items() {
+                    Pop::Busy
+                } else {
+                    Pop::Empty
+                });
             };
             let head = Cursor::unpack(w.head.load(Relaxed));
             let tail = Cursor::unpack(w.tail.load(Acquire));
             let used = tail.bytes_since(head);
             if used == 0 {
-                return Ok(false);
+                return Ok(Pop::Empty);
             }
             let mut header = [0u8; RECORD_HEADER];
             self.read_at(head.pos, &mut header);
@@ -229,18 +299,20 @@ impl Ring {
             w.head.store(head.advance(size).pack(), SeqCst); // commit
         }
         self.wake(Side::Space);
-        Ok(true)
+        Ok(Pop::Popped)
     }
 
-    /// Takes the item at the head into `buf`, waiting until `deadline` (None: for ever);
-    /// `Ok(false)` if the deadline passed with the queue empty.
-    pub fn pop(&self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<bool, Corrupt> {
+    /// Takes the item at the head into `buf`, waiting for an item and for the get lock until
+    /// `deadline` (None: for ever, and then it never returns `Empty` or `Busy`).
+    pub fn pop(&self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<Pop, Corrupt> {
         loop {
-            if self.try_pop(buf, deadline)? {
-                return Ok(true);
+            match self.try_pop(buf, deadline)? {
+                Pop::Empty => {}
+                // The lock wait ends only at the deadline (never without one): stop there.
+                done => return Ok(done),
             }
             if !self.wait(Side::Items, deadline, || self.has_items()) {
-                return self.try_pop(buf, deadline);
+                return self.try_pop(buf, Some(Instant::now()));
             }
         }
     }

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 use super::feeder::Local;
 use super::layout::{self, MAX_CAPACITY_LOG2, MAX_ITEMS, MIN_CAPACITY_LOG2};
-use super::ring::{Ring, Side};
+use super::ring::{Pop, Push, Ring, Side};
 use crate::error::{GetError, PutError, QueueError, SharedError};
 
 /// Reused encode/decode buffers larger than this are freed after use.
@@ -169,17 +169,26 @@ impl Shared {
     fn put_bytes(&self, payload: &[u8], wait: Wait) -> Result<(), PutError> {
         self.check_fits(payload.len())?;
         if self.overflow {
-            // Never waits: a full ring sends the record to this process's feeder.
-            if self.local.is_overflowing() || !self.ring.try_push(payload, None) {
+            // Never waits, for room or for the put lock (whoever holds it, even a stopped
+            // process): the record then goes to this process's feeder, as in Python.
+            if self.local.is_overflowing()
+                || self.ring.try_push(payload, Some(Instant::now())) != Push::Pushed
+            {
                 self.local.push(&self.ring, payload.to_vec());
             }
             return Ok(());
         }
         let pushed = match wait {
-            Wait::Never => self.ring.try_push(payload, None),
+            Wait::Never => self.ring.try_push(payload, Some(Instant::now())),
             wait => self.ring.push(payload, wait.deadline()),
         };
-        if pushed { Ok(()) } else { Err(PutError::Full) }
+        match pushed {
+            Push::Pushed => Ok(()),
+            Push::Full => Err(PutError::Full),
+            Push::Busy => Err(PutError::Busy {
+                holder: self.ring.lock_holder(Side::Space),
+            }),
+        }
     }
 
     /// [`put`](Self::put) for async callers: waiting for room happens on the node's blocking
@@ -195,10 +204,11 @@ impl Shared {
             return self.put_bytes(&payload, Wait::Never);
         }
         loop {
-            if self.ring.try_push(&payload, None) {
-                return Ok(());
+            match self.ring.try_push(&payload, Some(Instant::now())) {
+                Push::Pushed => return Ok(()),
+                Push::Full => self.wait_async(Side::Space).await,
+                Push::Busy => self.wait_lock_async(Side::Space).await,
             }
-            self.wait_async(Side::Space).await;
         }
     }
 
@@ -211,12 +221,15 @@ impl Shared {
         }
         with_buffer(&DECODE_BUF, |buf| {
             let popped = match wait {
-                Wait::Never => self.ring.try_pop(buf, None),
+                Wait::Never => self.ring.try_pop(buf, Some(Instant::now())),
                 wait => self.ring.pop(buf, wait.deadline()),
             };
             match popped {
-                Ok(true) => decode_item(buf),
-                Ok(false) => Err(GetError::Empty),
+                Ok(Pop::Popped) => decode_item(buf),
+                Ok(Pop::Empty) => Err(GetError::Empty),
+                Ok(Pop::Busy) => Err(GetError::Busy {
+                    holder: self.ring.lock_holder(Side::Items),
+                }),
                 Err(corrupt) => Err(GetError::Decode {
                     what: std::any::type_name::<T>(),
                     reason: corrupt.0,
@@ -231,11 +244,25 @@ impl Shared {
     pub async fn get_async<T: DeserializeOwned>(&self) -> Result<T, GetError> {
         loop {
             match self.get(Wait::Never) {
-                Err(GetError::Empty) => {}
+                Err(GetError::Empty) => self.wait_async(Side::Items).await,
+                Err(GetError::Busy { .. }) => self.wait_lock_async(Side::Items).await,
                 other => return other,
             }
-            self.wait_async(Side::Items).await;
         }
+    }
+
+    /// Waits once (at most [`ASYNC_SLICE`]) on the node's blocking pool for `side`'s lock to
+    /// be free, asleep on the lock word: another process holds it (it may be stopped in the
+    /// middle of an operation), and retrying at once would spin.
+    async fn wait_lock_async(&self, side: Side) {
+        let until = Instant::now() + ASYNC_SLICE;
+        let ring = self.ring.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        runtime::spawn_blocking(move || {
+            ring.wait_for_lock(side, until);
+            let _ = tx.send(());
+        });
+        let _ = rx.await;
     }
 
     /// Sleeps once (at most [`ASYNC_SLICE`]) on `side`'s event word on the node's blocking
