@@ -40,6 +40,19 @@ pub enum StartMethod {
     #[default]
     Spawn,
     /// Fork from a single-threaded fork server started on first use.
+    ///
+    /// # Code inheritance (opt-in)
+    ///
+    /// A fork child maps the program's code it runs itself (`fork` copies no page table entry
+    /// of a file mapping); a spare does most of that while it waits for its start. With the
+    /// environment variable `PROCVISOR_FORK_INHERIT_CODE=1` (read once, by the fork server as
+    /// it starts: set it before the first fork start), the fork server instead has its children
+    /// inherit the code of their path mapped: it drops its own page table entries of the
+    /// program's code, runs a child's path, and writes one byte of each touched code mapping
+    /// back onto itself through `/proc/self/mem` so that `fork` copies their entries. It is off
+    /// by default because it relies on kernel internals and on a write that security policy
+    /// may forbid (`proc_mem.force_override=never`; then it is silently skipped), and because
+    /// it measured no faster for children that do real work (`docs/perf.md`, "Fork start").
     Fork,
 }
 

@@ -28,7 +28,6 @@
 
 pub(crate) mod child_main;
 pub(crate) mod current;
-mod dress_rehearsal;
 mod forkserver;
 mod parent_link;
 mod popen;

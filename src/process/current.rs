@@ -186,7 +186,6 @@ pub(crate) fn exit_child(code: i32) -> ! {
     let _ = std::io::stderr().flush();
     // SAFETY: fflush(NULL) flushes every C stdio stream (output a C library buffered).
     unsafe { libc::fflush(std::ptr::null_mut()) };
-    super::dress_rehearsal::report_if_rehearsing();
     // SAFETY: _exit ends the process and has no preconditions.
     unsafe { libc::_exit(code) }
 }

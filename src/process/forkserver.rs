@@ -31,11 +31,12 @@
 //!  join(): pidfd readable → waitid ◀──────────────────────────────────── exits
 //! ```
 //!
-//! Children inherit the code of their path mapped: the fork server drops its own entries of
-//! the program's code and read-only data, rehearses a child's path, forks one child of its own
-//! through its real loop to learn what a whole child's life runs besides (see
-//! [`dress_rehearsal`](super::dress_rehearsal)), and has `fork` copy what is then mapped (see
-//! [`sys::CodeMappings`]), so a child starts without faulting that code in.
+//! Each spare maps the code of its path before it blocks on its bootstrap (it *rehearses*, as
+//! a spawned child does: see `child_main::rehearse`), off the path of the start that uses it.
+//! With [`INHERIT_CODE_ENV`]`=1` the fork server instead has its children inherit that code
+//! mapped ([`sys::inherit_code`], an opt-in: it relies on kernel internals and on a write
+//! through `/proc/self/mem` that security policy may forbid, and gains little once a child
+//! does real work).
 //!
 //! The fork server dies with the parent (`PR_SET_PDEATHSIG`, and EOF on its control socket);
 //! spares and children die with the parent like spawned children. A fork server killed from
@@ -63,13 +64,18 @@ const MAX_MSG: usize = 1024;
 /// The fork server's process name (`/proc/<pid>/comm`).
 const FORK_SERVER_NAME: &std::ffi::CStr = c"procvisor-fork";
 
+/// The environment variable that turns code inheritance on ([`sys::inherit_code`]): `1` has
+/// children inherit their path's code mapped; anything else, or unset, leaves it off (the
+/// default). Read once, by the fork server as it starts.
+const INHERIT_CODE_ENV: &str = "PROCVISOR_FORK_INHERIT_CODE";
+
 /// Spares kept out at once: while the parent uses one, the next is already waiting, so the
 /// fork of its replacement is never what a start waits for.
 const SPARES: usize = 2;
 
 // ---- the fork server process ------------------------------------------------------------
 
-/// The fork server: its control socket, how it forks, and whose child each fork is.
+/// The fork server: its control socket, how it forks, and for whom.
 struct Server {
     control: OwnedFd,
     /// How to fork a sibling, or why this system cannot (then every fork fails with it).
@@ -78,7 +84,7 @@ struct Server {
     /// What `ps` shows for a child (the program's name).
     child_name: Option<std::ffi::CString>,
     /// Whether children inherit the mapped code of a child's path (see
-    /// [`prepare_code_for_children`]); if not, each maps it itself while it waits.
+    /// [`inherit_code_if_asked`]); if not, each maps it itself while it waits.
     code_inherited: bool,
 }
 
@@ -98,33 +104,44 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         child_name: super::child_main::program_name(),
         code_inherited: false,
     };
+    // Last: what runs from here on is what children would inherit mapped.
+    server.code_inherited = inherit_code_if_asked();
     let mut buf = [0u8; MAX_MSG];
-    // Last: what runs from here on is what children inherit mapped.
-    server.code_inherited = server.prepare_code_for_children(&mut buf);
     // The parent is gone once the control socket fails: so are we.
-    while server.serve_one(server.control.as_fd(), &mut buf, HowToFork::Sibling) {}
+    while server.serve_one(&mut buf) {}
     std::process::exit(0)
 }
 
-/// Whose child a fork is.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum HowToFork {
-    /// The parent's (a spare).
-    Sibling,
-    /// The fork server's own (the dress rehearsal's child).
-    OwnChild,
+/// Code inheritance, if [`INHERIT_CODE_ENV`] asks for it: the fork server rehearses a child's
+/// path and has every fork copy what that mapped ([`sys::inherit_code`]), so that a child
+/// starts without faulting that code in. True if children inherit it; false when it is off or
+/// the system does not allow it (`/proc/self/mem` cannot be written): children then rehearse
+/// for themselves.
+fn inherit_code_if_asked() -> bool {
+    if std::env::var_os(INHERIT_CODE_ENV).is_none_or(|v| v != "1") {
+        return false;
+    }
+    // SAFETY: the fork server has no other thread.
+    match unsafe { sys::inherit_code::inherit_code(super::child_main::rehearse) } {
+        Ok(mappings) => mappings > 0,
+        Err(e) => {
+            tracing::debug!(target: "procvisor", "fork children map their own code: {e}");
+            false
+        }
+    }
 }
 
 impl Server {
-    /// Answers one request on `control`: forks a child and sends its pid, or why it could
-    /// not. False once the other end is gone.
-    fn serve_one(&self, control: BorrowedFd<'_>, buf: &mut [u8], how: HowToFork) -> bool {
+    /// Answers one request: forks a child and sends its pid, or why it could not. False once
+    /// the other end is gone.
+    fn serve_one(&self, buf: &mut [u8]) -> bool {
+        let control = self.control.as_fd();
         let (n, mut fds) = match fdpass::recv_with_fds(control, buf) {
             Ok((0, _)) | Err(_) => return false,
             Ok(got) => got,
         };
         let answer = match (bootstrap::decode_payload(&buf[..n]), fds.pop()) {
-            (Ok(ToForkServer::Fork), Some(link)) => match self.fork_child(link, how) {
+            (Ok(ToForkServer::Fork), Some(link)) => match self.fork_child(link) {
                 Ok(pid) => ForkServerMsg::Spare { pid },
                 Err(e) => ForkServerMsg::SpareFailed {
                     reason: e.to_string(),
@@ -137,84 +154,28 @@ impl Server {
         send_msg(control, &answer)
     }
 
-    /// Has every child inherit, mapped, the code and read-only data of a child's path: the
-    /// fork server drops its own mappings of them, runs that path's rehearsal itself, makes
-    /// fork copy what is then mapped (see [`sys::CodeMappings`]), and maps what a whole
-    /// child's life and its own loop ran besides (see
-    /// [`dress_rehearsal`](super::dress_rehearsal)). A child then starts with almost no page
-    /// fault on code: without this, `fork` copies no entry of a file mapping and each child
-    /// faults its code in again (a few dozen faults, most of a no-op child's life). Returns
-    /// false if the system does not allow it (`/proc/self/mem` cannot be written); children
-    /// then rehearse for themselves.
-    fn prepare_code_for_children(&self, buf: &mut [u8]) -> bool {
-        // SAFETY: the fork server has no other thread.
-        let dropped = unsafe { sys::drop_code_pages() };
-        super::child_main::rehearse();
-        // SAFETY: the fork server has no other thread.
-        let inherited = dropped.and_then(|code| unsafe { code.inherit_touched() });
-        // What is mapped again from here on is what children inherit.
-        super::child_main::rehearse();
-        if let Ok(code) = &inherited {
-            // SAFETY: the fork server has no other thread.
-            let learnt = unsafe {
-                super::dress_rehearsal::learn_the_path(code, |control| {
-                    self.serve_one(control, buf, HowToFork::OwnChild)
-                })
-            };
-            if let Err(e) = learnt {
-                tracing::debug!(target: "procvisor", "the fork server's dress rehearsal: {e}");
-            }
-        }
-        // SAFETY: the fork server has no other thread.
-        let rejoined =
-            inherited.and_then(|code| unsafe { code.rejoin() }.map(|()| code.mappings()));
-        match rejoined {
-            Ok(mappings) => mappings > 0,
-            Err(e) => {
-                tracing::debug!(target: "procvisor", "fork children map their own code: {e}");
-                false
-            }
-        }
-    }
-
-    /// Forks one child, a sibling (the parent's child) or our own. In the child this never
-    /// returns: it becomes the process described by the bootstrap that will arrive on `link`.
-    fn fork_child(&self, link: OwnedFd, how: HowToFork) -> std::io::Result<i32> {
-        // Whose child it is, and whether it maps its path itself.
-        let (parent, rehearse) = match how {
-            HowToFork::Sibling => (self.parent_pid, !self.code_inherited),
-            HowToFork::OwnChild => (std::process::id() as i32, false),
-        };
-        let forked = match how {
-            HowToFork::Sibling => {
-                let sibling = self
-                    .sibling
-                    .as_ref()
-                    .map_err(|reason| std::io::Error::other(reason.clone()))?;
-                // SAFETY: the fork server is single-threaded (it runs nothing but this loop,
-                // on the thread that prepared `sibling`), so the child cannot inherit a lock
-                // held by another thread.
-                unsafe { sibling.fork() }?
-            }
-            // SAFETY: as above.
-            HowToFork::OwnChild => match unsafe { libc::fork() } {
-                -1 => return Err(std::io::Error::last_os_error()),
-                0 => None,
-                pid => Some(pid),
-            },
-        };
-        match forked {
-            None => self.become_child(link.into_raw_fd(), parent, rehearse),
+    /// Forks one child, a sibling (the parent's child). In the child this never returns: it
+    /// becomes the process described by the bootstrap that will arrive on `link`.
+    fn fork_child(&self, link: OwnedFd) -> std::io::Result<i32> {
+        let sibling = self
+            .sibling
+            .as_ref()
+            .map_err(|reason| std::io::Error::other(reason.clone()))?;
+        // SAFETY: the fork server is single-threaded (it runs nothing but this loop, on the
+        // thread that prepared `sibling`), so the child cannot inherit a lock held by another
+        // thread.
+        match unsafe { sibling.fork() }? {
+            None => self.become_child(link.into_raw_fd()),
             // Our copy of the link goes: the child and the parent hold its two ends.
             Some(pid) => Ok(pid),
         }
     }
 
     /// What a child forked by the fork server runs right after the fork: it lets go of the
-    /// control socket, takes the program's name, and dies with `parent` (the process that
+    /// control socket, takes the program's name, and dies with its parent (the process that
     /// asked for it) — then becomes the process its bootstrap on `link` describes, having
-    /// mapped its path first if it did not inherit it (`rehearse`).
-    fn become_child(&self, link: RawFd, parent: i32, rehearse: bool) -> ! {
+    /// mapped its path first if it did not inherit it.
+    fn become_child(&self, link: RawFd) -> ! {
         // SAFETY: we are the only owner of this fd in the child; closing it keeps the control
         // socket from living on in it.
         unsafe { libc::close(self.control.as_raw_fd()) };
@@ -224,11 +185,11 @@ impl Server {
         // The parent may have died before this child existed; the check after the prctl
         // closes that race (as for a spawned child).
         let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-        if nix::unistd::getppid().as_raw() != parent {
+        if nix::unistd::getppid().as_raw() != self.parent_pid {
             // SAFETY: _exit is always safe; this child never became anything.
             unsafe { libc::_exit(1) }
         }
-        super::child_main::run_forked(link, rehearse)
+        super::child_main::run_forked(link, !self.code_inherited)
     }
 }
 
