@@ -35,10 +35,9 @@ fn measure(method: StartMethod, runs: usize) -> procvisor::Result<(Vec<Duration>
     let (mut starts, mut totals) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
     for i in 0..runs + warmup {
         let begin = Instant::now();
-        let p = Process::new(|| (), ()).with_start_method(method)?;
-        p.start()?;
+        let p = Process::new(|| (), ()).start_method(method).start()?;
         let started = begin.elapsed();
-        p.join(None)?;
+        p.join()?;
         if i >= warmup {
             starts.push(started);
             totals.push(begin.elapsed());

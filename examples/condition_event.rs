@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use procvisor::{Condition, Event, Process, Value};
+use procvisor::{Child, Condition, Event, Process, Value};
 
 fn consumer(id: u32, start: Event, cond: Condition, ready: Value<i32>) -> procvisor::Result<()> {
     start.wait(None);
@@ -43,13 +43,14 @@ fn main() -> procvisor::Result<()> {
         producer,
         (start.clone(), cond.clone(), ready.clone()),
     ));
-    for p in &procs {
-        p.start()?;
-    }
+    let procs = procs
+        .into_iter()
+        .map(Process::start)
+        .collect::<Result<Vec<Child>, _>>()?;
     println!("starting everyone");
     start.set();
     for p in &procs {
-        p.join(None)?;
+        p.join()?;
     }
     Ok(())
 }

@@ -21,30 +21,28 @@ use procvisor::{Process, current_process};
 
 fn daemon() {
     let p = current_process();
-    println!("Starting: {} {}", p.name(), p.pid().unwrap_or_default());
+    println!("Starting: {} {}", p.name(), p.pid());
     sleep(Duration::from_millis(1500));
-    println!("Exiting : {} {}", p.name(), p.pid().unwrap_or_default());
+    println!("Exiting : {} {}", p.name(), p.pid());
 }
 
 fn non_daemon() {
     let p = current_process();
-    println!("Starting: {} {}", p.name(), p.pid().unwrap_or_default());
-    println!("Exiting : {} {}", p.name(), p.pid().unwrap_or_default());
+    println!("Starting: {} {}", p.name(), p.pid());
+    println!("Exiting : {} {}", p.name(), p.pid());
 }
 
 fn main() -> procvisor::Result<()> {
     procvisor::init();
 
-    let d = Process::new(daemon, ())
-        .with_name("daemon")
-        .with_daemon(true)?;
-    let n = Process::new(non_daemon, ())
-        .with_name("non-daemon")
-        .with_daemon(false)?;
+    let daemon = Process::new(daemon, ()).name("daemon").daemon(true);
+    let non_daemon = Process::new(non_daemon, ())
+        .name("non-daemon")
+        .daemon(false);
 
-    d.start()?;
+    let _d = daemon.start()?;
     sleep(Duration::from_millis(300));
-    n.start()?;
-    // Returning joins `n` and terminates `d`.
+    let _n = non_daemon.start()?;
+    // Returning joins the non-daemon and terminates the daemon.
     Ok(())
 }

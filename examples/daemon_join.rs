@@ -34,18 +34,16 @@ fn non_daemon() {
 fn main() -> procvisor::Result<()> {
     procvisor::init();
 
-    let d = Process::new(daemon, ())
-        .with_name("daemon")
-        .with_daemon(true)?;
+    let d = Process::new(daemon, ()).name("daemon").daemon(true);
     let n = Process::new(non_daemon, ())
-        .with_name("non-daemon")
-        .with_daemon(false)?;
+        .name("non-daemon")
+        .daemon(false);
 
-    d.start()?;
+    let d = d.start()?;
     sleep(Duration::from_millis(300));
-    n.start()?;
+    let n = n.start()?;
 
-    d.join(None)?;
-    n.join(None)?;
+    d.join()?;
+    n.join()?;
     Ok(())
 }

@@ -37,18 +37,17 @@ fn main() -> procvisor::Result<()> {
     procvisor::init();
 
     let d = Process::new(daemon, ())
-        .with_name("daemon")
-        .with_daemon(true)?;
+        .name("daemon")
+        .daemon(true)
+        .start()?;
     let n = Process::new(non_daemon, ())
-        .with_name("non-daemon")
-        .with_daemon(false)?;
+        .name("non-daemon")
+        .daemon(false)
+        .start()?;
 
-    d.start()?;
-    n.start()?;
-
-    d.join(Some(Duration::from_millis(500)))?;
+    d.join_timeout(Duration::from_millis(500))?;
     println!("d.is_alive() {}", d.is_alive());
-    n.join(None)?;
+    n.join()?;
     // Returning terminates the daemon, still asleep.
     Ok(())
 }

@@ -64,8 +64,7 @@ fn main() -> procvisor::Result<()> {
     let mut jobs = Vec::new();
     for (name, p) in targets {
         println!("Starting process for {name}");
-        let j = p.with_name(name);
-        j.start()?;
+        let j = p.name(name).start()?;
         jobs.push(j);
     }
 
@@ -73,7 +72,7 @@ fn main() -> procvisor::Result<()> {
         last.terminate()?;
     }
     for j in &jobs {
-        j.join(None)?;
+        j.join()?;
         let code = j.exitcode().map_or("None".to_string(), |c| c.to_string());
         println!("{}.exitcode = {code}", j.name());
     }

@@ -21,7 +21,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use procvisor::{JoinableQueue, Process, Queue, Run};
+use procvisor::{Child, JoinableQueue, Process, Queue, Run};
 use serde::{Deserialize, Serialize};
 
 /// A unit of work: multiply two numbers (slowly, to show the consumers working in parallel).
@@ -90,9 +90,10 @@ fn main() -> procvisor::Result<()> {
             })
         })
         .collect();
-    for w in &consumers {
-        w.start()?;
-    }
+    let consumers = consumers
+        .into_iter()
+        .map(Process::start)
+        .collect::<Result<Vec<Child>, _>>()?;
 
     // Enqueue jobs.
     let num_jobs = 10;
@@ -113,7 +114,7 @@ fn main() -> procvisor::Result<()> {
         println!("Result: {}", results.get()?);
     }
     for w in &consumers {
-        w.join(None)?;
+        w.join()?;
     }
     Ok(())
 }

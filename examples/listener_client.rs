@@ -62,8 +62,7 @@ fn main() -> procvisor::Result<()> {
     let listener = Listener::new(Some(address), None, None, Some(AUTHKEY))?;
     println!("listening on {}", listener.address());
 
-    let p = Process::new(client, (listener.address().clone(),));
-    p.start()?;
+    let p = Process::new(client, (listener.address().clone(),)).start()?;
     let conn = listener.accept()?;
     match listener.last_accepted() {
         Some(peer) => println!("connection accepted from {peer}"),
@@ -74,17 +73,16 @@ fn main() -> procvisor::Result<()> {
     let arr: Vec<u8> = [42i32, 1729].iter().flat_map(|i| i.to_ne_bytes()).collect();
     conn.send_bytes(&arr, 0, None)?;
     conn.close();
-    p.join(None)?;
+    p.join()?;
     println!("client exited with {}", p.exitcode().unwrap_or(-1));
 
     println!("and now with a wrong key:");
-    let p = Process::new(intruder, (listener.address().clone(),));
-    p.start()?;
+    let p = Process::new(intruder, (listener.address().clone(),)).start()?;
     match listener.accept() {
         Ok(_) => println!("listener: accepted?!"),
         Err(e) => println!("listener: {e}"),
     }
-    p.join(None)?;
+    p.join()?;
     listener.close();
     Ok(())
 }

@@ -26,8 +26,7 @@ fn main() -> procvisor::Result<()> {
     procvisor::init();
     procvisor::log_to_stderr(tracing::Level::INFO)?;
 
-    let p = Process::new(worker, ());
-    p.start()?;
-    p.join(None)?;
+    let p = Process::new(worker, ()).start()?;
+    p.join()?;
     Ok(())
 }

@@ -147,13 +147,12 @@ fn queue(delta: f64) -> TestResult {
     let q = Queue::<String>::new()?;
     let (iterations, elapsed) = doubling(delta, |iterations| {
         let (ready_rx, ready_tx) = make_pipe(false)?;
-        let p = Process::new(queuespeed_func, (q.clone(), ready_tx, iterations));
-        p.start()?;
+        let p = Process::new(queuespeed_func, (q.clone(), ready_tx, iterations)).start()?;
         ready_rx.recv::<()>()?;
         let t = Instant::now();
         while q.get()? != "STOP" {}
         let elapsed = t.elapsed();
-        p.join(None)?;
+        p.join()?;
         Ok(elapsed)
     })?;
     Ok(Row::new("queue", iterations, elapsed))
@@ -181,14 +180,13 @@ fn queue_child_consumer(delta: f64) -> TestResult {
     let payload = "0".repeat(256);
     let stop = "STOP".to_string();
     let (iterations, elapsed) = doubling(delta, |iterations| {
-        let p = Process::new(consumer_func, (q.clone(), b.try_clone()?));
-        p.start()?;
+        let p = Process::new(consumer_func, (q.clone(), b.try_clone()?)).start()?;
         for _ in 0..iterations {
             q.put(&payload)?;
         }
         q.put(&stop)?;
         let (_n, secs): (u64, f64) = a.recv()?;
-        p.join(None)?;
+        p.join()?;
         Ok(Duration::from_secs_f64(secs))
     })?;
     Ok(Row::new("queue_child_consumer", iterations, elapsed))
@@ -213,13 +211,12 @@ fn pipe(delta: f64) -> TestResult {
     let (c, d) = make_pipe(true)?;
     let (iterations, elapsed) = doubling(delta, |iterations| {
         let (ready_rx, ready_tx) = make_pipe(false)?;
-        let p = Process::new(pipe_func, (d.try_clone()?, ready_tx, iterations));
-        p.start()?;
+        let p = Process::new(pipe_func, (d.try_clone()?, ready_tx, iterations)).start()?;
         ready_rx.recv::<()>()?;
         let t = Instant::now();
         while c.recv::<String>()? != "STOP" {}
         let elapsed = t.elapsed();
-        p.join(None)?;
+        p.join()?;
         Ok(elapsed)
     })?;
     Ok(Row::new("pipe", iterations, elapsed))
@@ -236,8 +233,7 @@ fn echo_func(conn: Connection) -> procvisor::Result<()> {
 /// `test_pipe_roundtrip`: send `'x'` to an echoing child and wait for it to come back.
 fn pipe_roundtrip(delta: f64) -> TestResult {
     let (c, d) = make_pipe(true)?;
-    let p = Process::new(echo_func, (d,));
-    p.start()?;
+    let p = Process::new(echo_func, (d,)).start()?;
     let x = Some("x".to_string());
     c.send(&Some("warm"))?;
     c.recv::<Option<String>>()?;
@@ -250,7 +246,7 @@ fn pipe_roundtrip(delta: f64) -> TestResult {
         Ok(t.elapsed())
     })?;
     c.send(&None::<String>)?;
-    p.join(None)?;
+    p.join()?;
     Ok(Row::new("pipe_roundtrip", iterations, elapsed))
 }
 
@@ -268,12 +264,11 @@ fn pipe_bytes_1mib(delta: f64) -> TestResult {
     let size = 1 << 20;
     let (c, d) = make_pipe(false)?;
     let (iterations, elapsed) = doubling(delta, |iterations| {
-        let p = Process::new(bytes_func, (d.try_clone()?, iterations, size));
-        p.start()?;
+        let p = Process::new(bytes_func, (d.try_clone()?, iterations, size)).start()?;
         let t = Instant::now();
         while !c.recv_bytes(None)?.is_empty() {}
         let elapsed = t.elapsed();
-        p.join(None)?;
+        p.join()?;
         Ok(elapsed)
     })?;
     let mut row = Row::new("pipe_bytes_1mib", iterations, elapsed);
@@ -380,10 +375,9 @@ fn lock_child(delta: f64) -> TestResult {
     let mut elapsed = 0.0;
     while elapsed < delta {
         iterations *= 2;
-        let p = Process::new(lock_child_func, (l.clone(), iterations, b.try_clone()?));
-        p.start()?;
+        let p = Process::new(lock_child_func, (l.clone(), iterations, b.try_clone()?)).start()?;
         elapsed = a.recv::<f64>()?;
-        p.join(None)?;
+        p.join()?;
     }
     Ok(Row::new(
         "lock_child",
@@ -408,8 +402,7 @@ fn condition(delta: f64) -> TestResult {
     let c = Condition::new()?;
     let (iterations, elapsed) = doubling(delta, |iterations| {
         let _ = c.acquire(true, None);
-        let p = Process::new(conditionspeed_func, (c.clone(), iterations));
-        p.start()?;
+        let p = Process::new(conditionspeed_func, (c.clone(), iterations)).start()?;
         c.wait(None)?;
         let t = Instant::now();
         for _ in 0..iterations {
@@ -418,7 +411,7 @@ fn condition(delta: f64) -> TestResult {
         }
         let elapsed = t.elapsed();
         c.release()?;
-        p.join(None)?;
+        p.join()?;
         Ok(elapsed)
     })?;
     Ok(Row::new("condition", iterations * 2, elapsed))
@@ -432,9 +425,8 @@ fn noop() {}
 fn start_join_round(method: StartMethod, iterations: u64) -> Result<Duration, Box<dyn Error>> {
     let t = Instant::now();
     for _ in 0..iterations {
-        let p = Process::new(noop, ()).with_start_method(method)?;
-        p.start()?;
-        p.join(None)?;
+        let p = Process::new(noop, ()).start_method(method).start()?;
+        p.join()?;
     }
     Ok(t.elapsed())
 }
@@ -484,9 +476,10 @@ fn process_start_join_fork_work(delta: f64) -> TestResult {
     let (n, elapsed) = doubling(delta, |iterations| {
         let t = Instant::now();
         for i in 0..iterations {
-            let p = Process::new(work_child, (i,)).with_start_method(StartMethod::Fork)?;
-            p.start()?;
-            p.join(None)?;
+            let p = Process::new(work_child, (i,))
+                .start_method(StartMethod::Fork)
+                .start()?;
+            p.join()?;
         }
         Ok(t.elapsed())
     })?;

@@ -39,16 +39,16 @@ fn my_service() {
 fn main() -> procvisor::Result<()> {
     procvisor::init();
 
-    let service = Process::new(my_service, ()).with_name("my_service"); // Process-1
-    let worker_1 = Process::new(worker, ()).with_name("worker 1"); // Process-2
+    let service = Process::new(my_service, ()).name("my_service"); // Process-1
+    let worker_1 = Process::new(worker, ()).name("worker 1"); // Process-2
     let worker_2 = Process::new(worker, ()); // default name: Process-3
 
-    worker_1.start()?;
-    worker_2.start()?;
-    service.start()?;
+    let worker_1 = worker_1.start()?;
+    let worker_2 = worker_2.start()?;
+    let service = service.start()?;
 
     for p in [&worker_1, &worker_2, &service] {
-        p.join(None)?;
+        p.join()?;
     }
     Ok(())
 }

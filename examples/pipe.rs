@@ -26,10 +26,9 @@ fn main() -> procvisor::Result<()> {
     let (parent_conn, child_conn) = pipe(true)?;
     // The child's end travels in its arguments (its file descriptor goes with it); this
     // process's copy is dropped once it is encoded.
-    let p = Process::new(f, (child_conn,));
-    p.start()?;
+    let p = Process::new(f, (child_conn,)).start()?;
     let received: (i32, Option<i32>, String) = parent_conn.recv()?;
     println!("{received:?}"); // prints "(42, None, "hello")"
-    p.join(None)?;
+    p.join()?;
     Ok(())
 }

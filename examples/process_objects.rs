@@ -71,43 +71,37 @@ fn main() -> procvisor::Result<()> {
     procvisor::init();
 
     // 1. The trivial example.
-    let p = Process::new(hello, ("bob".to_string(),));
-    p.start()?;
-    p.join(None)?;
+    Process::new(hello, ("bob".to_string(),)).start()?.join()?;
 
     // 2. The expanded example.
     info("main line");
-    let p = Process::new(f, ("bob".to_string(),));
-    p.start()?;
-    p.join(None)?;
+    Process::new(f, ("bob".to_string(),)).start()?.join()?;
 
     // 3. The reference's example of Process methods.
     let p = Process::new(sleep_1000, ());
-    println!("{p} {}", p.is_alive());
-    p.start()?;
+    println!("{p:?} false");
+    let p = p.start()?;
     println!("{p} {}", p.is_alive());
     p.terminate()?;
-    p.join(None)?;
+    p.join()?;
     println!("{p} {}", p.is_alive());
     println!("{}", p.exitcode() == Some(-libc::SIGTERM));
 
     // 4. processing's stop() example, then a SIGTERM sent from outside.
     let p = Process::new(sleep_until_stopped, ());
+    println!("{p:?}");
+    let p = p.start()?;
     println!("{p}");
-    p.start()?;
-    println!("{p}");
-    p.stop(Duration::from_secs(1))?;
+    p.stop(Duration::from_secs(1));
     println!("{p}");
 
-    let p = Process::new(sleep_1000, ());
-    p.start()?;
-    let pid = p.pid().expect("a started process has a pid");
-    // SAFETY: kill(2) only sends a signal; `pid` is our own child, which has not been reaped
-    // (it is still running), so the pid cannot have been reused.
+    let p = Process::new(sleep_1000, ()).start()?;
+    // SAFETY: kill(2) only sends a signal; `p.pid()` is our own child, which has not been
+    // reaped (it is still running), so the pid cannot have been reused.
     unsafe {
-        libc::kill(pid, libc::SIGTERM);
+        libc::kill(p.pid(), libc::SIGTERM);
     }
-    p.join(None)?;
+    p.join()?;
     println!("{p}");
     println!("{}", p.exitcode() == Some(-libc::SIGTERM));
     Ok(())

@@ -24,9 +24,8 @@ fn main() -> procvisor::Result<()> {
 
     let q = Queue::new()?;
     // The handle travels in the child's arguments; both processes map the same queue.
-    let p = Process::new(f, (q.clone(),));
-    p.start()?;
+    let p = Process::new(f, (q.clone(),)).start()?;
     println!("{:?}", q.get()?); // prints "(42, None, "hello")"
-    p.join(None)?;
+    p.join()?;
     Ok(())
 }

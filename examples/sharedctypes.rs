@@ -43,9 +43,8 @@ fn main() -> procvisor::Result<()> {
     let points = [(1.875, -6.25), (-5.75, 2.0), (2.375, 9.5)].map(|(x, y)| Point { x, y });
     let a = Array::from_slice_with_lock(&points, lock)?;
 
-    let p = Process::new(modify, (n.clone(), x.clone(), s.clone(), a.clone()));
-    p.start()?;
-    p.join(None)?;
+    let p = Process::new(modify, (n.clone(), x.clone(), s.clone(), a.clone())).start()?;
+    p.join()?;
 
     println!("{}", n.get());
     println!("{}", x.get());

@@ -25,14 +25,13 @@ fn main() -> procvisor::Result<()> {
 
     let mut jobs = Vec::new();
     for _ in 0..5 {
-        let p = Process::new(worker, ());
-        p.start()?;
+        let p = Process::new(worker, ()).start()?;
         jobs.push(p);
     }
     // Python's program relies on the interpreter joining non-daemonic children at exit
     // (procvisor does the same when `main` returns); joining explicitly says so in the code.
     for p in &jobs {
-        p.join(None)?;
+        p.join()?;
     }
     Ok(())
 }

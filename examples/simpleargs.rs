@@ -25,12 +25,11 @@ fn main() -> procvisor::Result<()> {
 
     let mut jobs = Vec::new();
     for i in 0..5 {
-        let p = Process::new(worker, (i,));
-        p.start()?;
+        let p = Process::new(worker, (i,)).start()?;
         jobs.push(p);
     }
     for p in &jobs {
-        p.join(None)?;
+        p.join()?;
     }
     Ok(())
 }

@@ -35,12 +35,11 @@ fn main() -> procvisor::Result<()> {
 
     let mut jobs = Vec::new();
     for _ in 0..5 {
-        let p = Process::from_run(Worker);
-        p.start()?;
+        let p = Process::from_run(Worker).start()?;
         jobs.push(p);
     }
     for j in &jobs {
-        j.join(None)?;
+        j.join()?;
     }
     Ok(())
 }

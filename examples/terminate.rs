@@ -30,15 +30,15 @@ fn main() -> procvisor::Result<()> {
     procvisor::init();
 
     let p = Process::new(slow_worker, ());
-    println!("BEFORE: {p} {}", p.is_alive());
+    println!("BEFORE: {p:?} false");
 
-    p.start()?;
+    let p = p.start()?;
     println!("DURING: {p} {}", p.is_alive());
 
     p.terminate()?;
     println!("TERMINATED: {p} {}", p.is_alive());
 
-    p.join(None)?;
+    p.join()?;
     println!("JOINED: {p} {}", p.is_alive());
     assert_eq!(p.exitcode(), Some(-libc::SIGTERM));
     Ok(())

@@ -17,8 +17,8 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use procvisor::{
-    Process, Run, StartMethod, active_children, current_process, get_start_method, parent_process,
-    set_start_method, wait_for_stop,
+    Child, Process, Run, StartMethod, active_children, current_process, force_start_method,
+    parent_process, set_start_method, start_method, wait_for_stop,
 };
 use serde::{Deserialize, Serialize};
 
@@ -48,10 +48,10 @@ const SECTIONS: &[Section] = &[
 static STARTED: AtomicUsize = AtomicUsize::new(0);
 
 /// Starts `p` and counts it for the summary.
-fn launch(p: &Process) -> procvisor::Result<()> {
-    p.start()?;
+fn launch(p: Process) -> procvisor::Result<Child> {
+    let child = p.start()?;
     STARTED.fetch_add(1, Ordering::Relaxed);
-    Ok(())
+    Ok(child)
 }
 
 /// A line printed by the main process.
@@ -103,29 +103,26 @@ fn greet(num: u32, greeting: String, squares: Vec<u64>) {
 
 fn workers_with_args() -> procvisor::Result<()> {
     say!("Process::new(target, args) takes a fn item (or a closure that captures nothing)");
-    say!("and a tuple of serde values; start() runs it in a new OS process, join() waits.");
-    let workers: Vec<Process> = (0..4u32)
+    say!("and a tuple of serde values; start() runs it in a new OS process and returns its");
+    say!("Child handle; join() waits and returns the exit status.");
+    let workers = (0..4u32)
         .map(|i| {
             let squares = (0..=u64::from(i)).map(|k| k * k).collect::<Vec<_>>();
-            Process::new(greet, (i, "hello".to_string(), squares))
+            launch(Process::new(greet, (i, "hello".to_string(), squares)))
         })
-        .collect();
+        .collect::<procvisor::Result<Vec<Child>>>()?;
     for p in &workers {
-        launch(p)?;
+        p.join()?;
     }
-    for p in &workers {
-        p.join(None)?;
-    }
-    let closure = Process::new(
+    let closure = launch(Process::new(
         |x: f64, y: f64| child_say!("a closure: {x} * {y} = {}", x * y),
         (1.5, 4.0),
-    );
-    launch(&closure)?;
-    closure.join(None)?;
+    ))?;
+    closure.join()?;
     let codes: Vec<_> = workers
         .iter()
         .chain([&closure])
-        .map(Process::exitcode)
+        .map(Child::exitcode)
         .collect();
     say!("exit codes: {codes:?}");
     Ok(())
@@ -136,34 +133,25 @@ fn workers_with_args() -> procvisor::Result<()> {
 fn who_am_i() {
     let me = current_process();
     let parent = parent_process().map_or("none".to_string(), |p| {
-        format!("{} (pid {})", p.name(), p.pid().unwrap_or_default())
+        format!("{} (pid {})", p.name(), p.pid())
     });
-    child_say!(
-        "I am {me} with pid {}; my parent is {parent}",
-        me.pid().unwrap_or_default()
-    );
+    child_say!("I am {me} with pid {}; my parent is {parent}", me.pid());
 }
 
 fn names() -> procvisor::Result<()> {
     let me = current_process();
-    say!(
-        "current_process() here is {me}, pid {}",
-        me.pid().unwrap_or_default()
-    );
+    say!("current_process() here is {me}, pid {}", me.pid());
     say!(
         "parent_process() here is {:?}",
         parent_process().map(|p| p.name())
     );
-    let default = Process::new(who_am_i, ());
-    let named = Process::new(who_am_i, ()).with_name("reporter");
-    say!(
-        "default name: {}, chosen name: {}",
-        default.name(),
-        named.name()
-    );
-    for p in [&default, &named] {
-        launch(p)?;
-        p.join(None)?;
+    for p in [
+        Process::new(who_am_i, ()),
+        Process::new(who_am_i, ()).name("reporter"),
+    ] {
+        let child = launch(p)?;
+        say!("started {}", child.name());
+        child.join()?;
     }
     Ok(())
 }
@@ -179,10 +167,12 @@ fn sleeper(label: String, millis: u64) {
 /// A child that starts a daemonic and a non-daemonic child of its own, then returns. Its exit
 /// sequence joins the non-daemonic one and terminates the daemonic one.
 fn middle_manager() -> procvisor::Result<()> {
-    let d = Process::new(sleeper, ("daemon".to_string(), 5_000)).with_daemon(true)?;
-    let n = Process::new(sleeper, ("non-daemon".to_string(), 200)).with_daemon(false)?;
-    d.start()?;
-    n.start()?;
+    let d = Process::new(sleeper, ("daemon".to_string(), 5_000))
+        .daemon(true)
+        .start()?;
+    let n = Process::new(sleeper, ("non-daemon".to_string(), 200))
+        .daemon(false)
+        .start()?;
     sleep(Duration::from_millis(50));
     child_say!("started {d} and {n}; returning without joining them");
     Ok(())
@@ -190,9 +180,8 @@ fn middle_manager() -> procvisor::Result<()> {
 
 /// A daemonic process may not have children.
 fn daemonic_parent() {
-    let p = Process::new(|| (), ());
-    match p.start() {
-        Ok(()) => child_say!("unexpectedly started {p}"),
+    match Process::new(|| (), ()).start() {
+        Ok(p) => child_say!("unexpectedly started {p}"),
         Err(e) => child_say!("start() refused: {e}"),
     }
 }
@@ -201,33 +190,29 @@ fn daemons() -> procvisor::Result<()> {
     say!("When a process ends, its non-daemonic children are joined and its daemonic children");
     say!("terminated. Children are named after their parent: Process-N:1, Process-N:2.");
     let t = Instant::now();
-    let m = Process::new(middle_manager, ()).with_name("manager");
-    launch(&m)?;
-    m.join(None)?;
+    let m = launch(Process::new(middle_manager, ()).name("manager"))?;
+    m.join()?;
     say!(
         "{m} ended after {:.2} s: it waited for the 200 ms non-daemon, not the 5 s daemon",
         t.elapsed().as_secs_f64()
     );
-    let d = Process::new(daemonic_parent, ()).with_daemon(true)?;
-    launch(&d)?;
-    d.join(None)?;
+    launch(Process::new(daemonic_parent, ()).daemon(true))?.join()?;
     Ok(())
 }
 
 // ---- 4. join with a timeout ------------------------------------------------------------------
 
 fn join_with_timeout() -> procvisor::Result<()> {
-    let p = Process::new(sleeper, ("slow".to_string(), 300));
-    launch(&p)?;
-    p.join(Some(Duration::from_millis(50)))?;
+    let p = launch(Process::new(sleeper, ("slow".to_string(), 300)))?;
+    let status = p.join_timeout(Duration::from_millis(50))?;
     say!(
-        "after join(50 ms): {p} is_alive={} exitcode={:?}",
+        "join_timeout(50 ms) = {status:?}: {p} is_alive={} exitcode={:?}",
         p.is_alive(),
         p.exitcode()
     );
-    p.join(None)?;
+    let status = p.join()?;
     say!(
-        "after join(None):  {p} is_alive={} exitcode={:?}",
+        "join() = {status}: {p} is_alive={} exitcode={:?}",
         p.is_alive(),
         p.exitcode()
     );
@@ -254,15 +239,15 @@ fn exit_codes() -> procvisor::Result<()> {
     say!("exitcode(): 0 on return, 1 after a panic or an Err, N after exit(N), -N after signal N");
     say!("(the panicking child's message appears on stderr)");
     let jobs = [
-        Process::new(returns, ()).with_name("returns"),
-        Process::new(panics, ()).with_name("panics"),
-        Process::new(fails, ()).with_name("fails"),
-        Process::new(exits, (7,)).with_name("exit(7)"),
-        Process::new(sleeper, ("terminated".to_string(), 5_000)).with_name("terminated"),
-    ];
-    for p in &jobs {
-        launch(p)?;
-    }
+        Process::new(returns, ()).name("returns"),
+        Process::new(panics, ()).name("panics"),
+        Process::new(fails, ()).name("fails"),
+        Process::new(exits, (7,)).name("exit(7)"),
+        Process::new(sleeper, ("terminated".to_string(), 5_000)).name("terminated"),
+    ]
+    .into_iter()
+    .map(launch)
+    .collect::<procvisor::Result<Vec<Child>>>()?;
     let victim = &jobs[4];
     say!(
         "before terminate(): {victim} exitcode={:?}",
@@ -270,7 +255,7 @@ fn exit_codes() -> procvisor::Result<()> {
     );
     victim.terminate()?;
     for p in &jobs {
-        p.join(None)?;
+        p.join()?;
     }
     for p in &jobs {
         say!("{:<11} exitcode={:?}  {p}", p.name(), p.exitcode());
@@ -298,13 +283,14 @@ impl Run for Countdown {
 }
 
 fn run_subclass() -> procvisor::Result<()> {
-    let p = Process::from_run(Countdown {
-        from: 3,
-        liftoff: "liftoff!".into(),
-    })
-    .with_name("countdown");
-    launch(&p)?;
-    p.join(None)?;
+    let p = launch(
+        Process::from_run(Countdown {
+            from: 3,
+            liftoff: "liftoff!".into(),
+        })
+        .name("countdown"),
+    )?;
+    p.join()?;
     say!("{p} exitcode={:?}", p.exitcode());
     Ok(())
 }
@@ -340,22 +326,21 @@ fn graceful_stop() -> procvisor::Result<()> {
     say!("sends SIGTERM after `grace`, then SIGKILL after another `grace`.");
     let grace = Duration::from_millis(150);
     let jobs = [
-        Process::new(cooperative, ()).with_name("cooperative"),
-        Process::new(stubborn, ()).with_name("stubborn"),
-        Process::new(very_stubborn, ()).with_name("very-stubborn"),
-    ];
-    for p in &jobs {
-        launch(p)?;
-    }
+        Process::new(cooperative, ()).name("cooperative"),
+        Process::new(stubborn, ()).name("stubborn"),
+        Process::new(very_stubborn, ()).name("very-stubborn"),
+    ]
+    .into_iter()
+    .map(launch)
+    .collect::<procvisor::Result<Vec<Child>>>()?;
     sleep(Duration::from_millis(100));
     for p in &jobs {
         let t = Instant::now();
-        p.stop(grace)?;
+        let status = p.stop(grace);
         say!(
-            "{:<13} stopped in {:>3} ms, exitcode={:?}",
+            "{:<13} stopped in {:>3} ms: {status}",
             p.name(),
             t.elapsed().as_millis(),
-            p.exitcode()
         );
     }
     Ok(())
@@ -369,14 +354,14 @@ fn until_stopped() {
 
 fn children() -> procvisor::Result<()> {
     for i in 1..=3 {
-        launch(&Process::new(until_stopped, ()).with_name(format!("idle-{i}")))?;
+        launch(Process::new(until_stopped, ()).name(format!("idle-{i}")))?;
     }
     let running = active_children();
-    let names: Vec<String> = running.iter().map(Process::name).collect();
+    let names: Vec<String> = running.iter().map(Child::name).collect();
     say!("launch() dropped its handles, but active_children() finds the running children:");
     say!("{names:?}");
     for p in &running {
-        p.stop(Duration::from_secs(1))?;
+        p.stop(Duration::from_secs(1));
     }
     say!(
         "after stopping each one through those handles: {} active",
@@ -395,18 +380,14 @@ fn logged_work() {
 /// child of its own, which inherits the level.
 fn logging_demo() -> procvisor::Result<()> {
     procvisor::log_to_stderr(tracing::Level::INFO)?;
-    let p = Process::new(logged_work, ());
-    p.start()?;
-    p.join(None)?;
+    Process::new(logged_work, ()).start()?.join()?;
     Ok(())
 }
 
 fn logging() -> procvisor::Result<()> {
     say!("log_to_stderr(level) prints lifecycle events as [LEVEL/process] on stderr; children");
     say!("started afterwards log at the same level. Here it is enabled inside one child:");
-    let p = Process::new(logging_demo, ()).with_name("logger");
-    launch(&p)?;
-    p.join(None)?;
+    launch(Process::new(logging_demo, ()).name("logger"))?.join()?;
     Ok(())
 }
 
@@ -418,9 +399,7 @@ fn noop() {}
 fn time_start_join(method: StartMethod, n: u32) -> procvisor::Result<Duration> {
     let t = Instant::now();
     for _ in 0..n {
-        let p = Process::new(noop, ()).with_start_method(method)?;
-        launch(&p)?;
-        p.join(None)?;
+        launch(Process::new(noop, ()).start_method(method))?.join()?;
     }
     Ok(t.elapsed() / n)
 }
@@ -435,13 +414,11 @@ fn who_am_i_for_the_os() {
 }
 
 fn fork_start_method() -> procvisor::Result<()> {
-    say!("default start method: {}", get_start_method());
-    set_start_method(StartMethod::Fork, false)?;
+    say!("default start method: {}", start_method());
+    set_start_method(StartMethod::Fork)?;
     say!("set_start_method(Fork): children now fork from a single-threaded fork server");
-    let p = Process::new(who_am_i_for_the_os, ());
-    launch(&p)?;
-    p.join(None)?;
-    set_start_method(StartMethod::Spawn, true)?;
+    launch(Process::new(who_am_i_for_the_os, ()))?.join()?;
+    force_start_method(StartMethod::Spawn);
 
     let n = 20;
     time_start_join(StartMethod::Fork, 1)?; // starts the fork server
@@ -487,8 +464,7 @@ fn phone_home(address: procvisor::Address, n: u32) -> procvisor::Result<()> {
 fn pipes() -> procvisor::Result<()> {
     say!("pipe(true) gives two connected ends; one travels to a child in its arguments.");
     let (ours, theirs) = procvisor::pipe(true)?;
-    let p = Process::new(squarer, (theirs,));
-    launch(&p)?;
+    let p = launch(Process::new(squarer, (theirs,)))?;
     for x in [3u64, 12, 1 << 20] {
         ours.send(&x)?;
         let (x, square) = ours.recv::<(u64, u64)>()?;
@@ -499,7 +475,7 @@ fn pipes() -> procvisor::Result<()> {
         ours.poll(Some(Duration::ZERO))?
     );
     drop(ours); // the child sees end-of-file and stops
-    p.join(None)?;
+    p.join()?;
 
     say!("send_bytes / recv_bytes_into move raw bytes; a short buffer hands back the message:");
     let (a, b) = procvisor::pipe(false)?; // one-way: a receives, b sends
@@ -515,12 +491,9 @@ fn pipes() -> procvisor::Result<()> {
 
     say!("a Listener authenticates clients with the tree's authkey; wait() multiplexes:");
     let listener = procvisor::Listener::builder().authenticate(true).bind()?;
-    let callers: Vec<Process> = (0..3)
-        .map(|n| Process::new(phone_home, (listener.address().clone(), n)))
-        .collect();
-    for c in &callers {
-        launch(c)?;
-    }
+    let callers = (0..3)
+        .map(|n| launch(Process::new(phone_home, (listener.address().clone(), n))))
+        .collect::<procvisor::Result<Vec<Child>>>()?;
     let conns = (0..callers.len())
         .map(|_| listener.accept())
         .collect::<procvisor::Result<Vec<procvisor::Connection>>>()?;
@@ -537,7 +510,7 @@ fn pipes() -> procvisor::Result<()> {
         }
     }
     for c in &callers {
-        c.join(None)?;
+        c.join()?;
     }
     Ok(())
 }
@@ -607,12 +580,14 @@ fn queues() -> procvisor::Result<()> {
 
     let tasks = JoinableQueue::<Option<u64>>::new()?;
     let results = Queue::<(String, u64, u64)>::new()?;
-    let workers: Vec<Process> = (0..2)
-        .map(|_| Process::new(square_worker, (tasks.clone(), results.clone())))
-        .collect();
-    for w in &workers {
-        launch(w)?;
-    }
+    let workers = (0..2)
+        .map(|_| {
+            launch(Process::new(
+                square_worker,
+                (tasks.clone(), results.clone()),
+            ))
+        })
+        .collect::<procvisor::Result<Vec<Child>>>()?;
     say!("two workers share one JoinableQueue of tasks (the handles travel in their args)");
     for n in 1..=6 {
         tasks.put(&Some(n))?;
@@ -629,7 +604,7 @@ fn queues() -> procvisor::Result<()> {
         tasks.put(&None)?; // one poison pill per worker
     }
     for w in &workers {
-        w.join(None)?;
+        w.join()?;
     }
     match results.get_timeout(Duration::from_millis(50)) {
         Err(Error::Empty) => say!("results.get_timeout(50 ms) on an empty queue: Empty"),
@@ -660,14 +635,16 @@ fn locks_and_shared_memory() -> procvisor::Result<()> {
 
     let counter = Value::with_lock(0i64, false)?;
     let lock = Lock::new()?;
-    let workers: Vec<Process> = (0..4)
-        .map(|_| Process::new(add_under_lock, (counter.clone(), lock.clone(), 1000)))
-        .collect();
+    let workers = (0..4)
+        .map(|_| {
+            launch(Process::new(
+                add_under_lock,
+                (counter.clone(), lock.clone(), 1000),
+            ))
+        })
+        .collect::<procvisor::Result<Vec<Child>>>()?;
     for p in &workers {
-        launch(p)?;
-    }
-    for p in &workers {
-        p.join(None)?;
+        p.join()?;
     }
     say!(
         "4 processes added 1000 each under a shared Lock: {}",
@@ -675,8 +652,7 @@ fn locks_and_shared_memory() -> procvisor::Result<()> {
     );
 
     let held = Event::new()?;
-    let holder = Process::new(die_holding, (lock.clone(), held.clone()));
-    launch(&holder)?;
+    let holder = launch(Process::new(die_holding, (lock.clone(), held.clone())))?;
     held.wait(None);
     holder.kill()?;
     say!("a process holding the lock was SIGKILLed");
@@ -686,7 +662,7 @@ fn locks_and_shared_memory() -> procvisor::Result<()> {
         guard.previous_owner_died().unwrap_or(0)
     );
     drop(guard);
-    holder.join(None)?;
+    holder.join()?;
     Ok(())
 }
 

@@ -23,9 +23,8 @@ fn main() -> procvisor::Result<()> {
     let num = Value::from_typecode('d', 0.0, true)?;
     let arr = Array::from_typecode('i', &(0..10).collect::<Vec<i32>>(), true)?;
 
-    let p = Process::new(f, (num.clone(), arr.clone()));
-    p.start()?;
-    p.join(None)?;
+    let p = Process::new(f, (num.clone(), arr.clone())).start()?;
+    p.join()?;
 
     println!("{}", num.get());
     println!("{:?}", arr.to_vec());

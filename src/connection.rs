@@ -39,10 +39,9 @@
 //! fn main() -> procvisor::Result<()> {
 //!     procvisor::init();
 //!     let (parent_end, child_end) = procvisor::pipe(true)?;
-//!     let p = Process::new(child, (child_end,));
-//!     p.start()?;
+//!     let p = Process::new(child, (child_end,)).start()?;
 //!     println!("{:?}", parent_end.recv::<(i32, Option<i32>, String)>()?);
-//!     p.join(None)?;
+//!     p.join()?;
 //!     Ok(())
 //! }
 //! ```
@@ -100,10 +99,11 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
 use procvisor_actors::fdpass;
+use procvisor_actors::sync_util::lock;
 use procvisor_actors::wire::frame::{
     DEFAULT_MAX_FRAME, FrameBatch, FrameLimits, FrameReader, write_frame,
 };
@@ -227,10 +227,6 @@ impl WriteHalf {
         }
         sent
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Connection {

@@ -27,11 +27,9 @@
 //! stdout and stderr are what they were when it was started, and otherwise replaced by a fresh
 //! spawn. Other process attributes (umask, resource limits, credentials) are those of the
 //! moment it was started; a program that changes those between starts can turn spawn
-//! prestarting off with [`set_spawn_prestart`].
+//! prestarting off with [`set_spawn_prestart`](crate::set_spawn_prestart).
 
 use std::sync::atomic::{AtomicU8, Ordering};
-
-use crate::error::{Error, Result};
 
 /// How child processes are started. See the [module docs](self).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -95,45 +93,46 @@ fn encode(m: StartMethod) -> u8 {
     }
 }
 
-/// Chooses the default start method for processes created afterwards in this process.
-/// Like Python, it may be set once; `force = true` changes it again.
-///
-/// ```
-/// use procvisor::{StartMethod, set_start_method, get_start_method};
-/// set_start_method(StartMethod::Fork, false).unwrap();
-/// assert_eq!(get_start_method(), StartMethod::Fork);
-/// assert!(set_start_method(StartMethod::Spawn, false).is_err());
-/// set_start_method(StartMethod::Spawn, true).unwrap();
-/// ```
-pub fn set_start_method(method: StartMethod, force: bool) -> Result<()> {
-    let new = encode(method);
-    if force {
-        METHOD.store(new, Ordering::SeqCst);
-        return Ok(());
-    }
-    match METHOD.compare_exchange(UNSET, new, Ordering::SeqCst, Ordering::SeqCst) {
-        Ok(_) => Ok(()),
-        Err(_) => Err(Error::StartMethodAlreadySet {
-            current: get_start_method(),
-        }),
-    }
+/// [`set_start_method`] after the start method was already chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the start method has already been set to {current}; use force_start_method to change it")]
+pub struct StartMethodAlreadySet {
+    /// The method in force.
+    pub current: StartMethod,
 }
 
-/// Whether spawn starts may use a child re-executed ahead of time (the default: yes, once this
-/// process has spawned two children). Turning it off kills the child held in reserve, if any;
-/// every spawn then re-executes the program at the moment of `start()`. See the
-/// [module docs](self).
+/// Chooses the default start method for processes created afterwards in this process. Like
+/// Python's, it may be chosen once: a second call fails (so that two libraries cannot fight
+/// over it unnoticed); [`force_start_method`] changes it anyway.
 ///
 /// ```
-/// procvisor::set_spawn_prestart(false);
-/// procvisor::set_spawn_prestart(true);
+/// use procvisor::{StartMethod, force_start_method, set_start_method, start_method};
+/// set_start_method(StartMethod::Fork).unwrap();
+/// assert_eq!(start_method(), StartMethod::Fork);
+/// assert!(set_start_method(StartMethod::Spawn).is_err());
+/// force_start_method(StartMethod::Spawn);
+/// assert_eq!(start_method(), StartMethod::Spawn);
 /// ```
-pub fn set_spawn_prestart(enabled: bool) {
-    crate::process::set_spawn_prestart(enabled);
+#[doc(alias = "set_start_method(method, force=False)")]
+pub fn set_start_method(method: StartMethod) -> Result<(), StartMethodAlreadySet> {
+    METHOD
+        .compare_exchange(UNSET, encode(method), Ordering::SeqCst, Ordering::SeqCst)
+        .map(|_| ())
+        .map_err(|_| StartMethodAlreadySet {
+            current: start_method(),
+        })
+}
+
+/// Sets the default start method whether or not it was chosen before (Python's
+/// `set_start_method(method, force=True)`).
+#[doc(alias = "set_start_method(method, force=True)")]
+pub fn force_start_method(method: StartMethod) {
+    METHOD.store(encode(method), Ordering::SeqCst);
 }
 
 /// The start method new processes use unless they choose their own.
-pub fn get_start_method() -> StartMethod {
+#[doc(alias = "get_start_method")]
+pub fn start_method() -> StartMethod {
     match METHOD.load(Ordering::SeqCst) {
         2 => StartMethod::Fork,
         _ => StartMethod::Spawn,

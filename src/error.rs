@@ -1,7 +1,46 @@
-//! [`Error`]: every way a procvisor call can fail, each with a message a person understands.
+//! Errors: one type per domain (per operation family where a caller matches them), each
+//! converting into the crate's [`Error`] so that `?` works across domains.
+//!
+//! | domain | types |
+//! |---|---|
+//! | processes | [`StartError`], [`JoinError`], [`SignalError`], [`StartMethodAlreadySet`] |
+//! | connections | [`SendError`], [`RecvError`], [`ConnectError`], [`AuthError`], [`AddressError`] |
+//! | queues | [`PutError`], [`GetError`], [`QueueError`] |
+//! | synchronization | [`ReleaseError`], [`ConditionError`], [`BrokenBarrier`] |
+//! | shared memory | [`SharedError`] |
+//! | pools | [`PoolError`], [`TaskError`] |
+//! | supervision trees | [`SupervisorError`] |
+//!
+//! This module is the ground floor of the crate: it names no type of a higher module.
+
+mod connection;
+mod pool;
+mod process;
+mod queue;
+mod shared;
+mod sync;
 
 use std::io;
 use std::time::Duration;
+
+pub use connection::{AddressError, AuthError, ConnectError, PipeEnd, RecvError, SendError};
+pub use pool::{PoolError, TaskError};
+pub use process::{JoinError, SignalError, StartError};
+pub use procvisor_actors::supervisor::SupervisorError;
+pub use queue::{GetError, PutError, QueueError};
+pub use shared::SharedError;
+pub use sync::{BrokenBarrier, ConditionError, Holder, ReleaseError};
+
+pub use crate::context::StartMethodAlreadySet;
+
+/// [`log_to_stderr`](crate::log_to_stderr) could not install its subscriber (another global
+/// subscriber is already installed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot install the stderr log subscriber: {reason}")]
+pub struct LogInitError {
+    /// What `tracing` said.
+    pub reason: String,
+}
 
 /// The result type of procvisor's fallible calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -10,6 +49,65 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A process did not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// A joined process did not run its target.
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    /// A signal could not be sent.
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+    /// The start method was already chosen.
+    #[error(transparent)]
+    StartMethod(#[from] StartMethodAlreadySet),
+    /// A message was not sent.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// No message was received.
+    #[error(transparent)]
+    Recv(#[from] RecvError),
+    /// A listener or client could not connect.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The authentication handshake failed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// An address cannot be used.
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    /// An item was not put on a queue.
+    #[error(transparent)]
+    Put(#[from] PutError),
+    /// No item was taken from a queue.
+    #[error(transparent)]
+    Get(#[from] GetError),
+    /// Another queue operation failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// A lock or semaphore release was refused.
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    /// A condition wait or notify was refused.
+    #[error(transparent)]
+    Condition(#[from] ConditionError),
+    /// A barrier is broken.
+    #[error(transparent)]
+    Barrier(#[from] BrokenBarrier),
+    /// Shared memory could not be created, opened or accessed.
+    #[error(transparent)]
+    Shared(#[from] SharedError),
+    /// A pool refused a request.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// A pool task produced no value.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    /// Logging could not be set up.
+    #[error(transparent)]
+    Log(#[from] LogInitError),
+
+    // ---- the variants below are being moved into the domain errors above ----------------
     /// A process was started before `procvisor::init()` ran in this program.
     #[error(
         "procvisor::init() has not run: call it first in main (or put procvisor::test_init!() in \
@@ -103,7 +201,7 @@ pub enum Error {
     #[error("the start method has already been set to {current}; pass force = true to change it")]
     StartMethodAlreadySet {
         /// The method in force.
-        current: crate::StartMethod,
+        current: crate::context::StartMethod,
     },
 
     /// The other end of a connection closed it and no message is left to receive (Python's
@@ -230,9 +328,9 @@ pub enum Error {
     Wire(#[source] procvisor_actors::wire::WireError),
 
     /// A supervisor refused a spec or a request, or a child could not start: see
-    /// [`SupervisorError`](crate::supervisor::SupervisorError) for the cases.
+    /// [`SupervisorError`] for the cases.
     #[error(transparent)]
-    Supervisor(#[from] procvisor_actors::supervisor::SupervisorError),
+    Supervisor(#[from] SupervisorError),
 
     // ---- queues (Queue, JoinableQueue, SimpleQueue) ----------------------------------------
     /// A get found no item: it did not block, or its timeout passed (Python's `queue.Empty`).
@@ -287,7 +385,7 @@ pub enum Error {
     /// `release()` of an RLock held by another thread or another process: only its owner may
     /// release it (Python's "cannot release un-acquired lock").
     #[error(
-        "cannot release this RLock: it is held by another {holder_kind} (pid {holder_pid}), and          only the thread that acquired it may release it"
+        "cannot release this RLock: it is held by another {holder_kind} (pid {holder_pid}), and only the thread that acquired it may release it"
     )]
     NotOwner {
         /// `"thread"` (of this process) or `"process"`.
@@ -427,7 +525,7 @@ pub enum Error {
         /// The worker's process id.
         pid: i32,
         /// How it ended (exit code or signal).
-        exit: crate::supervisor::Exit,
+        exit: procvisor_actors::supervisor::Exit,
     },
 
     /// A pool task ran longer than its timeout: its worker was killed and replaced, and only

@@ -13,10 +13,8 @@
 //!
 //! fn main() -> procvisor::Result<()> {
 //!     procvisor::init(); // first line of main: a child stops here and runs its target
-//!     let p = Process::new(worker, (7,));
-//!     p.start()?;
-//!     p.join(None)?;
-//!     assert_eq!(p.exitcode(), Some(0));
+//!     let child = Process::new(worker, (7,)).start()?;
+//!     assert!(child.join()?.success());
 //!     Ok(())
 //! }
 //! ```
@@ -32,16 +30,40 @@
 //!
 //! | module | Python | what |
 //! |---|---|---|
-//! | [`process`] | `multiprocessing.process` | [`Process`], [`current_process`], [`active_children`] |
+//! | [`process`] | `multiprocessing.process` | [`Process`] → [`Child`], [`current_process`], [`parent_process`], [`active_children`] |
 //! | [`connection`] | `Pipe`, `multiprocessing.connection` | [`pipe`], [`Connection`], [`Listener`], [`Client`], [`wait`] |
 //! | [`queues`] | `Queue`, `JoinableQueue`, `SimpleQueue` | [`Queue`], [`JoinableQueue`], [`SimpleQueue`]: FIFO queues between processes |
 //! | [`pool`] | `multiprocessing.Pool` | [`Pool`], [`AsyncResult`], [`IMapIterator`]: worker processes with crash recovery |
 //! | [`supervisor`] | (Erlang/OTP) | [`Supervisor`], [`ChildSpec`], [`SupervisorSpec`]: supervision trees of processes |
 //! | [`synchronize`] | `Lock`, `RLock`, `Semaphore`, `Condition`, `Event`, `Barrier` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`], [`Barrier`] (shared memory, futexes, recovery of dead holders) |
 //! | [`sharedctypes`] | `Value`, `Array`, `multiprocessing.sharedctypes` | [`Value`], [`Array`], [`RawValue`], [`RawArray`], [`synchronized`], [`sharedctypes::copy`] |
-//! | [`context`] | `multiprocessing.context` | [`StartMethod`], [`set_start_method`] |
+//! | [`context`] | `multiprocessing.context` | [`StartMethod`], [`set_start_method`], [`start_method`] (`get_start_method`) |
 //! | [`util`] | `multiprocessing.util` | [`log_to_stderr`] |
-//! | [`error`] | exceptions | [`Error`] |
+//! | [`error`] | exceptions | [`Error`] and one error type per domain |
+//!
+//! ## Conventions: Rust first, Python findable
+//!
+//! The API follows `std`, crossbeam-channel and tokio; Python's names stay findable through
+//! `#[doc(alias)]` (search the docs for `qsize`, `get_nowait`, `apply_async`, …) and the table
+//! above.
+//!
+//! * **One method family per operation**, never a boolean or positional mode argument: `x()`
+//!   blocks, `try_x()` never blocks, `x_timeout(d)` gives up after `d`, `x_async()` is the
+//!   `async fn`. So `Queue::get` / `try_get` / `get_timeout` / `get_async`, `Lock::lock` /
+//!   `try_lock` / `lock_timeout` / `lock_async`, `Child::join` / `join_timeout` / `join_async`.
+//! * **`_async` means one thing: an `async fn`** (a future to `.await`). Python's
+//!   submit-and-return-a-handle methods are `submit*`: `Pool::submit` is `apply_async`,
+//!   `Pool::submit_map` is `map_async`; their handles ([`AsyncResult`]) have the blocking and
+//!   async waits. Every async method is cancel safe unless its docs say otherwise; a timeout
+//!   for an async call is `tokio::time::timeout` around it.
+//! * **Types for states.** What Python checks at run time is a type here where it can be: a
+//!   [`Process`] is a builder consumed by `start()`, which returns a [`Child`]; this process and
+//!   its parent are [`CurrentProcess`] and [`ParentProcess`], which cannot be joined; an
+//!   [`AsyncResult`]'s value is taken by a `get(self)` that consumes it.
+//! * **Names:** `len` / `is_empty` / `is_full`, no `get_` prefixes, builders for settings.
+//! * **Errors per domain**, each an enum a caller can match exhaustively where it matters
+//!   (`GetError::Empty`, `StartError::DaemonicParent`, …), each converting into [`Error`] so
+//!   that `?` works across domains. See [`error`].
 
 #![warn(missing_docs)]
 
@@ -51,6 +73,7 @@ pub mod error;
 pub mod pool;
 pub mod process;
 pub mod queues;
+mod runtime;
 pub mod sharedctypes;
 pub mod supervisor;
 pub mod synchronize;
@@ -60,12 +83,13 @@ pub use connection::{
     Address, Client, ClientBuilder, Connection, Family, Listener, ListenerBuilder, Waitable, pipe,
     wait,
 };
-pub use context::{StartMethod, get_start_method, set_spawn_prestart, set_start_method};
+pub use context::{StartMethod, force_start_method, set_start_method, start_method};
 pub use error::{Error, Result};
 pub use pool::{AsyncResult, IMapIterator, Pool, PoolBuilder};
 pub use process::{
-    Process, Run, Target, TargetOutput, active_children, cpu_count, current_process,
-    parent_process, stop_requested, wait_for_stop,
+    Child, CurrentProcess, ExitStatus, ParentProcess, Process, Run, Target, TargetOutput,
+    active_children, cpu_count, current_process, parent_process, set_spawn_prestart,
+    stop_requested, wait_for_stop,
 };
 pub use queues::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};
 pub use sharedctypes::{
@@ -89,8 +113,8 @@ pub fn init() {
     if let Some(link) = process::bootstrap_link() {
         process::run_child(link);
     }
-    process::current::identity();
-    process::current::mark_initialized();
+    runtime::identity();
+    runtime::mark_initialized();
     process::current::register_at_exit();
     procvisor_actors::spawner::ensure_started();
 }

@@ -81,8 +81,9 @@ use crate::supervisor::{
 };
 use dispatch::{Shared, Status, Task};
 use imap::ImapJob;
-use job::{Callbacks, JobSink, MapJob, lock};
+use job::{Callbacks, JobSink, MapJob};
 use outcome::Failure;
+use procvisor_actors::sync_util::lock;
 use worker::{WorkerSetup, WorkerStarter};
 
 /// How long a stopping worker gets before SIGTERM (and as long again before SIGKILL). Workers
@@ -504,8 +505,7 @@ impl Pool {
     /// Drains the callback thread from a blocking thread of the node's runtime.
     async fn finish_callbacks_async(&self) {
         let callbacks = self.shared.callbacks.clone();
-        let node = procvisor_actors::node::Node::get().handle();
-        let _ = node.spawn_blocking(move || callbacks.finish()).await;
+        let _ = procvisor_actors::runtime::spawn_blocking(move || callbacks.finish()).await;
     }
 
     fn stop_workers(&self) {

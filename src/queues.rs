@@ -32,10 +32,9 @@
 //! fn main() -> procvisor::Result<()> {
 //!     procvisor::init();
 //!     let q = Queue::new()?;
-//!     let p = Process::new(f, (q.clone(),));
-//!     p.start()?;
+//!     let p = Process::new(f, (q.clone(),)).start()?;
 //!     println!("{:?}", q.get()?); // prints "(42, None, "hello")"
-//!     p.join(None)?;
+//!     p.join()?;
 //!     Ok(())
 //! }
 //! ```

@@ -396,7 +396,7 @@ struct Owner {
     sup: SupervisorRef,
 }
 
-impl crate::process::current::StopAtExit for Owner {
+impl crate::runtime::StopAtExit for Owner {
     fn stop_at_exit(&self) {
         if self.sup.is_alive() {
             self.sup.stop();
@@ -421,9 +421,8 @@ impl std::fmt::Debug for Supervisor {
 impl Supervisor {
     fn wrap(sup: SupervisorRef) -> Supervisor {
         let owner = Arc::new(Owner { sup });
-        let weak: std::sync::Weak<dyn crate::process::current::StopAtExit> =
-            Arc::downgrade(&owner) as _;
-        crate::process::current::stop_at_exit(weak);
+        let weak: std::sync::Weak<dyn crate::runtime::StopAtExit> = Arc::downgrade(&owner) as _;
+        crate::runtime::stop_at_exit(weak);
         Supervisor { owner }
     }
 

@@ -7,19 +7,16 @@
 //! started afterwards do the same at the same level. Any other subscriber can show the process
 //! name too: it is `procvisor::current_process().name()`.
 
-use std::sync::atomic::{AtomicU8, Ordering};
-
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::error::{Error, Result};
+use crate::error::LogInitError;
+use crate::runtime;
 
 /// The `tracing` target of procvisor's own events (Python's logger name `multiprocessing`).
 pub const LOG_TARGET: &str = "procvisor";
-
-static LEVEL: AtomicU8 = AtomicU8::new(0);
 
 /// Prints procvisor's log (and the rest of the program's `tracing` events) on stderr at `level`
 /// and above, as `[LEVEL/ProcessName] message`. Processes started afterwards inherit the level.
@@ -29,48 +26,22 @@ static LEVEL: AtomicU8 = AtomicU8::new(0);
 /// procvisor::init();
 /// procvisor::log_to_stderr(tracing::Level::INFO).unwrap();
 /// ```
-pub fn log_to_stderr(level: Level) -> Result<()> {
+pub fn log_to_stderr(level: Level) -> Result<(), LogInitError> {
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .event_format(ProcessFormat)
         .try_init()
-        .map_err(|e| Error::io("log_to_stderr", std::io::Error::other(e.to_string())))?;
-    LEVEL.store(level_to_u8(level), Ordering::SeqCst);
+        .map_err(|e| LogInitError {
+            reason: e.to_string(),
+        })?;
+    runtime::set_log_level(level);
     Ok(())
 }
 
 /// The level set by [`log_to_stderr`] in this process, if any.
 pub fn log_level() -> Option<Level> {
-    level_from_u8(LEVEL.load(Ordering::SeqCst))
-}
-
-pub(crate) fn current_level_u8() -> Option<u8> {
-    match LEVEL.load(Ordering::SeqCst) {
-        0 => None,
-        n => Some(n),
-    }
-}
-
-fn level_to_u8(level: Level) -> u8 {
-    match level {
-        Level::ERROR => 1,
-        Level::WARN => 2,
-        Level::INFO => 3,
-        Level::DEBUG => 4,
-        Level::TRACE => 5,
-    }
-}
-
-pub(crate) fn level_from_u8(n: u8) -> Option<Level> {
-    Some(match n {
-        1 => Level::ERROR,
-        2 => Level::WARN,
-        3 => Level::INFO,
-        4 => Level::DEBUG,
-        5 => Level::TRACE,
-        _ => return None,
-    })
+    runtime::log_level()
 }
 
 /// The `[LEVEL/ProcessName] message` event format; usable with any `tracing_subscriber::fmt`
@@ -89,7 +60,7 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
-        let name = crate::process::current::name_for_messages();
+        let name = runtime::name_for_messages();
         write!(writer, "[{}/{}] ", event.metadata().level(), name)?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)

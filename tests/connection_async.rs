@@ -32,9 +32,8 @@ fn echo(conn: Connection) -> procvisor::Result<()> {
 async fn echo_scenario() {
     let mut guard = KillOnDrop::new();
     let (ours, theirs) = pipe(true).unwrap();
-    let p = Process::new(echo, (theirs,));
+    let p = Process::new(echo, (theirs,)).start_async().await.unwrap();
     guard.add(&p);
-    p.start_async().await.unwrap();
 
     let wait = Duration::from_millis(100);
     let t = Instant::now();
@@ -58,8 +57,11 @@ async fn echo_scenario() {
     }
     ours.send_async(&None::<(u32, String)>).await.unwrap();
     assert!(matches!(ours.recv_async::<u8>().await, Err(Error::Eof)));
-    p.join_async(Some(GENEROUS)).await.unwrap();
-    assert_eq!(p.exitcode(), Some(0));
+    let status = tokio::time::timeout(GENEROUS, p.join_async())
+        .await
+        .expect("the child exits")
+        .unwrap();
+    assert!(status.success());
 }
 
 #[test]
@@ -228,9 +230,8 @@ fn the_blocking_api_works_inside_a_runtime() {
         .unwrap();
     rt.block_on(async {
         let (ours, theirs) = pipe(true).unwrap();
-        let p = Process::new(echo, (theirs,));
+        let p = Process::new(echo, (theirs,)).start().unwrap();
         guard.add(&p);
-        p.start().unwrap();
         ours.send(&Some((1u32, "blocking".to_string()))).unwrap();
         assert!(ours.poll(Some(GENEROUS)).unwrap());
         assert_eq!(
@@ -240,7 +241,7 @@ fn the_blocking_api_works_inside_a_runtime() {
         ours.send_bytes(b"ab", 0, None).unwrap();
         assert_eq!(ours.recv_bytes(None).unwrap(), b"ba");
         ours.send(&None::<(u32, String)>).unwrap();
-        p.join(Some(GENEROUS)).unwrap();
+        p.join_timeout(GENEROUS).unwrap();
         assert_eq!(p.exitcode(), Some(0));
     });
 }

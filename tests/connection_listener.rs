@@ -334,11 +334,10 @@ fn authenticate_uses_the_process_trees_key() {
     join_ok(&child);
 
     // A child given another key is a stranger.
-    let stranger = Process::new(client_with_tree_key, (address,));
-    stranger.set_authkey(b"another tree".to_vec()).unwrap();
+    let stranger = Process::new(client_with_tree_key, (address,)).authkey(b"another tree".to_vec());
     let stranger = start(&mut guard, stranger);
     assert!(matches!(listener.accept(), Err(Error::Authentication(_))));
-    stranger.join(Some(GENEROUS)).unwrap();
+    stranger.join_timeout(GENEROUS).unwrap();
     assert_eq!(stranger.exitcode(), Some(1), "its connect failed");
 }
 

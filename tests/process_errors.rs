@@ -1,172 +1,49 @@
-//! Misuse is reported as an `Error` (never a panic or a hang): starting twice, joining before
-//! start or oneself, late settings, signalling a non-child, daemonic parents, arguments that
-//! cannot be encoded or decoded.
+//! Errors that remain possible are reported as typed errors (never a panic or a hang):
+//! daemonic parents, arguments that cannot be encoded or decoded, a start method chosen twice.
+//! The misuse the old API reported at run time (starting twice, joining before start or
+//! oneself, late settings, signalling a non-child) no longer compiles: see the `compile_fail`
+//! examples in `src/process.rs`.
 
 procvisor::test_init!();
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{GENEROUS, KillOnDrop, TempDir, read, write_atomic};
+use common::{GENEROUS, KillOnDrop, TempDir, per_start_method, read, start, write_atomic};
+use procvisor::error::{JoinError, StartError, StartMethodAlreadySet};
 use procvisor::{
-    Error, Process, Run, StartMethod, current_process, get_start_method, parent_process,
-    set_start_method,
+    Error, Process, Run, StartMethod, force_start_method, set_start_method, start_method,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-#[test]
-fn start_twice_is_already_started() {
-    let p = Process::new(|| (), ());
-    let mut guard = KillOnDrop::new();
-    guard.add(&p);
-    p.start().unwrap();
-    let pid = p.pid();
-    match p.start() {
-        Err(Error::AlreadyStarted { name }) => assert_eq!(name, p.name()),
-        other => panic!("expected AlreadyStarted, got {other:?}"),
-    }
-    // A clone is the same process.
-    assert!(matches!(
-        p.clone().start(),
-        Err(Error::AlreadyStarted { .. })
-    ));
-    p.join(None).unwrap();
-    assert!(matches!(p.start(), Err(Error::AlreadyStarted { .. })));
-    assert_eq!(p.pid(), pid, "the failed starts changed nothing");
-    assert_eq!(p.exitcode(), Some(0));
-    let text = p.start().unwrap_err().to_string();
-    assert!(text.contains("cannot start a process twice"), "{text}");
-}
-
-#[test]
-fn calls_before_start_are_not_started() {
-    let p = Process::new(|| (), ());
-    for (what, result) in [
-        ("join", p.join(None)),
-        ("join with timeout", p.join(Some(Duration::from_millis(1)))),
-        ("terminate", p.terminate()),
-        ("kill", p.kill()),
-        ("stop", p.stop(Duration::from_millis(1))),
-    ] {
-        match result {
-            Err(Error::NotStarted { name }) => assert_eq!(name, p.name(), "{what}"),
-            other => panic!("{what} before start: expected NotStarted, got {other:?}"),
-        }
-    }
-    assert_eq!(p.pid(), None);
-    assert!(!p.is_alive());
-}
-
-#[test]
-fn joining_oneself_is_refused() {
-    match current_process().join(None) {
-        Err(Error::JoinSelf { name }) => assert_eq!(name, "MainProcess"),
-        other => panic!("expected JoinSelf, got {other:?}"),
-    }
-    assert!(matches!(
-        current_process().join(Some(Duration::from_millis(1))),
-        Err(Error::JoinSelf { .. })
-    ));
-}
-
-#[test]
-fn signalling_the_current_process_is_not_a_child() {
-    let me = current_process();
-    for (what, result) in [
-        ("terminate", me.terminate()),
-        ("kill", me.kill()),
-        ("stop", me.stop(Duration::from_millis(1))),
-    ] {
-        match result {
-            Err(Error::NotAChild { name, .. }) => assert_eq!(name, "MainProcess", "{what}"),
-            other => panic!("{what} on current_process(): expected NotAChild, got {other:?}"),
-        }
-    }
-    assert!(me.is_alive(), "we are still here");
-}
-
-/// Child: tries to terminate and join its parent; reports the errors.
-fn poke_parent(out: String) {
-    let parent = parent_process().unwrap();
-    let terminate = parent.terminate();
-    let join = parent.join(Some(Duration::from_millis(1)));
-    let report = format!(
-        "{}|{}",
-        matches!(terminate, Err(Error::NotAChild { .. })),
-        matches!(join, Err(Error::NotAChild { .. }))
-    );
-    write_atomic(&out, &report);
-}
-
-#[test]
-fn a_child_cannot_signal_its_parent() {
-    let dir = TempDir::new("poke-parent");
-    let out = dir.file("out");
-    let p = Process::new(poke_parent, (out.clone(),));
-    let mut guard = KillOnDrop::new();
-    guard.add(&p);
-    p.start().unwrap();
-    p.join(Some(GENEROUS)).unwrap();
-    assert_eq!(p.exitcode(), Some(0));
-    assert_eq!(read(&out), "true|true");
-}
-
-#[test]
-fn settings_after_start_are_already_running() {
-    let p = Process::new(|| (), ());
-    let mut guard = KillOnDrop::new();
-    guard.add(&p);
-    p.start().unwrap();
-    match p.set_daemon(true) {
-        Err(Error::AlreadyRunning { name, .. }) => assert_eq!(name, p.name()),
-        other => panic!("expected AlreadyRunning, got {other:?}"),
-    }
-    assert!(!p.daemon(), "the flag did not change");
-    assert!(matches!(
-        p.clone().with_daemon(true),
-        Err(Error::AlreadyRunning { .. })
-    ));
-    assert!(matches!(
-        p.set_authkey(vec![1u8; 32]),
-        Err(Error::AlreadyRunning { .. })
-    ));
-    assert!(matches!(
-        p.clone().with_start_method(StartMethod::Spawn),
-        Err(Error::AlreadyRunning { .. })
-    ));
-    let text = p.set_daemon(false).unwrap_err().to_string();
-    assert!(text.contains("already started"), "{text}");
-    p.join(None).unwrap();
-    assert_eq!(p.exitcode(), Some(0));
-}
 
 /// Child (daemonic): tries to start a child of its own; exits 3 if refused with
 /// `DaemonicParent`, and reports the error text.
 fn daemon_starts_a_child(out: String, explicit_non_daemon: bool) {
     let mut child = Process::new(|| (), ());
     if explicit_non_daemon {
-        child = child.with_daemon(false).unwrap();
+        child = child.daemon(false);
     }
     let code = match child.start() {
-        Err(Error::DaemonicParent { parent }) => {
-            write_atomic(
-                &out,
-                &format!(
-                    "{parent}|{}",
-                    Error::DaemonicParent {
-                        parent: parent.clone()
-                    }
-                ),
-            );
+        Err(StartError::DaemonicParent { parent }) => {
+            let text = StartError::DaemonicParent {
+                parent: parent.clone(),
+            }
+            .to_string();
+            // `?` in a target returning procvisor::Result keeps the cause.
+            let general = Error::from(StartError::DaemonicParent {
+                parent: parent.clone(),
+            });
+            let wrapped = matches!(general, Error::Start(StartError::DaemonicParent { .. }));
+            write_atomic(&out, &format!("{parent}|{wrapped}|{text}"));
             3
         }
         Err(e) => {
             write_atomic(&out, &format!("wrong error: {e:?}"));
             4
         }
-        Ok(()) => {
-            let _ = child.join(None);
+        Ok(child) => {
+            let _ = child.join();
             write_atomic(&out, "the child started");
             5
         }
@@ -174,26 +51,34 @@ fn daemon_starts_a_child(out: String, explicit_non_daemon: bool) {
     std::process::exit(code)
 }
 
-#[test]
-fn a_daemonic_process_may_not_have_children() {
-    for explicit_non_daemon in [false, true] {
-        let dir = TempDir::new("daemonic-parent");
-        let out = dir.file("out");
-        let p = Process::new(daemon_starts_a_child, (out.clone(), explicit_non_daemon))
-            .with_daemon(true)
-            .unwrap();
-        let mut guard = KillOnDrop::new();
-        guard.add(&p);
-        p.start().unwrap();
-        p.join(Some(GENEROUS)).unwrap();
-        let report = read(&out);
-        assert_eq!(p.exitcode(), Some(3), "{report}");
-        let (parent, text) = report.split_once('|').unwrap();
-        assert_eq!(parent, p.name());
-        assert!(
-            text.contains("daemonic processes are not allowed to have children"),
-            "{text}"
-        );
+per_start_method! {
+    fn a_daemonic_process_may_not_have_children(method: StartMethod) {
+        for explicit_non_daemon in [false, true] {
+            let dir = TempDir::new("daemonic-parent");
+            let out = dir.file("out");
+            let mut guard = KillOnDrop::new();
+            let p = start(
+                &mut guard,
+                Process::new(daemon_starts_a_child, (out.clone(), explicit_non_daemon))
+                    .daemon(true)
+                    .start_method(method),
+            );
+            p.join_timeout(GENEROUS).unwrap();
+            let report = read(&out);
+            assert_eq!(p.exitcode(), Some(3), "{report}");
+            let mut fields = report.splitn(3, '|');
+            let (parent, wrapped, text) = (
+                fields.next().unwrap(),
+                fields.next().unwrap(),
+                fields.next().unwrap(),
+            );
+            assert_eq!(parent, p.name());
+            assert_eq!(wrapped, "true", "{report}");
+            assert!(
+                text.contains("daemonic processes are not allowed to have children"),
+                "{text}"
+            );
+        }
     }
 }
 
@@ -219,15 +104,15 @@ fn takes_undecodable(_: Undecodable) {
     unreachable!("the target must not run");
 }
 
-fn assert_bootstrap_failure(p: &Process) {
+/// Starts `p` with `method` and checks that joining it reports its failed bootstrap.
+fn assert_bootstrap_failure(method: StartMethod, p: Process) {
     let mut guard = KillOnDrop::new();
-    guard.add(p);
+    let p = start(&mut guard, p.start_method(method));
     let t = Instant::now();
-    p.start().unwrap();
-    let joined = p.join(Some(GENEROUS));
+    let joined = p.join_timeout(GENEROUS);
     assert!(t.elapsed() < GENEROUS, "join hung");
     match joined {
-        Err(Error::Bootstrap { name, reason }) => {
+        Err(JoinError::Bootstrap { name, reason }) => {
             assert_eq!(name, p.name());
             assert!(
                 reason.contains("Undecodable refuses to decode"),
@@ -239,12 +124,7 @@ fn assert_bootstrap_failure(p: &Process) {
     assert!(!p.is_alive());
     assert_eq!(p.exitcode(), Some(255));
     // Joining again reports the same failure.
-    assert!(matches!(p.join(None), Err(Error::Bootstrap { .. })));
-}
-
-#[test]
-fn undecodable_arguments_are_a_bootstrap_error() {
-    assert_bootstrap_failure(&Process::new(takes_undecodable, (Undecodable,)));
+    assert!(matches!(p.join(), Err(JoinError::Bootstrap { .. })));
 }
 
 #[derive(Serialize, Deserialize)]
@@ -257,13 +137,6 @@ impl Run for RunWithUndecodable {
     fn run(self) {
         unreachable!("the target must not run");
     }
-}
-
-#[test]
-fn undecodable_run_value_is_a_bootstrap_error() {
-    assert_bootstrap_failure(&Process::from_run(RunWithUndecodable {
-        field: Undecodable,
-    }));
 }
 
 /// Never encodes.
@@ -282,36 +155,57 @@ impl<'de> Deserialize<'de> for Unencodable {
     }
 }
 
-#[test]
-fn unencodable_arguments_are_an_encode_error() {
-    let p = Process::new(|_: Unencodable| (), (Unencodable,));
-    let mut guard = KillOnDrop::new();
-    guard.add(&p);
-    match p.start() {
-        Err(Error::Encode { what, reason }) => {
-            assert!(what.contains(&p.name()), "{what}");
-            assert!(reason.contains("Unencodable refuses to encode"), "{reason}");
-        }
-        other => panic!("expected an Encode error, got {other:?}"),
+per_start_method! {
+    fn undecodable_arguments_are_a_bootstrap_error(method: StartMethod) {
+        assert_bootstrap_failure(method, Process::new(takes_undecodable, (Undecodable,)));
     }
-    assert_eq!(p.pid(), None, "nothing was started");
-    assert!(!p.is_alive());
-    assert!(matches!(p.join(None), Err(Error::NotStarted { .. })));
+
+    fn undecodable_run_value_is_a_bootstrap_error(method: StartMethod) {
+        assert_bootstrap_failure(
+            method,
+            Process::from_run(RunWithUndecodable { field: Undecodable }),
+        );
+    }
+
+    fn unencodable_arguments_are_an_encode_error(method: StartMethod) {
+        let p = Process::new(|_: Unencodable| (), (Unencodable,))
+            .name("unencodable")
+            .start_method(method);
+        // An error, so no `Child`: nothing was started that could be joined or signalled.
+        match p.start() {
+            Err(StartError::Encode { name, reason }) => {
+                assert_eq!(name, "unencodable");
+                assert!(reason.contains("Unencodable refuses to encode"), "{reason}");
+            }
+            Err(other) => panic!("expected an Encode error, got {other:?}"),
+            Ok(child) => {
+                let _ = child.kill();
+                panic!("the child started: {child}");
+            }
+        }
+    }
 }
 
 #[test]
 fn start_method_is_set_once_unless_forced() {
-    // Spawn is the default, so setting it cannot disturb the other tests of this crate.
-    assert_eq!(get_start_method(), StartMethod::Spawn);
-    set_start_method(StartMethod::Spawn, false).unwrap();
-    match set_start_method(StartMethod::Spawn, false) {
-        Err(Error::StartMethodAlreadySet { current }) => {
-            assert_eq!(current, StartMethod::Spawn)
-        }
+    // Spawn is the default, and every other test of this crate gives each process its method,
+    // so setting it cannot disturb them.
+    assert_eq!(start_method(), StartMethod::Spawn);
+    set_start_method(StartMethod::Spawn).unwrap();
+    match set_start_method(StartMethod::Spawn) {
+        Err(StartMethodAlreadySet { current }) => assert_eq!(current, StartMethod::Spawn),
         other => panic!("expected StartMethodAlreadySet, got {other:?}"),
     }
-    set_start_method(StartMethod::Spawn, true).unwrap();
-    assert_eq!(get_start_method(), StartMethod::Spawn);
+    let e = set_start_method(StartMethod::Fork).unwrap_err();
+    assert_eq!(
+        e.current,
+        StartMethod::Spawn,
+        "the failed call changed nothing"
+    );
+    assert!(e.to_string().contains("force_start_method"), "{e}");
+    assert!(matches!(Error::from(e), Error::StartMethod(_)));
+    force_start_method(StartMethod::Spawn);
+    assert_eq!(start_method(), StartMethod::Spawn);
     assert_eq!("fork".parse::<StartMethod>(), Ok(StartMethod::Fork));
     assert_eq!("spawn".parse::<StartMethod>(), Ok(StartMethod::Spawn));
     assert!("threads".parse::<StartMethod>().is_err());

@@ -1,39 +1,45 @@
-//! `StartMethod::Fork`: children forked from a single-threaded fork server behave like spawned
-//! ones (exit codes, signals, names, parent, authkey, graceful stop, bootstrap failures, exit
-//! semantics, dying with their parent).
+//! What is specific to `StartMethod::Fork` and its fork server: children that are ours (for
+//! the OS too: `CLONE_PARENT`) yet forked from one single-threaded fork server that has no
+//! child of its own, its name, code inheritance as an opt-in, a fork child's C library state,
+//! and fork as a whole program's default. How fork children behave otherwise (exit codes,
+//! signals, names, parent, authkey, graceful stop, bootstrap failures, exit semantics, dying
+//! with their parent) is tested with spawned ones, every process test running under both
+//! methods (`per_start_method!`); the fork server's spares and its death are in
+//! `process_prestart`.
 
 procvisor::test_init!();
 
 mod common;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
-
 use common::{
-    GENEROUS, KillOnDrop, PidsGuard, TempDir, in_driver, line_with, lines_with, pid_is_running,
-    pid_state, read, run_driver, say, spawn_driver, wait_until, write_atomic,
+    KillOnDrop, TempDir, in_driver, line_with, lines_with, read, run_driver, say, write_atomic,
 };
-use procvisor::{
-    Error, Process, Run, StartMethod, active_children, current_process, parent_process,
-    wait_for_stop,
-};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use procvisor::{Child, Process, StartMethod, active_children, current_process, parent_process};
 
 fn fork(p: Process) -> Process {
-    p.with_start_method(StartMethod::Fork).unwrap()
+    p.start_method(StartMethod::Fork)
 }
 
 fn ours() -> i32 {
     std::process::id() as i32
 }
 
-/// Starts `p`, joins it (generously) and returns its exit code; kills it if the test fails.
-fn run(p: &Process) -> Option<i32> {
+/// Starts `p`, joins it (generously) and returns it and its exit code; kills it if the test
+/// fails.
+fn run(p: Process) -> (Child, Option<i32>) {
     let mut guard = KillOnDrop::new();
-    guard.add(p);
-    p.start().unwrap();
-    p.join(Some(GENEROUS)).unwrap();
-    p.exitcode()
+    let p = common::start(&mut guard, p);
+    p.join_timeout(common::GENEROUS).unwrap();
+    let code = p.exitcode();
+    (p, code)
+}
+
+fn exit_with(code: i32) {
+    std::process::exit(code)
+}
+
+fn panics(marker: String) {
+    panic!("{marker}")
 }
 
 /// Where this program's code is loaded: the same in every fork of one process, different for
@@ -66,35 +72,20 @@ fn report_origin(out: String) {
 }
 
 #[test]
-fn fork_start_join_exitcode_and_display() {
-    let p = fork(Process::new(|| (), ()));
-    let name = p.name();
-    assert_eq!(p.to_string(), format!("<Process({name}, initial)>"));
-    assert_eq!(run(&p), Some(0));
-    let pid = p.pid().unwrap();
-    assert!(pid > 0 && pid != ours());
-    assert!(!p.is_alive());
-    assert_eq!(p.to_string(), format!("<Process({name}, stopped)>"));
-}
-
-#[test]
 fn fork_children_are_ours_and_forked_from_one_fork_server() {
     let dir = TempDir::new("fork-origin");
     let outs: Vec<String> = (0..3).map(|i| dir.file(&format!("out{i}"))).collect();
-    let ps: Vec<Process> = outs
-        .iter()
-        .map(|out| fork(Process::new(report_origin, (out.clone(),))))
-        .collect();
     let mut layouts = Vec::new();
-    for (p, out) in ps.iter().zip(&outs) {
-        assert_eq!(run(p), Some(0));
+    for out in &outs {
+        let (p, code) = run(fork(Process::new(report_origin, (out.clone(),))));
+        assert_eq!(code, Some(0));
         let report = read(out);
         let fields: Vec<&str> = report.split('|').collect();
-        assert_eq!(fields[0], p.pid().unwrap().to_string(), "{report}");
+        assert_eq!(fields[0], p.pid().to_string(), "{report}");
         // Our child for the OS too (the fork server forks it as our own) …
         assert_eq!(fields[1], ours().to_string(), "{report}");
         // … and for procvisor.
-        assert_eq!(fields[2], format!("Some({})", ours()), "{report}");
+        assert_eq!(fields[2], ours().to_string(), "{report}");
         assert_eq!(fields[3], "MainProcess", "{report}");
         assert_eq!(fields[4], p.name(), "{report}");
         layouts.push(fields[5].to_string());
@@ -114,7 +105,7 @@ fn fork_children_are_ours_and_forked_from_one_fork_server() {
     }
     let server = common::fork_server_of(ours()).expect("no fork server among our children");
     assert!(
-        active_children().iter().all(|c| c.pid() != Some(server)),
+        active_children().iter().all(|c| c.pid() != server),
         "the fork server is not one of our children for procvisor"
     );
 }
@@ -123,7 +114,7 @@ fn fork_children_are_ours_and_forked_from_one_fork_server() {
 /// has no child, not even a zombie, once a fork start has returned.
 #[test]
 fn the_fork_server_has_no_child_of_its_own() {
-    assert_eq!(run(&fork(Process::new(exit_with, (4,)))), Some(4));
+    assert_eq!(run(fork(Process::new(exit_with, (4,)))).1, Some(4));
     let server = common::fork_server_of(ours()).expect("no fork server among our children");
     let children = std::fs::read_to_string(format!("/proc/{server}/task/{server}/children"))
         .expect("cannot read the fork server's children");
@@ -165,11 +156,9 @@ fn driver_fork_faults() {
     let mut faults = Vec::new();
     for _ in 0..3 {
         let (rx, tx) = procvisor::pipe(false).unwrap();
-        let p = fork(Process::new(report_faults, (tx,)));
-        p.start().unwrap();
-        faults.push(rx.recv::<u64>().unwrap());
-        p.join(None).unwrap();
-        assert_eq!(p.exitcode(), Some(0));
+        let p = fork(Process::new(report_faults, (tx,))).start().unwrap();
+        faults.push(common::recv::<u64>(&rx));
+        common::join_ok(&p);
     }
     say(format!("FAULTS {}", faults.iter().min().unwrap()));
 }
@@ -228,12 +217,12 @@ fn report_thread_identity(out: String) {
 fn a_fork_childs_c_library_knows_its_thread() {
     let dir = TempDir::new("fork-tid");
     let out = dir.file("out");
-    let p = fork(Process::new(report_thread_identity, (out.clone(),)));
-    assert_eq!(run(&p), Some(0));
+    let (p, code) = run(fork(Process::new(report_thread_identity, (out.clone(),))));
+    assert_eq!(code, Some(0));
     let report = read(&out);
     let fields: Vec<&str> = report.split('|').collect();
     assert_eq!(fields[0], "0", "{report}");
-    assert_eq!(fields[1], p.pid().unwrap().to_string(), "{report}");
+    assert_eq!(fields[1], p.pid().to_string(), "{report}");
     assert_eq!(
         fields[2], fields[1],
         "the C library has a stale thread id: {report}"
@@ -244,377 +233,25 @@ fn a_fork_childs_c_library_knows_its_thread() {
     );
 }
 
-/// Child: reports the name `ps` shows for it.
-fn report_comm(out: String) {
-    let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
-    write_atomic(&out, comm.trim_end());
-}
-
 #[test]
-fn children_are_named_like_the_program() {
-    let dir = TempDir::new("comm");
-    let ours = std::fs::read_to_string("/proc/self/comm").unwrap();
-    for method in [StartMethod::Spawn, StartMethod::Fork] {
-        let out = dir.file(&format!("{method:?}"));
-        let p = Process::new(report_comm, (out.clone(),))
-            .with_start_method(method)
-            .unwrap();
-        assert_eq!(run(&p), Some(0));
-        // Not `exe` (spawn executes /proc/self/exe), nor the fork server's name.
-        assert_eq!(read(&out), ours.trim_end(), "{method:?}");
-    }
-    let server = common::fork_server_of(std::process::id() as i32).expect("no fork server");
+fn the_fork_server_is_named_for_ps() {
+    // (That the children themselves are named like the program is
+    // process_basics::children_are_named_like_the_program.)
+    assert_eq!(run(fork(Process::new(|| (), ()))).1, Some(0));
+    let server = common::fork_server_of(ours()).expect("no fork server");
     assert_eq!(
         common::comm_of(server).as_deref(),
         Some(common::FORK_SERVER_NAME)
     );
 }
 
-fn several_args(out: String, a: u32, b: String, c: Vec<i64>) {
-    write_atomic(&out, &format!("{a}|{b}|{c:?}"));
-}
-
-#[test]
-fn fork_target_receives_its_arguments() {
-    let dir = TempDir::new("fork-args");
-    let out = dir.file("out");
-    let p = fork(Process::new(
-        several_args,
-        (out.clone(), 9u32, "fork ✓".to_string(), vec![-3i64, 4]),
-    ));
-    assert_eq!(run(&p), Some(0));
-    assert_eq!(read(&out), "9|fork ✓|[-3, 4]");
-}
-
-#[derive(Serialize, Deserialize)]
-struct Reporter {
-    out: String,
-}
-
-impl Run for Reporter {
-    type Output = std::io::Result<()>;
-    fn run(self) -> std::io::Result<()> {
-        std::fs::write(&self.out, current_process().name())
-    }
-}
-
-#[test]
-fn fork_run_struct_target() {
-    let dir = TempDir::new("fork-run");
-    let out = dir.file("out");
-    let p = fork(Process::from_run(Reporter { out: out.clone() })).with_name("fork-runner");
-    assert_eq!(run(&p), Some(0));
-    assert_eq!(read(&out), "fork-runner");
-}
-
-fn report_authkey(out: String) {
-    let key: String = current_process()
-        .authkey()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    write_atomic(&out, &key);
-}
-
-#[test]
-fn fork_child_inherits_the_authkey() {
-    let dir = TempDir::new("fork-authkey");
-    let out = dir.file("out");
-    let p = fork(Process::new(report_authkey, (out.clone(),)));
-    assert_eq!(run(&p), Some(0));
-    let ours: String = current_process()
-        .authkey()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(read(&out), ours);
-}
-
-fn write_own_name(out: String) {
-    write_atomic(&out, &current_process().name());
-}
-
-/// Child: starts a fork grandchild that reports its name; reports ours.
-fn start_fork_grandchild(out: String, grand_out: String) -> procvisor::Result<()> {
-    let g = Process::new(write_own_name, (grand_out,)).with_start_method(StartMethod::Fork)?;
-    g.start()?;
-    g.join(None)?;
-    write_atomic(
-        &out,
-        &format!("{}|{:?}", current_process().name(), g.exitcode()),
-    );
-    Ok(())
-}
-
-#[test]
-fn fork_names_and_grandchildren() {
-    let dir = TempDir::new("fork-names");
-    let (out, grand_out) = (dir.file("out"), dir.file("grand"));
-    let p = fork(Process::new(
-        start_fork_grandchild,
-        (out.clone(), grand_out.clone()),
-    ));
-    let name = p.name();
-    assert_eq!(run(&p), Some(0));
-    assert_eq!(read(&out), format!("{name}|Some(0)"));
-    assert_eq!(read(&grand_out), format!("{name}:1"));
-
-    let out = dir.file("custom");
-    let p = fork(Process::new(write_own_name, (out.clone(),))).with_name("forked-Ω");
-    assert_eq!(run(&p), Some(0));
-    assert_eq!(read(&out), "forked-Ω");
-}
-
-// ---- exit codes and signals -------------------------------------------------------------
-
-fn exit_with(code: i32) {
-    std::process::exit(code)
-}
-
-fn panics(marker: String) {
-    panic!("{marker}")
-}
-
-fn fails() -> Result<(), String> {
-    Err("fork child failed on purpose (expected)".into())
-}
-
-#[test]
-fn fork_exit_codes() {
-    assert_eq!(
-        run(&fork(Process::new(|| Ok::<(), String>(()), ()))),
-        Some(0)
-    );
-    assert_eq!(run(&fork(Process::new(fails, ()))), Some(1));
-    assert_eq!(run(&fork(Process::new(exit_with, (7,)))), Some(7));
-    let p = fork(Process::new(
-        panics,
-        ("fork child panicked on purpose (expected)".to_string(),),
-    ));
-    assert_eq!(run(&p), Some(1));
-    assert!(p.to_string().ends_with("stopped[1])>"), "{p}");
-}
-
-fn sleep_forever(ready: String) {
-    write_atomic(&ready, &std::process::id().to_string());
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
-}
-
-fn ready_fork_sleeper(dir: &TempDir, tag: &str, guard: &mut KillOnDrop) -> Process {
-    let ready = dir.file(tag);
-    let p = fork(Process::new(sleep_forever, (ready.clone(),)));
-    guard.add(&p);
-    p.start().unwrap();
-    assert!(common::wait_for_file(Path::new(&ready)), "{p} never ready");
-    p
-}
-
-#[test]
-fn fork_join_timeout_terminate_and_kill() {
-    let dir = TempDir::new("fork-signals");
-    let mut guard = KillOnDrop::new();
-    let p = ready_fork_sleeper(&dir, "a", &mut guard);
-    let name = p.name();
-    let timeout = Duration::from_millis(200);
-    let t = Instant::now();
-    p.join(Some(timeout)).unwrap();
-    assert!(t.elapsed() >= timeout);
-    assert!(p.is_alive());
-    assert_eq!(p.exitcode(), None);
-    assert_eq!(p.to_string(), format!("<Process({name}, started)>"));
-    p.terminate().unwrap();
-    p.join(Some(GENEROUS)).unwrap();
-    assert_eq!(p.exitcode(), Some(-15));
-    assert_eq!(
-        p.to_string(),
-        format!("<Process({name}, stopped[SIGTERM])>")
-    );
-
-    let q = ready_fork_sleeper(&dir, "b", &mut guard);
-    q.kill().unwrap();
-    q.join(Some(GENEROUS)).unwrap();
-    assert_eq!(q.exitcode(), Some(-9));
-}
-
-fn cooperative(ready: String) {
-    write_atomic(&ready, "");
-    while !wait_for_stop(Some(Duration::from_millis(50))) {}
-}
-
-fn very_stubborn(ready: String) {
-    // SAFETY: installing SIG_IGN for SIGTERM has no memory-safety preconditions.
-    unsafe {
-        libc::signal(libc::SIGTERM, libc::SIG_IGN);
-    }
-    sleep_forever(ready);
-}
-
-#[test]
-fn fork_graceful_stop_and_escalation() {
-    let dir = TempDir::new("fork-stop");
-    let mut guard = KillOnDrop::new();
-    let coop_ready = dir.file("coop");
-    let coop = fork(Process::new(cooperative, (coop_ready.clone(),)));
-    guard.add(&coop);
-    coop.start().unwrap();
-    assert!(common::wait_for_file(Path::new(&coop_ready)));
-    coop.stop(GENEROUS).unwrap();
-    assert_eq!(coop.exitcode(), Some(0));
-
-    let stubborn = ready_fork_sleeper(&dir, "stubborn", &mut guard);
-    let grace = Duration::from_millis(200);
-    stubborn.stop(grace).unwrap();
-    assert_eq!(stubborn.exitcode(), Some(-15));
-
-    let ready = dir.file("very");
-    let very = fork(Process::new(very_stubborn, (ready.clone(),)));
-    guard.add(&very);
-    very.start().unwrap();
-    assert!(common::wait_for_file(Path::new(&ready)));
-    let t = Instant::now();
-    very.stop(grace).unwrap();
-    assert!(t.elapsed() >= 2 * grace);
-    assert_eq!(very.exitcode(), Some(-9));
-}
-
-// ---- bootstrap failure ------------------------------------------------------------------
-
-struct Undecodable;
-
-impl Serialize for Undecodable {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u8(1)
-    }
-}
-
-impl<'de> Deserialize<'de> for Undecodable {
-    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom("Undecodable refuses to decode"))
-    }
-}
-
-fn takes_undecodable(_: Undecodable) {
-    unreachable!("the target must not run");
-}
-
-#[test]
-fn fork_bootstrap_failure_is_reported() {
-    let p = fork(Process::new(takes_undecodable, (Undecodable,)));
-    let mut guard = KillOnDrop::new();
-    guard.add(&p);
-    let t = Instant::now();
-    p.start().unwrap();
-    let joined = p.join(Some(GENEROUS));
-    assert!(t.elapsed() < GENEROUS, "join hung");
-    match joined {
-        Err(Error::Bootstrap { reason, .. }) => {
-            assert!(reason.contains("Undecodable refuses to decode"), "{reason}")
-        }
-        other => panic!("expected a Bootstrap error, got {other:?}"),
-    }
-    assert_eq!(p.exitcode(), Some(255));
-}
-
-// ---- reaping, active_children, many children --------------------------------------------
-
-#[test]
-fn fork_children_are_reaped_and_listed_while_running() {
-    let dir = TempDir::new("fork-reap");
-    let mut guard = KillOnDrop::new();
-    let running = ready_fork_sleeper(&dir, "running", &mut guard);
-    let short = fork(Process::new(|| (), ()));
-    assert_eq!(run(&short), Some(0));
-    let short_pid = short.pid().unwrap();
-    assert!(
-        wait_until(GENEROUS, || pid_state(short_pid).is_none()),
-        "the fork child {short_pid} was not reaped: {:?}",
-        pid_state(short_pid)
-    );
-    let active = active_children();
-    assert!(
-        active.iter().any(|c| c.pid() == running.pid()),
-        "{active:?}"
-    );
-    assert!(
-        active.iter().all(|c| c.pid() != Some(short_pid)),
-        "{active:?}"
-    );
-    running.terminate().unwrap();
-    running.join(Some(GENEROUS)).unwrap();
-    assert_eq!(running.exitcode(), Some(-15));
-    assert!(active_children().iter().all(|c| c.pid() != running.pid()));
-}
-
-#[test]
-fn fork_exit_status_is_known_once_the_pid_is_gone() {
-    // As for spawned children: once the pid has left /proc, the child is not alive.
-    let mut stale = Vec::new();
-    for _ in 0..20 {
-        let p = fork(Process::new(|| (), ()));
-        let mut guard = KillOnDrop::new();
-        guard.add(&p);
-        p.start().unwrap();
-        let pid = p.pid().unwrap();
-        let end = Instant::now() + GENEROUS;
-        while pid_state(pid).is_some() {
-            assert!(Instant::now() < end, "pid {pid} was never reaped");
-        }
-        let (alive, code) = (p.is_alive(), p.exitcode());
-        if alive || code.is_none() {
-            stale.push(format!(
-                "pid {pid}: is_alive() = {alive}, exitcode() = {code:?}"
-            ));
-        }
-        p.join(Some(GENEROUS)).unwrap();
-        assert_eq!(p.exitcode(), Some(0));
-    }
-    assert!(
-        stale.is_empty(),
-        "{} of 20 reaped fork children still looked alive:\n{}",
-        stale.len(),
-        stale.join("\n")
-    );
-}
-
-#[test]
-fn a_hundred_fork_children() {
-    let ps: Vec<Process> = (0..100u32)
-        .map(|i| fork(Process::new(|i: u32| assert!(i < 100), (i,))))
-        .collect();
-    let mut guard = KillOnDrop::new();
-    for p in &ps {
-        guard.add(p);
-    }
-    // Very short children: each may exit before its parent has even heard it was forked.
-    let failures: Vec<String> = ps
-        .iter()
-        .filter_map(|p| p.start().err().map(|e| format!("{}: {e}", p.name())))
-        .collect();
-    assert!(failures.is_empty(), "start() failed: {failures:#?}");
-    for p in &ps {
-        p.join(Some(GENEROUS)).unwrap();
-        assert_eq!(p.exitcode(), Some(0), "{p}");
-    }
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn fork_async_api() {
-    let p = fork(Process::new(exit_with, (3,)));
-    let mut guard = KillOnDrop::new();
-    guard.add(&p);
-    p.start_async().await.unwrap();
-    p.join_async(Some(GENEROUS)).await.unwrap();
-    assert_eq!(p.exitcode(), Some(3));
-}
-
-// ---- drivers: a whole program using fork ------------------------------------------------
+// ---- a whole program using fork ---------------------------------------------------------
 
 fn print_names() {
-    let g = Process::new(|| say(format!("NAME {}", current_process().name())), ());
-    g.start().unwrap();
-    g.join(None).unwrap();
+    let g = Process::new(|| say(format!("NAME {}", current_process().name())), ())
+        .start()
+        .unwrap();
+    g.join().unwrap();
     say(format!(
         "NAME {} LAYOUT {}",
         current_process().name(),
@@ -628,18 +265,17 @@ fn driver_fork_default() {
     if !in_driver() {
         return;
     }
-    procvisor::set_start_method(StartMethod::Fork, false).unwrap();
+    procvisor::set_start_method(StartMethod::Fork).unwrap();
     say(format!("DRIVER {}", std::process::id()));
-    let p = Process::new(print_names, ());
-    p.start().unwrap();
-    p.join(None).unwrap();
+    let p = Process::new(print_names, ()).start().unwrap();
+    p.join().unwrap();
     say(format!("EXITCODE {:?}", p.exitcode()));
-    let twin = Process::new(print_names, ());
-    twin.start().unwrap();
-    twin.join(None).unwrap();
-    let q = Process::new(panics, ("fork-panic-marker".to_string(),));
-    q.start().unwrap();
-    q.join(None).unwrap();
+    let twin = Process::new(print_names, ()).start().unwrap();
+    twin.join().unwrap();
+    let q = Process::new(panics, ("fork-panic-marker".to_string(),))
+        .start()
+        .unwrap();
+    q.join().unwrap();
     say(format!("PANIC EXITCODE {:?}", q.exitcode()));
 }
 
@@ -675,137 +311,4 @@ fn fork_as_the_default_start_method() {
         .position(|l| l.contains("fork-panic-marker"))
         .unwrap_or_else(|| panic!("no panic message\n{all}"));
     assert!(header < message, "{all}");
-}
-
-fn sleep_and_report() {
-    say(format!("PID {}", std::process::id()));
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
-}
-
-fn sleep_with_a_grandchild() -> procvisor::Result<()> {
-    Process::new(sleep_and_report, ())
-        .with_start_method(StartMethod::Fork)?
-        .start()?;
-    sleep_and_report();
-    Ok(())
-}
-
-#[test]
-#[ignore = "driver for sigkill_of_a_fork_parent_leaves_nothing_running"]
-fn driver_fork_orphans() {
-    if !in_driver() {
-        return;
-    }
-    let children = [
-        fork(Process::new(sleep_and_report, ())),
-        fork(Process::new(sleep_with_a_grandchild, ())),
-        fork(Process::new(sleep_and_report, ()))
-            .with_daemon(true)
-            .unwrap(),
-    ];
-    for p in &children {
-        p.start().unwrap();
-    }
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
-}
-
-#[test]
-fn sigkill_of_a_fork_parent_leaves_nothing_running() {
-    let mut driver = spawn_driver("driver_fork_orphans", None);
-    let driver_pid = driver.guard.pid();
-    let mut pids = PidsGuard::default();
-    for _ in 0..4 {
-        let pid: i32 = driver.expect_line("PID ", GENEROUS).parse().unwrap();
-        pids.0.push(pid);
-    }
-    // The fork servers (the driver's, and the grandchild's parent's) and their spares must go
-    // too.
-    for pid in common::descendants_of(driver_pid) {
-        if !pids.0.contains(&pid) {
-            pids.0.push(pid);
-        }
-    }
-    assert!(
-        pids.0.len() > 4,
-        "no fork server among the driver's descendants {:?}",
-        pids.0
-    );
-    common::kill_driver_and_expect_descendants_gone(&mut driver.guard, &pids.0);
-}
-
-fn daemon_sleeper() {
-    std::thread::sleep(Duration::from_secs(30));
-    say("DAEMON Exiting");
-}
-
-fn nondaemon_waiter(go: String) {
-    say("NONDAEMON RUNNING");
-    assert!(common::wait_for_file(Path::new(&go)));
-    say("nondaemon done");
-}
-
-#[test]
-#[ignore = "driver for fork_main_exit_semantics"]
-fn driver_fork_exit_semantics() {
-    if !in_driver() {
-        return;
-    }
-    let go = common::driver_param().unwrap();
-    let daemon = fork(Process::new(daemon_sleeper, ()))
-        .with_daemon(true)
-        .unwrap();
-    let nondaemon = fork(Process::new(nondaemon_waiter, (go,)));
-    daemon.start().unwrap();
-    nondaemon.start().unwrap();
-    say(format!("DAEMON_PID {}", daemon.pid().unwrap()));
-    say(format!("NONDAEMON_PID {}", nondaemon.pid().unwrap()));
-    say("RETURNING");
-}
-
-#[test]
-fn fork_main_exit_semantics() {
-    let dir = TempDir::new("fork-exit");
-    let go = dir.file("go");
-    let mut driver = spawn_driver("driver_fork_exit_semantics", Some(&go));
-    let daemon: i32 = driver.expect_line("DAEMON_PID ", GENEROUS).parse().unwrap();
-    let nondaemon: i32 = driver
-        .expect_line("NONDAEMON_PID ", GENEROUS)
-        .parse()
-        .unwrap();
-    driver.expect_line("NONDAEMON RUNNING", GENEROUS);
-    let server = common::fork_server_of(driver.guard.pid()).expect("no fork server");
-    let _pids = PidsGuard(vec![daemon, nondaemon, server]);
-    driver.expect_line("RETURNING", GENEROUS);
-    assert!(
-        wait_until(GENEROUS, || !pid_is_running(daemon)),
-        "the daemonic fork child was not terminated at exit"
-    );
-    assert!(pid_is_running(nondaemon));
-    assert!(
-        driver.guard.try_wait().is_none(),
-        "exited before its non-daemonic child"
-    );
-    write_atomic(&go, "");
-    let status = driver.guard.wait_timeout(GENEROUS);
-    driver.drain(Duration::from_secs(5));
-    let stderr = driver.stderr(Duration::from_secs(5));
-    let seen = driver.seen.join("\n");
-    let status = status.unwrap_or_else(|| panic!("the driver did not exit\n{seen}\n{stderr}"));
-    assert!(status.success(), "{status:?}\n{seen}\n{stderr}");
-    assert!(
-        driver
-            .seen
-            .iter()
-            .any(|l| common::clean_line(l) == "nondaemon done"),
-        "{seen}\n{stderr}"
-    );
-    assert!(!seen.contains("DAEMON Exiting"), "{seen}");
-    assert!(
-        wait_until(GENEROUS, || !pid_is_running(server)),
-        "the fork server {server} outlived its program"
-    );
 }

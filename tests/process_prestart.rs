@@ -10,9 +10,9 @@ mod common;
 use std::io::Write;
 
 use common::{
-    GENEROUS, KillOnDrop, PidsGuard, TempDir, children_of, driver_param, fork_server_of, in_driver,
-    join_ok, line_with, pid_is_running, pid_state, recv, run_driver, run_driver_with, say,
-    wait_until,
+    GENEROUS, KillOnDrop, PidsGuard, TempDir, children_of, driver_method, driver_param,
+    fork_server_of, in_driver, join_ok, line_with, per_start_method, pid_is_running, pid_state,
+    recv, run_driver, run_driver_in, run_driver_with, say, wait_until,
 };
 use procvisor::{Connection, Process, StartMethod, active_children, pipe};
 
@@ -34,9 +34,7 @@ fn spawned_report(line: &str) -> (Option<String>, Option<String>) {
     let mut guard = KillOnDrop::new();
     let p = common::start(
         &mut guard,
-        Process::new(report, (theirs, line.to_string()))
-            .with_start_method(StartMethod::Spawn)
-            .unwrap(),
+        Process::new(report, (theirs, line.to_string())).start_method(StartMethod::Spawn),
     );
     let got = recv(&ours);
     join_ok(&p);
@@ -177,14 +175,10 @@ fn driver_kill_the_fork_spare() {
     if !in_driver() {
         return;
     }
-    let fork = |code: i32| {
-        Process::new(exit_code, (code,))
-            .with_start_method(StartMethod::Fork)
-            .unwrap()
-    };
+    let fork = |code: i32| Process::new(exit_code, (code,)).start_method(StartMethod::Fork);
     let mut guard = KillOnDrop::new();
     let first = common::start(&mut guard, fork(3));
-    first.join(Some(GENEROUS)).unwrap();
+    first.join_timeout(GENEROUS).unwrap();
     let me = std::process::id() as i32;
     // Our children now: the fork server and the spares it forked for us.
     let server = fork_server_of(me).expect("no fork server");
@@ -206,8 +200,8 @@ fn driver_kill_the_fork_spare() {
             .iter()
             .all(|&spare| !pid_is_running(spare))));
         let p = common::start(&mut guard, fork(round));
-        p.join(Some(GENEROUS)).unwrap();
-        let fresh = p.pid().is_some_and(|pid| !spares.contains(&pid));
+        p.join_timeout(GENEROUS).unwrap();
+        let fresh = !spares.contains(&p.pid());
         // The dead spares were ours: reaped, not left as zombies.
         let reaped = wait_until(GENEROUS, || {
             spares.iter().all(|&spare| pid_state(spare).is_none())
@@ -245,24 +239,24 @@ fn driver_unterminated_output() {
     if !in_driver() {
         return;
     }
-    for method in [StartMethod::Spawn, StartMethod::Fork] {
-        let p = Process::new(print_unterminated, ())
-            .with_start_method(method)
-            .unwrap();
-        p.start().unwrap();
-        join_ok(&p);
-        say(format!("DONE {method:?}"));
-    }
+    let method = driver_method();
+    let p = Process::new(print_unterminated, ())
+        .start_method(method)
+        .start()
+        .unwrap();
+    join_ok(&p);
+    say(format!("DONE {method:?}"));
 }
 
-#[test]
-fn output_left_unterminated_by_a_child_is_flushed() {
-    let out = run_driver("driver_unterminated_output");
-    let all = common::describe(&out);
-    assert!(out.status.success(), "{all}");
-    let stdout = common::stdout_of(&out);
-    assert_eq!(stdout.matches("RUST_PARTIAL").count(), 2, "{all}");
-    assert_eq!(stdout.matches("C_PARTIAL").count(), 2, "{all}");
+per_start_method! {
+    fn output_left_unterminated_by_a_child_is_flushed(method: StartMethod) {
+        let out = run_driver_in("driver_unterminated_output", method, None);
+        let all = common::describe(&out);
+        assert!(out.status.success(), "{all}");
+        let stdout = common::stdout_of(&out);
+        assert_eq!(stdout.matches("RUST_PARTIAL").count(), 1, "{all}");
+        assert_eq!(stdout.matches("C_PARTIAL").count(), 1, "{all}");
+    }
 }
 
 fn wait_forever(ready: Connection) -> procvisor::Result<()> {
@@ -282,9 +276,7 @@ fn driver_kill_the_fork_server() {
     let (ours, theirs) = pipe(false).unwrap();
     let running = common::start(
         &mut guard,
-        Process::new(wait_forever, (theirs,))
-            .with_start_method(StartMethod::Fork)
-            .unwrap(),
+        Process::new(wait_forever, (theirs,)).start_method(StartMethod::Fork),
     );
     recv::<()>(&ours);
     let server = fork_server_of(me).expect("no fork server");
@@ -294,7 +286,7 @@ fn driver_kill_the_fork_server() {
     // The child is ours, not the fork server's: it runs on.
     say(format!("RUNNING_ALIVE {}", running.is_alive()));
     running.terminate().unwrap();
-    running.join(Some(GENEROUS)).unwrap();
+    running.join_timeout(GENEROUS).unwrap();
     say(format!("RUNNING_EXIT {:?}", running.exitcode()));
     report_starts_after_the_fork_server_died(&mut guard, server);
 }
@@ -305,11 +297,9 @@ fn report_starts_after_the_fork_server_died(guard: &mut KillOnDrop, server: i32)
     for code in [5, 6] {
         let next = common::start(
             guard,
-            Process::new(exit_code, (code,))
-                .with_start_method(StartMethod::Fork)
-                .unwrap(),
+            Process::new(exit_code, (code,)).start_method(StartMethod::Fork),
         );
-        next.join(Some(GENEROUS)).unwrap();
+        next.join_timeout(GENEROUS).unwrap();
         say(format!("NEXT_EXIT {:?}", next.exitcode()));
     }
     let me = std::process::id() as i32;
@@ -351,13 +341,9 @@ fn driver_kill_the_fork_server_with_requests_unread() {
     }
     let me = std::process::id() as i32;
     let mut guard = KillOnDrop::new();
-    let fork = |code: i32| {
-        Process::new(exit_code, (code,))
-            .with_start_method(StartMethod::Fork)
-            .unwrap()
-    };
+    let fork = |code: i32| Process::new(exit_code, (code,)).start_method(StartMethod::Fork);
     let first = common::start(&mut guard, fork(3));
-    first.join(Some(GENEROUS)).unwrap();
+    first.join_timeout(GENEROUS).unwrap();
     let server = fork_server_of(me).expect("no fork server");
     // The fork server has answered both outstanding requests once both spares exist and it
     // sleeps (it sleeps only in its read of the next request).
@@ -375,7 +361,7 @@ fn driver_kill_the_fork_server_with_requests_unread() {
     let starts: i32 = driver_param().expect("a count").parse().unwrap();
     for code in 0..starts {
         let p = common::start(&mut guard, fork(10 + code));
-        p.join(Some(GENEROUS)).unwrap();
+        p.join_timeout(GENEROUS).unwrap();
         say(format!("WHILE_STOPPED {:?}", p.exitcode()));
     }
     // SAFETY: as above.

@@ -14,7 +14,9 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use common::{GENEROUS, KillOnDrop, join_ok, start};
-use procvisor::{Connection, Error, JoinableQueue, Process, Queue, SimpleQueue, StartMethod, pipe};
+use procvisor::{
+    Child, Connection, Error, JoinableQueue, Process, Queue, SimpleQueue, StartMethod, pipe,
+};
 
 // ---- timeouts and non-blocking calls ------------------------------------------------------
 
@@ -236,7 +238,7 @@ fn three_producers_two_consumers_nothing_lost_nothing_duplicated_fifo_per_produc
         .build()
         .unwrap();
     let results = Queue::<Vec<(u32, u32)>>::new().unwrap();
-    let consumers: Vec<Process> = (0..2)
+    let consumers: Vec<Child> = (0..2)
         .map(|_| {
             start(
                 &mut guard,
@@ -244,7 +246,7 @@ fn three_producers_two_consumers_nothing_lost_nothing_duplicated_fifo_per_produc
             )
         })
         .collect();
-    let producers: Vec<Process> = (0..3)
+    let producers: Vec<Child> = (0..3)
         .map(|id| start(&mut guard, Process::new(producer, (q.clone(), id, N))))
         .collect();
     for p in &producers {
@@ -316,9 +318,7 @@ fn a_queue_passed_to_a_forked_child_works() {
     let q = Queue::<Vec<u8>>::new().unwrap();
     let p = start(
         &mut guard,
-        Process::new(put_big_and_exit, (q.clone(),))
-            .with_start_method(StartMethod::Fork)
-            .unwrap(),
+        Process::new(put_big_and_exit, (q.clone(),)).start_method(StartMethod::Fork),
     );
     assert_eq!(q.get_timeout(GENEROUS).unwrap().len(), 1_000_000);
     assert_eq!(q.get_timeout(GENEROUS).unwrap(), b"after");

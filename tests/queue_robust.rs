@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{GENEROUS, KillOnDrop, join_ok, say, start, wait_until};
-use procvisor::{Connection, Error, Process, Queue, pipe};
+use procvisor::{Child, Connection, Error, Process, Queue, pipe};
 
 type Item = Option<(u32, u64)>;
 
@@ -55,7 +55,7 @@ fn collect(conn: Connection) -> Collected {
     Collected { items, done }
 }
 
-fn start_consumer(guard: &mut KillOnDrop, q: &Queue<Item>) -> (Process, Collected) {
+fn start_consumer(guard: &mut KillOnDrop, q: &Queue<Item>) -> (Child, Collected) {
     let (ours, theirs) = pipe(false).unwrap();
     let p = start(guard, Process::new(consume, (q.clone(), theirs)));
     (p, collect(ours))
@@ -105,8 +105,8 @@ fn twenty_rounds_of_sigkilled_producers_and_consumers_corrupt_nothing() {
         assert!(busy, "round {round}: the victims never got going");
         victim_producer.kill().unwrap();
         victim_consumer.kill().unwrap();
-        victim_producer.join(Some(GENEROUS)).unwrap();
-        victim_consumer.join(Some(GENEROUS)).unwrap();
+        victim_producer.join_timeout(GENEROUS).unwrap();
+        victim_consumer.join_timeout(GENEROUS).unwrap();
         assert_eq!(victim_producer.exitcode(), Some(-libc::SIGKILL));
         assert_eq!(victim_consumer.exitcode(), Some(-libc::SIGKILL));
         drop(dead_end);
@@ -115,7 +115,7 @@ fn twenty_rounds_of_sigkilled_producers_and_consumers_corrupt_nothing() {
     // The survivors still work: stop the producers, learn how many they put, drain.
     let mut put_by = HashMap::new();
     for (id, (p, report)) in stable_producers.iter().enumerate() {
-        p.stop(GENEROUS).unwrap();
+        p.stop(GENEROUS);
         assert_eq!(p.exitcode(), Some(0), "{p}");
         put_by.insert(id as u32, report.recv::<u64>().unwrap());
     }
@@ -201,7 +201,7 @@ fn a_process_killed_holding_the_internal_locks_does_not_wedge_the_queue() {
     let got = rx.recv_timeout(GENEROUS).expect("the queue stayed wedged");
     assert_eq!(got, (1, 2));
     user.join().unwrap();
-    holder.join(Some(GENEROUS)).unwrap();
+    holder.join_timeout(GENEROUS).unwrap();
     q.put(&3).unwrap();
     assert_eq!(q.get_nowait().unwrap(), 3);
 }
@@ -231,13 +231,11 @@ fn driver_queue_tree() {
         return;
     }
     let q = Queue::<u64>::with_maxsize(100).unwrap();
-    let producer = Process::new(busy_producer, (q.clone(),));
-    let consumer = Process::new(busy_consumer, (q.clone(),));
-    producer.start().unwrap();
-    consumer.start().unwrap();
+    let producer = Process::new(busy_producer, (q.clone(),)).start().unwrap();
+    let consumer = Process::new(busy_consumer, (q.clone(),)).start().unwrap();
     say(format!("PID {}", std::process::id()));
-    say(format!("CHILD {}", producer.pid().unwrap()));
-    say(format!("CHILD {}", consumer.pid().unwrap()));
+    say(format!("CHILD {}", producer.pid()));
+    say(format!("CHILD {}", consumer.pid()));
     say("READY");
     loop {
         std::thread::park();
@@ -340,8 +338,9 @@ fn driver_exit_flushes_the_feeder() {
         .build()
         .unwrap();
     let go = procvisor::Event::new().unwrap();
-    let p = Process::new(count_until_none, (q.clone(), go.clone()));
-    p.start().unwrap();
+    let _child = Process::new(count_until_none, (q.clone(), go.clone()))
+        .start()
+        .unwrap();
     for i in 0..20_000 {
         q.put(&Some(i)).unwrap();
     }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::{GENEROUS, KillOnDrop, PidsGuard, in_driver, join_ok, recv, say, spawn_driver, start};
 use procvisor::sharedctypes::copy;
 use procvisor::{
-    Array, Char, Connection, Error, Lock, Process, RLock, RawArray, RawValue, Shareable, Value,
-    pipe, synchronized,
+    Array, Char, Child, Connection, Error, Lock, Process, RLock, RawArray, RawValue, Shareable,
+    Value, pipe, synchronized,
 };
 
 #[repr(C)]
@@ -190,7 +190,7 @@ fn add(v: Value<i64>, n: u32) {
 fn updates_under_the_lock_from_several_processes_are_not_lost() {
     let mut guard = KillOnDrop::new();
     let v = Value::new(0i64).unwrap();
-    let procs: Vec<Process> = (0..3)
+    let procs: Vec<Child> = (0..3)
         .map(|_| start(&mut guard, Process::new(add, (v.clone(), 2000))))
         .collect();
     add(v.clone(), 2000);
@@ -236,15 +236,14 @@ fn driver_shared_objects() {
         procvisor::Barrier::new(2).unwrap(),
         cond,
     );
-    let procs: Vec<Process> = (0..2)
+    let _children: Vec<Child> = (0..2)
         .map(|_| {
             let l = Lock::new().unwrap(); // one lock per child: both can hold theirs
             Process::new(hold_shared, (v.clone(), a.clone(), l, sem.clone()))
+                .start()
+                .unwrap()
         })
         .collect();
-    for p in &procs {
-        p.start().unwrap();
-    }
     say(format!("PID {}", std::process::id()));
     loop {
         std::thread::sleep(Duration::from_secs(3600));

@@ -141,7 +141,7 @@ fn children_started_by_the_fork_server_are_supervised_the_same_way() {
                 "a".to_string(),
                 vec!["serve".to_string()],
             );
-            Process::new(supervisor_common::actor, args).with_start_method(StartMethod::Fork)
+            Ok(Process::new(supervisor_common::actor, args).start_method(StartMethod::Fork))
         }));
     let (sup, events) = Supervisor::start_with_events(spec).unwrap();
     assert!(common::wait_until(GENEROUS, || lines_with(&log, "start ")

@@ -170,8 +170,9 @@ fn the_events_of_a_start_are_told_apart_from_later_ones() {
 #[test]
 fn factories_and_readiness_timeouts_can_fail_a_start() {
     // A factory's error is the reason.
-    let spec = SupervisorSpec::new(Strategy::OneForOne)
-        .child(ChildSpec::process("f", || Err(Error::NotInitialized)));
+    let spec = SupervisorSpec::new(Strategy::OneForOne).child(ChildSpec::process("f", || {
+        Err(procvisor::error::StartError::NotInitialized.into())
+    }));
     let SupervisorError::StartFailed { reason, .. } = spec_error(spec) else {
         panic!()
     };
@@ -198,7 +199,7 @@ fn factories_and_readiness_timeouts_can_fail_a_start() {
     let sup = Supervisor::start(SupervisorSpec::new(Strategy::OneForOne)).unwrap();
     let err = sup
         .start_child(
-            ChildSpec::process("g", || Process::new(noop, ()).with_daemon(false))
+            ChildSpec::process("g", || Ok(Process::new(noop, ()).daemon(false)))
                 .wait_ready(GENEROUS),
         )
         .unwrap_err();

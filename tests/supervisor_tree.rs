@@ -180,10 +180,11 @@ fn a_sigkilled_supervisor_process_leaves_no_descendant_running() {
     let dir = TempDir::new("sigkill-tree");
     let log = dir.file("log");
     let pids_file = dir.file("pids");
-    let p = Process::new(tree_main, (log, pids_file.clone()));
+    let p = Process::new(tree_main, (log, pids_file.clone()))
+        .start()
+        .unwrap();
     let mut guard = KillOnDrop::new();
     guard.add(&p);
-    p.start().unwrap();
     assert!(common::wait_for_file(Path::new(&pids_file)));
     let pids: Vec<i32> = read(&pids_file)
         .split_whitespace()
@@ -194,7 +195,7 @@ fn a_sigkilled_supervisor_process_leaves_no_descendant_running() {
     assert!(pids.iter().all(|p| pid_is_running(*p)));
 
     p.kill().unwrap();
-    p.join(Some(GENEROUS)).unwrap();
+    p.join_timeout(GENEROUS).unwrap();
     assert_eq!(p.exitcode(), Some(-libc::SIGKILL));
     assert!(
         wait_until(GENEROUS, || pids.iter().all(|p| !pid_is_running(*p))),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{GENEROUS, KillOnDrop, join_ok, start, wait_until};
-use procvisor::{Array, Barrier, Error, Process};
+use procvisor::{Array, Barrier, Child, Error, Process};
 
 /// Child: waits twice; records its two indices at `slot` and `slot + 3`.
 fn party(barrier: Barrier, results: Array<i32>, slot: usize) -> procvisor::Result<()> {
@@ -25,7 +25,7 @@ fn three_processes_pass_together_twice_with_distinct_indices() {
     let barrier = Barrier::new(3).unwrap();
     assert_eq!(barrier.parties(), 3);
     let results = Array::from_slice(&[-1i32; 6]).unwrap();
-    let procs: Vec<Process> = (0..3)
+    let procs: Vec<Child> = (0..3)
         .map(|i| {
             start(
                 &mut guard,
@@ -64,7 +64,7 @@ fn abort_breaks_the_barrier_for_waiting_processes_until_reset() {
     let mut guard = KillOnDrop::new();
     let barrier = Barrier::new(3).unwrap();
     let results = Array::from_slice(&[-1i32; 4]).unwrap();
-    let procs: Vec<Process> = (0..2)
+    let procs: Vec<Child> = (0..2)
         .map(|i| {
             start(
                 &mut guard,

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{GENEROUS, KillOnDrop, join_ok, start, wait_until};
-use procvisor::{Condition, Error, Event, Lock, Process, Value};
+use procvisor::{Child, Condition, Error, Event, Lock, Process, Value};
 
 /// Child: under the condition's lock, counts itself as waiting, waits, counts itself woken.
 fn waiter(cond: Condition, waiting: Value<i32>, woken: Value<i32>) -> procvisor::Result<()> {
@@ -22,13 +22,10 @@ fn waiter(cond: Condition, waiting: Value<i32>, woken: Value<i32>) -> procvisor:
     Ok(())
 }
 
-fn three_waiters(
-    guard: &mut KillOnDrop,
-    cond: &Condition,
-) -> (Vec<Process>, Value<i32>, Value<i32>) {
+fn three_waiters(guard: &mut KillOnDrop, cond: &Condition) -> (Vec<Child>, Value<i32>, Value<i32>) {
     let waiting = Value::new(0i32).unwrap();
     let woken = Value::new(0i32).unwrap();
-    let procs: Vec<Process> = (0..3)
+    let procs: Vec<Child> = (0..3)
         .map(|_| {
             start(
                 guard,
@@ -149,7 +146,7 @@ fn a_sigkilled_waiter_does_not_swallow_a_notification() {
     );
     assert!(wait_until(GENEROUS, || cond.n_waiting() == 1));
     doomed.kill().unwrap();
-    doomed.join(Some(GENEROUS)).unwrap();
+    doomed.join_timeout(GENEROUS).unwrap();
     let woken = Value::new(0i32).unwrap();
     let alive = start(
         &mut guard,
@@ -203,7 +200,7 @@ fn set_wakes_every_waiting_process() {
     let mut guard = KillOnDrop::new();
     let event = Event::new().unwrap();
     let done = Value::new(0i32).unwrap();
-    let procs: Vec<Process> = (0..3)
+    let procs: Vec<Child> = (0..3)
         .map(|_| {
             start(
                 &mut guard,

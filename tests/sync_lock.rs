@@ -41,7 +41,7 @@ fn a_lock_excludes_another_process_and_times_out() {
     assert!(took < GENEROUS);
     drop(held);
     assert_eq!(recv::<Option<Acquired>>(&mine), Some(Acquired::Clean));
-    assert_eq!(lock.holder(), p.pid());
+    assert_eq!(lock.holder(), Some(p.pid()));
     assert!(lock.acquire(false, None).is_none());
     mine.send(&()).unwrap();
     join_ok(&p);
@@ -66,7 +66,7 @@ fn any_process_may_release_a_lock_and_releasing_an_unlocked_one_is_an_error() {
     ));
     // The child's release of an unlocked lock fails the same way (exit code 1).
     let p = start(&mut guard, Process::new(release_it, (lock.clone(),)));
-    p.join(Some(GENEROUS)).unwrap();
+    p.join_timeout(GENEROUS).unwrap();
     assert_eq!(p.exitcode(), Some(1));
 }
 
@@ -95,7 +95,7 @@ fn a_lock_whose_holder_is_sigkilled_goes_to_the_next_acquirer_with_a_notice() {
         &mut guard,
         Process::new(hold_until_killed, (lock.clone(), a_child)),
     );
-    let holder_pid: Option<i32> = recv(&a);
+    let holder_pid: i32 = recv(&a);
     assert_eq!(holder_pid, holder.pid());
     let (b, b_child) = pipe(true).unwrap();
     let waiter = start(
@@ -107,14 +107,9 @@ fn a_lock_whose_holder_is_sigkilled_goes_to_the_next_acquirer_with_a_notice() {
     assert!(!b.poll(Some(Duration::from_millis(100))).unwrap());
     holder.kill().unwrap();
     let got: Option<Acquired> = recv(&b);
-    assert_eq!(
-        got,
-        Some(Acquired::OwnerDied {
-            pid: holder.pid().unwrap()
-        })
-    );
+    assert_eq!(got, Some(Acquired::OwnerDied { pid: holder.pid() }));
     join_ok(&waiter);
-    holder.join(Some(GENEROUS)).unwrap();
+    holder.join_timeout(GENEROUS).unwrap();
     // The notice is given once.
     assert_eq!(lock.acquire(false, None), Some(Acquired::Clean));
     lock.release().unwrap();
@@ -129,13 +124,13 @@ fn a_lock_whose_holder_died_while_nobody_waited_is_recovered_by_the_next_acquire
         &mut guard,
         Process::new(hold_until_killed, (lock.clone(), a_child)),
     );
-    let _: Option<i32> = recv(&a);
+    let _: i32 = recv(&a);
     holder.kill().unwrap();
-    holder.join(Some(GENEROUS)).unwrap();
+    holder.join_timeout(GENEROUS).unwrap();
     let g = lock
         .lock_timeout(GENEROUS)
         .expect("the dead holder's lock is given back");
-    assert_eq!(g.previous_owner_died(), holder.pid());
+    assert_eq!(g.previous_owner_died(), Some(holder.pid()));
 }
 
 /// Child: receives a lock through the pipe while running, takes it, reports, waits, releases.
@@ -155,8 +150,8 @@ fn a_lock_sent_through_a_pipe_to_a_running_process_is_the_same_lock() {
     let lock = Lock::new().unwrap(); // made after the child started
     mine.send(&lock).unwrap();
     let holder: Option<i32> = recv(&mine);
-    assert_eq!(holder, p.pid());
-    assert_eq!(lock.holder(), p.pid());
+    assert_eq!(holder, Some(p.pid()));
+    assert_eq!(lock.holder(), Some(p.pid()));
     assert!(lock.acquire(false, None).is_none());
     mine.send(&()).unwrap();
     join_ok(&p);
@@ -172,7 +167,7 @@ fn acquire_async_waits_without_blocking_the_runtime() {
         &mut guard,
         Process::new(hold_until_killed, (lock.clone(), a_child)),
     );
-    let _: Option<i32> = recv(&a);
+    let _: i32 = recv(&a);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -195,14 +190,9 @@ fn acquire_async_waits_without_blocking_the_runtime() {
         (got, ticker.await.unwrap())
     });
     assert_eq!(ticks, 5);
-    assert_eq!(
-        got,
-        Some(Acquired::OwnerDied {
-            pid: holder.pid().unwrap()
-        })
-    );
+    assert_eq!(got, Some(Acquired::OwnerDied { pid: holder.pid() }));
     lock.release().unwrap();
-    holder.join(Some(GENEROUS)).unwrap();
+    holder.join_timeout(GENEROUS).unwrap();
 }
 
 // ---- RLock -----------------------------------------------------------------------------------
@@ -301,18 +291,13 @@ fn an_rlock_whose_owner_is_sigkilled_goes_to_the_next_acquirer_with_a_notice() {
     assert!(!b.poll(Some(Duration::from_millis(100))).unwrap());
     holder.kill().unwrap();
     let (got, count): (Option<Acquired>, u64) = recv(&b);
-    assert_eq!(
-        got,
-        Some(Acquired::OwnerDied {
-            pid: holder.pid().unwrap()
-        })
-    );
+    assert_eq!(got, Some(Acquired::OwnerDied { pid: holder.pid() }));
     assert_eq!(
         count, 1,
         "the dead owner's recursion levels were not forgotten"
     );
     join_ok(&waiter);
-    holder.join(Some(GENEROUS)).unwrap();
+    holder.join_timeout(GENEROUS).unwrap();
     assert_eq!(rlock.holder(), None);
 }
 

@@ -5,7 +5,7 @@
 //! `PROCVISOR_BOOTSTRAP_FD`, nothing else secret in argv or the environment), and writes one
 //! frame holding a [`Bootstrap`]. The socket then stays open for the child's whole life:
 //!
-//! * parent → child: [`ParentToChild::Stop`] (a graceful stop request);
+//! * parent → child: `ParentToChild::Stop` (a graceful stop request);
 //! * child → parent: [`ChildToParent::BootstrapFailed`] when the child cannot run its target
 //!   (undecodable arguments, a different binary, a protocol version mismatch);
 //! * EOF seen by the child means the parent is gone: the child kills itself, so children never
@@ -63,7 +63,7 @@ pub struct Bootstrap {
 
 /// Messages a parent sends its child over the parent link.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub enum ParentToChild {
+pub(crate) enum ParentToChild {
     /// Please stop: the child's `stop_requested()` turns true.
     Stop,
 }
@@ -77,7 +77,7 @@ pub enum ChildToParent {
 }
 
 /// One message as the bytes of one frame.
-pub fn frame_bytes<T: Serialize>(msg: &T) -> io::Result<Vec<u8>> {
+pub(crate) fn frame_bytes<T: Serialize>(msg: &T) -> io::Result<Vec<u8>> {
     let payload = codec::encode(msg).map_err(into_io)?;
     let mut bytes = Vec::with_capacity(4 + payload.len());
     frame::encode_frame_into(&mut bytes, &payload).map_err(into_io)?;
@@ -92,7 +92,7 @@ pub fn send<T: Serialize, W: Write>(w: &mut W, msg: &T) -> io::Result<()> {
 
 /// Reads one message, never reading past its frame; `Ok(None)` on a clean EOF before any byte
 /// of the frame.
-pub fn recv<T: serde::de::DeserializeOwned, R: Read>(
+pub(crate) fn recv<T: serde::de::DeserializeOwned, R: Read>(
     r: &mut R,
     max: usize,
 ) -> io::Result<Option<T>> {

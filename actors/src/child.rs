@@ -13,11 +13,11 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 
 use crate::bootstrap::{self, ChildToParent, ParentToChild};
-use crate::node::Node;
-use crate::reply::lock;
+use crate::runtime;
+use crate::sync_util::lock;
 use crate::sys::{self, ExitStatus};
 
-/// One started child. The supervisor actor reaps it and calls [`ChildRecord::finish`]; users
+/// One started child. The supervisor actor reaps it and calls `ChildRecord::finish`; users
 /// wait on it through [`ChildRecord::wait`] / [`ChildRecord::wait_async`].
 pub struct ChildRecord {
     pid: i32,
@@ -164,7 +164,7 @@ impl ChildRecord {
             return;
         }
         let child = self.clone();
-        Node::get().handle().spawn(async move {
+        runtime::spawn(async move {
             // SAFETY: the pidfd is owned by the record, which `PidFdWatch` keeps alive (an
             // `Arc`) for as long as the `AsyncFd` exists, and the record never replaces or
             // closes its pidfd.
@@ -180,7 +180,8 @@ impl ChildRecord {
                     let pid = child.pid;
                     tracing::warn!(target: "procvisor", "cannot watch pid {pid} with epoll ({err}); using a thread");
                     let blocking = child.clone();
-                    let _ = tokio::task::spawn_blocking(move || blocking.wait_exit_blocking()).await;
+                    let _ =
+                        tokio::task::spawn_blocking(move || blocking.wait_exit_blocking()).await;
                 }
             }
             let _ = child.finish();
@@ -210,7 +211,7 @@ impl ChildRecord {
 
     /// Reaps the child (it must have exited: the pidfd is readable), collects any message it
     /// left on the link, publishes the status and wakes every waiter.
-    pub fn finish(&self) -> std::io::Result<ExitStatus> {
+    pub(crate) fn finish(&self) -> std::io::Result<ExitStatus> {
         let mut exit = lock(&self.exit);
         if let Some(status) = *exit {
             // A joiner reaped it first.
@@ -249,7 +250,7 @@ impl ChildRecord {
 
 impl ChildRecord {
     /// Blocks this thread until the child has exited, without reaping it.
-    pub fn wait_exit_blocking(&self) {
+    pub(crate) fn wait_exit_blocking(&self) {
         let _ = sys::wait_pidfd(self.pidfd.as_fd(), false, true);
     }
 }

@@ -12,7 +12,7 @@ use nix::sys::socket::{
 };
 
 /// Most fds one message may carry.
-pub const MAX_FDS: usize = 8;
+pub(crate) const MAX_FDS: usize = 8;
 
 /// A connected pair of `SOCK_SEQPACKET` Unix sockets (close-on-exec).
 pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -136,7 +136,7 @@ pub fn import_fd(index: u32) -> Option<OwnedFd> {
 
 /// Writes `frame` (a whole frame, header included) on a stream socket with `fds` attached to
 /// its first byte. Loops over partial writes.
-pub fn send_frame_with_fds(
+pub(crate) fn send_frame_with_fds(
     sock: BorrowedFd<'_>,
     frame: &[u8],
     fds: &[BorrowedFd<'_>],
@@ -162,7 +162,9 @@ pub fn send_frame_with_fds(
 
 /// Reads one frame's 4-byte header from a stream socket together with any fds attached to it;
 /// `Ok(None)` on a clean EOF. The caller reads the payload with ordinary reads.
-pub fn recv_header_with_fds(sock: BorrowedFd<'_>) -> io::Result<Option<([u8; 4], Vec<OwnedFd>)>> {
+pub(crate) fn recv_header_with_fds(
+    sock: BorrowedFd<'_>,
+) -> io::Result<Option<([u8; 4], Vec<OwnedFd>)>> {
     let mut header = [0u8; 4];
     let mut got = 0;
     let mut all_fds = Vec::new();

@@ -7,30 +7,76 @@
 //!
 //! What the actor does is what nobody else would: it reaps the children nobody joins (no
 //! zombies), woken by the epoll set of their pidfds (no polling loop) at most once per
-//! [`REAP_BATCH`], so a burst of exits costs one wake-up; and it enforces Python's exit
+//! `REAP_BATCH` (20 ms), so a burst of exits costs one wake-up; and it enforces Python's exit
 //! semantics when its process ends normally: daemonic children are terminated (and killed if
-//! they ignore SIGTERM for [`DAEMON_KILL_GRACE`]), non-daemonic children are joined, each
+//! they ignore SIGTERM for `DAEMON_KILL_GRACE`, 2 s), non-daemonic children are joined, each
 //! watched on its own pidfd so the exit sequence ends the moment the last one does.
+//!
+//! The actor and the [`Children`] set are one singleton per process ([`get`]), started on the
+//! node's runtime ([`crate::runtime`]) the first time the process needs them.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef, ActorRuntime, SupervisionEvent};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use crate::child::ChildRecord;
-use crate::reply::{Reply, lock};
+use crate::reply::Reply;
+use crate::runtime;
+use crate::sync_util::lock;
 
 /// How long a daemonic child may ignore SIGTERM at its parent's exit before it is killed.
-pub const DAEMON_KILL_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const DAEMON_KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// The longest a child nobody joins stays a zombie: the supervisor reaps exited children, then
 /// waits this long before it looks again, so exits in between cost it one wake-up together.
-pub const REAP_BATCH: Duration = Duration::from_millis(20);
+pub(crate) const REAP_BATCH: Duration = Duration::from_millis(20);
+
+/// The process supervisor once started: its actor and the children it watches.
+pub struct Running {
+    actor: ActorRef<SupervisorMsg>,
+    children: Arc<Children>,
+}
+
+static RUNNING: OnceLock<Running> = OnceLock::new();
+
+/// This process's supervisor, started on first use.
+pub fn get() -> &'static Running {
+    RUNNING.get_or_init(start)
+}
+
+/// This process's supervisor if it has been started, without starting it.
+pub fn try_get() -> Option<&'static Running> {
+    RUNNING.get()
+}
+
+impl Running {
+    /// The process supervisor actor.
+    pub fn actor(&self) -> &ActorRef<SupervisorMsg> {
+        &self.actor
+    }
+
+    /// This process's children, which the process supervisor watches.
+    pub fn children(&self) -> &Children {
+        &self.children
+    }
+}
+
+fn start() -> Running {
+    let children = Arc::new(Children::new().expect("cannot create the child exit watch"));
+    // Spawned without waiting for its `pre_start` (messages sent meanwhile wait in its
+    // mailbox), so a first use never blocks on the runtime: not even on the runtime's own
+    // thread, or from inside another tokio runtime.
+    let _runtime = runtime::handle().enter();
+    let (actor, _) = ActorRuntime::spawn_instant(None, ProcessSupervisor, children.clone())
+        .expect("cannot start the process supervisor actor");
+    Running { actor, children }
+}
 
 /// This process's children that have not been reaped yet (or were, by a joiner, and are not
 /// forgotten yet), with an epoll set of their pidfds: it is readable while one has exited.
@@ -41,7 +87,7 @@ pub struct Children {
 
 impl Children {
     /// An empty set.
-    pub fn new() -> std::io::Result<Children> {
+    pub(crate) fn new() -> std::io::Result<Children> {
         Ok(Children {
             records: Mutex::new(HashMap::new()),
             exits: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
@@ -61,7 +107,7 @@ impl Children {
     }
 
     /// Reaps every child that has exited (joined or not) and forgets it; returns how many.
-    pub fn reap_exited(&self) -> usize {
+    pub(crate) fn reap_exited(&self) -> usize {
         let mut reaped = 0;
         let mut events = [EpollEvent::empty(); 64];
         loop {
@@ -81,7 +127,7 @@ impl Children {
     }
 
     /// Reaps the child with `pid` (it has exited) and forgets it; `false` if it was not here.
-    pub fn reap(&self, pid: i32) -> bool {
+    pub(crate) fn reap(&self, pid: i32) -> bool {
         let Some(child) = self.forget(pid) else {
             return false;
         };
@@ -139,10 +185,10 @@ pub enum SupervisorMsg {
 }
 
 /// The actor's behaviour (stateless; see [`SupervisorState`]).
-pub struct ProcessSupervisor;
+pub(crate) struct ProcessSupervisor;
 
 /// The children, and the shutdown in progress, if any.
-pub struct SupervisorState {
+pub(crate) struct SupervisorState {
     children: Arc<Children>,
     shutdown_waiters: Vec<Reply<()>>,
     shutting_down: bool,

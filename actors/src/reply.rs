@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::sync_util::lock;
+
 struct Shared<T> {
     value: Mutex<Slot<T>>,
     ready: Condvar,
@@ -121,10 +123,9 @@ fn take<T>(slot: &mut Slot<T>) -> Option<Option<T>> {
     }
 }
 
-/// Locks a mutex, ignoring poisoning: every critical section here leaves the data consistent.
 /// Waits on `cond` (with `guard` held between looks) until `ready` finds what it waits for in
 /// the guarded state, or `deadline` passes (`None`): the one condvar-with-deadline loop of the
-/// crates. A poisoned lock is used as it is.
+/// crates. A poisoned lock is used as it is (see [`lock`] for why that is sound).
 pub fn wait_for<T, R>(
     cond: &Condvar,
     mut guard: std::sync::MutexGuard<'_, T>,
@@ -148,8 +149,4 @@ pub fn wait_for<T, R>(
             }
         };
     }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -11,7 +11,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 
-use crate::reply::{self, Pending, lock};
+use crate::reply::{self, Pending};
+use crate::sync_util::lock;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -47,16 +48,8 @@ fn serve(s: &'static Spawner) {
     // SAFETY: gettid has no preconditions.
     SPAWNER_TID.store(unsafe { libc::gettid() }, Ordering::SeqCst);
     loop {
-        let job = {
-            let mut jobs = lock(&s.jobs);
-            loop {
-                if let Some(job) = jobs.pop_front() {
-                    break job;
-                }
-                jobs = s.wake.wait(jobs).unwrap_or_else(|e| e.into_inner());
-            }
-        };
-        job();
+        let job = reply::wait_for(&s.wake, lock(&s.jobs), None, VecDeque::pop_front);
+        job.expect("no deadline")();
     }
 }
 

@@ -49,6 +49,7 @@
 mod child;
 mod error;
 mod event;
+mod exit;
 mod handle;
 mod intensity;
 mod nested;
@@ -62,16 +63,18 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::Notify;
 
-pub use child::{BoxFuture, ChildExit, Exit, ExtraArgs, RunningChild, StartChild, StartContext};
+pub use child::{BoxFuture, ExtraArgs, RunningChild, StartChild, StartContext};
 pub use error::SupervisorError;
 pub use event::{Event, EventBus, EventStream, MAX_QUEUED, WaitError};
+pub use exit::{ChildExit, Exit};
 pub use handle::{ChildCounts, ChildInfo, ChildStatus, SupervisorRef};
 pub use spec::{
-    ChildSpec, ChildType, DEFAULT_WORKER_SHUTDOWN, ExtraType, Intensity, Restart, Shutdown,
-    Strategy, SupervisorSpec,
+    ChildSpec, ChildType, DEFAULT_WORKER_SHUTDOWN, ExtraType, Intensity, Shutdown, SupervisorSpec,
 };
+pub use strategy::{Restart, Strategy};
 
-use crate::reply::{Reply, lock};
+use crate::reply::Reply;
+use crate::sync_util::lock;
 use intensity::RestartWindow;
 use strategy::{restart_set, should_restart};
 

@@ -30,7 +30,7 @@ impl ExitStatus {
         }
     }
 
-    /// True for `exit(0)`.
+    /// True for `exit(0)` (a target that returned normally).
     pub fn success(self) -> bool {
         self == ExitStatus::Exited(0)
     }
@@ -159,7 +159,10 @@ pub fn pidfd_exited(pidfd: BorrowedFd<'_>) -> bool {
 
 /// Blocks until the process behind `pidfd` has exited (`true`) or `deadline` passes (`false`).
 /// Works for any process, not only our children.
-pub fn wait_pidfd_readable(pidfd: BorrowedFd<'_>, deadline: Option<std::time::Instant>) -> bool {
+pub(crate) fn wait_pidfd_readable(
+    pidfd: BorrowedFd<'_>,
+    deadline: Option<std::time::Instant>,
+) -> bool {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     loop {
         let timeout = match deadline {
@@ -299,7 +302,8 @@ impl SiblingFork {
     /// Never called: [`SiblingFork::prepare`] fails.
     ///
     /// # Safety
-    /// None needed; it does nothing.
+    /// The contract of the glibc version (no other thread, the thread that prepared), so that a
+    /// caller is right on every platform; this one does nothing.
     pub unsafe fn fork(&self) -> io::Result<Option<i32>> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::TryLockError;
 use std::time::Duration;
 
-use procvisor_actors::node::Node;
+use procvisor_actors::runtime;
 use procvisor_actors::wire::codec;
 use procvisor_actors::wire::frame::write_frame;
 use serde::Serialize;
@@ -113,7 +113,7 @@ impl Connection {
         limits.check(payload.len()).map_err(write_error)?;
         let inner = self.inner.clone();
         let (tx, rx) = oneshot::channel();
-        Node::get().handle().spawn_blocking(move || {
+        runtime::spawn_blocking(move || {
             let sent = inner.with_write("send", |half, limits| {
                 let mut io = half.io;
                 write_frame(&mut io, &payload, limits).map_err(write_error)
@@ -138,7 +138,7 @@ impl Connection {
         }
         let inner = self.inner.clone();
         let (tx, rx) = oneshot::channel::<Result<Vec<u8>>>();
-        let receiving = Node::get().handle().spawn_blocking(move || {
+        let receiving = runtime::spawn_blocking(move || {
             let mut tx = Some(tx);
             let outcome = inner.with_read("receive", |half, max| {
                 let received = half.recv_bytes(max, maxlength);
@@ -276,7 +276,7 @@ impl Drop for AbortOnDrop {
 /// Waits on the node runtime's reactor until `fd` is readable (or hung up), up to `timeout`.
 async fn wait_readable(fd: OwnedFd, timeout: Option<Duration>) -> io::Result<bool> {
     let (tx, rx) = oneshot::channel();
-    let task = Node::get().handle().spawn(async move {
+    let task = runtime::spawn(async move {
         let ready = async {
             // SAFETY: `fd` is an `OwnedFd` moved into the `AsyncFd`, so it stays open and
             // names the same file until the `AsyncFd` is dropped.

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Connection;
 use super::fd::{FdCell, RawIo};
-use super::lock;
 use crate::error::{Error, Result};
+use procvisor_actors::sync_util::lock;
 
 /// Listen queue length when none is given. Python's default is 1, which makes clients that
 /// connect at the same moment wait (TCP retries a dropped SYN only after a second); procvisor
@@ -612,7 +612,7 @@ impl Client {
 fn effective_authkey(given: Option<Vec<u8>>, authenticate: bool) -> Option<Vec<u8>> {
     match (given, authenticate) {
         (Some(key), _) => Some(key),
-        (None, true) => Some(crate::current_process().authkey()),
+        (None, true) => Some(crate::current_process().authkey().to_vec()),
         (None, false) => None,
     }
 }

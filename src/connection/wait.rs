@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use super::Connection;
 use super::fd::{FdGuard, deadline_after, poll_readable};
 use crate::error::{Error, Result};
-use crate::process::Process;
+use crate::process::Child;
 
 /// Something [`wait`] can wait for: a [`Connection`] (ready when a message or the end of the
-/// stream can be received), a [`Process`] (ready once it has exited: its
-/// [`sentinel`](Process::sentinel)), or any file descriptor (ready when readable).
+/// stream can be received), a [`Child`] (ready once it has exited: its
+/// [`sentinel`](Child::sentinel)), or any file descriptor (ready when readable).
 ///
 /// The trait is sealed: those are the kinds of objects there are.
 pub trait Waitable: private::Sealed {}
@@ -51,13 +51,13 @@ impl Sealed for Connection {
     }
 }
 
-impl Waitable for Process {}
+impl Waitable for Child {}
 
-impl Sealed for Process {
+impl Sealed for Child {
     fn prepare(&self) -> Result<Prepared<'_>> {
         Ok(Prepared {
             now: false,
-            fd: self.sentinel()?.as_raw_fd(),
+            fd: self.sentinel().as_raw_fd(),
             _hold: None,
         })
     }

@@ -6,6 +6,7 @@
 //! ready — as in Python, `get()` returns after the callback has run. A panicking callback is
 //! reported on stderr and the result is still delivered.
 
+use procvisor_actors::sync_util::lock;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Mutex, PoisonError};
@@ -23,7 +24,7 @@ impl CallbackThread {
     /// Runs `job` on the callback thread, starting it if needed. If the thread cannot be
     /// started, runs `job` here (a callback is never lost).
     pub(crate) fn run(&self, job: Job) {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut inner = lock(&self.inner);
         if inner.is_none() {
             let (tx, rx) = channel::<Job>();
             let spawned = std::thread::Builder::new()

@@ -18,15 +18,16 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use procvisor_actors::child::ChildRecord;
-use procvisor_actors::node::Node;
+use procvisor_actors::runtime;
 
 use super::callbacks::CallbackThread;
-use super::job::{JobSink, lock};
+use super::job::JobSink;
 use super::outcome::{Failure, Outcome};
 use super::protocol::{parse_result, recv_reusing, set_seq};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::supervisor::{Exit, SupervisorRef};
+use procvisor_actors::sync_util::lock;
 
 /// One chunk on its way to a worker.
 pub(crate) struct Task {
@@ -230,7 +231,7 @@ impl Shared {
         let _ = send.conn.send_bytes(&send.frame, 0, None);
         if let Some((slot, seq, timeout)) = send.timer {
             let weak = Arc::downgrade(self);
-            Node::get().handle().spawn(async move {
+            runtime::spawn(async move {
                 tokio::time::sleep(timeout).await;
                 if let Some(shared) = Weak::upgrade(&weak) {
                     shared.on_timeout(slot, seq, timeout);

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-use super::job::{JobSink, lock};
+use super::job::JobSink;
 use super::outcome::{Chunk, Failure, Outcome};
 use crate::error::{Error, Result};
+use procvisor_actors::sync_util::lock;
 
 struct State<R> {
     /// Items ready to be handed out, in the order they will be.

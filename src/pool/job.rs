@@ -3,9 +3,10 @@
 //! an [`AsyncResult`](super::AsyncResult) waits on.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use procvisor_actors::sync_util::lock;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
@@ -22,10 +23,6 @@ pub(crate) trait JobSink: Send + Sync {
     /// True once the job needs no more chunks (it failed, or its caller went away): queued
     /// chunks are then dropped instead of being sent to a worker.
     fn abandoned(&self) -> bool;
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// How long a blocking wait looks for a result before it sleeps.

@@ -21,7 +21,7 @@ use super::task::{ChunkStatus, TaskError, chunk_fn_at, init_fn_at, write_failed}
 use crate::connection::{Connection, pipe};
 use crate::context::StartMethod;
 use crate::error::Error;
-use crate::process::Process;
+use crate::process::{Child, Process};
 use crate::supervisor::worker::RunningProcess;
 
 /// What every worker of a pool is started with.
@@ -138,20 +138,15 @@ fn start_worker(
     let (ours, theirs) = pipe(true).map_err(|e| e.to_string())?;
     let n = WORKER_NUMBER.fetch_add(1, Ordering::Relaxed);
     let mut process = Process::new(worker_main, (theirs, setup))
-        .with_name(format!("PoolWorker-{n}"))
-        .with_daemon(true)
-        .map_err(|e| e.to_string())?;
+        .name(format!("PoolWorker-{n}"))
+        .daemon(true);
     if let Some(method) = method {
-        process = process
-            .with_start_method(method)
-            .map_err(|e| e.to_string())?;
+        process = process.start_method(method);
     }
-    process.start().map_err(|e| e.to_string())?;
-    let running = RunningProcess::new(&process)?;
-    let record = process
-        .child_record()
-        .ok_or_else(|| "the worker did not start".to_string())?;
-    if let Err(reason) = await_hello(&ours, shared, &process) {
+    let child = process.start().map_err(|e| e.to_string())?;
+    let running = RunningProcess::new(&child);
+    let record = child.record().clone();
+    if let Err(reason) = await_hello(&ours, shared, &child) {
         // `running` kills the worker when dropped.
         drop(running);
         return Err(reason);
@@ -161,7 +156,7 @@ fn start_worker(
 }
 
 /// Waits for the worker's hello; an initializer failure breaks the pool.
-fn await_hello(conn: &Connection, shared: &Shared, process: &Process) -> Result<(), String> {
+fn await_hello(conn: &Connection, shared: &Shared, child: &Child) -> Result<(), String> {
     loop {
         match conn.poll(Some(Duration::from_millis(100))) {
             Ok(true) => break,
@@ -176,10 +171,8 @@ fn await_hello(conn: &Connection, shared: &Shared, process: &Process) -> Result<
     let frame = match conn.recv_bytes(None) {
         Ok(frame) => frame,
         Err(_) => {
-            let _ = process.join(Some(Duration::from_secs(5)));
-            let code = process
-                .exitcode()
-                .map_or("unknown".into(), |c| c.to_string());
+            let _ = child.join_timeout(Duration::from_secs(5));
+            let code = child.exitcode().map_or("unknown".into(), |c| c.to_string());
             return Err(format!(
                 "the worker exited before it was ready (exit code {code})"
             ));

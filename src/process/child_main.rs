@@ -193,7 +193,7 @@ fn become_child(boot: &Bootstrap) {
         parent: Some((boot.parent_pid, boot.parent_name.clone())),
     });
     current::mark_initialized();
-    if let Some(level) = boot.log_level.and_then(crate::util::level_from_u8) {
+    if let Some(level) = boot.log_level.and_then(crate::runtime::level_from_u8) {
         let _ = crate::util::log_to_stderr(level);
         // The exit sequence logs; if it runs from `atexit` (the target called
         // `std::process::exit`), it must run on the spawner thread, which cannot be started
@@ -201,7 +201,7 @@ fn become_child(boot: &Bootstrap) {
         procvisor_actors::spawner::ensure_started();
     }
     if let Ok(method) = boot.start_method.parse() {
-        let _ = crate::context::set_start_method(method, true);
+        crate::context::force_start_method(method);
     }
 }
 

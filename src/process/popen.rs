@@ -9,8 +9,7 @@ use std::sync::{Arc, OnceLock};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use procvisor_actors::bootstrap::{self, BOOTSTRAP_FAILED_EXIT_CODE, BOOTSTRAP_FD_ENV, Bootstrap};
 use procvisor_actors::child::ChildRecord;
-use procvisor_actors::node::Node;
-use procvisor_actors::sys;
+use procvisor_actors::{process_supervisor, sys};
 
 use super::prestart::{self, Blank};
 
@@ -43,7 +42,7 @@ pub(crate) fn launch(
         link,
     ));
     let sent = bootstrap::send_with_fds(record.link().as_fd(), &boot, fds);
-    Node::get()
+    process_supervisor::get()
         .children()
         .add(record.clone())
         .map_err(|e| Error::io("cannot watch the child's exit", e))?;

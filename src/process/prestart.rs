@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use procvisor_actors::bootstrap::BOOTSTRAP_FD_ENV;
 use procvisor_actors::reply::Pending;
+use procvisor_actors::sync_util::lock;
 use procvisor_actors::{spawner, sys};
 
 /// Spawn starts after which a child is kept prestarted (a program that starts one child does
@@ -115,7 +116,7 @@ pub(crate) fn discard_all() {
 }
 
 fn lock_slot() -> std::sync::MutexGuard<'static, Slot> {
-    SLOT.lock().unwrap_or_else(|e| e.into_inner())
+    lock(&SLOT)
 }
 
 /// Takes the prestarted child out of the slot if it can stand in for a spawn now, discarding

@@ -116,7 +116,7 @@ impl<T, E: std::fmt::Display> TargetOutput for Result<T, E> {
             Err(e) => {
                 eprintln!(
                     "Process {}: error: {e}",
-                    crate::process::current::name_for_messages()
+                    crate::runtime::name_for_messages()
                 );
                 1
             }

@@ -13,13 +13,14 @@
 //! handles of one queue in a process share this state (the registry is keyed by the segment's
 //! id), so `close` and `cancel_join_thread` apply to the queue in the whole process.
 
+use procvisor_actors::sync_util::lock;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use super::ring::Ring;
-use crate::process::current::{StopAtExit, stop_at_exit};
+use crate::runtime::{StopAtExit, stop_at_exit};
 
 /// How long the feeder sleeps at a time while waiting for room (it re-checks cancellation).
 const FEEDER_SLICE: Duration = Duration::from_millis(100);
@@ -51,7 +52,7 @@ fn registry() -> &'static Mutex<HashMap<[u8; 16], Weak<Local>>> {
 impl Local {
     /// The state of the queue with segment id `id` in this process (made on first use).
     pub fn of(id: [u8; 16]) -> Arc<Local> {
-        let mut map = registry().lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = lock(registry());
         if let Some(local) = map.get(&id).and_then(Weak::upgrade) {
             return local;
         }
@@ -62,7 +63,7 @@ impl Local {
     }
 
     fn state(&self) -> MutexGuard<'_, Overflow> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     pub fn is_closed(&self) -> bool {

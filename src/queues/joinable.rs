@@ -121,11 +121,9 @@ impl<T> JoinableQueue<T> {
         loop {
             let me = self.clone();
             let (tx, rx) = tokio::sync::oneshot::channel();
-            procvisor_actors::node::Node::get()
-                .handle()
-                .spawn_blocking(move || {
-                    let _ = tx.send(me.join_until(Instant::now().checked_add(ASYNC_SLICE)));
-                });
+            procvisor_actors::runtime::spawn_blocking(move || {
+                let _ = tx.send(me.join_until(Instant::now().checked_add(ASYNC_SLICE)));
+            });
             if rx.await.unwrap_or(false) {
                 return Ok(());
             }

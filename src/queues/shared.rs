@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use procvisor_actors::node::Node;
+use procvisor_actors::runtime;
 use procvisor_actors::shm::{Segment, WaitOutcome};
 use procvisor_actors::wire::{WireError, codec};
 use serde::Serialize;
@@ -228,7 +228,7 @@ impl Shared {
         let until = deadline.map_or(slice_end, |d| d.min(slice_end));
         let ring = self.ring.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        Node::get().handle().spawn_blocking(move || {
+        runtime::spawn_blocking(move || {
             let ready = || ring.side_ready(side);
             let outcome = ring.sleep_once(side, Some(until), &ready);
             if tx.send(()).is_err() && outcome == WaitOutcome::Woken && ring.side_ready(side) {

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use procvisor_actors::fdpass;
 use procvisor_actors::supervisor::Event;
+use procvisor_actors::sync_util::lock;
 use procvisor_actors::wire::{self, FrameLimits, WireError};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -55,7 +56,7 @@ impl<'de> Deserialize<'de> for LinkEnd {
 /// Writes one message (blocking; the child's side).
 pub(crate) fn send(link: &Mutex<UnixStream>, msg: &ChildMsg) -> io::Result<()> {
     let payload = wire::encode(msg).map_err(io::Error::other)?;
-    let mut stream = link.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stream = lock(link);
     wire::write_frame(&mut *stream, &payload, &FrameLimits::new(MAX_FRAME)).map_err(|e| match e {
         WireError::Io(e) => e,
         other => io::Error::other(other),
@@ -90,11 +91,11 @@ pub(crate) fn pair() -> Result<(UnixStream, LinkEnd), String> {
 static READY_LINK: Mutex<Option<UnixStream>> = Mutex::new(None);
 
 pub(crate) fn set_ready_link(link: LinkEnd) {
-    *READY_LINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(UnixStream::from(link.0));
+    *lock(&READY_LINK) = Some(UnixStream::from(link.0));
 }
 
 pub(crate) fn notify_ready() {
-    let link = READY_LINK.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let link = lock(&READY_LINK).take();
     if let Some(link) = link {
         let _ = send(&Mutex::new(link), &ChildMsg::Ready);
     }

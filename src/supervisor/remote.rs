@@ -16,6 +16,7 @@ use procvisor_actors::supervisor::{
     BoxFuture, Event, EventBus, Exit, RunningChild, StartChild, StartContext, SupervisorRef,
     SupervisorSpec,
 };
+use procvisor_actors::sync_util::lock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -129,7 +130,7 @@ where
     Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
     Arc::new(move |link, path| {
-        Process::new(remote_entry::<B, Args>, (link, path, args.clone())).with_name(id.clone())
+        Process::new(remote_entry::<B, Args>, (link, path, args.clone())).name(id.clone())
     })
 }
 
@@ -154,7 +155,7 @@ impl StartChild for RemoteChild {
             let note = |event: &Event| {
                 if let Event::SupervisorExited { supervisor, exit } = event {
                     if *supervisor == path {
-                        *final_exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(exit.clone());
+                        *lock(&final_exit) = Some(exit.clone());
                     }
                 }
             };
@@ -187,8 +188,7 @@ impl StartChild for RemoteChild {
                     if let ChildMsg::Event(event) = msg {
                         if let Event::SupervisorExited { supervisor, exit } = &event {
                             if *supervisor == path {
-                                *last.lock().unwrap_or_else(|e| e.into_inner()) =
-                                    Some(exit.clone());
+                                *lock(&last) = Some(exit.clone());
                             }
                         }
                         bus.publish(event);
@@ -230,7 +230,7 @@ impl RunningChild for RunningRemote {
         Box::pin(async move {
             let exit = exited.await;
             let _ = tokio::time::timeout(EVENTS_DRAIN, events_done.wait_for(|done| *done)).await;
-            let said = final_exit.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let said = lock(&final_exit).clone();
             match (exit, said) {
                 (Exit::Code(code), Some(Exit::Failed(reason))) if code != 0 => Exit::Failed(reason),
                 (exit, _) => exit,

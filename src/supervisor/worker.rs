@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::link::{self, ChildMsg, LinkEnd};
-use crate::process::{Process, Target};
+use crate::process::{Child, Process, Target};
 
 /// Builds the `Process` of one start. `ready`: the child's end of a supervision link, to be
 /// handed to the child so that it can report readiness.
@@ -44,7 +44,7 @@ where
         _: Option<&ExtraArgs>,
         ready: Option<LinkEnd>,
     ) -> Result<Process, String> {
-        Ok(process_for(self.target, self.args.clone(), ready).with_name(id))
+        Ok(process_for(self.target, self.args.clone(), ready).name(id))
     }
 }
 
@@ -66,7 +66,7 @@ where
         ready: Option<LinkEnd>,
     ) -> Result<Process, String> {
         let args = downcast::<E>(extra)?;
-        Ok(process_for(self.target, args, ready).with_name(id))
+        Ok(process_for(self.target, args, ready).name(id))
     }
 }
 
@@ -212,9 +212,8 @@ pub(crate) async fn start_blocking(
     build: impl FnOnce() -> Result<Process, String> + Send + 'static,
 ) -> Result<RunningProcess, String> {
     tokio::task::spawn_blocking(move || {
-        let process = build()?;
-        process.start().map_err(|e| e.to_string())?;
-        RunningProcess::new(&process)
+        let child = build()?.start().map_err(|e| e.to_string())?;
+        Ok(RunningProcess::new(&child))
     })
     .await
     .map_err(|e| format!("the thread starting the process failed: {e}"))?
@@ -226,11 +225,10 @@ pub(crate) struct RunningProcess {
 }
 
 impl RunningProcess {
-    pub(crate) fn new(process: &Process) -> Result<RunningProcess, String> {
-        let record = process
-            .child_record()
-            .ok_or_else(|| "the process did not start".to_string())?;
-        Ok(RunningProcess { record })
+    pub(crate) fn new(child: &Child) -> RunningProcess {
+        RunningProcess {
+            record: child.record().clone(),
+        }
     }
 
     /// Waits for the child's `Ready` on the link; a child that exits (or stays silent) first

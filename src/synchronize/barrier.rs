@@ -322,11 +322,9 @@ impl Barrier {
     pub async fn wait_async(&self, timeout: Option<Duration>) -> Result<usize> {
         let me = self.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        procvisor_actors::node::Node::get()
-            .handle()
-            .spawn_blocking(move || {
-                let _ = tx.send(me.wait(timeout));
-            });
+        procvisor_actors::runtime::spawn_blocking(move || {
+            let _ = tx.send(me.wait(timeout));
+        });
         rx.await.unwrap_or(Err(Error::BrokenBarrier))
     }
 }

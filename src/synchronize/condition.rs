@@ -440,9 +440,7 @@ impl Condition {
             .unwrap_or(0);
         let me = self.clone();
         let wait = Wait::timeout(timeout);
-        let handle = procvisor_actors::node::Node::get()
-            .handle()
-            .spawn_blocking(move || me.sleep_as(index, wait));
+        let handle = procvisor_actors::runtime::spawn_blocking(move || me.sleep_as(index, wait));
         let notified = handle.await.unwrap_or(false);
         let lock = self.lock.clone();
         // Take the lock back for the polling thread (an RLock's owner is a thread).

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use procvisor_actors::node::Node;
+use procvisor_actors::runtime;
 
 /// How long an operation may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +94,7 @@ where
     let cancelled = Arc::new(AtomicBool::new(false));
     let flag = cancelled.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    Node::get().handle().spawn_blocking(move || {
+    runtime::spawn_blocking(move || {
         let result = loop {
             if flag.load(Ordering::Relaxed) {
                 break None;

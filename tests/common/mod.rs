@@ -7,18 +7,20 @@
 //!   the real test re-executes the test binary to run just that driver and inspects its output.
 //!   Drivers print machine-readable lines with a prefix (`PID 1234`, `EXITCODE -15`), because
 //!   libtest prints lines of its own on stdout too.
+//! * [`per_start_method!`]: one test body, run once per start method (as CPython's suite runs
+//!   its test classes in every mode).
 
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use procvisor::Process;
+use procvisor::{Child, Process, StartMethod};
 
 /// Upper bound for anything that should take milliseconds; only reached when something is broken.
 pub const GENEROUS: Duration = Duration::from_secs(20);
@@ -32,6 +34,83 @@ pub const DRIVER_ENV: &str = "PROCVISOR_TEST_DRIVER";
 
 /// Environment variable through which a test passes a parameter to its driver.
 pub const DRIVER_PARAM_ENV: &str = "PROCVISOR_TEST_DRIVER_PARAM";
+
+/// Environment variable through which a test tells its driver which start method to use.
+pub const DRIVER_METHOD_ENV: &str = "PROCVISOR_TEST_DRIVER_METHOD";
+
+// ---- one body, every start method --------------------------------------------------------
+
+/// Turns each `fn name(method: StartMethod) { body }` into that function and two tests,
+/// `name::spawn` and `name::fork`, which call it with [`StartMethod::Spawn`] and
+/// [`StartMethod::Fork`]: a failure names its mode. The body gives `method` to every process
+/// it starts (`Process::start_method(method)`), never to the global default, which the tests
+/// running in parallel threads share. `cargo test --test X -- ::fork` runs one mode.
+///
+/// ```ignore
+/// per_start_method! {
+///     /// Attributes (docs, `#[cfg]`) apply to the body and to both tests.
+///     fn start_and_join(method: StartMethod) {
+///         let child = Process::new(|| (), ()).start_method(method).start().unwrap();
+///         assert!(child.join().unwrap().success());
+///     }
+///
+///     /// An async body's attributes are its tests' own: the runtime's test attribute goes here.
+///     #[tokio::test(flavor = "current_thread")]
+///     async fn start_async(method: StartMethod) {
+///         /* … .await … */
+///     }
+/// }
+/// ```
+#[allow(unused_macros)]
+macro_rules! per_start_method {
+    () => {};
+    (
+        $(#[$attr:meta])*
+        fn $name:ident($method:ident: $method_ty:ty) $body:block
+        $($rest:tt)*
+    ) => {
+        $(#[$attr])*
+        fn $name($method: $method_ty) $body
+
+        $(#[$attr])*
+        mod $name {
+            #[test]
+            fn spawn() {
+                super::$name(::procvisor::StartMethod::Spawn)
+            }
+
+            #[test]
+            fn fork() {
+                super::$name(::procvisor::StartMethod::Fork)
+            }
+        }
+
+        $crate::common::per_start_method! { $($rest)* }
+    };
+    (
+        $(#[$attr:meta])*
+        async fn $name:ident($method:ident: $method_ty:ty) $body:block
+        $($rest:tt)*
+    ) => {
+        async fn $name($method: $method_ty) $body
+
+        mod $name {
+            $(#[$attr])*
+            async fn spawn() {
+                super::$name(::procvisor::StartMethod::Spawn).await
+            }
+
+            $(#[$attr])*
+            async fn fork() {
+                super::$name(::procvisor::StartMethod::Fork).await
+            }
+        }
+
+        $crate::common::per_start_method! { $($rest)* }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use per_start_method;
 
 // ---- polling -----------------------------------------------------------------------------
 
@@ -191,7 +270,7 @@ pub fn read(path: &str) -> String {
 /// test leaves nothing running, and the test binary's exit (which joins non-daemonic children)
 /// never hangs on a leftover child.
 #[derive(Default)]
-pub struct KillOnDrop(pub Vec<Process>);
+pub struct KillOnDrop(pub Vec<Child>);
 
 impl KillOnDrop {
     pub fn new() -> KillOnDrop {
@@ -199,7 +278,7 @@ impl KillOnDrop {
     }
 
     /// Adds a handle (a clone of the caller's) and returns it for convenience.
-    pub fn add(&mut self, p: &Process) -> Process {
+    pub fn add(&mut self, p: &Child) -> Child {
         self.0.push(p.clone());
         p.clone()
     }
@@ -208,14 +287,12 @@ impl KillOnDrop {
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         for p in &self.0 {
-            if p.pid().is_some() && p.is_alive() {
+            if p.is_alive() {
                 let _ = p.kill();
             }
         }
         for p in &self.0 {
-            if p.pid().is_some() {
-                let _ = p.join(Some(GENEROUS));
-            }
+            let _ = p.join_timeout(GENEROUS);
         }
     }
 }
@@ -247,6 +324,15 @@ pub fn driver_param() -> Option<String> {
     std::env::var(DRIVER_PARAM_ENV).ok()
 }
 
+/// The start method the test asked its driver to use ([`run_driver_in`], [`spawn_driver_in`]);
+/// spawn if it named none.
+pub fn driver_method() -> StartMethod {
+    match std::env::var(DRIVER_METHOD_ENV) {
+        Ok(method) => method.parse().expect("a start method"),
+        Err(_) => StartMethod::Spawn,
+    }
+}
+
 fn driver_command(name: &str, param: Option<&str>) -> Command {
     let exe = std::env::current_exe().expect("cannot find the test binary");
     let mut cmd = Command::new(exe);
@@ -259,6 +345,7 @@ fn driver_command(name: &str, param: Option<&str>) -> Command {
     ])
     .env(DRIVER_ENV, "1")
     .env_remove(DRIVER_PARAM_ENV)
+    .env_remove(DRIVER_METHOD_ENV)
     .env_remove("RUST_LOG")
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
@@ -272,7 +359,7 @@ fn driver_command(name: &str, param: Option<&str>) -> Command {
 /// A running driver, SIGKILLed (by its pid, while it is still unreaped so the pid cannot have
 /// been recycled) and reaped on drop.
 pub struct DriverGuard {
-    child: Option<Child>,
+    child: Option<std::process::Child>,
 }
 
 impl DriverGuard {
@@ -356,9 +443,18 @@ pub fn run_driver(name: &str) -> Output {
 
 /// [`run_driver`] with a parameter the driver reads with [`driver_param`].
 pub fn run_driver_with(name: &str, param: Option<&str>) -> Output {
-    let mut child = driver_command(name, param)
-        .spawn()
-        .expect("cannot start the driver");
+    collect_driver(name, driver_command(name, param))
+}
+
+/// [`run_driver_with`], the driver starting its processes with `method` ([`driver_method`]).
+pub fn run_driver_in(name: &str, method: StartMethod, param: Option<&str>) -> Output {
+    let mut cmd = driver_command(name, param);
+    cmd.env(DRIVER_METHOD_ENV, method.as_str());
+    collect_driver(name, cmd)
+}
+
+fn collect_driver(name: &str, mut cmd: Command) -> Output {
+    let mut child = cmd.spawn().expect("cannot start the driver");
     let out = Collector::start(child.stdout.take().unwrap());
     let err = Collector::start(child.stderr.take().unwrap());
     let mut guard = DriverGuard { child: Some(child) };
@@ -398,9 +494,18 @@ pub struct StreamingDriver {
 
 /// Starts the driver test `name` and streams its stdout.
 pub fn spawn_driver(name: &str, param: Option<&str>) -> StreamingDriver {
-    let mut child = driver_command(name, param)
-        .spawn()
-        .expect("cannot start the driver");
+    stream_driver(driver_command(name, param))
+}
+
+/// [`spawn_driver`], the driver starting its processes with `method` ([`driver_method`]).
+pub fn spawn_driver_in(name: &str, method: StartMethod, param: Option<&str>) -> StreamingDriver {
+    let mut cmd = driver_command(name, param);
+    cmd.env(DRIVER_METHOD_ENV, method.as_str());
+    stream_driver(cmd)
+}
+
+fn stream_driver(mut cmd: Command) -> StreamingDriver {
+    let mut child = cmd.spawn().expect("cannot start the driver");
     let stdout = child.stdout.take().unwrap();
     let stderr = Collector::start(child.stderr.take().unwrap());
     let (tx, lines) = mpsc::channel();
@@ -569,15 +674,14 @@ pub fn kill_driver_and_expect_descendants_gone(guard: &mut DriverGuard, pids: &[
 }
 
 /// Starts `p` under `guard` (killed and joined if the test fails).
-pub fn start(guard: &mut KillOnDrop, p: Process) -> Process {
-    guard.add(&p);
-    p.start().unwrap();
-    p
+pub fn start(guard: &mut KillOnDrop, p: Process) -> Child {
+    let child = p.start().unwrap();
+    guard.add(&child)
 }
 
 /// Joins `p` within [`GENEROUS`] and asserts it exited with 0.
-pub fn join_ok(p: &Process) {
-    p.join(Some(GENEROUS)).unwrap();
+pub fn join_ok(p: &Child) {
+    p.join_timeout(GENEROUS).unwrap();
     assert_eq!(p.exitcode(), Some(0), "{p}");
 }
 

@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use super::futex::{WaitOutcome, futex_wait, futex_wake};
+use super::pid::my_pid;
 use super::segment::{Segment, SharedState};
-use super::{my_pid, watch};
+use super::watch;
 
 const CONTENDED: u32 = 1 << 31;
 /// The free-with-a-notice state: the last holder died holding the lock.
@@ -198,7 +199,7 @@ impl RobustMutex {
 
     /// The watch's recovery: if `dead` still holds the lock, free it with the owner-died notice
     /// and wake one sleeper.
-    pub fn recover(&self, dead: i32) {
+    pub(crate) fn recover(&self, dead: i32) {
         let mut w = self.word.load(Ordering::Relaxed);
         while w & PID_MASK == dead as u32 {
             self.last_dead.store(dead as u32, Ordering::Relaxed);

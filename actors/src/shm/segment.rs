@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex, Weak};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::pid::my_pid;
 use crate::fdpass;
+use crate::sync_util::lock;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"PVSHM\0\x01\0");
 /// Bytes before the data: the header, padded to a cache line.
@@ -94,10 +96,7 @@ impl Drop for Inner {
         unsafe {
             let _ = munmap(self.base.cast(), self.map_len);
         }
-        registry()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
+        lock(registry()).remove(&self.id);
     }
 }
 
@@ -146,7 +145,7 @@ impl Segment {
                 magic: MAGIC,
                 id,
                 len: len as u64,
-                home_pid: super::my_pid(),
+                home_pid: my_pid(),
                 home_fd: inner.fd.as_raw_fd(),
             });
         }
@@ -155,10 +154,7 @@ impl Segment {
 
     fn register(inner: Inner) -> Segment {
         let inner = Arc::new(inner);
-        registry()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(inner.id, Arc::downgrade(&inner));
+        lock(registry()).insert(inner.id, Arc::downgrade(&inner));
         Segment { inner }
     }
 
@@ -184,7 +180,7 @@ impl Segment {
     }
 
     /// The memfd's inode number (the same in every process that maps the segment).
-    pub fn inode(&self) -> u64 {
+    pub(crate) fn inode(&self) -> u64 {
         self.inner.inode
     }
 
@@ -232,7 +228,7 @@ impl Segment {
     fn describe(&self, fd_index: Option<u32>) -> SegmentRepr {
         let header = self.header();
         let mut sources = vec![(header.home_pid, header.home_fd)];
-        let mine = (super::my_pid(), self.inner.fd.as_raw_fd());
+        let mine = (my_pid(), self.inner.fd.as_raw_fd());
         if mine != sources[0] {
             sources.push(mine);
         }
@@ -245,12 +241,7 @@ impl Segment {
     }
 
     fn open(repr: SegmentRepr) -> Result<Segment, SegmentError> {
-        if let Some(existing) = registry()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&repr.id)
-            .and_then(Weak::upgrade)
-        {
+        if let Some(existing) = lock(registry()).get(&repr.id).and_then(Weak::upgrade) {
             return Ok(Segment { inner: existing });
         }
         if repr.len > MAX_LEN {

@@ -15,12 +15,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::io::unix::AsyncFd;
 
-use super::Segment;
-use crate::node::Node;
+use super::pid::my_pid;
+use super::segment::Segment;
+use crate::runtime;
+use crate::sync_util::lock;
 use crate::sys;
 
 /// What a recovery is keyed by: a shared object's segment id and the offset of its state.
-pub type WatchKey = ([u8; 16], usize);
+pub(crate) type WatchKey = ([u8; 16], usize);
 
 /// Gives back what a dead process (its pid is the argument) held in one shared object.
 pub type Recovery = Arc<dyn Fn(i32) + Send + Sync>;
@@ -38,12 +40,12 @@ fn watches() -> &'static Mutex<Watches> {
 /// `pid_max` at 32768 here, pids do come round). `recovery` is only built when the object is
 /// not yet watched for `pid`.
 pub fn on_death(pid: i32, segment: &Segment, offset: usize, recovery: impl FnOnce() -> Recovery) {
-    if pid <= 0 || pid == super::my_pid() {
+    if pid <= 0 || pid == my_pid() {
         return;
     }
     let key: WatchKey = (segment.id(), offset);
     let first_for_pid = {
-        let mut watches = watches().lock().unwrap_or_else(|e| e.into_inner());
+        let mut watches = lock(watches());
         let entry = watches.entry(pid).or_default();
         if entry.contains_key(&key) {
             return;
@@ -59,7 +61,7 @@ pub fn on_death(pid: i32, segment: &Segment, offset: usize, recovery: impl FnOnc
         // Alive, but not a process that could hold anything of this object.
         Ok(_) if maps_segment(pid, segment) == Some(false) => recover(pid),
         Ok(pidfd) => {
-            Node::get().handle().spawn(async move {
+            runtime::spawn(async move {
                 // SAFETY: the AsyncFd owns the pidfd for as long as it exists; nothing else
                 // closes or replaces it.
                 let registered = unsafe {
@@ -105,11 +107,7 @@ fn wait_readable(pidfd: &std::os::fd::OwnedFd) {
 }
 
 fn recover(pid: i32) {
-    let recoveries = watches()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&pid)
-        .unwrap_or_default();
+    let recoveries = lock(watches()).remove(&pid).unwrap_or_default();
     for recovery in recoveries.into_values() {
         tracing::debug!(pid, "giving back what a dead process held");
         recovery(pid);

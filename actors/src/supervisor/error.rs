@@ -1,6 +1,6 @@
 //! [`SupervisorError`]: invalid specs and refused runtime requests, one variant per cause.
 
-use super::spec::Strategy;
+use super::strategy::Strategy;
 
 /// Why a supervisor spec is invalid or a supervisor refused a request.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

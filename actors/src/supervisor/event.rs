@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use super::child::{ChildExit, Exit};
-use crate::reply::lock;
+use super::exit::{ChildExit, Exit};
+use crate::reply::wait_for;
+use crate::sync_util::lock;
 
 /// Most events a subscriber's queue holds before the oldest are dropped.
 pub const MAX_QUEUED: usize = 1 << 16;
@@ -377,33 +378,14 @@ enum Next {
 
 impl EventStream {
     fn next_until(&self, deadline: Option<Instant>) -> Next {
-        let mut state = lock(&self.queue.state);
-        loop {
-            if let Some(event) = state.events.pop_front() {
-                return Next::Event(event);
+        let state = lock(&self.queue.state);
+        let next = wait_for(&self.queue.ready, state, deadline, |state| {
+            match state.events.pop_front() {
+                Some(event) => Some(Next::Event(event)),
+                None => state.closed.then_some(Next::Closed),
             }
-            if state.closed {
-                return Next::Closed;
-            }
-            state = match deadline {
-                None => self
-                    .queue
-                    .ready
-                    .wait(state)
-                    .unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Next::TimedOut;
-                    }
-                    self.queue
-                        .ready
-                        .wait_timeout(state, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-        }
+        });
+        next.unwrap_or(Next::TimedOut)
     }
 
     /// The next event: waits up to `timeout` (`None`: as long as it takes). `None` on timeout or

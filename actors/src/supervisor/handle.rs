@@ -8,13 +8,14 @@ use std::time::Duration;
 use ractor::ActorRef;
 use serde::{Deserialize, Serialize};
 
-use super::child::Exit;
 use super::error::SupervisorError;
 use super::event::{EventBus, EventStream};
-use super::spec::{ChildSpec, ChildType, ExtraType, Strategy, SupervisorSpec};
+use super::exit::Exit;
+use super::spec::{ChildSpec, ChildType, ExtraType, SupervisorSpec};
+use super::strategy::Strategy;
 use super::{Shared, SupMsg, spawn_supervisor};
-use crate::node::Node;
 use crate::reply::{self, Pending, Reply};
+use crate::runtime;
 
 /// What `which_children` says about one child.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,9 +134,7 @@ impl SupervisorRef {
         bus: Arc<EventBus>,
     ) -> Pending<Result<SupervisorRef, SupervisorError>> {
         let (reply, pending) = reply::channel();
-        Node::get()
-            .handle()
-            .spawn(async move { reply.send(spawn_supervisor(spec, path, bus).await) });
+        runtime::spawn(async move { reply.send(spawn_supervisor(spec, path, bus).await) });
         pending
     }
 

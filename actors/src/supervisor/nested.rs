@@ -2,8 +2,9 @@
 //! parent's [`StartChild`], and its exit (normal, or `Failed` when it gave up) is the child
 //! exit its parent sees. Its events go to its own bus, which forwards to the parent's.
 
-use super::child::{BoxFuture, Exit, RunningChild, StartChild, StartContext};
+use super::child::{BoxFuture, RunningChild, StartChild, StartContext};
 use super::event::EventBus;
+use super::exit::Exit;
 use super::handle::SupervisorRef;
 use super::spawn_supervisor;
 use super::spec::{ChildSpec, ChildType, SupervisorSpec};

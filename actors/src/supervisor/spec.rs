@@ -11,19 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::child::StartChild;
 use super::error::SupervisorError;
-
-/// When a child that exited is restarted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Restart {
-    /// Always.
-    #[default]
-    Permanent,
-    /// Only after an abnormal exit: not after exit code 0 and not after a shutdown (one its
-    /// supervisor asked for, or a death by SIGTERM).
-    Transient,
-    /// Never (and the child is forgotten once it has exited).
-    Temporary,
-}
+use super::strategy::{Restart, Strategy};
 
 /// How a supervisor ends a child.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -45,23 +33,6 @@ pub enum ChildType {
     Worker,
     /// A supervisor (default shutdown: infinity).
     Supervisor,
-}
-
-/// Which children are restarted when one of them has to be.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Strategy {
-    /// Only the child that exited.
-    #[default]
-    OneForOne,
-    /// All children: the others are stopped (in reverse start order), then all are started
-    /// again in start order.
-    OneForAll,
-    /// The child that exited and every child started after it: those are stopped in reverse
-    /// order, then all of them are started again in start order.
-    RestForOne,
-    /// Like `OneForOne`, for children added at run time from one template spec with extra
-    /// arguments (`start_child_with`).
-    SimpleOneForOne,
 }
 
 /// Restart intensity: more than `max_restarts` restarts within `period` and the supervisor

@@ -1,10 +1,42 @@
-//! The two decisions a supervisor makes when a child exits, each one `match`: restart it at
-//! all ([`should_restart`]), and which children restart with it ([`restart_set`]).
+//! The two decisions a supervisor makes when a child exits, each one `match` over its policy:
+//! restart it at all (the child's [`Restart`] type, [`should_restart`]), and which children
+//! restart with it (the supervisor's [`Strategy`], [`restart_set`]).
 
 use std::ops::Range;
 
-use super::child::ChildExit;
-use super::spec::{Restart, Strategy};
+use serde::{Deserialize, Serialize};
+
+use super::exit::ChildExit;
+
+/// When a child that exited is restarted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Restart {
+    /// Always.
+    #[default]
+    Permanent,
+    /// Only after an abnormal exit: not after exit code 0 and not after a shutdown (one its
+    /// supervisor asked for, or a death by SIGTERM).
+    Transient,
+    /// Never (and the child is forgotten once it has exited).
+    Temporary,
+}
+
+/// Which children are restarted when one of them has to be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Strategy {
+    /// Only the child that exited.
+    #[default]
+    OneForOne,
+    /// All children: the others are stopped (in reverse start order), then all are started
+    /// again in start order.
+    OneForAll,
+    /// The child that exited and every child started after it: those are stopped in reverse
+    /// order, then all of them are started again in start order.
+    RestForOne,
+    /// Like `OneForOne`, for children added at run time from one template spec with extra
+    /// arguments (`start_child_with`).
+    SimpleOneForOne,
+}
 
 /// Whether a child of this restart type is restarted after this exit.
 pub(crate) fn should_restart(restart: Restart, exit: &ChildExit) -> bool {
@@ -27,7 +59,7 @@ pub(crate) fn restart_set(strategy: Strategy, len: usize, failed: usize) -> Rang
 
 #[cfg(test)]
 mod tests {
-    use super::super::child::Exit;
+    use super::super::exit::Exit;
     use super::*;
 
     #[test]

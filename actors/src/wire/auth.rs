@@ -54,7 +54,7 @@ pub const FAILURE: &[u8] = b"#FAILURE#";
 /// Length of the random nonce in a challenge.
 pub const NONCE_LEN: usize = 40;
 /// Length of an HMAC-SHA256 digest.
-pub const DIGEST_LEN: usize = 32;
+pub(crate) const DIGEST_LEN: usize = 32;
 /// Largest frame accepted during the handshake; every handshake message is
 /// far smaller (51 bytes at most).
 pub const HANDSHAKE_MAX_FRAME: usize = 256;

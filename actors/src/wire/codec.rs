@@ -21,7 +21,7 @@
 //!
 //! bincode charges values by their in-memory size, not by the bytes they
 //! took on the wire: a `u128` of value 0 is one byte on the wire but is
-//! charged 16. No value is charged more than [`CLAIM_FACTOR`] (16) times the
+//! charged 16. No value is charged more than `CLAIM_FACTOR` (16) times the
 //! bytes it occupies, so the budget is `16 × input length`, rounded up to the
 //! next power of four (and at least 1 KiB) because bincode takes the limit as
 //! a compile-time constant and [`decode`] picks one from a fixed ladder. As a
@@ -44,7 +44,7 @@ use super::WireError;
 
 /// The most bytes of budget bincode charges for one byte of input
 /// (a 16-byte `u128` encoded as a single varint byte).
-pub const CLAIM_FACTOR: usize = 16;
+pub(crate) const CLAIM_FACTOR: usize = 16;
 
 /// The one bincode configuration of procvisor: little-endian, variable-length
 /// integers, no limit (the decode budget is added by [`decode`]).

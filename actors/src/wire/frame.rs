@@ -22,7 +22,7 @@
 //! * [`FrameBatch`] collects many frames in one buffer, to send them with a
 //!   single write.
 //!
-//! Every length is checked against [`FrameLimits::max_frame`] *before*
+//! Every length is checked against the [`FrameLimits`]' `max_frame` *before*
 //! anything is allocated for the payload. Reads and writes interrupted by a
 //! signal (`EINTR`) are retried.
 
@@ -55,7 +55,7 @@ pub struct FrameLimits {
     /// Largest payload, in bytes, that is accepted on read or allowed on
     /// write. Values above `u32::MAX` act as `u32::MAX` (the header cannot
     /// express more).
-    pub max_frame: usize,
+    pub(crate) max_frame: usize,
 }
 
 impl Default for FrameLimits {
@@ -435,11 +435,6 @@ impl<R: Read> FrameReader<R> {
         }
     }
 
-    /// The limits in force.
-    pub fn limits(&self) -> &FrameLimits {
-        &self.limits
-    }
-
     /// Reads the next whole frame into a new vector.
     ///
     /// If [`next_frame_len`](Self::next_frame_len) or
@@ -622,19 +617,6 @@ impl<R: Read> FrameReader<R> {
     /// The wrapped stream.
     pub fn get_ref(&self) -> &R {
         &self.inner
-    }
-
-    /// The wrapped stream, mutably. Reading from it directly skips the bytes
-    /// already buffered here and breaks the frame sequence; writing to it
-    /// (for a duplex stream) is fine.
-    pub fn get_mut(&mut self) -> &mut R {
-        &mut self.inner
-    }
-
-    /// Unwraps the stream. Buffered bytes ([`buffered_len`](Self::buffered_len))
-    /// are lost.
-    pub fn into_inner(self) -> R {
-        self.inner
     }
 
     /// The payload length in a fully buffered header, if any.
