@@ -35,8 +35,8 @@
 //! a spawned child does: see `child_main::rehearse`), off the path of the start that uses it.
 //! With [`INHERIT_CODE_ENV`]`=1` the fork server instead has its children inherit that code
 //! mapped ([`sys::inherit_code`], an opt-in: it relies on kernel internals and on a write
-//! through `/proc/self/mem` that security policy may forbid, and gains little once a child
-//! does real work).
+//! through `/proc/self/mem` that security policy may forbid, and measured no faster;
+//! `docs/decisions/fork-code-inheritance.md`).
 //!
 //! The fork server dies with the parent (`PR_SET_PDEATHSIG`, and EOF on its control socket);
 //! spares and children die with the parent like spawned children. A fork server killed from

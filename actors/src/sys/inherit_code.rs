@@ -1,25 +1,29 @@
-//! Code inheritance for a fork server (opt-in): letting its fork children inherit the page
-//! table entries of the code they will run.
+//! Code inheritance for a fork server, **an opt-in** (`PROCVISOR_FORK_INHERIT_CODE=1`, read
+//! by procvisor's fork server): its fork children inherit the page table entries of the code
+//! they will run, instead of faulting that code in themselves.
 //!
-//! `fork` copies the page table entries of a mapping only if the mapping has anonymous pages
-//! (an `anon_vma`); for a clean file mapping such as a program's code it copies none, and the
-//! child takes a page fault for each part of the code it runs, though the parent had it all
-//! mapped. For a fork server whose children all run the same short path, those faults are a
-//! large part of a no-op child's start (a few percent of a child that works ~1 ms).
+//! `fork` copies the page table entries of a private mapping only if the mapping has an
+//! `anon_vma` (it has, or had, an anonymous page); for a clean file mapping such as a program's
+//! code it copies none, and the child takes a page fault for each part of the code it runs,
+//! though its parent had it all mapped. [`inherit_code`], the one entry point, makes the kernel
+//! copy them:
 //!
-//! [`inherit_code`], the one entry point, makes the kernel copy them: it drops every page table
-//! entry of the clean read-only file mappings (`MADV_DONTNEED`), runs the caller's rehearsal of
-//! its children's path (which shows which files they use), and writes, through
-//! `/proc/self/mem`, one byte of each of those files' mappings back onto itself: the kernel
-//! makes that page an anonymous copy (the same bytes; the code is never writable), which gives
-//! the mapping an `anon_vma`, and from then on every fork copies its entries. It drops all the
-//! entries once more and rehearses again: what is mapped then is what the children need and
-//! little more (each entry costs every fork a copy and every child's exit a tear-down).
+//! 1. it drops the page table entries of every clean, read-only, private file mapping
+//!    (`MADV_DONTNEED`: the next touch reads the file's page again);
+//! 2. it runs the caller's rehearsal of its children's path, which maps what that path runs;
+//! 3. for each file the rehearsal touched, it writes one byte of each of its clean mappings
+//!    back onto itself through `/proc/self/mem`: the kernel makes that page a private copy (the
+//!    same bytes; the mapping stays read-only), which gives the mapping an `anon_vma`;
+//! 4. it drops all the entries again and rehearses once more: what is mapped now is what the
+//!    children need and little more, and every later `fork` copies it.
 //!
-//! This depends on kernel internals (when `fork` copies entries) and on security policy (a
-//! write through `/proc/self/mem` to a mapping that is not writable, which
-//! `proc_mem.force_override=never` forbids): it is an optimisation that must be asked for, and
-//! when it fails the caller's children simply map their code themselves.
+//! Why it is not the default: it depends on kernel internals (when `fork` copies entries, that
+//! a `MADV_DONTNEED` keeps a mapping's `anon_vma`) and on security policy (a write through
+//! `/proc/self/mem` to a mapping that is not writable, which `proc_mem.force_override=never`
+//! forbids), and it measured no faster: a no-op fork child took 24 page faults before its target
+//! instead of 74, yet paired runs showed no gain in starts per second, with or without ~1 ms of
+//! work per child (procvisor's `docs/decisions/fork-code-inheritance.md`). When it fails, the
+//! fork server's children simply map their code themselves, as without it.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
@@ -34,11 +38,12 @@ struct Mapping {
 }
 
 /// Has every later `fork` of this process copy the page table entries of the code and
-/// read-only data that `rehearse` runs (called twice: see the [module docs](self)). Returns how
-/// many mappings children inherit.
+/// read-only data that `rehearse` maps (`rehearse` runs twice: see the [module docs](self)).
+/// Returns how many mappings children inherit.
 ///
-/// On failure (`/proc/self/mem` cannot be written, …) nothing is inherited, or only part of
-/// it: forks then behave as before, and children fault in their code themselves.
+/// On failure (`/proc/self/mem` cannot be opened for writing, or the write is refused, …)
+/// nothing is inherited, or only part of it: forks then behave as before, and children fault
+/// in their code themselves. Either way this process itself only faults its pages back in.
 ///
 /// # Safety
 /// No other thread may run: the pages of the code being executed are unmapped for a moment
@@ -53,15 +58,16 @@ pub unsafe fn inherit_code(rehearse: impl FnMut()) -> io::Result<usize> {
     unsafe { inherit_code_through(&mem, rehearse) }
 }
 
-/// [`inherit_code`] writing through `mem`, an open `/proc/self/mem`: a test opens it read-only
-/// to see the failure the system's policy would cause.
+/// [`inherit_code`] writing through `mem`, an open `/proc/self/mem`. Not an entry point: it is
+/// public only for the test of the fallback, which opens `mem` read-only to see the failure a
+/// policy forbidding the write causes.
 ///
 /// # Safety
 /// As [`inherit_code`].
 #[doc(hidden)]
 pub unsafe fn inherit_code_through(mem: &File, mut rehearse: impl FnMut()) -> io::Result<usize> {
     let mappings = clean_read_only_mappings()?;
-    // Opened before the pages are dropped: finding which pages came back maps no more code
+    // Opened before the entries are dropped: finding which pages came back maps no more code
     // than a `pread`.
     let pagemap = File::open("/proc/self/pagemap")?;
     // SAFETY: sysconf has no preconditions.
@@ -69,7 +75,9 @@ pub unsafe fn inherit_code_through(mem: &File, mut rehearse: impl FnMut()) -> io
         size if size > 0 => size as usize,
         _ => return Err(io::Error::other("the page size is unknown")),
     };
-    // SAFETY: as the caller promises.
+    // SAFETY: as the caller promises; the mappings hold only the file's bytes (they have no
+    // anonymous page, resident or swapped, and nothing has written to them since: they are
+    // read-only and no other thread runs).
     unsafe { drop_entries(&mappings) }?;
     rehearse();
     // A file with a mapping touched has all its clean mappings inherited: what its code reads
@@ -90,57 +98,55 @@ pub unsafe fn inherit_code_through(mem: &File, mut rehearse: impl FnMut()) -> io
         mem.write_all_at(&byte, m.start as u64)?;
     }
     // What the first run and the writing mapped is not inherited: only what the second maps.
-    // SAFETY: as the caller promises; the mappings hold no private page but the same-byte
-    // copies just made.
+    // SAFETY: as the caller promises; the mappings hold only the file's bytes and the
+    // same-byte copies just made.
     unsafe { drop_entries(&mappings) }?;
     rehearse();
     Ok(inherited.len())
 }
 
 /// Whether this process's page table maps any page of `m` (bit 63 of its
-/// `/proc/self/pagemap` entry).
+/// `/proc/self/pagemap` entry, one `u64` per page).
 fn any_page_mapped(pagemap: &File, page_size: usize, m: &Mapping) -> io::Result<bool> {
     const PRESENT: u64 = 1 << 63;
-    let mut entries = [0u64; 512];
+    let mut entries = [0u8; 8 * 512];
     let mut page = m.start / page_size;
     let end = m.end / page_size;
     while page < end {
-        let count = (end - page).min(entries.len());
-        // SAFETY: a u64 array is plain bytes of the same size.
-        let bytes =
-            unsafe { std::slice::from_raw_parts_mut(entries.as_mut_ptr().cast::<u8>(), count * 8) };
+        let bytes = &mut entries[..8 * (end - page).min(512)];
         pagemap.read_exact_at(bytes, page as u64 * 8)?;
-        if entries[..count].iter().any(|entry| entry & PRESENT != 0) {
+        let present = bytes.chunks_exact(8).any(|entry| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(entry);
+            u64::from_ne_bytes(word) & PRESENT != 0
+        });
+        if present {
             return Ok(true);
         }
-        page += count;
+        page += bytes.len() / 8;
     }
     Ok(false)
 }
 
-/// `madvise(start, len, advice)`.
+/// Drops every page table entry of `mappings` (`MADV_DONTNEED`).
 ///
 /// # Safety
-/// As `madvise` itself: the advice must not break what the range's users rely on.
-unsafe fn advise(start: usize, len: usize, advice: libc::c_int) -> io::Result<()> {
-    // SAFETY: as the caller promises.
-    match unsafe { libc::madvise(start as *mut libc::c_void, len, advice) } {
-        0 => Ok(()),
-        _ => Err(io::Error::last_os_error()),
-    }
-}
-
-/// Drops every page table entry of `mappings`.
-///
-/// # Safety
-/// As [`inherit_code`]; the mappings hold no private page but the same-byte copies made by
-/// [`inherit_code_through`].
+/// As [`inherit_code`]; and every page of the mappings must hold the file's bytes (their own
+/// or a same-byte copy), so that dropping it only makes the next touch read the file again.
 unsafe fn drop_entries(mappings: &[Mapping]) -> io::Result<()> {
     for m in mappings {
         // SAFETY: the range is one whole private file mapping whose pages all hold the file's
-        // bytes; dropping its entries only makes the next touch read the file again. The
-        // caller guarantees no other thread runs.
-        unsafe { advise(m.start, m.end - m.start, libc::MADV_DONTNEED) }?;
+        // bytes, as the caller promises; no other thread runs to see them missing.
+        let rc = unsafe {
+            libc::madvise(
+                m.start as *mut libc::c_void,
+                m.end - m.start,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }
