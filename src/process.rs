@@ -154,6 +154,7 @@
 
 pub(crate) mod child_main;
 pub(crate) mod current;
+mod exec;
 mod forkserver;
 mod parent_link;
 mod popen;
@@ -182,8 +183,8 @@ use crate::error::{Error, JoinError, SignalError, StartError};
 use crate::runtime;
 
 pub(crate) use child_main::run as run_child;
+pub(crate) use exec::bootstrap_link;
 pub(crate) use forkserver::{control_fd_from_env as fork_server_fd, serve as serve_forks};
-pub(crate) use popen::bootstrap_link;
 
 /// A process to be started: its target and arguments, and its settings (name, daemon flag,
 /// authkey, start method). [`start`](Process::start) starts it and returns the [`Child`]

@@ -53,6 +53,7 @@ use procvisor_actors::bootstrap::{
     self, Bootstrap, FORK_SERVER_FD_ENV, ForkServerMsg, ToForkServer,
 };
 use procvisor_actors::child::ChildRecord;
+use procvisor_actors::sync_util::lock;
 use procvisor_actors::{fdpass, spawner, sys};
 
 use super::prestart::Blank;
@@ -311,7 +312,7 @@ impl Client {
     /// while a start holds it, and is dropped (its fork server reaped) after the last.
     fn forget(&self) {
         self.gone.store(true, Ordering::Release);
-        let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = lock(&CLIENT);
         if slot.as_ref().is_some_and(|c| std::ptr::eq(&**c, self)) {
             *slot = None;
         }
@@ -358,7 +359,7 @@ impl Client {
 }
 
 fn client() -> Result<Arc<Client>> {
-    let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut slot = lock(&CLIENT);
     if let Some(client) = slot.as_ref() {
         return Ok(client.clone());
     }
@@ -366,7 +367,7 @@ fn client() -> Result<Arc<Client>> {
         .map_err(|e| Error::io("cannot create the fork server socket", e))?;
     let parent_pid = std::process::id() as i32;
     let (server_pid, server) =
-        spawner::run(move || super::popen::exec_self(theirs, FORK_SERVER_FD_ENV, parent_pid))
+        spawner::run(move || super::exec::exec_self(theirs, FORK_SERVER_FD_ENV, parent_pid))
             .map_err(|source| Error::Spawn {
                 name: "the fork server".into(),
                 source,
@@ -387,11 +388,7 @@ fn client() -> Result<Arc<Client>> {
     Ok(client)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Takes the fork server's control fd out of the environment, if this process is one.
 pub(crate) fn control_fd_from_env() -> Option<OwnedFd> {
-    super::popen::take_inherited_fd(FORK_SERVER_FD_ENV)
+    super::exec::take_inherited_fd(FORK_SERVER_FD_ENV)
 }
