@@ -175,6 +175,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use current::{stop_requested, wait_for_stop};
+#[doc(hidden)]
+pub use forkserver::__fork_server_pid;
 pub use procvisor_actors::sys::ExitStatus;
 pub use target::{Run, Target, TargetOutput};
 

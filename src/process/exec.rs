@@ -2,6 +2,13 @@
 //! server are started ([`exec_self`]) and how they take that descriptor back
 //! ([`take_inherited_fd`]). The lowest layer of the start paths: `popen`, `prestart` and
 //! `forkserver` use it, and it uses none of them.
+//!
+//! A new process keeps no descriptor of its parent's but the ones procvisor hands it on
+//! purpose (as CPython's children, started with `close_fds`): a descriptor the parent opened
+//! without close-on-exec survives an `exec` and a `fork`, so a re-executed child closes what it
+//! inherited besides its link as it takes the link ([`take_inherited_fd`]), and a fork child
+//! closes everything but its link right after the fork ([`close_fds_after_fork`]). The fork
+//! server, a re-executed child itself, so holds nothing of its parent's that it could hand on.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -68,6 +75,7 @@ pub(crate) fn take_inherited_fd(env: &str) -> Option<OwnedFd> {
     // freshly started process owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let _ = fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    close_fds_except(fd.as_raw_fd(), Closing::Inherited);
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     if nix::unistd::getppid().as_raw() != parent_pid {
         eprintln!(
@@ -82,4 +90,54 @@ pub(crate) fn take_inherited_fd(env: &str) -> Option<OwnedFd> {
 /// The bootstrap link of a spawned child, if this process is one.
 pub(crate) fn bootstrap_link() -> Option<OwnedFd> {
     take_inherited_fd(BOOTSTRAP_FD_ENV)
+}
+
+/// Closes every descriptor of a child just forked (by the fork server) from 3 up but `keep`,
+/// its link: what the fork server has open is not the child's.
+pub(crate) fn close_fds_after_fork(keep: RawFd) {
+    // SAFETY: close_range takes plain integers and only closes descriptors; `keep` stays. The
+    // two ranges are empty when `keep` is at their edge (3, or the last number).
+    let closed = unsafe {
+        let below = libc::syscall(libc::SYS_close_range, 3u32, keep.max(3) as u32 - 1, 0u32);
+        let above = libc::syscall(libc::SYS_close_range, keep as u32 + 1, u32::MAX, 0u32);
+        below == 0 && above == 0
+    };
+    if !closed {
+        // A kernel without close_range (before 5.9): one by one.
+        close_fds_except(keep, Closing::All);
+    }
+}
+
+/// Which descriptors [`close_fds_except`] closes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// Every one.
+    All,
+    /// Those without close-on-exec. Run right after an `exec`, these are the ones the process
+    /// inherited (the `exec` closed the others; what the program opened since, std opens with
+    /// close-on-exec) — and any a constructor that ran before `init()` opened without it.
+    Inherited,
+}
+
+/// Closes the descriptors from 3 up, but `keep`, that `which` names, as `/proc/self/fd` lists
+/// them (where `/proc` cannot be read, which `exec_self` needs too, it closes nothing).
+fn close_fds_except(keep: RawFd, which: Closing) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    // Listed first, closed after: the listing's own descriptor (close-on-exec) is in it.
+    let fds: Vec<RawFd> = dir
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2 && fd != keep)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_GETFD only reads the descriptor's flags (-1 if it is gone: the listing's).
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags == -1 || (which == Closing::Inherited && flags & libc::FD_CLOEXEC != 0) {
+            continue;
+        }
+        // SAFETY: a descriptor nothing in this process owns: inherited through the exec or the
+        // fork, and taken by nothing since (this runs before the program's own code).
+        unsafe { libc::close(fd) };
+    }
 }

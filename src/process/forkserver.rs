@@ -44,7 +44,7 @@
 //! used: its death never fails a start.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -172,14 +172,13 @@ impl Server {
         }
     }
 
-    /// What a child forked by the fork server runs right after the fork: it lets go of the
-    /// control socket, takes the program's name, and dies with its parent (the process that
+    /// What a child forked by the fork server runs right after the fork: it closes every
+    /// descriptor but its link (the control socket among them), takes the program's name, and dies with its parent (the process that
     /// asked for it) — then becomes the process its bootstrap on `link` describes, having
     /// mapped its path first if it did not inherit it.
     fn become_child(&self, link: RawFd) -> ! {
-        // SAFETY: we are the only owner of this fd in the child; closing it keeps the control
-        // socket from living on in it.
-        unsafe { libc::close(self.control.as_raw_fd()) };
+        // The control socket, and anything else of the fork server's, must not live on in it.
+        super::exec::close_fds_after_fork(link);
         if let Some(name) = &self.child_name {
             let _ = nix::sys::prctl::set_name(name);
         }
@@ -204,6 +203,8 @@ fn send_msg(sock: BorrowedFd<'_>, msg: &ForkServerMsg) -> bool {
 /// The parent's end of one fork server: its control socket, its pidfd, and the spares.
 struct Client {
     control: OwnedFd,
+    /// The fork server's pid (for [`__fork_server_pid`]).
+    server_pid: i32,
     /// The fork server's pidfd: it is our child, reaped when this client is dropped.
     server: Option<OwnedFd>,
     /// Held by the start taking a spare, also while it waits for one.
@@ -375,6 +376,7 @@ fn client() -> Result<Arc<Client>> {
     tracing::debug!(target: "procvisor", "fork server started with pid {server_pid}");
     let client = Arc::new(Client {
         control: ours,
+        server_pid,
         server: Some(server),
         spares: Mutex::new(Spares::default()),
         gone: AtomicBool::new(false),
@@ -386,6 +388,16 @@ fn client() -> Result<Arc<Client>> {
     }
     *slot = Some(client.clone());
     Ok(client)
+}
+
+/// Test seam, not part of the API: the pid of the fork server that this process's next fork
+/// start would use, if one is running (it is started by the first fork start; `None` before,
+/// and after it was found gone until the next start replaces it).
+#[doc(hidden)]
+pub fn __fork_server_pid() -> Option<u32> {
+    lock(&CLIENT)
+        .as_ref()
+        .map(|client| client.server_pid as u32)
 }
 
 /// Takes the fork server's control fd out of the environment, if this process is one.
