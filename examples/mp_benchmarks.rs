@@ -86,7 +86,11 @@ type TestResult = Result<Row, Box<dyn Error>>;
 /// A test: its name and the function that runs it with `delta` and reports its row.
 type Test = (&'static str, fn(f64) -> TestResult);
 
-/// The tests, in the order of `py_mp_benchmarks.py`.
+/// The tests, in the order of `py_mp_benchmarks.py`, with procvisor's own rows (no CPython
+/// figure to compare with) among them: `process_start_join_fork_work` (children that do ~1 ms
+/// of work, see [`work`]), `pool_apply_roundtrip_fork` and `pool_map_work_fork` (a pool of fork
+/// workers, the second running a stream of ~1 ms tasks): what the fork start path is worth to
+/// children that do something.
 const TESTS: &[Test] = &[
     ("queue", queue),
     ("pipe", pipe),
@@ -101,9 +105,12 @@ const TESTS: &[Test] = &[
     ("condition", condition),
     ("process_start_join", process_start_join),
     ("process_start_join_fork", process_start_join_fork),
+    ("process_start_join_fork_work", process_start_join_fork_work),
     ("supervisor_restart", supervisor_restart),
     ("pool_map_square", pool_map_square),
     ("pool_apply_roundtrip", pool_apply_roundtrip),
+    ("pool_apply_roundtrip_fork", pool_apply_roundtrip_fork),
+    ("pool_map_work_fork", pool_map_work_fork),
 ];
 
 /// The Python file's loop: `iterations` starts at 1 and doubles until a round lasts at least
@@ -401,6 +408,32 @@ fn start_join_round(method: StartMethod, iterations: u64) -> Result<Duration, Bo
     Ok(t.elapsed())
 }
 
+/// Real work of about a millisecond of CPU here: fills a 64 KiB heap buffer (16 fresh pages)
+/// and hashes it `WORK_PASSES` times (a multiply-xor chain, so nothing can be skipped).
+/// Returns the hash (which the callers pass through `black_box`).
+fn work(seed: u64) -> u64 {
+    let mut buf = vec![0u64; 64 * 1024 / 8];
+    for (i, w) in buf.iter_mut().enumerate() {
+        *w = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for _ in 0..WORK_PASSES {
+        for &w in &buf {
+            h = (h ^ w).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    std::hint::black_box(h)
+}
+
+/// Passes of [`work`] over its buffer: ~1 ms on the 2 vCPU VM the figures in `docs/perf.md`
+/// come from.
+const WORK_PASSES: u32 = 80;
+
+/// A child that does [`work`] and exits.
+fn work_child(seed: u64) {
+    std::hint::black_box(work(seed));
+}
+
 /// `test_spawn` of the Python file with procvisor's default start method, spawn.
 fn process_start_join(delta: f64) -> TestResult {
     let (n, elapsed) = doubling(delta, |i| start_join_round(StartMethod::Spawn, i))?;
@@ -412,6 +445,22 @@ fn process_start_join(delta: f64) -> TestResult {
 fn process_start_join_fork(delta: f64) -> TestResult {
     let (n, elapsed) = doubling(delta, |i| start_join_round(StartMethod::Fork, i))?;
     Ok(Row::new("process_start_join_fork", n, elapsed))
+}
+
+/// `process_start_join_fork` with children that each do ~1 ms of work ([`work`]) before they
+/// exit: what the start path is worth to a child that does something.
+fn process_start_join_fork_work(delta: f64) -> TestResult {
+    let (n, elapsed) = doubling(delta, |iterations| {
+        let t = Instant::now();
+        for i in 0..iterations {
+            let p = Process::new(work_child, (i,))
+                .start_method(StartMethod::Fork)
+                .start()?;
+            p.join()?;
+        }
+        Ok(t.elapsed())
+    })?;
+    Ok(Row::new("process_start_join_fork_work", n, elapsed))
 }
 
 // ---- supervision ----------------------------------------------------------------------------
@@ -477,6 +526,46 @@ fn pool_apply_roundtrip(delta: f64) -> TestResult {
         Ok(t.elapsed())
     })?;
     Ok(Row::new("pool_apply_roundtrip", iterations, elapsed))
+}
+
+/// [`bench_pool`] with workers forked from the fork server.
+fn bench_pool_fork() -> Result<Pool, Box<dyn Error>> {
+    let pool = Pool::builder()
+        .processes(2)
+        .start_method(StartMethod::Fork)
+        .build()?;
+    pool.map(square, 0..100)?;
+    Ok(pool)
+}
+
+/// `pool_apply_roundtrip` on a pool of fork workers.
+fn pool_apply_roundtrip_fork(delta: f64) -> TestResult {
+    let pool = bench_pool_fork()?;
+    let (iterations, elapsed) = doubling(delta, |iterations| {
+        let t = Instant::now();
+        for i in 0..iterations {
+            pool.apply(square, (i,))?;
+        }
+        Ok(t.elapsed())
+    })?;
+    Ok(Row::new("pool_apply_roundtrip_fork", iterations, elapsed))
+}
+
+/// A stream of ~1 ms tasks ([`work`]) on a pool of two fork workers: `map` with one task per
+/// chunk, `iterations` items doubling until a round lasts `delta`; items per second.
+fn pool_map_work_fork(delta: f64) -> TestResult {
+    let pool = bench_pool_fork()?;
+    let (iterations, elapsed) = doubling(delta, |iterations| {
+        let t = Instant::now();
+        let r = pool.map_task(work, 0..iterations).chunksize(1).run()?;
+        if r.len() as u64 != iterations {
+            return Err("pool.map returned a wrong number of results".into());
+        }
+        Ok(t.elapsed())
+    })?;
+    let mut row = Row::new("pool_map_work_fork", iterations, elapsed);
+    row.unit = "items";
+    Ok(row)
 }
 
 // ---- command line -------------------------------------------------------------------------

@@ -38,6 +38,26 @@ pub enum StartMethod {
     #[default]
     Spawn,
     /// Fork from a single-threaded fork server started on first use.
+    ///
+    /// # Code inheritance (opt-in)
+    ///
+    /// `fork` copies no page table entry of a clean file mapping, so a fork child maps the
+    /// program's code it runs itself; a spare does most of that while it waits for its start,
+    /// off the path of the start that uses it. With the environment variable
+    /// `PROCVISOR_FORK_INHERIT_CODE=1` (read once, by the fork server as it starts: set it
+    /// before the first fork start) the fork server instead has its children inherit that code
+    /// mapped: it drops its own page table entries of the program's code, runs a child's path,
+    /// and writes one byte of each code mapping that path touched back onto itself through
+    /// `/proc/self/mem`, which gives the mapping an `anon_vma`, after which `fork` copies its
+    /// entries.
+    ///
+    /// It is an opt-in because it depends on kernel internals (that `fork` copies the entries
+    /// of a mapping with an `anon_vma`, and that dropping its pages keeps it) and on security
+    /// policy (writing through `/proc/self/mem` to a read-only mapping, which
+    /// `proc_mem.force_override=never` forbids; the fork server then silently goes without),
+    /// and because it measured no faster: fewer page faults per child, no more starts per
+    /// second, with or without real work in the child (`docs/perf.md`, "Fork start", and
+    /// `docs/decisions/fork-code-inheritance.md`).
     Fork,
 }
 

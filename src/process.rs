@@ -154,7 +154,7 @@
 
 pub(crate) mod child_main;
 pub(crate) mod current;
-mod dress_rehearsal;
+mod exec;
 mod forkserver;
 mod parent_link;
 mod popen;
@@ -175,6 +175,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use current::{stop_requested, wait_for_stop};
+#[doc(hidden)]
+pub use forkserver::__fork_server_pid;
 pub use procvisor_actors::sys::ExitStatus;
 use target::EntryFn;
 pub use target::{Run, Target, TargetOutput};
@@ -185,8 +187,8 @@ use crate::error::{Error, JoinError, SignalError, StartError};
 use crate::runtime;
 
 pub(crate) use child_main::run as run_child;
+pub(crate) use exec::bootstrap_link;
 pub(crate) use forkserver::{control_fd_from_env as fork_server_fd, serve as serve_forks};
-pub(crate) use popen::bootstrap_link;
 
 /// A process to be started: its target and arguments, and its settings (name, daemon flag,
 /// authkey, start method). [`start`](Process::start) starts it and returns the [`Child`]

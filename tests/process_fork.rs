@@ -1,10 +1,11 @@
 //! What is specific to `StartMethod::Fork` and its fork server: children that are ours (for
-//! the OS too: `CLONE_PARENT`) yet forked from one single-threaded fork server, the fork
-//! server's dress rehearsal, its name, a fork child's C library state, and fork as a whole
-//! program's default. How fork children behave otherwise (exit codes, signals, names, parent,
-//! authkey, graceful stop, bootstrap failures, exit semantics, dying with their parent) is
-//! tested with spawned ones, every process test running under both methods
-//! (`per_start_method!`); the fork server's spares and its death are in `process_prestart`.
+//! the OS too: `CLONE_PARENT`) yet forked from one single-threaded fork server that has no
+//! child of its own, its name, code inheritance as an opt-in, a fork child's C library state,
+//! and fork as a whole program's default. How fork children behave otherwise (exit codes,
+//! signals, names, parent, authkey, graceful stop, bootstrap failures, exit semantics, dying
+//! with their parent) is tested with spawned ones, every process test running under both
+//! methods (`per_start_method!`); the fork server's spares and its death are in
+//! `process_prestart`.
 
 procvisor::test_init!();
 
@@ -109,11 +110,10 @@ fn fork_children_are_ours_and_forked_from_one_fork_server() {
     );
 }
 
-/// The fork server forks one child of its own before it serves (its dress rehearsal, which
-/// runs a whole child's life to learn the pages it needs): reaped before the first answer, so
-/// the fork server has no child — not even a zombie — once a fork start has returned.
+/// The fork server forks nothing of its own (every child is the parent's, `CLONE_PARENT`): it
+/// has no child, not even a zombie, once a fork start has returned.
 #[test]
-fn the_fork_servers_dress_rehearsal_leaves_no_child_behind() {
+fn the_fork_server_has_no_child_of_its_own() {
     assert_eq!(run(fork(Process::new(exit_with, (4,)))).1, Some(4));
     let server = common::fork_server_of(ours()).expect("no fork server among our children");
     let children = std::fs::read_to_string(format!("/proc/{server}/task/{server}/children"))
@@ -122,6 +122,67 @@ fn the_fork_servers_dress_rehearsal_leaves_no_child_behind() {
         children.trim(),
         "",
         "the fork server has children of its own"
+    );
+}
+
+/// The switch of code inheritance, read by the fork server as it starts.
+const INHERIT_CODE_ENV: &str = "PROCVISOR_FORK_INHERIT_CODE";
+
+/// Child: sends the page faults it has taken so far (its counts start at zero at the fork).
+fn report_faults(conn: procvisor::Sender) -> procvisor::Result<()> {
+    // SAFETY: getrusage writes one rusage struct, which `usage` is.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF is always valid.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    Ok(conn.send(&(usage.ru_minflt as u64))?)
+}
+
+#[test]
+#[ignore = "driver for code_inheritance_is_an_opt_in"]
+fn driver_fork_faults() {
+    if !in_driver() {
+        return;
+    }
+    let on = common::driver_param().as_deref() == Some("on");
+    // SAFETY: this driver runs one test, and nothing of procvisor has started yet: no other
+    // thread reads the environment.
+    unsafe {
+        if on {
+            std::env::set_var(INHERIT_CODE_ENV, "1");
+        } else {
+            std::env::remove_var(INHERIT_CODE_ENV);
+        }
+    }
+    let mut faults = Vec::new();
+    for _ in 0..3 {
+        let (rx, tx) = procvisor::pipe_oneway().unwrap();
+        let p = fork(Process::new(report_faults, (tx,))).start().unwrap();
+        faults.push(common::recv::<u64>(&rx));
+        common::join_ok(&p);
+    }
+    say(format!("FAULTS {}", faults.iter().min().unwrap()));
+}
+
+/// Code inheritance is off unless `PROCVISOR_FORK_INHERIT_CODE=1` asks for it (whatever this
+/// test process was started with: each driver sets it for itself); with it, a fork child has
+/// its path's code mapped without faulting it in, so it reaches its target with fewer page
+/// faults than a child that mapped (rehearsed) that code itself.
+#[test]
+fn code_inheritance_is_an_opt_in() {
+    let faults = |param| {
+        let out = common::run_driver_with("driver_fork_faults", Some(param));
+        let all = common::describe(&out);
+        assert!(out.status.success(), "{all}");
+        let faults: u64 = line_with(&common::stdout_of(&out), "FAULTS ")
+            .parse()
+            .unwrap();
+        faults
+    };
+    let (off, on) = (faults("off"), faults("on"));
+    eprintln!("page faults before the target: {off} without code inheritance, {on} with it");
+    assert!(
+        on < off,
+        "with code inheritance a child takes fewer faults: {on} with it, {off} without"
     );
 }
 

@@ -16,9 +16,9 @@
 //! futexes, robust locks).
 //!
 //! Items are `pub` only where procvisor uses them; everything else is `pub(crate)`. The
-//! `unsafe` functions ([`sys::SiblingFork::fork`], the code inheritance of
-//! [`sys::drop_code_pages`]) are for procvisor's fork server and state their contracts under
-//! `# Safety`.
+//! `unsafe` functions ([`sys::SiblingFork::fork`], the opt-in code inheritance of
+//! [`sys::inherit_code::inherit_code`]) are for procvisor's fork server and state their
+//! contracts under `# Safety`.
 
 #![warn(missing_docs)]
 

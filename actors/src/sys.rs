@@ -10,8 +10,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use serde::{Deserialize, Serialize};
 
-mod inherit_code;
-pub use inherit_code::{CodeMappings, InheritedCode, drop_code_pages};
+pub mod inherit_code;
 
 /// How a process ended, as `waitid` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

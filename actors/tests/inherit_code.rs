@@ -1,8 +1,8 @@
-//! `sys::drop_code_pages`, `CodeMappings::inherit_touched` and `InheritedCode::rejoin`: a
-//! child forked afterwards has the read-only file pages its parent touched mapped without
-//! touching them, where a child forked before does not; between the last two steps a touch
-//! (or `map_pages`) maps exactly the page touched, `mapped_pages` lists what is mapped, and
-//! `rejoin` leaves as many mappings as there were.
+//! `sys::inherit_code`: a child forked afterwards has the read-only file pages the rehearsal
+//! touched mapped without touching them, where a child forked before does not; what only the
+//! first of its two runs of the rehearsal touched is not kept; and when `/proc/self/mem` cannot
+//! be written (here: opened read-only, as a policy forbidding the write would leave it) it
+//! fails and leaves `fork` as it was.
 //!
 //! A test of its own without the test harness (`harness = false`): forking is only safe in a
 //! process with one thread, and the harness runs tests on threads.
@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use procvisor_actors::sys;
+use procvisor_actors::sys::inherit_code::{inherit_code, inherit_code_through};
 
 /// Read-only data well away from any code and other data: the 64 KiB around its middle page
 /// (what one fault maps at most) hold nothing else, so only touching the array maps that page.
@@ -29,8 +29,17 @@ static MARKER: [u8; 512 * 1024] = {
 static RELOCATED: [&str; 2] = ["relocated", "data"];
 
 fn marker_page() -> usize {
-    let middle = &MARKER[MARKER.len() / 2] as *const u8 as usize;
-    middle & !(page_size() - 1)
+    page_of(&MARKER[MARKER.len() / 2])
+}
+
+/// A page of the marker 128 KiB before [`marker_page`]: a fault on either maps nothing of the
+/// other (fault-around maps at most the aligned 64 KiB around the page touched).
+fn other_marker_page() -> usize {
+    page_of(&MARKER[MARKER.len() / 4])
+}
+
+fn page_of(byte: &u8) -> usize {
+    byte as *const u8 as usize & !(page_size() - 1)
 }
 
 fn page_size() -> usize {
@@ -71,69 +80,56 @@ fn child_finds_marker_mapped() -> bool {
     }
 }
 
-/// How many mappings this process has (lines of `/proc/self/maps`).
-fn mapping_count() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .expect("read maps")
-        .lines()
-        .count()
+fn touch_marker() {
+    touch(&MARKER[MARKER.len() / 2]);
 }
 
-fn touch_marker() {
+fn touch_other_marker() {
+    touch(&MARKER[MARKER.len() / 4]);
+}
+
+fn touch(byte: &u8) {
     // SAFETY: reads one byte of a static through a valid reference (volatile, so that the
     // read happens).
-    let byte = unsafe { std::ptr::read_volatile(&MARKER[MARKER.len() / 2]) };
+    let byte = unsafe { std::ptr::read_volatile(byte) };
     assert_ne!(byte, 0);
 }
 
 fn main() {
+    // The fallback: the write through /proc/self/mem fails, nothing is inherited.
+    let read_only = File::open("/proc/self/mem").expect("open /proc/self/mem");
     // SAFETY: no other thread runs (no test harness).
-    let code = unsafe { sys::drop_code_pages() }.expect("drop_code_pages");
+    let failed = unsafe { inherit_code_through(&read_only, touch_marker) };
+    assert!(
+        failed.is_err(),
+        "inherit_code cannot succeed without writing: {failed:?}"
+    );
     touch_marker();
     assert!(mapped(marker_page()), "the parent maps the page it touched");
     assert!(
         !child_finds_marker_mapped(),
-        "before inherit_touched, fork copies no entry of a clean file mapping"
+        "after a failed inherit_code, fork copies no entry of a clean file mapping"
     );
-    let mappings_before = mapping_count();
+
+    let mut runs = 0;
+    let rehearse = || {
+        touch_marker();
+        if runs == 0 {
+            touch_other_marker();
+        }
+        runs += 1;
+    };
     // SAFETY: no other thread runs.
-    let inherited = unsafe { code.inherit_touched() }.expect("inherit_touched");
-    assert!(
-        mapping_count() > mappings_before,
-        "inherit_touched splits the inherited mappings"
-    );
-    assert!(!mapped(marker_page()), "inherit_touched drops the entries");
-    touch_marker();
-    let page = marker_page();
-    assert!(mapped(page));
-    assert!(
-        !mapped(page - page_size()) && !mapped(page + page_size()),
-        "while split, a touch maps only the page touched (no fault-around)"
-    );
-    // What a dress rehearsal reports and the parent maps: whole pages of inherited mappings.
-    let neighbour = page + page_size();
-    let mapped_now = inherited.mapped_pages().expect("mapped_pages");
-    assert!(mapped_now.contains(&page) && !mapped_now.contains(&neighbour));
-    let outside = &page as *const usize as usize & !(page_size() - 1);
-    assert_eq!(
-        inherited.map_pages(&[neighbour, neighbour + 1, outside]),
-        1,
-        "map_pages reads whole pages of inherited mappings only"
-    );
-    assert!(mapped(neighbour) && !mapped(neighbour + page_size()));
-    let count = inherited.mappings();
+    let count = unsafe { inherit_code(rehearse) }.expect("inherit_code");
+    assert_eq!(runs, 2, "the rehearsal runs twice");
     assert!(count >= 1, "the test binary's read-only data is inherited");
-    // SAFETY: no other thread runs.
-    unsafe { inherited.rejoin() }.expect("rejoin");
-    assert_eq!(
-        mapping_count(),
-        mappings_before,
-        "rejoin merges the one-page mappings back"
-    );
-    assert!(mapped(page), "rejoin keeps what was mapped");
     assert!(
         child_finds_marker_mapped(),
-        "after inherit_touched, a child has the page its parent touched mapped"
+        "after inherit_code, a child has the page the rehearsal touched mapped"
+    );
+    assert!(
+        mapped(marker_page()) && !mapped(other_marker_page()),
+        "what only the first run touched is dropped"
     );
     // The relocated read-only data (a table of pointers, fixed up at load time) was left
     // alone: dropping it would have put the file's unrelocated bytes back.

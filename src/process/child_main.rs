@@ -159,9 +159,10 @@ pub(crate) fn rehearse() {
 /// Runs, harmlessly, the parts of a child's life after its bootstrap that do not depend on
 /// it: decoding a bootstrap, flushing the standard streams. A spawned child maps none of the
 /// program's code until it runs it (each first touch is a page fault, ~3 µs here), so a child
-/// started ahead that rehearses while it waits has that code mapped when its start comes. The
-/// fork server rehearses once for all its children, which inherit what it mapped (see
-/// `forkserver::prepare_code_for_children`).
+/// started ahead that rehearses while it waits has that code mapped when its start comes; so
+/// does a fork child (`fork` copies no page table entry of the program's code), unless the
+/// fork server rehearsed once for all its children and they inherit what it mapped (the
+/// opt-in of `forkserver::inherit_code_if_asked`).
 fn rehearse_while_waiting() {
     if let Ok(bytes) = bootstrap::encode_payload(&sample_bootstrap()) {
         let _ = bootstrap::decode_payload::<Bootstrap>(&bytes);
@@ -174,7 +175,7 @@ fn rehearse_while_waiting() {
 }
 
 /// A bootstrap of this version for a rehearsal: no target, no parent, no log level.
-pub(crate) fn sample_bootstrap() -> Bootstrap {
+fn sample_bootstrap() -> Bootstrap {
     Bootstrap {
         protocol: PROTOCOL_VERSION,
         crate_version: CRATE_VERSION.into(),

@@ -88,7 +88,6 @@ pub(crate) fn exit_child(code: i32) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    super::dress_rehearsal::report_if_rehearsing();
     std::process::exit(code)
 }
 

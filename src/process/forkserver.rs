@@ -31,11 +31,12 @@
 //!  join(): pidfd readable → waitid ◀──────────────────────────────────── exits
 //! ```
 //!
-//! Children inherit the code of their path mapped: the fork server drops its own entries of
-//! the program's code and read-only data, rehearses a child's path, forks one child of its own
-//! through its real loop to learn what a whole child's life runs besides (see
-//! [`dress_rehearsal`](super::dress_rehearsal)), and has `fork` copy what is then mapped (see
-//! [`sys::CodeMappings`]), so a child starts without faulting that code in.
+//! Each spare maps the code of its path before it blocks on its bootstrap (it *rehearses*, as
+//! a spawned child does: see `child_main::rehearse`), off the path of the start that uses it.
+//! With [`INHERIT_CODE_ENV`]`=1` the fork server instead has its children inherit that code
+//! mapped ([`sys::inherit_code`], an opt-in: it relies on kernel internals and on a write
+//! through `/proc/self/mem` that security policy may forbid, and measured no faster;
+//! `docs/decisions/fork-code-inheritance.md`).
 //!
 //! The fork server dies with the parent (`PR_SET_PDEATHSIG`, and EOF on its control socket);
 //! spares and children die with the parent like spawned children. A fork server killed from
@@ -43,7 +44,7 @@
 //! used: its death never fails a start.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,6 +53,7 @@ use procvisor_actors::bootstrap::{
     self, Bootstrap, FORK_SERVER_FD_ENV, ForkServerMsg, ToForkServer,
 };
 use procvisor_actors::child::ChildRecord;
+use procvisor_actors::sync_util::lock;
 use procvisor_actors::{fdpass, spawner, sys};
 
 use super::prestart::Blank;
@@ -63,13 +65,18 @@ const MAX_MSG: usize = 1024;
 /// The fork server's process name (`/proc/<pid>/comm`).
 const FORK_SERVER_NAME: &std::ffi::CStr = c"procvisor-fork";
 
+/// The environment variable that turns code inheritance on ([`sys::inherit_code`]): `1` has
+/// children inherit their path's code mapped; anything else, or unset, leaves it off (the
+/// default). Read once, by the fork server as it starts.
+const INHERIT_CODE_ENV: &str = "PROCVISOR_FORK_INHERIT_CODE";
+
 /// Spares kept out at once: while the parent uses one, the next is already waiting, so the
 /// fork of its replacement is never what a start waits for.
 const SPARES: usize = 2;
 
 // ---- the fork server process ------------------------------------------------------------
 
-/// The fork server: its control socket, how it forks, and whose child each fork is.
+/// The fork server: its control socket, how it forks, and for whom.
 struct Server {
     control: OwnedFd,
     /// How to fork a sibling, or why this system cannot (then every fork fails with it).
@@ -78,7 +85,7 @@ struct Server {
     /// What `ps` shows for a child (the program's name).
     child_name: Option<std::ffi::CString>,
     /// Whether children inherit the mapped code of a child's path (see
-    /// [`prepare_code_for_children`]); if not, each maps it itself while it waits.
+    /// [`inherit_code_if_asked`]); if not, each maps it itself while it waits.
     code_inherited: bool,
 }
 
@@ -98,33 +105,44 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         child_name: super::child_main::program_name(),
         code_inherited: false,
     };
+    // Last: what runs from here on is what children would inherit mapped.
+    server.code_inherited = inherit_code_if_asked();
     let mut buf = [0u8; MAX_MSG];
-    // Last: what runs from here on is what children inherit mapped.
-    server.code_inherited = server.prepare_code_for_children(&mut buf);
     // The parent is gone once the control socket fails: so are we.
-    while server.serve_one(server.control.as_fd(), &mut buf, HowToFork::Sibling) {}
+    while server.serve_one(&mut buf) {}
     std::process::exit(0)
 }
 
-/// Whose child a fork is.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum HowToFork {
-    /// The parent's (a spare).
-    Sibling,
-    /// The fork server's own (the dress rehearsal's child).
-    OwnChild,
+/// Code inheritance, if [`INHERIT_CODE_ENV`] asks for it: the fork server rehearses a child's
+/// path and has every fork copy what that mapped ([`sys::inherit_code`]), so that a child
+/// starts without faulting that code in. True if children inherit it; false when it is off or
+/// the system does not allow it (`/proc/self/mem` cannot be written): children then rehearse
+/// for themselves.
+fn inherit_code_if_asked() -> bool {
+    if std::env::var_os(INHERIT_CODE_ENV).is_none_or(|v| v != "1") {
+        return false;
+    }
+    // SAFETY: the fork server has no other thread.
+    match unsafe { sys::inherit_code::inherit_code(super::child_main::rehearse) } {
+        Ok(mappings) => mappings > 0,
+        Err(e) => {
+            tracing::debug!(target: "procvisor", "fork children map their own code: {e}");
+            false
+        }
+    }
 }
 
 impl Server {
-    /// Answers one request on `control`: forks a child and sends its pid, or why it could
-    /// not. False once the other end is gone.
-    fn serve_one(&self, control: BorrowedFd<'_>, buf: &mut [u8], how: HowToFork) -> bool {
+    /// Answers one request: forks a child and sends its pid, or why it could not. False once
+    /// the other end is gone.
+    fn serve_one(&self, buf: &mut [u8]) -> bool {
+        let control = self.control.as_fd();
         let (n, mut fds) = match fdpass::recv_with_fds(control, buf) {
             Ok((0, _)) | Err(_) => return false,
             Ok(got) => got,
         };
         let answer = match (bootstrap::decode_payload(&buf[..n]), fds.pop()) {
-            (Ok(ToForkServer::Fork), Some(link)) => match self.fork_child(link, how) {
+            (Ok(ToForkServer::Fork), Some(link)) => match self.fork_child(link) {
                 Ok(pid) => ForkServerMsg::Spare { pid },
                 Err(e) => ForkServerMsg::SpareFailed {
                     reason: e.to_string(),
@@ -137,98 +155,41 @@ impl Server {
         send_msg(control, &answer)
     }
 
-    /// Has every child inherit, mapped, the code and read-only data of a child's path: the
-    /// fork server drops its own mappings of them, runs that path's rehearsal itself, makes
-    /// fork copy what is then mapped (see [`sys::CodeMappings`]), and maps what a whole
-    /// child's life and its own loop ran besides (see
-    /// [`dress_rehearsal`](super::dress_rehearsal)). A child then starts with almost no page
-    /// fault on code: without this, `fork` copies no entry of a file mapping and each child
-    /// faults its code in again (a few dozen faults, most of a no-op child's life). Returns
-    /// false if the system does not allow it (`/proc/self/mem` cannot be written); children
-    /// then rehearse for themselves.
-    fn prepare_code_for_children(&self, buf: &mut [u8]) -> bool {
-        // SAFETY: the fork server has no other thread.
-        let dropped = unsafe { sys::drop_code_pages() };
-        super::child_main::rehearse();
-        // SAFETY: the fork server has no other thread.
-        let inherited = dropped.and_then(|code| unsafe { code.inherit_touched() });
-        // What is mapped again from here on is what children inherit.
-        super::child_main::rehearse();
-        if let Ok(code) = &inherited {
-            // SAFETY: the fork server has no other thread.
-            let learnt = unsafe {
-                super::dress_rehearsal::learn_the_path(code, |control| {
-                    self.serve_one(control, buf, HowToFork::OwnChild)
-                })
-            };
-            if let Err(e) = learnt {
-                tracing::debug!(target: "procvisor", "the fork server's dress rehearsal: {e}");
-            }
-        }
-        // SAFETY: the fork server has no other thread.
-        let rejoined =
-            inherited.and_then(|code| unsafe { code.rejoin() }.map(|()| code.mappings()));
-        match rejoined {
-            Ok(mappings) => mappings > 0,
-            Err(e) => {
-                tracing::debug!(target: "procvisor", "fork children map their own code: {e}");
-                false
-            }
-        }
-    }
-
-    /// Forks one child, a sibling (the parent's child) or our own. In the child this never
-    /// returns: it becomes the process described by the bootstrap that will arrive on `link`.
-    fn fork_child(&self, link: OwnedFd, how: HowToFork) -> std::io::Result<i32> {
-        // Whose child it is, and whether it maps its path itself.
-        let (parent, rehearse) = match how {
-            HowToFork::Sibling => (self.parent_pid, !self.code_inherited),
-            HowToFork::OwnChild => (std::process::id() as i32, false),
-        };
-        let forked = match how {
-            HowToFork::Sibling => {
-                let sibling = self
-                    .sibling
-                    .as_ref()
-                    .map_err(|reason| std::io::Error::other(reason.clone()))?;
-                // SAFETY: the fork server is single-threaded (it runs nothing but this loop,
-                // on the thread that prepared `sibling`), so the child cannot inherit a lock
-                // held by another thread.
-                unsafe { sibling.fork() }?
-            }
-            // SAFETY: as above.
-            HowToFork::OwnChild => match unsafe { libc::fork() } {
-                -1 => return Err(std::io::Error::last_os_error()),
-                0 => None,
-                pid => Some(pid),
-            },
-        };
-        match forked {
-            None => self.become_child(link.into_raw_fd(), parent, rehearse),
+    /// Forks one child, a sibling (the parent's child). In the child this never returns: it
+    /// becomes the process described by the bootstrap that will arrive on `link`.
+    fn fork_child(&self, link: OwnedFd) -> std::io::Result<i32> {
+        let sibling = self
+            .sibling
+            .as_ref()
+            .map_err(|reason| std::io::Error::other(reason.clone()))?;
+        // SAFETY: the fork server is single-threaded (it runs nothing but this loop, on the
+        // thread that prepared `sibling`), so the child cannot inherit a lock held by another
+        // thread.
+        match unsafe { sibling.fork() }? {
+            None => self.become_child(link.into_raw_fd()),
             // Our copy of the link goes: the child and the parent hold its two ends.
             Some(pid) => Ok(pid),
         }
     }
 
-    /// What a child forked by the fork server runs right after the fork: it lets go of the
-    /// control socket, takes the program's name, and dies with `parent` (the process that
+    /// What a child forked by the fork server runs right after the fork: it closes every
+    /// descriptor but its link (the control socket among them), takes the program's name, and dies with its parent (the process that
     /// asked for it) — then becomes the process its bootstrap on `link` describes, having
-    /// mapped its path first if it did not inherit it (`rehearse`).
-    fn become_child(&self, link: RawFd, parent: i32, rehearse: bool) -> ! {
-        // SAFETY: we are the only owner of this fd in the child; closing it keeps the control
-        // socket from living on in it.
-        unsafe { libc::close(self.control.as_raw_fd()) };
+    /// mapped its path first if it did not inherit it.
+    fn become_child(&self, link: RawFd) -> ! {
+        // The control socket, and anything else of the fork server's, must not live on in it.
+        super::exec::close_fds_after_fork(link);
         if let Some(name) = &self.child_name {
             let _ = nix::sys::prctl::set_name(name);
         }
         // The parent may have died before this child existed; the check after the prctl
         // closes that race (as for a spawned child).
         let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-        if nix::unistd::getppid().as_raw() != parent {
+        if nix::unistd::getppid().as_raw() != self.parent_pid {
             // SAFETY: _exit is always safe; this child never became anything.
             unsafe { libc::_exit(1) }
         }
-        super::child_main::run_forked(link, rehearse)
+        super::child_main::run_forked(link, !self.code_inherited)
     }
 }
 
@@ -242,6 +203,8 @@ fn send_msg(sock: BorrowedFd<'_>, msg: &ForkServerMsg) -> bool {
 /// The parent's end of one fork server: its control socket, its pidfd, and the spares.
 struct Client {
     control: OwnedFd,
+    /// The fork server's pid (for [`__fork_server_pid`]).
+    server_pid: i32,
     /// The fork server's pidfd: it is our child, reaped when this client is dropped.
     server: Option<OwnedFd>,
     /// Held by the start taking a spare, also while it waits for one.
@@ -350,7 +313,7 @@ impl Client {
     /// while a start holds it, and is dropped (its fork server reaped) after the last.
     fn forget(&self) {
         self.gone.store(true, Ordering::Release);
-        let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = lock(&CLIENT);
         if slot.as_ref().is_some_and(|c| std::ptr::eq(&**c, self)) {
             *slot = None;
         }
@@ -397,7 +360,7 @@ impl Client {
 }
 
 fn client() -> Result<Arc<Client>> {
-    let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut slot = lock(&CLIENT);
     if let Some(client) = slot.as_ref() {
         return Ok(client.clone());
     }
@@ -405,7 +368,7 @@ fn client() -> Result<Arc<Client>> {
         .map_err(|e| Error::io("cannot create the fork server socket", e))?;
     let parent_pid = std::process::id() as i32;
     let (server_pid, server) =
-        spawner::run(move || super::popen::exec_self(theirs, FORK_SERVER_FD_ENV, parent_pid))
+        spawner::run(move || super::exec::exec_self(theirs, FORK_SERVER_FD_ENV, parent_pid))
             .map_err(|source| Error::Spawn {
                 name: "the fork server".into(),
                 source,
@@ -413,6 +376,7 @@ fn client() -> Result<Arc<Client>> {
     tracing::debug!(target: "procvisor", "fork server started with pid {server_pid}");
     let client = Arc::new(Client {
         control: ours,
+        server_pid,
         server: Some(server),
         spares: Mutex::new(Spares::default()),
         gone: AtomicBool::new(false),
@@ -426,11 +390,17 @@ fn client() -> Result<Arc<Client>> {
     Ok(client)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+/// Test seam, not part of the API: the pid of the fork server that this process's next fork
+/// start would use, if one is running (it is started by the first fork start; `None` before,
+/// and after it was found gone until the next start replaces it).
+#[doc(hidden)]
+pub fn __fork_server_pid() -> Option<u32> {
+    lock(&CLIENT)
+        .as_ref()
+        .map(|client| client.server_pid as u32)
 }
 
 /// Takes the fork server's control fd out of the environment, if this process is one.
 pub(crate) fn control_fd_from_env() -> Option<OwnedFd> {
-    super::popen::take_inherited_fd(FORK_SERVER_FD_ENV)
+    super::exec::take_inherited_fd(FORK_SERVER_FD_ENV)
 }

@@ -158,7 +158,7 @@ fn prestart() -> std::io::Result<Prestarted> {
 fn spawn_blank() -> std::io::Result<Blank> {
     let (parent_end, child_end) = UnixStream::pair()?;
     let parent_pid = std::process::id() as i32;
-    let (pid, pidfd) = super::popen::exec_self(child_end.into(), BOOTSTRAP_FD_ENV, parent_pid)?;
+    let (pid, pidfd) = super::exec::exec_self(child_end.into(), BOOTSTRAP_FD_ENV, parent_pid)?;
     Ok(Blank {
         pid,
         pidfd,

@@ -686,7 +686,9 @@ pub fn join_ok(p: &Child) {
 }
 
 /// Receives one message from a child, failing the test if none comes within [`GENEROUS`].
-pub fn recv<T: serde::de::DeserializeOwned>(conn: &procvisor::Connection) -> T {
+pub fn recv<T: serde::de::DeserializeOwned>(
+    conn: &procvisor::Connection<impl procvisor::connection::CanRecv>,
+) -> T {
     assert!(
         conn.poll_timeout(GENEROUS).unwrap(),
         "no message from the child"
