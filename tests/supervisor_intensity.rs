@@ -193,3 +193,78 @@ fn failed_restarts_count_toward_the_intensity() {
         ]
     );
 }
+
+/// Under `strategy`, `b`'s restart fails (its dependency, a gate file, is down): only `b` is
+/// `Restarting`; the children of its restart set that were stopped with it and not started
+/// again (`c`) are simply stopped, so they can be restarted or deleted, before and after `b`
+/// is restarted (OTP marks only the failed child `restarting`).
+fn only_the_failed_child_is_restarting(strategy: Strategy) {
+    let dir = TempDir::new("restarting");
+    let log = dir.file("log");
+    let gate = dir.file("gate");
+    let spec = SupervisorSpec::new(strategy)
+        .name("top")
+        .intensity(Intensity::unlimited())
+        .child(child(&log, "a", &["serve"]))
+        .child(child(&log, "b", &["serve", &format!("gate:{gate}")]))
+        .child(child(&log, "c", &["serve"]));
+    let (sup, events) = Supervisor::start_with_events(spec).unwrap();
+    events.drain();
+    sup.kill_child("b").wait().unwrap();
+    let mut failures = 0;
+    events
+        .collect_until(
+            |e| {
+                failures += usize::from(matches!(e, Event::ChildStartFailed { .. }));
+                failures >= 2
+            },
+            GENEROUS,
+        )
+        .unwrap();
+    let status = |id: &str| {
+        sup.which_children()
+            .wait()
+            .unwrap()
+            .into_iter()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("no child {id}"))
+            .status
+    };
+    // Between two attempts: b is being restarted, c is not running.
+    assert_eq!(status("b"), ChildStatus::Restarting);
+    assert_eq!(status("c"), ChildStatus::Stopped);
+    // a runs: restarted before b under OneForAll, untouched (before b) under RestForOne.
+    assert_eq!(status("a"), ChildStatus::Running);
+
+    // terminate_child ends b's retries; c was never restarting, so nothing is left pending.
+    sup.terminate_child("b").wait().unwrap();
+    assert_eq!(status("b"), ChildStatus::Stopped);
+    assert_eq!(status("c"), ChildStatus::Stopped);
+
+    // The dependency is back: b restarts, and c can be restarted, terminated and deleted.
+    common::write_atomic(&gate, "open");
+    sup.restart_child("b").wait().unwrap();
+    assert!(sup.restart_child("c").wait().unwrap().is_some());
+    assert_eq!(status("c"), ChildStatus::Running);
+    sup.terminate_child("c").wait().unwrap();
+    sup.delete_child("c").wait().unwrap();
+    let ids: Vec<String> = sup
+        .which_children()
+        .wait()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, ["a", "b"]);
+    sup.stop();
+}
+
+#[test]
+fn rest_for_one_marks_only_the_child_whose_restart_failed_restarting() {
+    only_the_failed_child_is_restarting(Strategy::RestForOne);
+}
+
+#[test]
+fn one_for_all_marks_only_the_child_whose_restart_failed_restarting() {
+    only_the_failed_child_is_restarting(Strategy::OneForAll);
+}

@@ -627,7 +627,7 @@ impl SupState {
         self.children.retain(|s| {
             s.id == failed || s.spec.restart_type() != Restart::Temporary || !set.contains(&s.id)
         });
-        for (k, id) in set.iter().enumerate() {
+        for id in &set {
             let Some(j) = self.position(id) else {
                 continue;
             };
@@ -653,11 +653,10 @@ impl SupState {
                         reason,
                         retrying: true,
                     });
-                    for rest in &set[k..] {
-                        if let Some(j) = self.position(rest) {
-                            self.children[j].state = SlotState::Restarting;
-                        }
-                    }
+                    // Only the child that failed is restarting (OTP's `restarting(Pid)`): the
+                    // children of the set after it, stopped above, are simply not running;
+                    // the retry restarts the failed child's set again, them included.
+                    self.children[j].state = SlotState::Restarting;
                     // OTP's try_again_restart: other requests are served before the retry.
                     let _ = myself.cast(SupMsg::RetryRestart { id: id.clone() });
                     return;

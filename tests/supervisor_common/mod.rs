@@ -49,7 +49,9 @@ pub fn lines_with(log: &str, prefix: &str) -> Vec<String> {
 /// * `serve` — wait for the stop request, log `stop <id>`, exit 0;
 /// * `ignore-stop` — log `stop <id>` on the stop request but keep running (SIGTERM ends it);
 /// * `ignore-term` — the same, with SIGTERM ignored too (only SIGKILL ends it);
-/// * `unready:N` — exit with code N *before* reporting ready (a failed start).
+/// * `unready:N` — exit with code N *before* reporting ready (a failed start);
+/// * `gate:PATH` — while no file exists at PATH, the same as `unready:2`; once it does, `serve`
+///   (a dependency that is down, then back).
 pub fn actor(log: String, id: String, script: Vec<String>) {
     append(&log, &format!("start {id}"));
     let starts = lines(&log)
@@ -64,6 +66,11 @@ pub fn actor(log: String, id: String, script: Vec<String>) {
     if let Some(code) = action.strip_prefix("unready:") {
         std::process::exit(code.parse().unwrap());
     }
+    let action = match action.strip_prefix("gate:") {
+        Some(gate) if !std::path::Path::new(gate).exists() => std::process::exit(2),
+        Some(_) => "serve".to_string(),
+        None => action,
+    };
     if action == "ignore-term" {
         // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
         unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
