@@ -554,7 +554,8 @@ impl Supervisor {
             })
     }
 
-    /// Specs, running children, supervisors, workers.
+    /// Specs, running children, supervisors, workers (see [`ChildCounts`]: a
+    /// `SimpleOneForOne` supervisor has 1 spec, its template, as in OTP).
     pub fn count_children(&self) -> Request<ChildCounts> {
         self.sup().count_children()
     }

@@ -41,8 +41,8 @@ fn simple_one_for_one_children_are_added_at_run_time() {
         .child(template);
     let (sup, events) = Supervisor::start_with_events(spec).unwrap();
     assert_eq!(
-        sup.count_children().wait().unwrap(),
-        ChildCounts::default(),
+        sup.count_children().wait().unwrap().active,
+        0,
         "no child at first"
     );
 
@@ -85,7 +85,7 @@ fn simple_one_for_one_children_are_added_at_run_time() {
     assert_eq!(
         sup.count_children().wait().unwrap(),
         ChildCounts {
-            specs: 2,
+            specs: 1,
             active: 2,
             supervisors: 0,
             workers: 2
@@ -267,4 +267,47 @@ async fn the_async_api_works_inside_a_tokio_runtime() {
     while let Some(e) = events.recv_async().await {
         let _ = e;
     }
+}
+
+fn jobs(restart: Restart) -> SupervisorSpec {
+    let template = ChildSpec::template("job", actor)
+        .wait_ready(GENEROUS)
+        .shutdown(procvisor::supervisor::Shutdown::Timeout(GRACE))
+        .restart(restart);
+    SupervisorSpec::new(Strategy::SimpleOneForOne)
+        .name("jobs")
+        .intensity(Intensity::new(10, Duration::from_secs(60)))
+        .child(template)
+}
+
+#[test]
+fn a_simple_one_for_one_supervisor_counts_its_one_template_spec() {
+    let dir = TempDir::new("count-simple");
+    let log = dir.file("log");
+    let sup = Supervisor::start(jobs(Restart::Permanent)).unwrap();
+    // OTP's count_children: `specs` is 1 (the template) however many children run.
+    assert_eq!(
+        sup.count_children().wait().unwrap(),
+        ChildCounts {
+            specs: 1,
+            active: 0,
+            supervisors: 0,
+            workers: 0
+        }
+    );
+    for id in ["a", "b"] {
+        sup.start_child_with((log.clone(), id.to_string(), script(&["serve"])))
+            .wait()
+            .unwrap();
+    }
+    assert_eq!(
+        sup.count_children().wait().unwrap(),
+        ChildCounts {
+            specs: 1,
+            active: 2,
+            supervisors: 0,
+            workers: 2
+        }
+    );
+    sup.stop();
 }

@@ -897,8 +897,12 @@ impl SupState {
     }
 
     fn count_children(&self) -> ChildCounts {
+        let specs = match self.template {
+            Some(_) => 1, // OTP: a simple_one_for_one supervisor has one spec, its template
+            None => self.children.len(),
+        };
         let mut counts = ChildCounts {
-            specs: self.children.len(),
+            specs,
             ..ChildCounts::default()
         };
         for slot in &self.children {

@@ -43,16 +43,19 @@ pub enum ChildStatus {
     Stopped,
 }
 
-/// What `count_children` says (OTP's `count_children`).
+/// What `count_children` says, as OTP's `count_children`.
+///
+/// For a `SimpleOneForOne` supervisor, `specs` is 1 (its one spec, the template of its
+/// children, as in OTP) and `supervisors` / `workers` count its dynamic children.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ChildCounts {
-    /// Child specs, running or not.
+    /// Child specs, running or not (`SimpleOneForOne`: 1, the template).
     pub specs: usize,
     /// Children running.
     pub active: usize,
-    /// Specs of supervisors.
+    /// Children that are supervisors, running or not.
     pub supervisors: usize,
-    /// Specs of workers.
+    /// Children that are workers, running or not.
     pub workers: usize,
 }
 
