@@ -517,6 +517,10 @@ impl Supervisor {
 
     /// Stops child `id` (as its shutdown says); its spec stays, stopped (temporary and dynamic
     /// children are forgotten). Answers once it has exited.
+    ///
+    /// Idempotent for dynamic children: terminating one that has already exited (or been
+    /// terminated) succeeds, as in OTP, so a cleanup never races with a child ending on its
+    /// own. An id never given out is [`SupervisorError::ChildNotFound`].
     pub fn terminate_child(&self, id: &str) -> Request<()> {
         self.sup().terminate_child(id)
     }

@@ -311,3 +311,39 @@ fn a_simple_one_for_one_supervisor_counts_its_one_template_spec() {
     );
     sup.stop();
 }
+
+#[test]
+fn terminating_a_dynamic_child_that_already_exited_is_ok() {
+    let dir = TempDir::new("terminate-gone");
+    let log = dir.file("log");
+    for restart in [Restart::Temporary, Restart::Transient] {
+        let (sup, events) = Supervisor::start_with_events(jobs(restart)).unwrap();
+        let (gone, _) = sup
+            .start_child_with((log.clone(), "quick".to_string(), script(&["exit:0"])))
+            .wait()
+            .unwrap();
+        let (alive, _) = sup
+            .start_child_with((log.clone(), "slow".to_string(), script(&["serve"])))
+            .wait()
+            .unwrap();
+        // The first exits on its own and is forgotten (OTP: terminating a dead dynamic
+        // child is ok), twice over; the second is terminated, then terminated again.
+        events.wait_for(|e| e.is_exit_of(&gone), GENEROUS).unwrap();
+        sup.terminate_child(&gone).wait().unwrap();
+        sup.terminate_child(&gone).wait().unwrap();
+        sup.terminate_child(&alive).wait().unwrap();
+        sup.terminate_child(&alive).wait().unwrap();
+        assert!(sup.which_children().wait().unwrap().is_empty());
+        // An id this supervisor never gave out is still unknown.
+        for never in ["job-3", "job-0", "job", "job-x", "other-1", "job-01"] {
+            assert!(
+                matches!(
+                    refused(sup.terminate_child(never).wait()),
+                    SupervisorError::ChildNotFound { .. }
+                ),
+                "{never}"
+            );
+        }
+        sup.stop();
+    }
+}

@@ -414,11 +414,26 @@ impl SupState {
     }
 
     fn find(&self, id: &str) -> Result<usize, SupervisorError> {
-        self.position(id)
-            .ok_or_else(|| SupervisorError::ChildNotFound {
-                supervisor: self.path(),
-                id: id.into(),
-            })
+        self.position(id).ok_or_else(|| self.not_found(id))
+    }
+
+    fn not_found(&self, id: &str) -> SupervisorError {
+        SupervisorError::ChildNotFound {
+            supervisor: self.path(),
+            id: id.into(),
+        }
+    }
+
+    /// Whether `id` is one this `SimpleOneForOne` supervisor gave a dynamic child
+    /// (`template-N`, `1 ≤ N ≤` the last one given), running or not.
+    fn was_dynamic(&self, id: &str) -> bool {
+        let Some(template) = &self.template else {
+            return false;
+        };
+        id.strip_prefix(template.id())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|n| n.parse::<u64>().ok().filter(|k| k.to_string() == n))
+            .is_some_and(|n| (1..=self.next_dynamic).contains(&n))
     }
 
     /// The supervisor exits: publish how, end the event streams, stop the actor.
@@ -790,7 +805,15 @@ impl SupState {
     }
 
     async fn terminate_child(&mut self, id: &str) -> Result<(), SupervisorError> {
-        let idx = self.find(id)?;
+        let Some(idx) = self.position(id) else {
+            // A dynamic child that has exited is forgotten; terminating it again is not an
+            // error (OTP: terminating a dead dynamic child is `ok`), so cleanups need not race
+            // with children that end on their own.
+            if self.was_dynamic(id) {
+                return Ok(());
+            }
+            return Err(self.not_found(id));
+        };
         self.shutdown_slot(idx).await;
         let slot = &mut self.children[idx];
         slot.state = SlotState::Stopped;

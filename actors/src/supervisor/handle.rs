@@ -237,6 +237,11 @@ impl SupervisorRef {
 
     /// Stops child `id` (as its shutdown says) and keeps its spec, stopped — unless it is
     /// temporary or dynamic, which are forgotten. Answers once it has exited.
+    ///
+    /// Terminating a dynamic child (of a `SimpleOneForOne` supervisor) that has already
+    /// exited, or was already terminated, succeeds: it is gone either way, as in OTP. An id
+    /// the supervisor never had is [`SupervisorError::ChildNotFound`] (so is a static
+    /// temporary child once it has exited and been forgotten, as in OTP).
     pub fn terminate_child(&self, id: &str) -> Request<()> {
         self.request(|r| SupMsg::TerminateChild(id.into(), r))
     }
