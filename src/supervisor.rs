@@ -55,6 +55,13 @@
 //! | `Transient` | an abnormal exit: not exit code 0, not a *shutdown* (one its supervisor asked for, or a death by SIGTERM, which systemd's `Restart=on-failure` also counts as clean) |
 //! | `Temporary` | never (and it is forgotten once it exits) |
 //!
+//! A restart happens at once, as in OTP, and so does the retry of a restart that failed to
+//! start the child (by a message the supervisor sends itself, so it serves requests between
+//! attempts). Each attempt counts toward the intensity, so a child whose dependency is down for
+//! more than a few milliseconds exhausts any finite intensity; [`ChildSpec::restart_delay`]
+//! makes its restarts wait, with a backoff ([`RestartDelay`], announced by
+//! [`Event::RestartDelayed`]).
+//!
 //! ## Shutdown
 //!
 //! `Brutal` kills (SIGKILL). `Timeout(d)` sends the graceful stop request
@@ -99,8 +106,8 @@ use serde::de::DeserializeOwned;
 
 pub use procvisor_actors::supervisor::{
     BoxFuture, ChildCounts, ChildExit, ChildInfo, ChildStatus, ChildType, EventBus, Exit,
-    ExtraArgs, ExtraType, Intensity, Request, Restart, RunningChild, Shutdown, StartChild,
-    StartContext, Strategy, SupervisorError, SupervisorRef, SupervisorSpec, WaitError,
+    ExtraArgs, ExtraType, Intensity, Request, Restart, RestartDelay, RunningChild, Shutdown,
+    StartChild, StartContext, Strategy, SupervisorError, SupervisorRef, SupervisorSpec, WaitError,
 };
 pub use procvisor_actors::supervisor::{Event, EventStream as Events};
 pub use remote::BuildSpec;
@@ -127,6 +134,7 @@ pub struct ChildSpec {
     restart: Restart,
     shutdown: Option<Shutdown>,
     extra: Option<ExtraType>,
+    delay: Option<RestartDelay>,
 }
 
 #[derive(Clone)]
@@ -154,6 +162,7 @@ impl std::fmt::Debug for ChildSpec {
             .field("child_type", &self.child_type)
             .field("restart", &self.restart)
             .field("shutdown", &self.shutdown)
+            .field("restart_delay", &self.delay)
             .finish()
     }
 }
@@ -167,6 +176,7 @@ impl ChildSpec {
             restart: Restart::Permanent,
             shutdown: None,
             extra: None,
+            delay: None,
         }
     }
 
@@ -332,6 +342,26 @@ impl ChildSpec {
         self
     }
 
+    /// Waits before each restart of this child, with a backoff (see [`RestartDelay`]): after it
+    /// exited, and after each restart attempt that failed to start it. OTP restarts at once,
+    /// and so does a spec without a delay; with one, a child whose dependency is down for a
+    /// while does not exhaust a finite [`Intensity`] in a few milliseconds of immediate
+    /// retries (each attempt still counts).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procvisor::supervisor::{ChildSpec, RestartDelay};
+    /// fn client() { /* connects to the database */ }
+    /// let spec = ChildSpec::worker("db-client", client, ()).restart_delay(
+    ///     RestartDelay::exponential(Duration::from_millis(100), Duration::from_secs(5)),
+    /// );
+    /// # let _ = spec;
+    /// ```
+    pub fn restart_delay(mut self, delay: RestartDelay) -> ChildSpec {
+        self.delay = Some(delay);
+        self
+    }
+
     /// Overrides the child type (it only changes reports and the default shutdown).
     pub fn child_type(mut self, child_type: ChildType) -> ChildSpec {
         self.child_type = child_type;
@@ -360,26 +390,36 @@ impl From<ChildSpec> for actors::ChildSpec {
             Start::Process { build, ready } => Arc::new(ProcessChild { build, ready }),
             Start::Remote(build) => Arc::new(remote::RemoteChild(build)),
             Start::Nested(nested) => {
-                let mut converted = actors::ChildSpec::supervisor(spec.id, nested)
-                    .restart(spec.restart)
-                    .with_child_type(spec.child_type);
-                if let Some(shutdown) = spec.shutdown {
-                    converted = converted.shutdown(shutdown);
-                }
-                return converted;
+                let converted =
+                    actors::ChildSpec::supervisor(spec.id, nested).with_child_type(spec.child_type);
+                return with_settings(converted, spec.restart, spec.shutdown, spec.delay);
             }
             Start::Custom(start) => start,
         };
-        let mut converted =
-            actors::ChildSpec::from_arc(spec.id, spec.child_type, start).restart(spec.restart);
-        if let Some(shutdown) = spec.shutdown {
-            converted = converted.shutdown(shutdown);
-        }
+        let mut converted = actors::ChildSpec::from_arc(spec.id, spec.child_type, start);
         if let Some(extra) = spec.extra {
             converted = converted.extra_type(extra);
         }
-        converted
+        with_settings(converted, spec.restart, spec.shutdown, spec.delay)
     }
+}
+
+/// The settings every kind of spec shares (the shutdown: when one was chosen, else the
+/// default of the child's type).
+fn with_settings(
+    spec: actors::ChildSpec,
+    restart: Restart,
+    shutdown: Option<Shutdown>,
+    delay: Option<RestartDelay>,
+) -> actors::ChildSpec {
+    let mut spec = spec.restart(restart);
+    if let Some(shutdown) = shutdown {
+        spec = spec.shutdown(shutdown);
+    }
+    if let Some(delay) = delay {
+        spec = spec.restart_delay(delay);
+    }
+    spec
 }
 
 /// A running supervisor. Clones are handles to the same supervisor; when the last one is

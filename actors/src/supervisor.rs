@@ -21,9 +21,12 @@
 //!   [`RunningChild::wait_exit`] (for a process: its pidfd becoming readable — no polling). The
 //!   generation tells a stale exit (of an incarnation the supervisor already replaced or
 //!   stopped) from a live one.
-//! * `RetryRestart { id }`: a restart whose start failed is retried by a message to itself
-//!   (OTP's `try_again_restart`), never by a loop inside the handler, so requests queued
-//!   meanwhile are served between attempts; each attempt counts toward the intensity.
+//! * `RetryRestart { id, token }`: a restart whose start failed is retried by a message to
+//!   itself (OTP's `try_again_restart`), never by a loop inside the handler, so requests
+//!   queued meanwhile are served between attempts; each attempt counts toward the intensity.
+//!   A child with a [`RestartDelay`] has that message sent by a timer instead, after the
+//!   delay (of its restart after an exit, too). The token makes a retry overtaken by events
+//!   (the child was terminated meanwhile) a no-op.
 //!
 //! Starting and stopping children are awaited inside the handler (as OTP's supervisor does
 //! them synchronously): a start takes about one process start, a stop at most its shutdown
@@ -71,7 +74,7 @@ pub use handle::{ChildCounts, ChildInfo, ChildStatus, Request, SupervisorRef};
 pub use spec::{
     ChildSpec, ChildType, DEFAULT_WORKER_SHUTDOWN, ExtraType, Intensity, Shutdown, SupervisorSpec,
 };
-pub use strategy::{Restart, Strategy};
+pub use strategy::{Restart, RestartDelay, Strategy};
 
 use crate::reply::Reply;
 use crate::sync_util::lock;
@@ -88,9 +91,12 @@ pub(crate) enum SupMsg {
         generation: u64,
         exit: Exit,
     },
-    /// Internal: try again the restart of `id` whose start failed.
+    /// Internal: try again the restart of `id` whose start failed, or whose restart delay is
+    /// over. `token` tells a retry still wanted from one overtaken (the child was terminated,
+    /// or restarted and failed again, meanwhile).
     RetryRestart {
         id: String,
+        token: u64,
     },
     StartChild(ChildSpec, Reply<Result<Option<i32>, SupervisorError>>),
     StartDynamic(
@@ -215,6 +221,10 @@ struct Slot {
     /// Which incarnation is current: exits of older ones are stale.
     generation: u64,
     restarts: u32,
+    /// Restart attempts in a row that failed to start it (reset by a start): picks the delay.
+    failed_starts: u32,
+    /// The token of the retry it waits for (see `SupMsg::RetryRestart`).
+    retry: u64,
 }
 
 enum SlotState {
@@ -222,7 +232,8 @@ enum SlotState {
         child: Box<dyn RunningChild>,
         pid: Option<i32>,
     },
-    /// A restart failed and is to be retried (`RetryRestart` is on its way).
+    /// A restart is pending (`RetryRestart` is on its way): one that failed to start it, or
+    /// one that waits for its restart delay.
     Restarting,
     Stopped,
 }
@@ -237,6 +248,8 @@ impl Slot {
             state: SlotState::Stopped,
             generation: 0,
             restarts: 0,
+            failed_starts: 0,
+            retry: 0,
         }
     }
 
@@ -322,7 +335,7 @@ impl Actor for SupervisorActor {
                 generation,
                 exit,
             } => state.child_exited(me, &id, generation, exit).await,
-            SupMsg::RetryRestart { id } => state.retry_restart(me, &id).await,
+            SupMsg::RetryRestart { id, token } => state.retry_restart(me, &id, token).await,
             SupMsg::StartChild(spec, reply) => reply.send(state.start_child(me, spec).await),
             SupMsg::StartDynamic(extra, ty, reply) => {
                 reply.send(state.start_dynamic(me, extra, ty).await)
@@ -478,6 +491,7 @@ impl SupState {
         });
         let slot = &mut self.children[idx];
         slot.generation = generation;
+        slot.failed_starts = 0;
         slot.state = SlotState::Running { child, pid };
         Ok(pid)
     }
@@ -620,8 +634,38 @@ impl SupState {
         if forget {
             self.children.remove(idx);
         } else if restart {
-            self.restart(myself, idx).await;
+            match self.children[idx].spec.delay_before_restart() {
+                None => self.restart(myself, idx).await,
+                Some(delay) => self.retry_later(myself, idx, Some(delay.delay(0))),
+            }
         }
+    }
+
+    /// Marks child `idx` `Restarting` and has its restart tried again — at once (a message to
+    /// ourselves, OTP's `try_again_restart`: requests queued meanwhile are served first), or
+    /// `after` its delay (a timer sends that message).
+    fn retry_later(&mut self, myself: &ActorRef<SupMsg>, idx: usize, after: Option<Duration>) {
+        let slot = &mut self.children[idx];
+        slot.state = SlotState::Restarting;
+        slot.retry += 1;
+        let retry = SupMsg::RetryRestart {
+            id: slot.id.clone(),
+            token: slot.retry,
+        };
+        let Some(delay) = after else {
+            let _ = myself.cast(retry);
+            return;
+        };
+        self.emit(Event::RestartDelayed {
+            supervisor: self.path(),
+            id: self.children[idx].id.clone(),
+            delay,
+        });
+        let me = myself.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = me.cast(retry);
+        });
     }
 
     /// Restarts child `idx` and the siblings its strategy names; gives up past the intensity.
@@ -671,18 +715,21 @@ impl SupState {
                     // Only the child that failed is restarting (OTP's `restarting(Pid)`): the
                     // children of the set after it, stopped above, are simply not running;
                     // the retry restarts the failed child's set again, them included.
-                    self.children[j].state = SlotState::Restarting;
-                    // OTP's try_again_restart: other requests are served before the retry.
-                    let _ = myself.cast(SupMsg::RetryRestart { id: id.clone() });
+                    let slot = &mut self.children[j];
+                    slot.failed_starts = slot.failed_starts.saturating_add(1);
+                    let after = (slot.spec.delay_before_restart())
+                        .map(|delay| delay.delay(slot.failed_starts));
+                    self.retry_later(myself, j, after);
                     return;
                 }
             }
         }
     }
 
-    async fn retry_restart(&mut self, myself: &ActorRef<SupMsg>, id: &str) {
+    async fn retry_restart(&mut self, myself: &ActorRef<SupMsg>, id: &str, token: u64) {
         if let Some(idx) = self.position(id) {
-            if matches!(self.children[idx].state, SlotState::Restarting) {
+            let slot = &self.children[idx];
+            if matches!(slot.state, SlotState::Restarting) && slot.retry == token {
                 self.restart(myself, idx).await;
             }
         }

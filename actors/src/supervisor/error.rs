@@ -1,6 +1,6 @@
 //! [`SupervisorError`]: invalid specs and refused runtime requests, one variant per cause.
 
-use super::strategy::Strategy;
+use super::strategy::{RestartDelay, Strategy};
 
 /// Why a supervisor spec is invalid or a supervisor refused a request.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -9,6 +9,18 @@ pub enum SupervisorError {
     /// A child spec with an empty id.
     #[error("a child spec needs a non-empty id")]
     EmptyChildId,
+
+    /// A restart delay whose factor is 0 or whose `max` is shorter than its `first`.
+    #[error(
+        "invalid restart delay for child {id:?}: {delay:?} (the factor must be at least 1 and \
+         max at least first)"
+    )]
+    InvalidRestartDelay {
+        /// The child's id.
+        id: String,
+        /// The delay given.
+        delay: RestartDelay,
+    },
 
     /// Two child specs of one supervisor share an id.
     #[error("duplicate child id {id:?} in supervisor {supervisor}")]

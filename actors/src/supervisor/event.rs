@@ -73,6 +73,16 @@ pub enum Event {
         /// Whether the supervisor will try again.
         retrying: bool,
     },
+    /// The restart of a child waits for its [`RestartDelay`](super::RestartDelay): after it
+    /// exited, or after a restart attempt that failed. The attempt comes `delay` later.
+    RestartDelayed {
+        /// The supervisor's path.
+        supervisor: String,
+        /// The child's id.
+        id: String,
+        /// How long the supervisor waits before the attempt.
+        delay: Duration,
+    },
     /// The restart intensity was exceeded: the supervisor stops all its children and exits.
     GaveUp {
         /// The supervisor's path.
@@ -100,6 +110,7 @@ impl Event {
             | Event::ChildExited { supervisor, .. }
             | Event::ChildRestarted { supervisor, .. }
             | Event::ChildStartFailed { supervisor, .. }
+            | Event::RestartDelayed { supervisor, .. }
             | Event::GaveUp { supervisor, .. }
             | Event::SupervisorExited { supervisor, .. } => supervisor,
         }
@@ -111,7 +122,8 @@ impl Event {
             Event::ChildStarted { id, .. }
             | Event::ChildExited { id, .. }
             | Event::ChildRestarted { id, .. }
-            | Event::ChildStartFailed { id, .. } => Some(id),
+            | Event::ChildStartFailed { id, .. }
+            | Event::RestartDelayed { id, .. } => Some(id),
             Event::GaveUp { .. } | Event::SupervisorExited { .. } => None,
         }
     }
@@ -127,8 +139,8 @@ impl Event {
     }
 
     /// A short tag naming the kind of event and its child or supervisor, handy in assertions:
-    /// `started top:a`, `exited top:a`, `restarted top:a`, `start-failed top:a`, `gave-up top`,
-    /// `supervisor-exited top`.
+    /// `started top:a`, `exited top:a`, `restarted top:a`, `start-failed top:a`,
+    /// `restart-delayed top:a`, `gave-up top`, `supervisor-exited top`.
     pub fn tag(&self) -> String {
         let child = |id: &str| format!("{}:{id}", self.supervisor());
         match self {
@@ -136,6 +148,7 @@ impl Event {
             Event::ChildExited { id, .. } => format!("exited {}", child(id)),
             Event::ChildRestarted { id, .. } => format!("restarted {}", child(id)),
             Event::ChildStartFailed { id, .. } => format!("start-failed {}", child(id)),
+            Event::RestartDelayed { id, .. } => format!("restart-delayed {}", child(id)),
             Event::GaveUp { supervisor, .. } => format!("gave-up {supervisor}"),
             Event::SupervisorExited { supervisor, .. } => format!("supervisor-exited {supervisor}"),
         }
@@ -194,6 +207,11 @@ impl fmt::Display for Event {
                 "[{supervisor}] child {id} failed to start: {reason}{}",
                 if *retrying { "; will retry" } else { "" }
             ),
+            Event::RestartDelayed {
+                supervisor,
+                id,
+                delay,
+            } => write!(f, "[{supervisor}] child {id} restarts in {delay:?}"),
             Event::GaveUp {
                 supervisor,
                 restarts,

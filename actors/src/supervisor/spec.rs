@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::child::StartChild;
 use super::error::SupervisorError;
-use super::strategy::{Restart, Strategy};
+use super::strategy::{Restart, RestartDelay, Strategy};
 
 /// How a supervisor ends a child.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -105,6 +105,7 @@ pub struct ChildSpec {
     shutdown: Shutdown,
     child_type: ChildType,
     extra: Option<ExtraType>,
+    delay: Option<RestartDelay>,
 }
 
 /// The default shutdown of a worker (OTP's 5000 ms).
@@ -133,6 +134,7 @@ impl ChildSpec {
             },
             child_type,
             extra: None,
+            delay: None,
         }
     }
 
@@ -145,6 +147,13 @@ impl ChildSpec {
     /// Sets how the child is stopped.
     pub fn shutdown(mut self, shutdown: Shutdown) -> ChildSpec {
         self.shutdown = shutdown;
+        self
+    }
+
+    /// Waits `delay` before each restart of this child (see [`RestartDelay`]; by default, as
+    /// OTP, a child is restarted at once).
+    pub fn restart_delay(mut self, delay: RestartDelay) -> ChildSpec {
+        self.delay = Some(delay);
         self
     }
 
@@ -181,6 +190,11 @@ impl ChildSpec {
         self.child_type
     }
 
+    /// The delay before its restarts, if it has one.
+    pub fn delay_before_restart(&self) -> Option<RestartDelay> {
+        self.delay
+    }
+
     /// The declared extra-argument type, if any.
     pub fn extra(&self) -> Option<ExtraType> {
         self.extra
@@ -199,6 +213,7 @@ impl fmt::Debug for ChildSpec {
             .field("restart", &self.restart)
             .field("shutdown", &self.shutdown)
             .field("child_type", &self.child_type)
+            .field("restart_delay", &self.delay)
             .finish_non_exhaustive()
     }
 }
@@ -324,6 +339,14 @@ impl SupervisorSpec {
 pub(crate) fn validate_child(child: &ChildSpec) -> Result<(), SupervisorError> {
     if child.id().is_empty() {
         return Err(SupervisorError::EmptyChildId);
+    }
+    if let Some(delay) = child.delay {
+        if delay.factor == 0 || delay.max < delay.first {
+            return Err(SupervisorError::InvalidRestartDelay {
+                id: child.id().into(),
+                delay,
+            });
+        }
     }
     Ok(())
 }
