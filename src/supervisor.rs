@@ -105,9 +105,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use procvisor_actors::supervisor::{
-    BoxFuture, ChildCounts, ChildExit, ChildInfo, ChildStatus, ChildType, EventBus, Exit,
-    ExtraArgs, ExtraType, Intensity, Request, Restart, RestartDelay, RunningChild, Shutdown,
-    StartChild, StartContext, Strategy, SupervisorError, SupervisorRef, SupervisorSpec, WaitError,
+    AutoShutdown, BoxFuture, ChildCounts, ChildExit, ChildInfo, ChildStatus, ChildType, EventBus,
+    Exit, ExtraArgs, ExtraType, Intensity, Request, Restart, RestartDelay, RunningChild, Shutdown,
+    SignificantProblem, StartChild, StartContext, Strategy, SupervisorError, SupervisorRef,
+    SupervisorSpec, WaitError,
 };
 pub use procvisor_actors::supervisor::{Event, EventStream as Events};
 pub use remote::BuildSpec;
@@ -120,6 +121,20 @@ use worker::{FnTarget, ProcessChild, TemplateTarget, assert_zero_sized};
 /// Does nothing in a process whose supervisor is not waiting for it, and after the first call.
 pub fn notify_ready() {
     link::notify_ready();
+}
+
+/// Declines this start, as an OTP child's `init/1` returning `ignore`, and exits (code 0).
+///
+/// For a child whose supervisor waits for its readiness ([`ChildSpec::wait_ready`]), called
+/// before [`notify_ready`]: the start is then neither a success nor a failure — the supervisor
+/// keeps the child as not running (`Stopped`; a temporary or dynamic child is forgotten),
+/// publishes [`Event::ChildIgnored`], and goes on (with the next child, or the rest of a
+/// restart). Anywhere else (no supervisor waiting, or after `notify_ready`) the start is
+/// already complete, and this is an ordinary exit with code 0.
+#[doc(alias = "ignore")]
+pub fn decline_start() -> ! {
+    link::notify_ignore();
+    std::process::exit(0)
 }
 
 /// One child of a [`Supervisor`]: its id, how to start it, when to restart it, how to stop it.
@@ -135,6 +150,7 @@ pub struct ChildSpec {
     shutdown: Option<Shutdown>,
     extra: Option<ExtraType>,
     delay: Option<RestartDelay>,
+    significant: bool,
 }
 
 #[derive(Clone)]
@@ -163,6 +179,7 @@ impl std::fmt::Debug for ChildSpec {
             .field("restart", &self.restart)
             .field("shutdown", &self.shutdown)
             .field("restart_delay", &self.delay)
+            .field("significant", &self.significant)
             .finish()
     }
 }
@@ -177,6 +194,7 @@ impl ChildSpec {
             shutdown: None,
             extra: None,
             delay: None,
+            significant: false,
         }
     }
 
@@ -362,6 +380,16 @@ impl ChildSpec {
         self
     }
 
+    /// Marks the child significant (OTP's `significant`): when it ends on its own for good,
+    /// its supervisor's [`AutoShutdown`] may end the supervisor (see
+    /// [`SupervisorSpec::auto_shutdown`]). Only `Transient` and `Temporary` children may be
+    /// significant, in a supervisor whose auto-shutdown is not `Never`
+    /// ([`SupervisorError::BadSignificantChild`] otherwise).
+    pub fn significant(mut self, significant: bool) -> ChildSpec {
+        self.significant = significant;
+        self
+    }
+
     /// Overrides the child type (it only changes reports and the default shutdown).
     pub fn child_type(mut self, child_type: ChildType) -> ChildSpec {
         self.child_type = child_type;
@@ -386,40 +414,63 @@ impl ChildSpec {
 
 impl From<ChildSpec> for actors::ChildSpec {
     fn from(spec: ChildSpec) -> actors::ChildSpec {
-        let start: Arc<dyn StartChild> = match spec.start {
-            Start::Process { build, ready } => Arc::new(ProcessChild { build, ready }),
-            Start::Remote(build) => Arc::new(remote::RemoteChild(build)),
-            Start::Nested(nested) => {
-                let converted =
-                    actors::ChildSpec::supervisor(spec.id, nested).with_child_type(spec.child_type);
-                return with_settings(converted, spec.restart, spec.shutdown, spec.delay);
+        let id = spec.id.clone();
+        let converted = match &spec.start {
+            Start::Process { build, ready } => {
+                let start = ProcessChild {
+                    build: build.clone(),
+                    ready: *ready,
+                };
+                actors::ChildSpec::new(id, spec.child_type, start)
             }
-            Start::Custom(start) => start,
+            Start::Remote(build) => {
+                let start = remote::RemoteChild(build.clone());
+                actors::ChildSpec::new(id, spec.child_type, start)
+            }
+            Start::Nested(nested) => {
+                actors::ChildSpec::supervisor(id, nested.clone()).with_child_type(spec.child_type)
+            }
+            Start::Custom(start) => actors::ChildSpec::from_arc(id, spec.child_type, start.clone()),
         };
-        let mut converted = actors::ChildSpec::from_arc(spec.id, spec.child_type, start);
-        if let Some(extra) = spec.extra {
-            converted = converted.extra_type(extra);
-        }
-        with_settings(converted, spec.restart, spec.shutdown, spec.delay)
+        spec.settings_on(converted)
     }
 }
 
-/// The settings every kind of spec shares (the shutdown: when one was chosen, else the
-/// default of the child's type).
-fn with_settings(
-    spec: actors::ChildSpec,
-    restart: Restart,
-    shutdown: Option<Shutdown>,
-    delay: Option<RestartDelay>,
-) -> actors::ChildSpec {
-    let mut spec = spec.restart(restart);
-    if let Some(shutdown) = shutdown {
-        spec = spec.shutdown(shutdown);
+impl ChildSpec {
+    /// The settings every kind of spec shares, on its converted form (the shutdown: when one
+    /// was chosen, else the default of the child's type).
+    fn settings_on(&self, converted: actors::ChildSpec) -> actors::ChildSpec {
+        let mut converted = converted
+            .restart(self.restart)
+            .significant(self.significant);
+        if let Some(shutdown) = self.shutdown {
+            converted = converted.shutdown(shutdown);
+        }
+        if let Some(delay) = self.delay {
+            converted = converted.restart_delay(delay);
+        }
+        if let Some(extra) = self.extra {
+            converted = converted.extra_type(extra);
+        }
+        converted
     }
-    if let Some(delay) = delay {
-        spec = spec.restart_delay(delay);
+}
+
+/// A running child's spec, as [`Supervisor::child_spec`] reads it: it starts the child the
+/// same way (its start is kept as it is, a [`StartChild`]), with the same settings.
+impl From<actors::ChildSpec> for ChildSpec {
+    fn from(spec: actors::ChildSpec) -> ChildSpec {
+        ChildSpec {
+            id: spec.id().to_string(),
+            start: Start::Custom(spec.starter().clone()),
+            child_type: spec.child_type(),
+            restart: spec.restart_type(),
+            shutdown: Some(spec.shutdown_kind()),
+            extra: spec.extra(),
+            delay: spec.delay_before_restart(),
+            significant: spec.is_significant(),
+        }
     }
-    spec
 }
 
 /// A running supervisor. Clones are handles to the same supervisor; when the last one is
@@ -578,6 +629,13 @@ impl Supervisor {
     /// Kills child `id` (SIGKILL) as if it had crashed: for tests of supervision trees.
     pub fn kill_child(&self, id: &str) -> Request<()> {
         self.sup().kill_child(id)
+    }
+
+    /// The spec of child `id` (OTP's `get_childspec`; for a dynamic child, the template), which
+    /// can be given to [`start_child`](Supervisor::start_child) again.
+    #[doc(alias = "get_childspec")]
+    pub fn child_spec(&self, id: &str) -> Request<ChildSpec> {
+        self.sup().child_spec(id).map(ChildSpec::from)
     }
 
     /// The children in start order: id, pid, type, status, restarts.

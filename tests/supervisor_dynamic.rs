@@ -347,3 +347,61 @@ fn terminating_a_dynamic_child_that_already_exited_is_ok() {
         sup.stop();
     }
 }
+
+#[test]
+fn a_dynamic_child_that_declines_is_not_kept() {
+    let dir = TempDir::new("ignore-dynamic");
+    let log = dir.file("log");
+    let (sup, events) = Supervisor::start_with_events(jobs(Restart::Permanent)).unwrap();
+    let (id, pid) = sup
+        .start_child_with((log.clone(), "no".to_string(), script(&["decline"])))
+        .wait()
+        .unwrap();
+    assert_eq!((id.as_str(), pid), ("job-1", None));
+    assert_eq!(tags(&events.drain()), ["ignored jobs:job-1"]);
+    assert!(sup.which_children().wait().unwrap().is_empty());
+    // Its id was given out: terminating it is a no-op, as for any dynamic child gone.
+    sup.terminate_child(&id).wait().unwrap();
+    sup.stop();
+}
+
+#[test]
+fn a_running_childs_spec_can_be_read_and_started_again() {
+    let dir = TempDir::new("child-spec");
+    let log = dir.file("log");
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .name("top")
+        .child(child(&log, "a", &["serve"]).restart(Restart::Transient));
+    let sup = Supervisor::start(spec).unwrap();
+    let a = sup.child_spec("a").wait().unwrap();
+    assert_eq!(a.id(), "a");
+    let shown = format!("{a:?}");
+    assert!(
+        shown.contains("Transient") && shown.contains("300ms"),
+        "{shown}"
+    );
+    assert!(matches!(
+        sup.child_spec("nope").wait(),
+        Err(SupervisorError::ChildNotFound { .. })
+    ));
+    // The spec read back starts the child the same way: here, and in another supervisor.
+    sup.terminate_child("a").wait().unwrap();
+    sup.delete_child("a").wait().unwrap();
+    sup.start_child(a.clone()).wait().unwrap();
+    let other = Supervisor::start(SupervisorSpec::new(Strategy::OneForOne).name("other")).unwrap();
+    other.start_child(a).wait().unwrap();
+    assert_eq!(lines_with(&log, "start "), ["a", "a", "a"]);
+    other.stop();
+    sup.stop();
+
+    // A dynamic child's spec is its supervisor's template.
+    let jobs = Supervisor::start(jobs(Restart::Temporary)).unwrap();
+    let (id, _) = jobs
+        .start_child_with((log.clone(), "j".to_string(), script(&["serve"])))
+        .wait()
+        .unwrap();
+    assert_eq!(jobs.child_spec(&id).wait().unwrap().id(), "job");
+    assert_eq!(jobs.child_spec("job").wait().unwrap().id(), "job");
+    assert!(jobs.child_spec("job-9").wait().is_err());
+    jobs.stop();
+}

@@ -67,12 +67,13 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::Notify;
 
 pub use child::{BoxFuture, ExtraArgs, RunningChild, StartChild, StartContext};
-pub use error::SupervisorError;
+pub use error::{SignificantProblem, SupervisorError};
 pub use event::{Event, EventBus, EventStream, MAX_QUEUED, WaitError};
 pub use exit::{ChildExit, Exit};
 pub use handle::{ChildCounts, ChildInfo, ChildStatus, Request, SupervisorRef};
 pub use spec::{
-    ChildSpec, ChildType, DEFAULT_WORKER_SHUTDOWN, ExtraType, Intensity, Shutdown, SupervisorSpec,
+    AutoShutdown, ChildSpec, ChildType, DEFAULT_WORKER_SHUTDOWN, ExtraType, Intensity, Shutdown,
+    SupervisorSpec,
 };
 pub use strategy::{Restart, RestartDelay, Strategy};
 
@@ -108,6 +109,7 @@ pub(crate) enum SupMsg {
     RestartChild(String, Reply<Result<Option<i32>, SupervisorError>>),
     DeleteChild(String, Reply<Result<(), SupervisorError>>),
     KillChild(String, Reply<Result<(), SupervisorError>>),
+    ChildSpec(String, Reply<Result<ChildSpec, SupervisorError>>),
     WhichChildren(Reply<Result<Vec<ChildInfo>, SupervisorError>>),
     CountChildren(Reply<Result<ChildCounts, SupervisorError>>),
     /// Stop every child (reverse order) and exit normally.
@@ -179,7 +181,7 @@ pub(crate) async fn spawn_supervisor(
     bus: Arc<EventBus>,
 ) -> Result<SupervisorRef, SupervisorError> {
     spec.validate_as(&path)?;
-    let (strategy, intensity, children) = spec.into_parts();
+    let (strategy, intensity, auto_shutdown, children) = spec.into_parts();
     let shared = Arc::new(Shared::new(path, strategy, bus));
     let not_running = || SupervisorError::NotRunning {
         supervisor: shared.path.clone(),
@@ -187,6 +189,7 @@ pub(crate) async fn spawn_supervisor(
     let args = Args {
         shared: shared.clone(),
         intensity,
+        auto_shutdown,
         children,
     };
     let (actor, _) = Actor::spawn(None, SupervisorActor, args)
@@ -207,7 +210,16 @@ struct SupervisorActor;
 struct Args {
     shared: Arc<Shared>,
     intensity: Intensity,
+    auto_shutdown: AutoShutdown,
     children: Vec<ChildSpec>,
+}
+
+/// What a start did.
+enum Started {
+    /// The child runs (with this pid, if it is a process).
+    Running(Option<i32>),
+    /// The child declined (OTP's `ignore`): it does not run.
+    Ignored,
 }
 
 /// One child: its spec and, if running, its current incarnation.
@@ -273,6 +285,7 @@ impl Slot {
 struct SupState {
     shared: Arc<Shared>,
     intensity: Intensity,
+    auto_shutdown: AutoShutdown,
     window: RestartWindow,
     children: Vec<Slot>,
     /// The template of a `SimpleOneForOne` supervisor.
@@ -298,6 +311,7 @@ impl Actor for SupervisorActor {
         Ok(SupState {
             window: RestartWindow::new(args.intensity),
             intensity: args.intensity,
+            auto_shutdown: args.auto_shutdown,
             shared: args.shared,
             children: Vec::new(),
             template: None,
@@ -344,6 +358,7 @@ impl Actor for SupervisorActor {
             SupMsg::RestartChild(id, reply) => reply.send(state.restart_child(me, &id).await),
             SupMsg::DeleteChild(id, reply) => reply.send(state.delete_child(&id)),
             SupMsg::KillChild(id, reply) => reply.send(state.kill_child(&id)),
+            SupMsg::ChildSpec(id, reply) => reply.send(state.child_spec(&id)),
             SupMsg::WhichChildren(reply) => reply.send(Ok(state.which_children())),
             SupMsg::CountChildren(reply) => reply.send(Ok(state.count_children())),
             SupMsg::Stop(reply) => {
@@ -461,12 +476,13 @@ impl SupState {
         myself.stop(None);
     }
 
-    /// Starts a new incarnation of child `idx` and watches it. Does not emit.
+    /// Starts a new incarnation of child `idx` and watches it, unless it declines (it then
+    /// stays as it was: not running). Does not emit.
     async fn start_slot(
         &mut self,
         myself: &ActorRef<SupMsg>,
         idx: usize,
-    ) -> Result<Option<i32>, String> {
+    ) -> Result<Started, String> {
         let slot = &self.children[idx];
         let ctx = StartContext {
             id: slot.id.clone(),
@@ -474,7 +490,9 @@ impl SupState {
             events: self.shared.bus.clone(),
             extra: slot.extra.clone(),
         };
-        let child = slot.spec.starter().start(ctx).await?;
+        let Some(child) = slot.spec.starter().start_or_ignore(ctx).await? else {
+            return Ok(Started::Ignored);
+        };
         let pid = child.pid();
         self.next_generation += 1;
         let generation = self.next_generation;
@@ -493,7 +511,7 @@ impl SupState {
         slot.generation = generation;
         slot.failed_starts = 0;
         slot.state = SlotState::Running { child, pid };
-        Ok(pid)
+        Ok(Started::Running(pid))
     }
 
     /// Stops child `idx` if it runs (as its shutdown says) and reports its exit.
@@ -565,9 +583,10 @@ impl SupState {
             .into_iter()
             .map(|spec| Slot::new(spec.clone(), spec.id().into(), None, false))
             .collect();
-        for idx in 0..self.children.len() {
+        let mut idx = 0;
+        while idx < self.children.len() {
             match self.start_slot(myself, idx).await {
-                Ok(pid) => self.announce_start(
+                Ok(Started::Running(pid)) => self.announce_start(
                     idx,
                     Event::ChildStarted {
                         supervisor: self.path(),
@@ -575,6 +594,11 @@ impl SupState {
                         pid,
                     },
                 ),
+                Ok(Started::Ignored) => {
+                    if self.ignored(idx) {
+                        continue; // forgotten: the next child is at `idx` now
+                    }
+                }
                 Err(reason) => {
                     let id = self.children[idx].id.clone();
                     self.emit(Event::ChildStartFailed {
@@ -595,8 +619,24 @@ impl SupState {
                     });
                 }
             }
+            idx += 1;
         }
         Ok(())
+    }
+
+    /// Child `idx` declined to start: publish it, and forget it if it is temporary or dynamic
+    /// (OTP keeps an ignored child's spec, except a temporary one's). True if forgotten.
+    fn ignored(&mut self, idx: usize) -> bool {
+        let slot = &self.children[idx];
+        self.emit(Event::ChildIgnored {
+            supervisor: self.path(),
+            id: slot.id.clone(),
+        });
+        let forget = slot.dynamic || slot.spec.restart_type() == Restart::Temporary;
+        if forget {
+            self.children.remove(idx);
+        }
+        forget
     }
 
     async fn child_exited(
@@ -625,6 +665,7 @@ impl SupState {
         };
         let restart = should_restart(slot.spec.restart_type(), &exit);
         let forget = !restart && (slot.spec.restart_type() == Restart::Temporary || slot.dynamic);
+        let ended_for_good = !restart && slot.spec.is_significant();
         self.emit(Event::ChildExited {
             supervisor: self.path(),
             id: id.into(),
@@ -633,11 +674,32 @@ impl SupState {
         });
         if forget {
             self.children.remove(idx);
+        }
+        if ended_for_good && self.auto_shutdown_due() {
+            self.emit(Event::AutoShutdown {
+                supervisor: self.path(),
+                id: id.into(),
+            });
+            self.stop_all().await;
+            self.finish(myself, Exit::Code(0));
         } else if restart {
             match self.children[idx].spec.delay_before_restart() {
                 None => self.restart(myself, idx).await,
                 Some(delay) => self.retry_later(myself, idx, Some(delay.delay(0))),
             }
+        }
+    }
+
+    /// A significant child has just ended on its own, for good: whether that ends the
+    /// supervisor (OTP's `auto_shutdown`).
+    fn auto_shutdown_due(&self) -> bool {
+        match self.auto_shutdown {
+            AutoShutdown::Never => false,
+            AutoShutdown::AnySignificant => true,
+            AutoShutdown::AllSignificant => !self
+                .children
+                .iter()
+                .any(|s| s.spec.is_significant() && !matches!(s.state, SlotState::Stopped)),
         }
     }
 
@@ -691,7 +753,11 @@ impl SupState {
                 continue;
             };
             match self.start_slot(myself, j).await {
-                Ok(pid) => {
+                Ok(Started::Ignored) => {
+                    // Not running, and not to be retried: as OTP, an ignored restart is done.
+                    self.ignored(j);
+                }
+                Ok(Started::Running(pid)) => {
                     let slot = &mut self.children[j];
                     slot.restarts += 1;
                     let restarts = slot.restarts;
@@ -763,7 +829,7 @@ impl SupState {
     ) -> Result<Option<i32>, SupervisorError> {
         let id = self.children[idx].id.clone();
         match self.start_slot(myself, idx).await {
-            Ok(pid) => {
+            Ok(Started::Running(pid)) => {
                 self.announce_start(
                     idx,
                     Event::ChildStarted {
@@ -773,6 +839,10 @@ impl SupState {
                     },
                 );
                 Ok(pid)
+            }
+            Ok(Started::Ignored) => {
+                self.ignored(idx);
+                Ok(None)
             }
             Err(reason) => {
                 self.children.remove(idx);
@@ -802,7 +872,7 @@ impl SupState {
                 operation: "start_child with a child spec (use start_child_with)",
             });
         }
-        spec::validate_child(&spec)?;
+        spec::validate_child(&spec, &self.shared.path, self.auto_shutdown)?;
         if let Some(idx) = self.position(spec.id()) {
             let slot = &self.children[idx];
             return Err(match slot.state {
@@ -904,7 +974,11 @@ impl SupState {
         let idx = self.find(id)?;
         self.refuse_if_not_stopped(idx)?;
         match self.start_slot(myself, idx).await {
-            Ok(pid) => {
+            Ok(Started::Ignored) => {
+                self.ignored(idx);
+                Ok(None)
+            }
+            Ok(Started::Running(pid)) => {
                 self.announce_start(
                     idx,
                     Event::ChildStarted {
@@ -951,6 +1025,17 @@ impl SupState {
                 id: id.into(),
             }),
         }
+    }
+
+    /// The spec of child `id` (OTP's `get_childspec`); a dynamic child's is its template.
+    fn child_spec(&self, id: &str) -> Result<ChildSpec, SupervisorError> {
+        if let Some(template) = &self.template {
+            if template.id() == id || self.position(id).is_some() {
+                return Ok(template.clone());
+            }
+            return Err(self.not_found(id));
+        }
+        Ok(self.children[self.find(id)?].spec.clone())
     }
 
     fn which_children(&self) -> Vec<ChildInfo> {

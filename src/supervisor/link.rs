@@ -3,7 +3,8 @@
 //!
 //! Child → supervisor, one frame each ([`crate`]'s wire format: 4-byte length + bincode):
 //! `Ready` (a worker called [`notify_ready`](super::notify_ready), or a nested supervisor has
-//! started its children), `StartFailed(reason)`, and `Event(e)` (a nested supervisor's events).
+//! started its children), `StartFailed(reason)`, `Event(e)` (a nested supervisor's events),
+//! and `Ignore` (a worker called [`decline_start`](super::decline_start)).
 //! The supervisor only reads; EOF means the child has exited.
 
 use std::io;
@@ -26,6 +27,8 @@ pub(crate) enum ChildMsg {
     Ready,
     StartFailed(String),
     Event(Event),
+    /// The child declines its start ([`decline_start`](super::decline_start)).
+    Ignore,
 }
 
 /// The child's end of a supervision link, as a target argument: its fd is exported while the
@@ -95,8 +98,17 @@ pub(crate) fn set_ready_link(link: LinkEnd) {
 }
 
 pub(crate) fn notify_ready() {
+    tell_once(&ChildMsg::Ready);
+}
+
+pub(crate) fn notify_ignore() {
+    tell_once(&ChildMsg::Ignore);
+}
+
+/// Sends the one answer a worker gives to its start.
+fn tell_once(msg: &ChildMsg) {
     let link = lock(&READY_LINK).take();
     if let Some(link) = link {
-        let _ = send(&Mutex::new(link), &ChildMsg::Ready);
+        let _ = send(&Mutex::new(link), msg);
     }
 }

@@ -170,6 +170,11 @@ impl StartChild for RemoteChild {
                         process.wait_exit().await;
                         return Err(reason);
                     }
+                    Some(ChildMsg::Ignore) => {
+                        process.kill();
+                        process.wait_exit().await;
+                        return Err("its process sent Ignore, which only a worker may".into());
+                    }
                     None => {
                         let exit = process.wait_exit().await;
                         return Err(format!("its process exited before it started ({exit})"));

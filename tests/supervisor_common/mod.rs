@@ -50,6 +50,7 @@ pub fn lines_with(log: &str, prefix: &str) -> Vec<String> {
 /// * `ignore-stop` — log `stop <id>` on the stop request but keep running (SIGTERM ends it);
 /// * `ignore-term` — the same, with SIGTERM ignored too (only SIGKILL ends it);
 /// * `unready:N` — exit with code N *before* reporting ready (a failed start);
+/// * `decline` — decline the start (`decline_start`, OTP's `ignore`) instead of reporting ready;
 /// * `gate:PATH` — while no file exists at PATH, the same as `unready:2`; once it does, `serve`
 ///   (a dependency that is down, then back).
 pub fn actor(log: String, id: String, script: Vec<String>) {
@@ -71,6 +72,9 @@ pub fn actor(log: String, id: String, script: Vec<String>) {
         Some(_) => "serve".to_string(),
         None => action,
     };
+    if action == "decline" {
+        procvisor::supervisor::decline_start();
+    }
     if action == "ignore-term" {
         // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
         unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };

@@ -69,6 +69,24 @@ pub trait StartChild: Send + Sync + 'static {
     /// Starts one incarnation.
     fn start(&self, ctx: StartContext)
     -> BoxFuture<'static, Result<Box<dyn RunningChild>, String>>;
+
+    /// Starts one incarnation, or declines to: `Ok(None)` is OTP's `ignore` (a start function
+    /// returning `ignore` instead of a pid). The supervisor calls this one; the default is
+    /// [`start`](StartChild::start), which never declines. A child that may decline overrides
+    /// it (and makes `start` treat a decline as a failure).
+    ///
+    /// A declined child does not run and is not an error: at the supervisor's start, by
+    /// `start_child` or `restart_child`, and in a restart, it is kept as a stopped child (a
+    /// temporary one, or a dynamic one, is not kept), and the supervisor publishes
+    /// [`Event::ChildIgnored`](super::Event::ChildIgnored).
+    #[doc(alias = "ignore")]
+    fn start_or_ignore(
+        &self,
+        ctx: StartContext,
+    ) -> BoxFuture<'static, Result<Option<Box<dyn RunningChild>>, String>> {
+        let started = self.start(ctx);
+        Box::pin(async move { started.await.map(Some) })
+    }
 }
 
 /// One started incarnation of a child.

@@ -22,6 +22,17 @@ pub enum SupervisorError {
         delay: RestartDelay,
     },
 
+    /// A significant child that cannot be (OTP's `bad_combination`).
+    #[error("child {id:?} of supervisor {supervisor} cannot be significant: {problem}")]
+    BadSignificantChild {
+        /// The supervisor's path.
+        supervisor: String,
+        /// The child's id.
+        id: String,
+        /// Why.
+        problem: SignificantProblem,
+    },
+
     /// Two child specs of one supervisor share an id.
     #[error("duplicate child id {id:?} in supervisor {supervisor}")]
     DuplicateChildId {
@@ -166,4 +177,16 @@ pub enum SupervisorError {
         /// The supervisor's path.
         supervisor: String,
     },
+}
+
+/// Why a child cannot be significant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignificantProblem {
+    /// It is `Permanent`: it is always restarted, so it never ends for good.
+    #[error("a permanent child is always restarted (make it transient or temporary)")]
+    Permanent,
+    /// Its supervisor's auto-shutdown is `Never`, so its end would mean nothing.
+    #[error("its supervisor's auto_shutdown is Never")]
+    NoAutoShutdown,
 }

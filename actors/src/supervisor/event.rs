@@ -61,6 +61,15 @@ pub enum Event {
         /// How many times this supervisor has restarted this child so far.
         restarts: u32,
     },
+    /// A child declined to start (OTP's `ignore`, see
+    /// [`StartChild::start_or_ignore`](super::StartChild::start_or_ignore)): it is not running,
+    /// and kept stopped (a temporary or dynamic child is forgotten).
+    ChildIgnored {
+        /// The supervisor's path.
+        supervisor: String,
+        /// The child's id.
+        id: String,
+    },
     /// A child could not be started. `retrying`: a restart that failed and will be tried again
     /// (by a message the supervisor sends itself); otherwise the start request failed.
     ChildStartFailed {
@@ -92,6 +101,15 @@ pub enum Event {
         /// The period.
         period: Duration,
     },
+    /// A significant child ended on its own and the supervisor's
+    /// [`AutoShutdown`](super::AutoShutdown) says that ends the supervisor: it stops its other
+    /// children and exits normally (`Code(0)`, OTP's `shutdown`).
+    AutoShutdown {
+        /// The supervisor's path.
+        supervisor: String,
+        /// The significant child whose exit triggered it.
+        id: String,
+    },
     /// The supervisor exited, its children all stopped: `Code(0)` when it was stopped,
     /// `Failed` when it gave up or could not start its children.
     SupervisorExited {
@@ -109,9 +127,11 @@ impl Event {
             Event::ChildStarted { supervisor, .. }
             | Event::ChildExited { supervisor, .. }
             | Event::ChildRestarted { supervisor, .. }
+            | Event::ChildIgnored { supervisor, .. }
             | Event::ChildStartFailed { supervisor, .. }
             | Event::RestartDelayed { supervisor, .. }
             | Event::GaveUp { supervisor, .. }
+            | Event::AutoShutdown { supervisor, .. }
             | Event::SupervisorExited { supervisor, .. } => supervisor,
         }
     }
@@ -122,9 +142,12 @@ impl Event {
             Event::ChildStarted { id, .. }
             | Event::ChildExited { id, .. }
             | Event::ChildRestarted { id, .. }
+            | Event::ChildIgnored { id, .. }
             | Event::ChildStartFailed { id, .. }
             | Event::RestartDelayed { id, .. } => Some(id),
-            Event::GaveUp { .. } | Event::SupervisorExited { .. } => None,
+            Event::GaveUp { .. } | Event::AutoShutdown { .. } | Event::SupervisorExited { .. } => {
+                None
+            }
         }
     }
 
@@ -139,17 +162,20 @@ impl Event {
     }
 
     /// A short tag naming the kind of event and its child or supervisor, handy in assertions:
-    /// `started top:a`, `exited top:a`, `restarted top:a`, `start-failed top:a`,
-    /// `restart-delayed top:a`, `gave-up top`, `supervisor-exited top`.
+    /// `started top:a`, `exited top:a`, `restarted top:a`, `ignored top:a`,
+    /// `start-failed top:a`, `restart-delayed top:a`, `gave-up top`, `auto-shutdown top`,
+    /// `supervisor-exited top`.
     pub fn tag(&self) -> String {
         let child = |id: &str| format!("{}:{id}", self.supervisor());
         match self {
             Event::ChildStarted { id, .. } => format!("started {}", child(id)),
             Event::ChildExited { id, .. } => format!("exited {}", child(id)),
             Event::ChildRestarted { id, .. } => format!("restarted {}", child(id)),
+            Event::ChildIgnored { id, .. } => format!("ignored {}", child(id)),
             Event::ChildStartFailed { id, .. } => format!("start-failed {}", child(id)),
             Event::RestartDelayed { id, .. } => format!("restart-delayed {}", child(id)),
             Event::GaveUp { supervisor, .. } => format!("gave-up {supervisor}"),
+            Event::AutoShutdown { supervisor, .. } => format!("auto-shutdown {supervisor}"),
             Event::SupervisorExited { supervisor, .. } => format!("supervisor-exited {supervisor}"),
         }
     }
@@ -197,6 +223,9 @@ impl fmt::Display for Event {
                 "[{supervisor}] child {id} restarted{} (restart #{restarts})",
                 pid_text(pid)
             ),
+            Event::ChildIgnored { supervisor, id } => {
+                write!(f, "[{supervisor}] child {id} declined to start (ignore)")
+            }
             Event::ChildStartFailed {
                 supervisor,
                 id,
@@ -219,6 +248,10 @@ impl fmt::Display for Event {
             } => write!(
                 f,
                 "[{supervisor}] gave up: {restarts} restarts within {period:?}"
+            ),
+            Event::AutoShutdown { supervisor, id } => write!(
+                f,
+                "[{supervisor}] significant child {id} ended: shutting down"
             ),
             Event::SupervisorExited { supervisor, exit } => {
                 write!(f, "[{supervisor}] supervisor exited: {exit}")

@@ -8,6 +8,7 @@ use std::time::Duration;
 use ractor::ActorRef;
 use serde::{Deserialize, Serialize};
 
+use super::child::BoxFuture;
 use super::error::SupervisorError;
 use super::event::{EventBus, EventStream};
 use super::exit::Exit;
@@ -209,13 +210,10 @@ impl SupervisorRef {
         make: impl FnOnce(Reply<Result<T, SupervisorError>>) -> SupMsg,
     ) -> Request<T> {
         let (reply, pending) = reply::channel();
-        let sent = match self.actor.cast(make(reply)) {
-            Ok(()) => Ok(pending),
-            Err(_) => Err(self.not_running()),
-        };
-        Request {
-            sent,
-            supervisor: self.shared.path.clone(),
+        let supervisor = self.shared.path.clone();
+        match self.actor.cast(make(reply)) {
+            Ok(()) => Request::pending(supervisor, pending),
+            Err(_) => Request::failed(supervisor, self.not_running()),
         }
     }
 
@@ -262,6 +260,14 @@ impl SupervisorRef {
         self.request(|r| SupMsg::KillChild(id.into(), r))
     }
 
+    /// The spec of child `id` (OTP's `get_childspec`): for a dynamic child (or the template's
+    /// id), its supervisor's template. The spec can be given to `start_child`, here or to
+    /// another supervisor.
+    #[doc(alias = "get_childspec")]
+    pub fn child_spec(&self, id: &str) -> Request<ChildSpec> {
+        self.request(|r| SupMsg::ChildSpec(id.into(), r))
+    }
+
     /// The children in start order.
     pub fn which_children(&self) -> Request<Vec<ChildInfo>> {
         self.request(SupMsg::WhichChildren)
@@ -306,33 +312,120 @@ impl SupervisorRef {
 /// operation, it only discards the answer.
 #[must_use = "the request is sent; .wait() or .await gives its answer"]
 pub struct Request<T> {
-    sent: Result<Pending<Result<T, SupervisorError>>, SupervisorError>,
+    answer: Result<Answer<T>, SupervisorError>,
     supervisor: String,
 }
 
+/// Where a request's answer comes from.
+enum Answer<T> {
+    /// The supervisor answers through this reply.
+    Pending(Pending<Result<T, SupervisorError>>),
+    /// Another request's answer, converted ([`Request::map`]).
+    Mapped(Box<dyn MappedAnswer<T>>),
+}
+
+/// A request's answer converted: the two waits of [`Request`], behind a type that forgets the
+/// original answer's type.
+trait MappedAnswer<T>: Send {
+    fn wait(self: Box<Self>) -> Result<T, SupervisorError>;
+    fn wait_async(self: Box<Self>) -> BoxFuture<'static, Result<T, SupervisorError>>;
+}
+
+struct Map<U, F> {
+    inner: Request<U>,
+    convert: F,
+}
+
+impl<U, T, F> MappedAnswer<T> for Map<U, F>
+where
+    U: Send + 'static,
+    F: FnOnce(U) -> T + Send + 'static,
+{
+    fn wait(self: Box<Self>) -> Result<T, SupervisorError> {
+        self.inner.wait().map(self.convert)
+    }
+
+    fn wait_async(self: Box<Self>) -> BoxFuture<'static, Result<T, SupervisorError>> {
+        Box::pin(async move { self.inner.await.map(self.convert) })
+    }
+}
+
 impl<T: Send + 'static> Request<T> {
+    /// A request whose answer will come through `pending`.
+    pub(crate) fn pending(
+        supervisor: String,
+        pending: Pending<Result<T, SupervisorError>>,
+    ) -> Self {
+        Request {
+            answer: Ok(Answer::Pending(pending)),
+            supervisor,
+        }
+    }
+
+    /// A request answered already: `error` (it could not even be sent).
+    pub(crate) fn failed(supervisor: String, error: SupervisorError) -> Self {
+        Request {
+            answer: Err(error),
+            supervisor,
+        }
+    }
+
+    /// The path of the supervisor the request went to.
+    pub fn supervisor(&self) -> &str {
+        &self.supervisor
+    }
+
     /// Blocks until the supervisor answers. A supervisor that exits before answering gives
     /// [`SupervisorError::NotRunning`].
     pub fn wait(self) -> Result<T, SupervisorError> {
         let supervisor = self.supervisor;
-        self.sent?
-            .wait()
-            .unwrap_or(Err(SupervisorError::NotRunning { supervisor }))
+        match self.answer? {
+            Answer::Pending(pending) => pending
+                .wait()
+                .unwrap_or(Err(SupervisorError::NotRunning { supervisor })),
+            Answer::Mapped(mapped) => mapped.wait(),
+        }
+    }
+
+    /// The same request, its answer converted by `convert` when it comes (errors pass through
+    /// unchanged).
+    ///
+    /// ```no_run
+    /// # fn demo(sup: procvisor_actors::supervisor::SupervisorRef) {
+    /// let running = sup.count_children().map(|counts| counts.active);
+    /// assert_eq!(running.wait(), Ok(0));
+    /// # }
+    /// ```
+    pub fn map<U, F>(self, convert: F) -> Request<U>
+    where
+        U: Send + 'static,
+        F: FnOnce(T) -> U + Send + 'static,
+    {
+        let supervisor = self.supervisor.clone();
+        Request {
+            answer: Ok(Answer::Mapped(Box::new(Map {
+                inner: self,
+                convert,
+            }))),
+            supervisor,
+        }
     }
 }
 
 impl<T: Send + 'static> std::future::IntoFuture for Request<T> {
     type Output = Result<T, SupervisorError>;
-    type IntoFuture =
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, SupervisorError>> + Send>>;
+    type IntoFuture = BoxFuture<'static, Result<T, SupervisorError>>;
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let supervisor = self.supervisor;
-            self.sent?
-                .wait_async()
-                .await
-                .unwrap_or(Err(SupervisorError::NotRunning { supervisor }))
+            match self.answer? {
+                Answer::Pending(pending) => pending
+                    .wait_async()
+                    .await
+                    .unwrap_or(Err(SupervisorError::NotRunning { supervisor })),
+                Answer::Mapped(mapped) => mapped.wait_async().await,
+            }
         })
     }
 }
@@ -341,7 +434,7 @@ impl<T> std::fmt::Debug for Request<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Request")
             .field("supervisor", &self.supervisor)
-            .field("sent", &self.sent.is_ok())
+            .field("sent", &self.answer.is_ok())
             .finish()
     }
 }

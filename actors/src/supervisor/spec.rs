@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::child::StartChild;
-use super::error::SupervisorError;
+use super::error::{SignificantProblem, SupervisorError};
 use super::strategy::{Restart, RestartDelay, Strategy};
 
 /// How a supervisor ends a child.
@@ -106,6 +106,7 @@ pub struct ChildSpec {
     child_type: ChildType,
     extra: Option<ExtraType>,
     delay: Option<RestartDelay>,
+    significant: bool,
 }
 
 /// The default shutdown of a worker (OTP's 5000 ms).
@@ -135,6 +136,7 @@ impl ChildSpec {
             child_type,
             extra: None,
             delay: None,
+            significant: false,
         }
     }
 
@@ -154,6 +156,15 @@ impl ChildSpec {
     /// OTP, a child is restarted at once).
     pub fn restart_delay(mut self, delay: RestartDelay) -> ChildSpec {
         self.delay = Some(delay);
+        self
+    }
+
+    /// Marks the child significant (OTP's `significant`): when it ends on its own and is not
+    /// restarted, its supervisor's [`AutoShutdown`] may end the supervisor. Only `Transient`
+    /// and `Temporary` children can be significant, and only in a supervisor whose
+    /// auto-shutdown is not `Never` (checked when the supervisor starts or the child is added).
+    pub fn significant(mut self, significant: bool) -> ChildSpec {
+        self.significant = significant;
         self
     }
 
@@ -190,6 +201,11 @@ impl ChildSpec {
         self.child_type
     }
 
+    /// Whether it is significant (see [`significant`](ChildSpec::significant)).
+    pub fn is_significant(&self) -> bool {
+        self.significant
+    }
+
     /// The delay before its restarts, if it has one.
     pub fn delay_before_restart(&self) -> Option<RestartDelay> {
         self.delay
@@ -214,8 +230,28 @@ impl fmt::Debug for ChildSpec {
             .field("shutdown", &self.shutdown)
             .field("child_type", &self.child_type)
             .field("restart_delay", &self.delay)
+            .field("significant", &self.significant)
             .finish_non_exhaustive()
     }
+}
+
+/// When a supervisor ends itself because its significant children ended (OTP 24's
+/// `auto_shutdown`). Only exits a significant child makes on its own count — not one its
+/// supervisor caused (`terminate_child`, a restart of its siblings, a shutdown) — and only when
+/// the child is not restarted: a `Transient` child's normal exit or shutdown, a `Temporary`
+/// child's any exit. The supervisor then stops its other children (reverse start order),
+/// publishes [`Event::AutoShutdown`](super::Event::AutoShutdown) and exits normally
+/// (`Code(0)`, OTP's `shutdown`), which its own supervisor does not restart unless it is
+/// `Permanent`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AutoShutdown {
+    /// Never (the default); significant children are then refused.
+    #[default]
+    Never,
+    /// When any significant child has ended.
+    AnySignificant,
+    /// When every significant child has ended (none is running or being restarted).
+    AllSignificant,
 }
 
 /// A supervisor: its name, strategy, restart intensity and child specs (in start order).
@@ -237,6 +273,7 @@ pub struct SupervisorSpec {
     name: String,
     strategy: Strategy,
     intensity: Intensity,
+    auto_shutdown: AutoShutdown,
     children: Vec<ChildSpec>,
 }
 
@@ -247,6 +284,7 @@ impl SupervisorSpec {
             name: "supervisor".into(),
             strategy,
             intensity: Intensity::default(),
+            auto_shutdown: AutoShutdown::Never,
             children: Vec::new(),
         }
     }
@@ -261,6 +299,13 @@ impl SupervisorSpec {
     /// Sets the restart intensity.
     pub fn intensity(mut self, intensity: Intensity) -> SupervisorSpec {
         self.intensity = intensity;
+        self
+    }
+
+    /// Sets when the supervisor ends itself because its significant children ended (default
+    /// [`AutoShutdown::Never`]).
+    pub fn auto_shutdown(mut self, auto_shutdown: AutoShutdown) -> SupervisorSpec {
+        self.auto_shutdown = auto_shutdown;
         self
     }
 
@@ -294,13 +339,18 @@ impl SupervisorSpec {
         self.intensity
     }
 
+    /// Its auto-shutdown.
+    pub fn get_auto_shutdown(&self) -> AutoShutdown {
+        self.auto_shutdown
+    }
+
     /// The child specs, in start order.
     pub fn get_children(&self) -> &[ChildSpec] {
         &self.children
     }
 
     /// Checks the spec: a positive period, non-empty unique ids, exactly one spec for
-    /// `SimpleOneForOne`.
+    /// `SimpleOneForOne`, valid restart delays, significant children only where they may be.
     pub fn validate(&self) -> Result<(), SupervisorError> {
         self.validate_as(&self.name)
     }
@@ -319,7 +369,7 @@ impl SupervisorSpec {
         }
         let mut seen = HashSet::new();
         for child in &self.children {
-            validate_child(child)?;
+            validate_child(child, path, self.auto_shutdown)?;
             if !seen.insert(child.id()) {
                 return Err(SupervisorError::DuplicateChildId {
                     supervisor: path.into(),
@@ -330,13 +380,22 @@ impl SupervisorSpec {
         Ok(())
     }
 
-    pub(crate) fn into_parts(self) -> (Strategy, Intensity, Vec<ChildSpec>) {
-        (self.strategy, self.intensity, self.children)
+    pub(crate) fn into_parts(self) -> (Strategy, Intensity, AutoShutdown, Vec<ChildSpec>) {
+        (
+            self.strategy,
+            self.intensity,
+            self.auto_shutdown,
+            self.children,
+        )
     }
 }
 
-/// Checks one child spec on its own.
-pub(crate) fn validate_child(child: &ChildSpec) -> Result<(), SupervisorError> {
+/// Checks one child spec, for the supervisor at `path` with this auto-shutdown.
+pub(crate) fn validate_child(
+    child: &ChildSpec,
+    path: &str,
+    auto_shutdown: AutoShutdown,
+) -> Result<(), SupervisorError> {
     if child.id().is_empty() {
         return Err(SupervisorError::EmptyChildId);
     }
@@ -345,6 +404,22 @@ pub(crate) fn validate_child(child: &ChildSpec) -> Result<(), SupervisorError> {
             return Err(SupervisorError::InvalidRestartDelay {
                 id: child.id().into(),
                 delay,
+            });
+        }
+    }
+    if child.significant {
+        let problem = if child.restart == Restart::Permanent {
+            Some(SignificantProblem::Permanent)
+        } else if auto_shutdown == AutoShutdown::Never {
+            Some(SignificantProblem::NoAutoShutdown)
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(SupervisorError::BadSignificantChild {
+                supervisor: path.into(),
+                id: child.id().into(),
+                problem,
             });
         }
     }
