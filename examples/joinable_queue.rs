@@ -107,7 +107,7 @@ fn main() -> procvisor::Result<()> {
     }
 
     // Wait for all of the tasks to finish.
-    tasks.join()?;
+    tasks.join();
 
     // Start printing results.
     for _ in 0..num_jobs {

@@ -25,16 +25,16 @@ const AUTHKEY: &[u8] = b"secret password";
 
 /// The docs' client: connects, receives a value, bytes, and bytes into an array.
 fn client(address: Address) -> procvisor::Result<()> {
-    let conn = Client::connect(&address, Some(AUTHKEY))?;
+    let conn = Client::builder(address).authkey(AUTHKEY).connect()?;
     // Python sends the type `float` itself; a Rust message carries its name.
     let value: (f64, Option<i32>, String, String) = conn.recv()?;
     println!("  [client] {value:?}"); // => (2.25, None, "junk", "float")
     println!(
         "  [client] {:?}",
-        String::from_utf8_lossy(&conn.recv_bytes(None)?)
+        String::from_utf8_lossy(&conn.recv_bytes()?)
     ); // => "hello"
     let mut arr = [0u8; 5 * 4]; // array('i', [0, 0, 0, 0, 0])
-    println!("  [client] {}", conn.recv_bytes_into(&mut arr, 0)?); // => 8
+    println!("  [client] {}", conn.recv_bytes_into(&mut arr)?); // => 8
     let ints: Vec<i32> = arr
         .chunks_exact(4)
         .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
@@ -46,7 +46,10 @@ fn client(address: Address) -> procvisor::Result<()> {
 
 /// A client that does not know the key.
 fn intruder(address: Address) {
-    match Client::connect(&address, Some(b"not the password")) {
+    match Client::builder(address)
+        .authkey(b"not the password")
+        .connect()
+    {
         Ok(_) => println!("  [client] connected?!"),
         Err(e) => println!("  [client] {e}"),
     }
@@ -59,7 +62,11 @@ fn main() -> procvisor::Result<()> {
         Some(text) => text.parse()?,
         None => Address::inet("localhost", 0)?, // family deduced: AF_INET
     };
-    let listener = Listener::new(Some(address), None, None, Some(AUTHKEY))?;
+    // Python's `Listener(address, authkey=AUTHKEY)`.
+    let listener = Listener::builder()
+        .address(address)
+        .authkey(AUTHKEY)
+        .bind()?;
     println!("listening on {}", listener.address());
 
     let p = Process::new(client, (listener.address().clone(),)).start()?;
@@ -69,9 +76,9 @@ fn main() -> procvisor::Result<()> {
         None => println!("connection accepted from an unnamed socket"),
     }
     conn.send(&(2.25, None::<i32>, "junk", "float"))?;
-    conn.send_bytes(b"hello", 0, None)?;
+    conn.send_bytes(b"hello")?;
     let arr: Vec<u8> = [42i32, 1729].iter().flat_map(|i| i.to_ne_bytes()).collect();
-    conn.send_bytes(&arr, 0, None)?;
+    conn.send_bytes(&arr)?;
     conn.close();
     p.join()?;
     println!("client exited with {}", p.exitcode().unwrap_or(-1));

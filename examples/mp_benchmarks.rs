@@ -131,7 +131,7 @@ fn queuespeed_func(q: Queue<String>, ready: Connection, iterations: u64) -> proc
     for _ in 0..iterations {
         q.put(&a)?;
     }
-    q.put(&"STOP".to_string())
+    Ok(q.put(&"STOP".to_string())?)
 }
 
 /// `test_queuespeed` with `mp.Queue`: a child puts, the parent gets until `STOP`; the clock
@@ -139,7 +139,7 @@ fn queuespeed_func(q: Queue<String>, ready: Connection, iterations: u64) -> proc
 fn queue(delta: f64) -> TestResult {
     let q = Queue::<String>::new()?;
     let (iterations, elapsed) = doubling(delta, |iterations| {
-        let (ready_rx, ready_tx) = make_pipe(false)?;
+        let (ready_rx, ready_tx) = make_pipe()?;
         let p = Process::new(queuespeed_func, (q.clone(), ready_tx, iterations)).start()?;
         ready_rx.recv::<()>()?;
         let t = Instant::now();
@@ -160,7 +160,7 @@ fn consumer_func(q: Queue<String>, conn: Connection) -> procvisor::Result<()> {
         let start = *t.get_or_insert_with(Instant::now);
         n += 1;
         if result == "STOP" {
-            return conn.send(&(n, start.elapsed().as_secs_f64()));
+            return Ok(conn.send(&(n, start.elapsed().as_secs_f64()))?);
         }
     }
 }
@@ -169,7 +169,7 @@ fn consumer_func(q: Queue<String>, conn: Connection) -> procvisor::Result<()> {
 /// process that made the queue).
 fn queue_child_consumer(delta: f64) -> TestResult {
     let q = Queue::<String>::new()?;
-    let (a, b) = make_pipe(true)?;
+    let (a, b) = make_pipe()?;
     let payload = "0".repeat(256);
     let stop = "STOP".to_string();
     let (iterations, elapsed) = doubling(delta, |iterations| {
@@ -195,15 +195,15 @@ fn pipe_func(conn: Connection, ready: Connection, iterations: u64) -> procvisor:
     for _ in 0..iterations {
         conn.send(&a)?;
     }
-    conn.send("STOP")
+    Ok(conn.send("STOP")?)
 }
 
 /// `test_pipespeed`: 256-byte strings from a child to its parent through a duplex pipe; the
 /// clock runs from the child's "ready" to the parent's receipt of `STOP`.
 fn pipe(delta: f64) -> TestResult {
-    let (c, d) = make_pipe(true)?;
+    let (c, d) = make_pipe()?;
     let (iterations, elapsed) = doubling(delta, |iterations| {
-        let (ready_rx, ready_tx) = make_pipe(false)?;
+        let (ready_rx, ready_tx) = make_pipe()?;
         let p = Process::new(pipe_func, (d.try_clone()?, ready_tx, iterations)).start()?;
         ready_rx.recv::<()>()?;
         let t = Instant::now();
@@ -225,7 +225,7 @@ fn echo_func(conn: Connection) -> procvisor::Result<()> {
 
 /// `test_pipe_roundtrip`: send `'x'` to an echoing child and wait for it to come back.
 fn pipe_roundtrip(delta: f64) -> TestResult {
-    let (c, d) = make_pipe(true)?;
+    let (c, d) = make_pipe()?;
     let p = Process::new(echo_func, (d,)).start()?;
     let x = Some("x".to_string());
     c.send(&Some("warm"))?;
@@ -247,19 +247,19 @@ fn pipe_roundtrip(delta: f64) -> TestResult {
 fn bytes_func(conn: Connection, iterations: u64, size: usize) -> procvisor::Result<()> {
     let buf = vec![b'x'; size];
     for _ in 0..iterations {
-        conn.send_bytes(&buf, 0, None)?;
+        conn.send_bytes(&buf)?;
     }
-    conn.send_bytes(b"", 0, None)
+    Ok(conn.send_bytes(b"")?)
 }
 
 /// `test_pipe_bytes`: 1 MiB messages from a child through a one-way pipe; counts MiB.
 fn pipe_bytes_1mib(delta: f64) -> TestResult {
     let size = 1 << 20;
-    let (c, d) = make_pipe(false)?;
+    let (c, d) = make_pipe()?;
     let (iterations, elapsed) = doubling(delta, |iterations| {
         let p = Process::new(bytes_func, (d.try_clone()?, iterations, size)).start()?;
         let t = Instant::now();
-        while !c.recv_bytes(None)?.is_empty() {}
+        while !c.recv_bytes()?.is_empty() {}
         let elapsed = t.elapsed();
         p.join()?;
         Ok(elapsed)
@@ -357,13 +357,13 @@ fn lock_child_func(l: Lock, iterations: u64, conn: Connection) -> procvisor::Res
         }
         l.release()?;
     }
-    conn.send(&t.elapsed().as_secs_f64())
+    Ok(conn.send(&t.elapsed().as_secs_f64())?)
 }
 
 /// `test_lock_child`: a child takes and gives back a lock its parent created.
 fn lock_child(delta: f64) -> TestResult {
     let l = Lock::new()?;
-    let (a, b) = make_pipe(true)?;
+    let (a, b) = make_pipe()?;
     let mut iterations = 1u64;
     let mut elapsed = 0.0;
     while elapsed < delta {

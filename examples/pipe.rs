@@ -23,7 +23,7 @@ fn main() -> procvisor::Result<()> {
     // In a child, `init` runs the child's target and exits: nothing below runs there.
     procvisor::init();
 
-    let (parent_conn, child_conn) = pipe(true)?;
+    let (parent_conn, child_conn) = pipe()?;
     // The child's end travels in its arguments (its file descriptor goes with it); this
     // process's copy is dropped once it is encoded.
     let p = Process::new(f, (child_conn,)).start()?;

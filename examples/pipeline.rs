@@ -44,7 +44,7 @@ const RECORDS: [&str; 8] = [
 
 fn listen(path: &str) -> procvisor::Result<Listener> {
     let _ = std::fs::remove_file(path); // a previous incarnation's socket
-    Listener::builder().address(Address::unix(path)).bind()
+    Ok(Listener::builder().address(Address::unix(path)).bind()?)
 }
 
 /// Serves the records, one at a time, to whichever parser connects; a record the parser died
@@ -56,11 +56,10 @@ fn reader(socket: String) -> procvisor::Result<()> {
     while next < RECORDS.len() {
         let conn = listener.accept()?;
         while next < RECORDS.len() {
-            let acked = conn
-                .send(&Some((next + 1, RECORDS[next])))
-                .and_then(|()| conn.recv::<()>());
+            let acked =
+                conn.send(&Some((next + 1, RECORDS[next]))).is_ok() && conn.recv::<()>().is_ok();
             next += 1;
-            if acked.is_err() {
+            if !acked {
                 println!("  [reader] record {next} killed the parser; skipping it");
                 break;
             }
@@ -75,7 +74,7 @@ fn reader(socket: String) -> procvisor::Result<()> {
 
 /// Reads records from the reader, upper-cases them for the writer; dies on a bad one.
 fn parser(input: String, output: String) -> procvisor::Result<()> {
-    let records = Client::connect(&Address::unix(&input), None)?;
+    let records = Client::connect(&Address::unix(&input))?;
     let listener = listen(&output)?;
     notify_ready();
     let writer = listener.accept()?;
@@ -95,7 +94,7 @@ fn parser(input: String, output: String) -> procvisor::Result<()> {
 /// Prints what the parser produces. If its input dies, it waits: its supervisor restarts it
 /// (rest-for-one) together with the parser.
 fn writer(input: String) -> procvisor::Result<()> {
-    let parsed = Client::connect(&Address::unix(&input), None)?;
+    let parsed = Client::connect(&Address::unix(&input))?;
     notify_ready();
     loop {
         match parsed.recv::<Option<String>>() {

@@ -1,5 +1,6 @@
-//! The pool example from the multiprocessing docs ("Process Pools"): `apply_async`, `map`,
-//! `imap` with `next` and `next(timeout)`, and a `TimeoutError` from a sleeping task.
+//! The pool example from the multiprocessing docs ("Process Pools"): `apply_async` (here
+//! `submit`), `map`, `imap` with `next` and `next(timeout)` (here `next_timeout`), and a
+//! `get(timeout)` that gives up on a sleeping task (here `wait_timeout`, then `get`).
 //!
 //! ```text
 //! $ cargo run --example pool
@@ -13,7 +14,7 @@
 
 use std::time::Duration;
 
-use procvisor::{Error, Pool};
+use procvisor::Pool;
 
 fn f(x: u64) -> u64 {
     x * x
@@ -27,8 +28,10 @@ fn main() -> procvisor::Result<()> {
     procvisor::init();
     let pool = Pool::new(4)?; // start 4 worker processes
 
-    let result = pool.apply_async(f, (10,))?; // evaluate "f(10)" asynchronously
-    println!("{}", result.get(Some(Duration::from_secs(1)))?); // prints "100" unless your computer is *very* slow
+    let result = pool.submit(f, (10,))?; // evaluate "f(10)" asynchronously
+    if result.wait_timeout(Duration::from_secs(1)) {
+        println!("{}", result.get()?); // prints "100" unless your computer is *very* slow
+    }
 
     println!("{:?}", pool.map(f, 0..10)?); // prints "[0, 1, 4,..., 81]"
 
@@ -37,13 +40,15 @@ fn main() -> procvisor::Result<()> {
     println!("{}", it.next().transpose()?.unwrap_or_default()); // prints "1"
     println!(
         "{}",
-        it.next_timeout(Duration::from_secs(1))?.unwrap_or_default()
+        it.next_timeout(Duration::from_secs(1))?
+            .transpose()?
+            .unwrap_or_default()
     ); // prints "4" unless your computer is *very* slow
 
-    let result = pool.apply_async(sleep, (10,))?;
-    match result.get(Some(Duration::from_secs(1))) {
-        Err(e @ Error::ResultTimeout { .. }) => println!("TimeoutError: {e}"), // raises TimeoutError
-        other => println!("unexpected: {other:?}"),
+    let result = pool.submit(sleep, (10,))?;
+    if !result.wait_timeout(Duration::from_secs(1)) {
+        // Python's get(timeout=1) raises TimeoutError here; the handle is still ours.
+        println!("TimeoutError: no result within 1s (the task is still running)");
     }
     // Dropping the pool terminates it: the sleeping worker is stopped at once.
     Ok(())

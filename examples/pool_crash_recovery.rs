@@ -13,7 +13,8 @@
 
 use std::time::{Duration, Instant};
 
-use procvisor::{Error, Pool};
+use procvisor::Pool;
+use procvisor::error::TaskError;
 
 /// Takes its time: 8 items keep both workers busy for 0.8 s.
 fn slow_square(x: u64) -> u64 {
@@ -39,8 +40,8 @@ fn main() -> procvisor::Result<()> {
         libc::kill(victim, libc::SIGKILL);
     }
     let t = Instant::now();
-    match map.get(Some(Duration::from_secs(10))) {
-        Err(e @ Error::WorkerLost { .. }) => {
+    match map.get() {
+        Err(e @ TaskError::WorkerLost { .. }) => {
             println!("map failed after {:.2} s: {e}", t.elapsed().as_secs_f64())
         }
         other => println!("unexpected: {other:?}"),
@@ -48,5 +49,5 @@ fn main() -> procvisor::Result<()> {
     println!("next map: {:?}", pool.map(square, 0..10u64)?);
     println!("workers now: {:?}", pool.worker_pids());
     pool.close();
-    pool.join()
+    Ok(pool.join()?)
 }

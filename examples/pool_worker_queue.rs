@@ -71,13 +71,13 @@ fn main() -> procvisor::Result<()> {
     // Add more tasks, one at a time, and collect their results.
     let pending: Vec<_> = tasks2
         .into_iter()
-        .map(|args| pool.apply_async(calculate, args))
-        .collect::<procvisor::Result<_>>()?;
+        .map(|args| pool.submit(calculate, args))
+        .collect::<Result<_, _>>()?;
     for r in pending {
-        println!("\t{}", r.get(None)?);
+        println!("\t{}", r.get()?);
     }
 
     // Tell the workers to stop, and wait for them.
     pool.close();
-    pool.join()
+    Ok(pool.join()?)
 }

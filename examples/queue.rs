@@ -14,7 +14,7 @@ use procvisor::{Process, Queue};
 type Item = (i32, Option<i32>, String);
 
 /// The child: puts one item on the queue it was given.
-fn f(q: Queue<Item>) -> procvisor::Result<()> {
+fn f(q: Queue<Item>) -> Result<(), procvisor::error::PutError> {
     q.put(&(42, None, "hello".to_string()))
 }
 

@@ -12,7 +12,8 @@
 //! BufferTooShort: buffer too short: the message is 20 bytes, the buffer has room for 8; the message was [0, 1, 2, 3, 4]
 //! ```
 
-use procvisor::{Error, pipe};
+use procvisor::error::RecvError;
+use procvisor::pipe;
 
 fn ints_to_bytes(ints: &[i32]) -> Vec<u8> {
     ints.iter().flat_map(|i| i.to_ne_bytes()).collect()
@@ -29,32 +30,32 @@ fn main() -> procvisor::Result<()> {
     procvisor::init();
 
     // >>> a, b = Pipe()
-    let (a, b) = pipe(true)?;
+    let (a, b) = pipe()?;
 
     // >>> a.send([1, 'hello', None]); b.recv()
     a.send(&(1, "hello", None::<i32>))?;
     println!("{:?}", b.recv::<(i32, String, Option<i32>)>()?);
 
     // >>> b.send_bytes('thank you'); a.recv_bytes()
-    b.send_bytes(b"thank you", 0, None)?;
-    println!("{:?}", String::from_utf8_lossy(&a.recv_bytes(None)?));
+    b.send_bytes(b"thank you")?;
+    println!("{:?}", String::from_utf8_lossy(&a.recv_bytes()?));
 
     // >>> arr1 = array.array('i', range(5)); arr2 = array.array('i', [0] * 10)
     // >>> a.send_bytes(arr1); count = b.recv_bytes_into(arr2)
     let arr1 = ints_to_bytes(&[0, 1, 2, 3, 4]);
     let mut arr2 = ints_to_bytes(&[0; 10]);
-    a.send_bytes(&arr1, 0, None)?;
-    let count = b.recv_bytes_into(&mut arr2, 0)?;
+    a.send_bytes(&arr1)?;
+    let count = b.recv_bytes_into(&mut arr2)?;
     assert_eq!(count, arr1.len());
     println!("count = {count}");
     println!("{:?}", bytes_to_ints(&arr2));
 
     // When the buffer is too short the whole message comes back in the error, as in Python
     // (`e.args[0]`).
-    a.send_bytes(&arr1, 0, None)?;
+    a.send_bytes(&arr1)?;
     let mut small = [0u8; 8];
-    match b.recv_bytes_into(&mut small, 0) {
-        Err(err @ Error::BufferTooShort { .. }) => {
+    match b.recv_bytes_into(&mut small) {
+        Err(err @ RecvError::BufferTooShort { .. }) => {
             let text = err.to_string();
             let message = err.into_message().unwrap_or_default();
             println!(

@@ -444,8 +444,8 @@ fn squarer(conn: procvisor::Connection) -> procvisor::Result<()> {
     loop {
         match conn.recv::<u64>() {
             Ok(x) => conn.send(&(x, x * x))?,
-            Err(procvisor::Error::Eof) => break,
-            Err(e) => return Err(e),
+            Err(procvisor::error::RecvError::Eof) => break,
+            Err(e) => return Err(e.into()),
         }
         count += 1;
     }
@@ -456,54 +456,62 @@ fn squarer(conn: procvisor::Connection) -> procvisor::Result<()> {
 /// Answers once on a connection to a listener, authenticated with the tree's key.
 fn phone_home(address: procvisor::Address, n: u32) -> procvisor::Result<()> {
     let conn = procvisor::Client::builder(address)
-        .authenticate(true)
+        .authkey(current_process().authkey())
         .connect()?;
-    conn.send(&format!("hello from {} (#{n})", current_process().name()))
+    Ok(conn.send(&format!("hello from {} (#{n})", current_process().name()))?)
 }
 
 fn pipes() -> procvisor::Result<()> {
-    say!("pipe(true) gives two connected ends; one travels to a child in its arguments.");
-    let (ours, theirs) = procvisor::pipe(true)?;
+    say!("pipe() gives two connected ends; one travels to a child in its arguments.");
+    let (ours, theirs) = procvisor::pipe()?;
     let p = launch(Process::new(squarer, (theirs,)))?;
     for x in [3u64, 12, 1 << 20] {
         ours.send(&x)?;
         let (x, square) = ours.recv::<(u64, u64)>()?;
         say!("sent {x}, the child answered {square}");
     }
+    say!("try_poll() with nothing pending: {}", ours.try_poll()?);
     say!(
-        "poll(0) with nothing pending: {}",
-        ours.poll(Some(Duration::ZERO))?
+        "poll_timeout(10ms) with nothing pending: {}",
+        ours.poll_timeout(Duration::from_millis(10))?
     );
     drop(ours); // the child sees end-of-file and stops
     p.join()?;
 
     say!("send_bytes / recv_bytes_into move raw bytes; a short buffer hands back the message:");
-    let (a, b) = procvisor::pipe(false)?; // one-way: a receives, b sends
-    b.send_bytes(b"twelve bytes", 0, None)?;
+    // One-way: a Receiver and a Sender; `receiver.send(..)` would not compile.
+    let (receiver, sender) = procvisor::pipe_oneway()?;
+    let bytes = b"twelve bytes and more";
+    sender.send_bytes(&bytes[..12])?; // Python's send_bytes(bytes, 0, 12)
     let mut small = [0u8; 5];
-    if let Err(e) = a.recv_bytes_into(&mut small, 0) {
+    if let Err(e) = receiver.recv_bytes_into(&mut small) {
         let text = e.to_string();
         let message = e.into_message().unwrap_or_default();
         say!("{text} -> {:?}", String::from_utf8_lossy(&message));
     }
-    let misuse = a.send(&1).unwrap_err();
-    say!("a.send on the receive-only end: {misuse}");
+    say!(
+        "the receive end: readable {}, writable {}",
+        receiver.is_readable(),
+        receiver.is_writable()
+    );
 
     say!("a Listener authenticates clients with the tree's authkey; wait() multiplexes:");
-    let listener = procvisor::Listener::builder().authenticate(true).bind()?;
+    let listener = procvisor::Listener::builder()
+        .authkey(current_process().authkey())
+        .bind()?;
     let callers = (0..3)
         .map(|n| launch(Process::new(phone_home, (listener.address().clone(), n))))
         .collect::<procvisor::Result<Vec<Child>>>()?;
     let conns = (0..callers.len())
         .map(|_| listener.accept())
-        .collect::<procvisor::Result<Vec<procvisor::Connection>>>()?;
+        .collect::<Result<Vec<procvisor::Connection>, _>>()?;
     let mut pending: Vec<&procvisor::Connection> = conns.iter().collect();
     while !pending.is_empty() {
         let objects: Vec<&dyn procvisor::Waitable> = pending
             .iter()
             .map(|c| *c as &dyn procvisor::Waitable)
             .collect();
-        let ready = procvisor::wait(&objects, None)?;
+        let ready = procvisor::wait(&objects)?;
         for &i in ready.iter().rev() {
             say!("{}", pending[i].recv::<String>()?);
             pending.remove(i);
@@ -572,11 +580,12 @@ fn square_worker(
         results.put(&(current_process().name(), n, n * n))?;
         tasks.task_done()?;
     }
-    tasks.task_done()
+    Ok(tasks.task_done()?)
 }
 
 fn queues() -> procvisor::Result<()> {
-    use procvisor::{Error, JoinableQueue, Queue};
+    use procvisor::error::{GetError, PutError};
+    use procvisor::{JoinableQueue, Queue};
 
     let tasks = JoinableQueue::<Option<u64>>::new()?;
     let results = Queue::<(String, u64, u64)>::new()?;
@@ -592,7 +601,7 @@ fn queues() -> procvisor::Result<()> {
     for n in 1..=6 {
         tasks.put(&Some(n))?;
     }
-    tasks.join()?;
+    tasks.join();
     say!("tasks.join() returned: every task was marked task_done()");
     let mut squares: Vec<(String, u64, u64)> =
         (0..6).map(|_| results.get()).collect::<Result<_, _>>()?;
@@ -607,7 +616,22 @@ fn queues() -> procvisor::Result<()> {
         w.join()?;
     }
     match results.get_timeout(Duration::from_millis(50)) {
-        Err(Error::Empty) => say!("results.get_timeout(50 ms) on an empty queue: Empty"),
+        Err(GetError::Empty) => say!("results.get_timeout(50 ms) on an empty queue: Empty"),
+        other => say!("unexpected: {other:?}"),
+    }
+    match results.try_get() {
+        Err(GetError::Empty) => say!("results.try_get() never waits: Empty"),
+        other => say!("unexpected: {other:?}"),
+    }
+    say!(
+        "results.len() = {}, is_empty() = {}",
+        results.len(),
+        results.is_empty()
+    );
+    let bounded = Queue::<u8>::bounded(1)?;
+    bounded.try_put(&1)?;
+    match bounded.try_put(&2) {
+        Err(PutError::Full) => say!("Queue::bounded(1) holding one item: try_put is Full"),
         other => say!("unexpected: {other:?}"),
     }
     Ok(())
@@ -690,11 +714,11 @@ fn pools() -> procvisor::Result<()> {
     let pool = Pool::new(2)?;
     say!("Pool::new(2) started workers {:?}", pool.worker_pids());
     say!("map(square, 0..10) = {:?}", pool.map(square, 0..10)?);
-    let r = pool.apply_async(square, (12,))?;
-    say!("apply_async(square, (12,)).get() = {}", r.get(None)?);
+    let r = pool.submit(square, (12,))?;
+    say!("submit(square, (12,)).get() = {}", r.get()?);
     let unordered: Vec<u64> = pool
         .imap_unordered(square, 0..5)?
-        .collect::<procvisor::Result<_>>()?;
+        .collect::<Result<_, _>>()?;
     say!(
         "imap_unordered(square, 0..5) gave {} results in completion order",
         unordered.len()

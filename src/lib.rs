@@ -31,7 +31,7 @@
 //! | module | Python | what |
 //! |---|---|---|
 //! | [`process`] | `multiprocessing.process` | [`Process`] → [`Child`], [`current_process`], [`parent_process`], [`active_children`] |
-//! | [`connection`] | `Pipe`, `multiprocessing.connection` | [`pipe`], [`Connection`], [`Listener`], [`Client`], [`wait`] |
+//! | [`connection`] | `Pipe`, `multiprocessing.connection` | [`pipe`], [`pipe_oneway`] ([`Receiver`], [`Sender`]), [`Connection`], [`Listener`], [`Client`], [`wait`], [`wait_timeout`] |
 //! | [`queues`] | `Queue`, `JoinableQueue`, `SimpleQueue` | [`Queue`], [`JoinableQueue`], [`SimpleQueue`]: FIFO queues between processes |
 //! | [`pool`] | `multiprocessing.Pool` | [`Pool`], [`AsyncResult`], [`IMapIterator`]: worker processes with crash recovery |
 //! | [`supervisor`] | (Erlang/OTP) | [`Supervisor`], [`ChildSpec`], [`SupervisorSpec`]: supervision trees of processes |
@@ -67,6 +67,7 @@
 
 #![warn(missing_docs)]
 
+mod code_ref;
 pub mod connection;
 pub mod context;
 pub mod error;
@@ -80,8 +81,8 @@ pub mod synchronize;
 pub mod util;
 
 pub use connection::{
-    Address, Client, ClientBuilder, Connection, Family, Listener, ListenerBuilder, Waitable, pipe,
-    wait,
+    Address, Client, ClientBuilder, Connection, Family, Listener, ListenerBuilder, Receiver,
+    Sender, Waitable, pipe, pipe_oneway, wait, wait_timeout,
 };
 pub use context::{StartMethod, force_start_method, set_start_method, start_method};
 pub use error::{Error, Result};
@@ -119,6 +120,14 @@ pub fn init() {
     procvisor_actors::spawner::ensure_started();
 }
 
+/// [`init`] as [`test_init!`] calls it, from the loader's constructors: a child then does
+/// what the Rust runtime's start-up would have done for it (see [`test_init!`]).
+#[doc(hidden)]
+pub fn __init_before_runtime_start() {
+    runtime::mark_before_runtime_start();
+    init();
+}
+
 /// Runs [`init`] before the test harness's `main`, so that an integration-test crate can start
 /// processes. Put it once at the top of each test crate (each file in `tests/`):
 ///
@@ -128,6 +137,9 @@ pub fn init() {
 ///
 /// It registers a constructor in the ELF `.init_array`, which the loader runs before `main`; in
 /// a child it runs the child's target there and exits, so the harness never starts in a child.
+/// Such a child does first what the Rust runtime's start-up does before `main` in a binary, so
+/// that it behaves the same: `SIGPIPE` is ignored (a write to a closed pipe is an error, not a
+/// death), and the target runs on a thread named `main` (as panic messages name it).
 #[macro_export]
 macro_rules! test_init {
     () => {
@@ -137,7 +149,7 @@ macro_rules! test_init {
         #[unsafe(link_section = ".init_array")]
         static __PROCVISOR_TEST_INIT: extern "C" fn() = {
             extern "C" fn procvisor_test_init() {
-                $crate::init();
+                $crate::__init_before_runtime_start();
             }
             procvisor_test_init
         };

@@ -12,44 +12,66 @@
 //! fn main() -> procvisor::Result<()> {
 //!     procvisor::init();
 //!     let pool = Pool::new(4)?; // start 4 worker processes
-//!     let result = pool.apply_async(f, (10,))?; // evaluate "f(10)" asynchronously
-//!     assert_eq!(result.get(Some(Duration::from_secs(1)))?, 100);
+//!     let result = pool.submit(f, (10,))?; // evaluate "f(10)" asynchronously
+//!     assert!(result.wait_timeout(Duration::from_secs(1)));
+//!     assert_eq!(result.get()?, 100);
 //!     assert_eq!(pool.map(f, 0..10)?, [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
 //!     let mut it = pool.imap(f, 0..10)?;
-//!     assert_eq!(it.next().transpose()?, Some(0));
-//!     assert_eq!(it.next_timeout(Duration::from_secs(1))?, Some(1));
+//!     assert_eq!(it.next(), Some(Ok(0)));
+//!     assert_eq!(it.next_timeout(Duration::from_secs(1))?, Some(Ok(1)));
 //!     Ok(())
 //! }
 //! ```
 //!
 //! Task functions are `fn` items or closures that capture nothing, with serde arguments and
 //! results, as for [`Process`](crate::Process); they may return a plain value or a `Result`
-//! (see [`TaskOutput`]). A task that returns `Err` or panics fails alone ([`Error::TaskFailed`],
-//! [`Error::TaskPanicked`] with the panic's message); its worker keeps serving.
+//! (see [`TaskOutput`]). A task that returns `Err` or panics fails alone
+//! ([`TaskError::Failed`], [`TaskError::Panicked`] with the panic's message); its worker keeps
+//! serving.
+//!
+//! ## The calls
+//!
+//! | Python | here | returns |
+//! |---|---|---|
+//! | `apply(f, args)` | [`Pool::apply`] | the value, or a [`RunError`] |
+//! | `apply_async(f, args)` | [`Pool::submit`] | an [`AsyncResult`], or a [`PoolError`] |
+//! | `map` / `starmap` | [`Pool::map`] / [`Pool::starmap`] | the values, or a [`RunError`] |
+//! | `map_async` / `starmap_async` | [`Pool::submit_map`] / [`Pool::submit_starmap`] | an [`AsyncResult`], or a [`PoolError`] |
+//! | `imap` / `imap_unordered` | [`Pool::imap`] / [`Pool::imap_unordered`] | an [`IMapIterator`], or a [`PoolError`] |
+//! | `callback=`, `error_callback=`, `chunksize=` | [`Pool::task`], [`Pool::map_task`], [`Pool::starmap_task`] | a builder with those options (and a per-task timeout) |
+//!
+//! The plain methods are the builders with their defaults: `pool.submit(f, args)` is
+//! `pool.task(f, args).submit()`, `pool.map(f, items)` is `pool.map_task(f, items).run()`.
+//!
+//! Errors: a [`PoolError`] when the pool refuses a call (closed, terminated, broken), a
+//! [`TaskError`] when a submitted task fails (from [`AsyncResult::get`], each item of an
+//! [`IMapIterator`], and error callbacks), a [`RunError`] (either) from the calls that submit
+//! and wait in one step. All convert into [`Error`](crate::Error) with `?`.
 //!
 //! ## Beyond Python
 //!
 //! * **Crash recovery.** A worker that dies mid-task (SIGKILL, abort, segfault, `exit`) is
-//!   replaced by the pool's supervisor; the task it held fails with [`Error::WorkerLost`]
+//!   replaced by the pool's supervisor; the task it held fails with [`TaskError::WorkerLost`]
 //!   carrying its exit status, a `map` fails with it promptly, and the pool keeps serving
 //!   (Python's pool hangs forever there).
 //! * **Task timeouts.** [`PoolBuilder::task_timeout`] or [`TaskBuilder::timeout`]: a task that
 //!   runs longer has its worker killed and replaced, and fails alone with
-//!   [`Error::TaskTimeout`].
-//! * **A broken initializer** fails the pool with [`Error::PoolBroken`] instead of restarting
+//!   [`TaskError::Timeout`].
+//! * **A broken initializer** fails the pool with [`PoolError::Broken`] instead of restarting
 //!   workers forever.
 //!
 //! ## How it works
 //!
 //! Each worker is a daemonic child process holding one end of a duplex [`Connection`]. Its
 //! lifecycle belongs to a [`Supervisor`] (one permanent child per worker): it starts the
-//! workers, replaces those that die or retire (`maxtasksperchild`), and stops them on `join` /
-//! `terminate`. Tasks and results do not go through the supervisor: a caller sends an encoded
-//! chunk (a whole map chunk is one frame) straight to an idle worker or queues it, and each
-//! worker's reader thread takes its results and hands it the next queued chunk. See
+//! workers, replaces those that die or retire ([`max_tasks_per_child`]), and stops them on
+//! `join` / `terminate`. Tasks and results do not go through the supervisor: a caller sends an
+//! encoded chunk (a whole map chunk is one frame) straight to an idle worker or queues it, and
+//! each worker's reader thread takes its results and hands it the next queued chunk. See
 //! ARCHITECTURE.md, "Pool".
 //!
 //! [`Connection`]: crate::Connection
+//! [`max_tasks_per_child`]: PoolBuilder::max_tasks_per_child
 
 mod assembly;
 mod async_result;
@@ -63,6 +85,7 @@ mod task;
 mod worker;
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -74,16 +97,18 @@ pub use async_result::AsyncResult;
 pub use imap::IMapIterator;
 pub use task::{TaskFn, TaskOutput};
 
+use crate::code_ref::CodeRef;
 use crate::context::StartMethod;
-use crate::error::{Error, Result};
+use crate::error::{PoolError, RunError, TaskError};
 use crate::supervisor::{
-    ChildSpec, ChildType, Intensity, Restart, Shutdown, Strategy, Supervisor, SupervisorSpec,
+    ChildSpec, ChildType, Intensity, Restart, Shutdown, Strategy, Supervisor, SupervisorError,
+    SupervisorSpec,
 };
 use dispatch::{Shared, Status, Task};
 use imap::ImapJob;
 use job::{Callbacks, JobSink, MapJob};
-use outcome::Failure;
 use procvisor_actors::sync_util::lock;
+use task::{ChunkFn, InitFn};
 use worker::{WorkerSetup, WorkerStarter};
 
 /// How long a stopping worker gets before SIGTERM (and as long again before SIGKILL). Workers
@@ -93,13 +118,15 @@ const WORKER_STOP_GRACE: Duration = Duration::from_secs(1);
 /// The value a task function `F` called with `Args` gives the caller.
 pub type TaskValue<F, Args> = <<F as TaskFn<Args>>::Output as TaskOutput>::Value;
 
-/// The [`AsyncResult`] of a `map_async` / `starmap_async` of `F` over `Args`.
+/// The [`AsyncResult`] of a [`submit_map`](Pool::submit_map) /
+/// [`submit_starmap`](Pool::submit_starmap) of `F` over `Args`.
 pub type MapResult<F, Args> = AsyncResult<Vec<TaskValue<F, Args>>>;
 
 /// A pool of worker processes (Python's `multiprocessing.Pool`). See the [module docs](self).
 ///
-/// Dropping a pool terminates it: queued and running tasks fail with
-/// [`Error::PoolTerminated`] and every worker process is stopped before `drop` returns.
+/// A pool is `Send + Sync`: share it by reference (or in an `Arc`) between threads.
+/// Dropping it terminates it: queued and running tasks fail with
+/// [`TaskError::PoolTerminated`] and every worker process is stopped before `drop` returns.
 pub struct Pool {
     shared: Arc<Shared>,
     supervisor: Mutex<Option<Supervisor>>,
@@ -107,47 +134,97 @@ pub struct Pool {
     task_timeout: Option<Duration>,
 }
 
+/// The initializer's trampoline and its encoded arguments (or why they could not be encoded).
+type Initializer = (CodeRef<InitFn>, Result<Vec<u8>, String>);
+
 /// Settings of a [`Pool`] (Python's `Pool(processes, initializer, initargs,
 /// maxtasksperchild)`), from [`Pool::builder`].
+///
+/// ```standalone_crate
+/// # fn main() -> procvisor::Result<()> {
+/// # procvisor::init();
+/// use std::num::NonZeroU64;
+/// use std::time::Duration;
+///
+/// fn connect(url: String) {
+///     // … open this worker's connection to `url` …
+///     # let _ = url;
+/// }
+///
+/// let pool = procvisor::Pool::builder()
+///     .processes(2)
+///     .initializer(connect, ("db://localhost".to_string(),))
+///     .max_tasks_per_child(NonZeroU64::new(100).unwrap())
+///     .task_timeout(Duration::from_secs(30))
+///     .build()?;
+/// assert_eq!(pool.apply(|x: u64| x + 1, (1,))?, 2);
+/// # Ok(()) }
+/// ```
 #[must_use = "a builder does nothing until build() is called"]
 pub struct PoolBuilder {
     processes: Option<usize>,
-    init: Option<(i64, Result<Vec<u8>, String>)>,
-    maxtasks: Option<u64>,
+    init: Option<Initializer>,
+    maxtasks: Option<NonZeroU64>,
     task_timeout: Option<Duration>,
     start_method: Option<StartMethod>,
 }
 
 impl PoolBuilder {
-    /// The number of worker processes (default: [`cpu_count`](crate::cpu_count)).
+    /// The number of worker processes (default: [`cpu_count`](crate::cpu_count)). Zero is
+    /// refused by [`build`](PoolBuilder::build) with [`PoolError::NoWorkers`].
     pub fn processes(mut self, processes: usize) -> PoolBuilder {
         self.processes = Some(processes);
         self
     }
 
-    /// A function each worker runs once when it starts, with `initargs` (Python's
-    /// `initializer` and `initargs`). If it fails (returns `Err` or panics), the pool is broken:
-    /// [`build`](PoolBuilder::build) or the pending calls fail with [`Error::PoolBroken`].
-    pub fn initializer<F, Args>(mut self, initializer: F, initargs: Args) -> PoolBuilder
+    /// A function each worker runs once when it starts, with `args` (Python's `initializer`
+    /// and `initargs`). If it fails (returns `Err` or panics), the pool is broken:
+    /// [`build`](PoolBuilder::build) fails with [`PoolError::Broken`]; if it fails later, in a
+    /// worker that replaces another, the pending tasks fail with [`TaskError::PoolBroken`] and
+    /// new calls are refused with [`PoolError::Broken`].
+    #[doc(alias = "initargs")]
+    pub fn initializer<F, Args>(mut self, initializer: F, args: Args) -> PoolBuilder
     where
         F: TaskFn<Args>,
         Args: Serialize + DeserializeOwned + 'static,
     {
         let _ = initializer;
-        let args = codec::encode(&initargs).map_err(|e| e.to_string());
-        self.init = Some((task::init_offset::<F, Args>(), args));
+        let args = codec::encode(&args).map_err(|e| e.to_string());
+        self.init = Some((task::init_ref::<F, Args>(), args));
         self
     }
 
     /// Each worker serves this many tasks (chunks), then exits and is replaced by a fresh
     /// process (Python's `maxtasksperchild`). Default: no limit.
-    pub fn maxtasksperchild(mut self, tasks: u64) -> PoolBuilder {
+    ///
+    /// The count cannot be zero (a worker that may serve no task would never serve one;
+    /// Python refuses it too): it is a [`NonZeroU64`], so a literal zero does not compile:
+    ///
+    /// ```compile_fail,E0308
+    /// let builder = procvisor::Pool::builder().max_tasks_per_child(0);
+    /// ```
+    ///
+    /// and a count computed at run time goes through [`NonZeroU64::new`], which says `None`
+    /// for zero:
+    ///
+    /// ```
+    /// use std::num::NonZeroU64;
+    /// let from_config: u64 = 0;
+    /// let mut builder = procvisor::Pool::builder();
+    /// if let Some(n) = NonZeroU64::new(from_config) {
+    ///     builder = builder.max_tasks_per_child(n);
+    /// }
+    /// # let _ = builder;
+    /// ```
+    #[doc(alias = "maxtasksperchild")]
+    pub fn max_tasks_per_child(mut self, tasks: NonZeroU64) -> PoolBuilder {
         self.maxtasks = Some(tasks);
         self
     }
 
     /// A timeout for every task (a map chunk is one task): a task still running after it has
-    /// its worker killed and replaced, and fails with [`Error::TaskTimeout`]. Default: none.
+    /// its worker killed and replaced, and fails with [`TaskError::Timeout`]. Default: none.
+    /// [`TaskBuilder::timeout`] and [`MapBuilder::timeout`] override it for one call.
     pub fn task_timeout(mut self, timeout: Duration) -> PoolBuilder {
         self.task_timeout = Some(timeout);
         self
@@ -164,23 +241,18 @@ impl PoolBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::PoolSize`] for zero processes; [`Error::Encode`] if the initializer's arguments
-    /// cannot be encoded; [`Error::PoolBroken`] if the initializer fails; [`Error::Supervisor`]
-    /// if a worker cannot be started.
-    pub fn build(self) -> Result<Pool> {
+    /// [`PoolError::NoWorkers`] for zero processes; [`PoolError::EncodeInitializer`] if the
+    /// initializer's arguments cannot be encoded; [`PoolError::Broken`] if the initializer
+    /// fails; [`PoolError::WorkerStart`] if a worker cannot be started.
+    pub fn build(self) -> Result<Pool, PoolError> {
         let processes = self.processes.unwrap_or_else(crate::cpu_count);
         if processes == 0 {
-            return Err(Error::PoolSize { processes });
+            return Err(PoolError::NoWorkers { processes });
         }
         let init = match self.init {
             None => None,
             Some((offset, Ok(args))) => Some((offset, args)),
-            Some((_, Err(reason))) => {
-                return Err(Error::Encode {
-                    what: "the initializer's arguments".into(),
-                    reason,
-                });
-            }
+            Some((_, Err(reason))) => return Err(PoolError::EncodeInitializer { reason }),
         };
         let setup = WorkerSetup {
             init,
@@ -201,15 +273,12 @@ impl PoolBuilder {
                     .restart(Restart::Permanent)
                     .shutdown(Shutdown::Timeout(WORKER_STOP_GRACE))
             }));
-        let supervisor = match Supervisor::start(spec) {
-            Ok(supervisor) => supervisor,
-            Err(e) => {
-                return Err(match shared.status() {
-                    Status::Broken(reason) => Error::PoolBroken { reason },
-                    _ => e.into(),
-                });
-            }
-        };
+        let supervisor = Supervisor::start(spec).map_err(|e| match shared.status() {
+            Status::Broken(reason) => PoolError::Broken { reason },
+            _ => PoolError::WorkerStart {
+                reason: start_failure(e),
+            },
+        })?;
         shared.set_supervisor(supervisor.handle().clone());
         Ok(Pool {
             shared,
@@ -220,17 +289,26 @@ impl PoolBuilder {
     }
 }
 
+/// Why the supervisor could not start a worker, without the supervisor's own wording (its
+/// path and child id name the pool's internals, not the caller's).
+fn start_failure(e: SupervisorError) -> String {
+    match e {
+        SupervisorError::StartFailed { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
 impl Pool {
     /// A pool of `processes` workers with default settings (Python's `Pool(processes)`).
     ///
     /// # Errors
     ///
     /// As [`PoolBuilder::build`].
-    pub fn new(processes: usize) -> Result<Pool> {
+    pub fn new(processes: usize) -> Result<Pool, PoolError> {
         Pool::builder().processes(processes).build()
     }
 
-    /// A builder for a pool with an initializer, `maxtasksperchild`, a task timeout, …
+    /// A builder for a pool with an initializer, a task limit per worker, a task timeout, …
     pub fn builder() -> PoolBuilder {
         PoolBuilder {
             processes: None,
@@ -253,27 +331,61 @@ impl Pool {
 
     // ---- apply -------------------------------------------------------------------------------
 
-    /// Runs `f(args…)` in a worker and waits for its value (Python's `apply`).
+    /// Runs `f(args…)` in a worker and waits for its value (Python's `apply`). For a timeout,
+    /// use [`task`](Pool::task).
+    ///
+    /// ```standalone_crate
+    /// # fn main() -> procvisor::Result<()> {
+    /// # procvisor::init();
+    /// fn add(a: u64, b: u64) -> u64 {
+    ///     a + b
+    /// }
+    /// let pool = procvisor::Pool::new(1)?;
+    /// assert_eq!(pool.apply(add, (2, 3))?, 5);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     ///
-    /// The task's error (see [`AsyncResult::get`]), or as [`apply_async`](Pool::apply_async).
-    pub fn apply<F, Args>(&self, f: F, args: Args) -> Result<TaskValue<F, Args>>
+    /// [`RunError::Pool`] if the pool refuses the task (as [`submit`](Pool::submit));
+    /// [`RunError::Task`] with the task's error (as [`AsyncResult::get`]).
+    pub fn apply<F, Args>(&self, f: F, args: Args) -> Result<TaskValue<F, Args>, RunError>
     where
         F: TaskFn<Args>,
         Args: Serialize + DeserializeOwned + 'static,
     {
-        self.task(f, args).submit()?.get(None)
+        self.task(f, args).run()
     }
 
     /// Submits `f(args…)` and returns its [`AsyncResult`] at once (Python's `apply_async`).
     /// For callbacks and a timeout, use [`task`](Pool::task).
     ///
+    /// ```standalone_crate
+    /// # fn main() -> procvisor::Result<()> {
+    /// # procvisor::init();
+    /// let pool = procvisor::Pool::new(2)?;
+    /// let pending: Vec<_> = (0..4u64)
+    ///     .map(|i| pool.submit(|x: u64| x * x, (i,)))
+    ///     .collect::<Result<_, _>>()?;
+    /// let squares = pending
+    ///     .into_iter()
+    ///     .map(|r| r.get())
+    ///     .collect::<Result<Vec<u64>, _>>()?;
+    /// assert_eq!(squares, [0, 1, 4, 9]);
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     ///
-    /// [`Error::PoolNotRunning`] after `close` / `terminate`; [`Error::Encode`] if the
-    /// arguments cannot be encoded.
-    pub fn apply_async<F, Args>(&self, f: F, args: Args) -> Result<AsyncResult<TaskValue<F, Args>>>
+    /// [`PoolError::Closed`], [`PoolError::Terminated`] or [`PoolError::Broken`]: the pool
+    /// refuses new tasks. Everything else, even arguments that cannot be encoded
+    /// ([`TaskError::EncodeArguments`]), is the task's outcome, from [`AsyncResult::get`].
+    #[doc(alias = "apply_async")]
+    pub fn submit<F, Args>(
+        &self,
+        f: F,
+        args: Args,
+    ) -> Result<AsyncResult<TaskValue<F, Args>>, PoolError>
     where
         F: TaskFn<Args>,
         Args: Serialize + DeserializeOwned + 'static,
@@ -281,7 +393,8 @@ impl Pool {
         self.task(f, args).submit()
     }
 
-    /// A task to configure (callbacks, timeout) before submitting it.
+    /// A task to configure (callbacks, timeout) before [`submit`](TaskBuilder::submit)ting or
+    /// [`run`](TaskBuilder::run)ning it.
     ///
     /// ```standalone_crate
     /// # fn main() -> procvisor::Result<()> {
@@ -294,7 +407,7 @@ impl Pool {
     ///     .callback(|v: &u64| println!("got {v}"))
     ///     .error_callback(|e| eprintln!("failed: {e}"))
     ///     .submit()?;
-    /// assert_eq!(res.get(None)?, 42);
+    /// assert_eq!(res.get()?, 42);
     /// # Ok(()) }
     /// ```
     pub fn task<F, Args>(&self, f: F, args: Args) -> TaskBuilder<'_, F, Args>
@@ -319,12 +432,14 @@ impl Pool {
 
     /// `f` applied to every item, in order (Python's `map`), in chunks of Python's default
     /// size (the items divided by four times the workers, rounded up). The first failed item
-    /// fails the call; its other chunks are abandoned.
+    /// fails the call; its other chunks are abandoned. For a chunk size, callbacks or a
+    /// timeout, use [`map_task`](Pool::map_task).
     ///
     /// # Errors
     ///
-    /// The first failed item's error; [`Error::PoolNotRunning`]; [`Error::Encode`].
-    pub fn map<F, A, I>(&self, f: F, iterable: I) -> Result<Vec<TaskValue<F, (A,)>>>
+    /// [`RunError::Pool`] if the pool refuses the call; [`RunError::Task`] with the first
+    /// failed item's error.
+    pub fn map<F, A, I>(&self, f: F, iterable: I) -> Result<Vec<TaskValue<F, (A,)>>, RunError>
     where
         F: TaskFn<(A,)>,
         A: Serialize + DeserializeOwned + 'static,
@@ -337,8 +452,9 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// As [`map`](Pool::map), for what is detected before submitting.
-    pub fn map_async<F, A, I>(&self, f: F, iterable: I) -> Result<MapResult<F, (A,)>>
+    /// As [`submit`](Pool::submit).
+    #[doc(alias = "map_async")]
+    pub fn submit_map<F, A, I>(&self, f: F, iterable: I) -> Result<MapResult<F, (A,)>, PoolError>
     where
         F: TaskFn<(A,)>,
         A: Serialize + DeserializeOwned + 'static,
@@ -352,8 +468,12 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`Error::PoolNotRunning`]; each item's own error comes from the iterator.
-    pub fn imap<F, A, I>(&self, f: F, iterable: I) -> Result<IMapIterator<TaskValue<F, (A,)>>>
+    /// As [`submit`](Pool::submit); each item's own [`TaskError`] comes from the iterator.
+    pub fn imap<F, A, I>(
+        &self,
+        f: F,
+        iterable: I,
+    ) -> Result<IMapIterator<TaskValue<F, (A,)>>, PoolError>
     where
         F: TaskFn<(A,)>,
         A: Serialize + DeserializeOwned + 'static,
@@ -371,7 +491,7 @@ impl Pool {
         &self,
         f: F,
         iterable: I,
-    ) -> Result<IMapIterator<TaskValue<F, (A,)>>>
+    ) -> Result<IMapIterator<TaskValue<F, (A,)>>, PoolError>
     where
         F: TaskFn<(A,)>,
         A: Serialize + DeserializeOwned + 'static,
@@ -382,10 +502,25 @@ impl Pool {
 
     /// `f(a, b, …)` for every tuple of arguments, in order (Python's `starmap`).
     ///
+    /// ```standalone_crate
+    /// # fn main() -> procvisor::Result<()> {
+    /// # procvisor::init();
+    /// fn add(a: u64, b: u64) -> u64 {
+    ///     a + b
+    /// }
+    /// let pool = procvisor::Pool::new(2)?;
+    /// assert_eq!(pool.starmap(add, [(1, 2), (3, 4)])?, [3, 7]);
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`map`](Pool::map).
-    pub fn starmap<F, Args, I>(&self, f: F, iterable: I) -> Result<Vec<TaskValue<F, Args>>>
+    pub fn starmap<F, Args, I>(
+        &self,
+        f: F,
+        iterable: I,
+    ) -> Result<Vec<TaskValue<F, Args>>, RunError>
     where
         F: TaskFn<Args>,
         Args: Serialize + DeserializeOwned + 'static,
@@ -399,8 +534,13 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// As [`map_async`](Pool::map_async).
-    pub fn starmap_async<F, Args, I>(&self, f: F, iterable: I) -> Result<MapResult<F, Args>>
+    /// As [`submit`](Pool::submit).
+    #[doc(alias = "starmap_async")]
+    pub fn submit_starmap<F, Args, I>(
+        &self,
+        f: F,
+        iterable: I,
+    ) -> Result<MapResult<F, Args>, PoolError>
     where
         F: TaskFn<Args>,
         Args: Serialize + DeserializeOwned + 'static,
@@ -410,7 +550,7 @@ impl Pool {
     }
 
     /// A `map` to configure (chunk size, callbacks, per-chunk timeout) before running it as
-    /// [`run`](MapBuilder::run) (`map`), [`submit`](MapBuilder::submit) (`map_async`),
+    /// [`run`](MapBuilder::run) (`map`), [`submit`](MapBuilder::submit) (`submit_map`),
     /// [`imap`](MapBuilder::imap) or [`imap_unordered`](MapBuilder::imap_unordered).
     ///
     /// ```standalone_crate
@@ -421,6 +561,7 @@ impl Pool {
     /// assert_eq!(squares[999], 998_001);
     /// # Ok(()) }
     /// ```
+    #[doc(alias = "chunksize")]
     pub fn map_task<F, A, I>(&self, f: F, iterable: I) -> MapBuilder<'_, F, (A,), I>
     where
         F: TaskFn<(A,)>,
@@ -451,9 +592,10 @@ impl Pool {
     }
 
     /// Stops the workers now, busy or not (Python's `terminate`): queued and running tasks
-    /// fail with [`Error::PoolTerminated`]. Returns once every worker process has exited.
+    /// fail with [`TaskError::PoolTerminated`]. Returns once every worker process has exited.
     pub fn terminate(&self) {
-        self.shared.end(Status::Terminated, Failure::Terminated);
+        self.shared
+            .end(Status::Terminated, TaskError::PoolTerminated);
         self.stop_workers();
     }
 
@@ -462,11 +604,11 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`Error::PoolStillRunning`] unless [`close`](Pool::close) or
+    /// [`PoolError::StillRunning`] unless [`close`](Pool::close) or
     /// [`terminate`](Pool::terminate) was called first.
-    pub fn join(&self) -> Result<()> {
+    pub fn join(&self) -> Result<(), PoolError> {
         if self.shared.status() == Status::Running {
-            return Err(Error::PoolStillRunning);
+            return Err(PoolError::StillRunning);
         }
         self.shared.wait_idle();
         self.stop_workers();
@@ -476,7 +618,8 @@ impl Pool {
     /// [`terminate`](Pool::terminate) for async callers: the workers are stopped without
     /// blocking the caller's thread.
     pub async fn terminate_async(&self) {
-        self.shared.end(Status::Terminated, Failure::Terminated);
+        self.shared
+            .end(Status::Terminated, TaskError::PoolTerminated);
         let supervisor = lock(&self.supervisor).take();
         if let Some(supervisor) = supervisor {
             supervisor.stop_async().await;
@@ -489,9 +632,9 @@ impl Pool {
     /// # Errors
     ///
     /// As [`join`](Pool::join).
-    pub async fn join_async(&self) -> Result<()> {
+    pub async fn join_async(&self) -> Result<(), PoolError> {
         if self.shared.status() == Status::Running {
-            return Err(Error::PoolStillRunning);
+            return Err(PoolError::StillRunning);
         }
         self.shared.wait_idle_async().await;
         let supervisor = lock(&self.supervisor).take();
@@ -520,24 +663,20 @@ impl Pool {
     /// cannot be encoded and returns why.
     fn submit_chunks<E, It>(
         &self,
-        entry: i64,
+        entry: CodeRef<ChunkFn>,
         mut items: It,
         plan: ChunkPlan,
         timeout: Option<Duration>,
         sink: Arc<dyn JobSink>,
-    ) -> std::result::Result<(), Failure>
+    ) -> Result<(), TaskError>
     where
         E: Serialize,
         It: Iterator<Item = E>,
     {
         for index in 0..plan.chunks {
             let len = plan.len_of(index);
-            let frame = protocol::task_frame(entry, items.by_ref(), len).map_err(|reason| {
-                Failure::Codec {
-                    encode: true,
-                    reason,
-                }
-            })?;
+            let frame = protocol::task_frame(entry, items.by_ref(), len)
+                .map_err(|reason| TaskError::EncodeArguments { reason })?;
             self.shared.submit(Task::new(
                 frame,
                 sink.clone(),
@@ -565,8 +704,9 @@ impl fmt::Debug for Pool {
     }
 }
 
-/// One task being configured: see [`Pool::task`].
-#[must_use = "a task does nothing until submit() is called"]
+/// One task being configured: see [`Pool::task`]. [`submit`](TaskBuilder::submit) is
+/// [`Pool::submit`] with these options, [`run`](TaskBuilder::run) is [`Pool::apply`].
+#[must_use = "a task does nothing until it is submitted or run"]
 pub struct TaskBuilder<'p, F, Args>
 where
     F: TaskFn<Args>,
@@ -584,7 +724,7 @@ where
     Args: Serialize + DeserializeOwned + 'static,
 {
     /// If the task runs longer than `timeout`, its worker is killed and replaced and the task
-    /// fails with [`Error::TaskTimeout`] (overrides [`PoolBuilder::task_timeout`]).
+    /// fails with [`TaskError::Timeout`] (overrides [`PoolBuilder::task_timeout`]).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -599,17 +739,18 @@ where
 
     /// Called with the error when the task fails, as [`callback`](TaskBuilder::callback)
     /// (Python's `error_callback`).
-    pub fn error_callback(mut self, callback: impl FnOnce(&Error) + Send + 'static) -> Self {
+    pub fn error_callback(mut self, callback: impl FnOnce(&TaskError) + Send + 'static) -> Self {
         self.callbacks.error = Some(Box::new(callback));
         self
     }
 
-    /// Submits the task.
+    /// Submits the task and returns its [`AsyncResult`] at once (Python's `apply_async`).
     ///
     /// # Errors
     ///
-    /// As [`Pool::apply_async`].
-    pub fn submit(self) -> Result<AsyncResult<TaskValue<F, Args>>> {
+    /// As [`Pool::submit`].
+    #[doc(alias = "apply_async")]
+    pub fn submit(self) -> Result<AsyncResult<TaskValue<F, Args>>, PoolError> {
         self.pool.shared.check_running()?;
         let job = MapJob::new(
             1,
@@ -620,30 +761,33 @@ where
         );
         let result = AsyncResult::new(job.completion());
         let plan = ChunkPlan::new(1, 1);
-        let entry = task::chunk_offset::<F, Args>();
+        let entry = task::chunk_ref::<F, Args>();
         let sink: Arc<dyn JobSink> = job.clone();
         let args = std::iter::once(self.args);
         if let Err(failure) = self
             .pool
             .submit_chunks(entry, args, plan, self.timeout, sink)
         {
-            job.deliver(Err(failure.clone()));
-            return Err(failure.to_error());
+            job.deliver(Err(failure));
         }
         Ok(result)
     }
 
-    /// Submits the task and waits for its value.
+    /// Submits the task and waits for its value (Python's `apply`).
     ///
     /// # Errors
     ///
     /// As [`Pool::apply`].
-    pub fn run(self) -> Result<TaskValue<F, Args>> {
-        self.submit()?.get(None)
+    #[doc(alias = "apply")]
+    pub fn run(self) -> Result<TaskValue<F, Args>, RunError> {
+        Ok(self.submit()?.get()?)
     }
 }
 
 /// One `map` / `starmap` being configured: see [`Pool::map_task`].
+/// [`run`](MapBuilder::run), [`submit`](MapBuilder::submit), [`imap`](MapBuilder::imap) and
+/// [`imap_unordered`](MapBuilder::imap_unordered) are the [`Pool`] methods of those names
+/// (`submit`: [`Pool::submit_map`]) with these options.
 #[must_use = "a map does nothing until it is run or submitted"]
 pub struct MapBuilder<'p, F, Args, I>
 where
@@ -703,26 +847,31 @@ where
 
     /// Called with the error when the map fails (for [`submit`](MapBuilder::submit) and
     /// [`run`](MapBuilder::run)).
-    pub fn error_callback(mut self, callback: impl FnOnce(&Error) + Send + 'static) -> Self {
+    pub fn error_callback(mut self, callback: impl FnOnce(&TaskError) + Send + 'static) -> Self {
         self.callbacks.error = Some(Box::new(callback));
         self
     }
 
-    /// Runs the map and waits for its values (Python's `map`).
+    /// Runs the map and waits for its values (Python's `map` / `starmap`).
     ///
     /// # Errors
     ///
     /// As [`Pool::map`].
-    pub fn run(self) -> Result<Vec<TaskValue<F, Args>>> {
-        self.submit()?.get(None)
+    #[doc(alias = "map")]
+    #[doc(alias = "starmap")]
+    pub fn run(self) -> Result<Vec<TaskValue<F, Args>>, RunError> {
+        Ok(self.submit()?.get()?)
     }
 
-    /// Submits the map and returns its [`AsyncResult`] (Python's `map_async`).
+    /// Submits the map and returns its [`AsyncResult`] (Python's `map_async` /
+    /// `starmap_async`).
     ///
     /// # Errors
     ///
-    /// As [`Pool::map_async`].
-    pub fn submit(self) -> Result<MapResult<F, Args>> {
+    /// As [`Pool::submit_map`].
+    #[doc(alias = "map_async")]
+    #[doc(alias = "starmap_async")]
+    pub fn submit(self) -> Result<MapResult<F, Args>, PoolError> {
         let pool = self.pool;
         pool.shared.check_running()?;
         let items = Items::new(self.iterable.into_iter());
@@ -739,11 +888,10 @@ where
             pool.shared.callbacks.clone(),
         );
         let result = AsyncResult::new(job.completion());
-        let entry = task::chunk_offset::<F, Args>();
+        let entry = task::chunk_ref::<F, Args>();
         let sink: Arc<dyn JobSink> = job.clone();
         if let Err(failure) = pool.submit_chunks(entry, items, plan, self.timeout, sink) {
-            job.deliver(Err(failure.clone()));
-            return Err(failure.to_error());
+            job.deliver(Err(failure));
         }
         Ok(result)
     }
@@ -753,7 +901,7 @@ where
     /// # Errors
     ///
     /// As [`Pool::imap`].
-    pub fn imap(self) -> Result<IMapIterator<TaskValue<F, Args>>> {
+    pub fn imap(self) -> Result<IMapIterator<TaskValue<F, Args>>, PoolError> {
         self.iterate(true)
     }
 
@@ -762,17 +910,17 @@ where
     /// # Errors
     ///
     /// As [`Pool::imap_unordered`].
-    pub fn imap_unordered(self) -> Result<IMapIterator<TaskValue<F, Args>>> {
+    pub fn imap_unordered(self) -> Result<IMapIterator<TaskValue<F, Args>>, PoolError> {
         self.iterate(false)
     }
 
-    fn iterate(self, ordered: bool) -> Result<IMapIterator<TaskValue<F, Args>>> {
+    fn iterate(self, ordered: bool) -> Result<IMapIterator<TaskValue<F, Args>>, PoolError> {
         let pool = self.pool;
         pool.shared.check_running()?;
         let items = Items::new(self.iterable.into_iter());
         let plan = ChunkPlan::new(items.len(), self.chunksize.unwrap_or(1));
         let job = ImapJob::new(items.len(), ordered);
-        let entry = task::chunk_offset::<F, Args>();
+        let entry = task::chunk_ref::<F, Args>();
         let sink: Arc<dyn JobSink> = job.clone();
         if let Err(failure) = pool.submit_chunks(entry, items, plan, self.timeout, sink) {
             job.fail_rest(failure);
@@ -781,15 +929,14 @@ where
     }
 }
 
-fn all<R>(values: Vec<R>) -> std::result::Result<Vec<R>, Failure> {
+fn all<R>(values: Vec<R>) -> Result<Vec<R>, TaskError> {
     Ok(values)
 }
 
-fn single<R>(mut values: Vec<R>) -> std::result::Result<R, Failure> {
-    values.pop().ok_or_else(|| Failure::Codec {
-        encode: false,
-        reason: "the worker returned no result".into(),
-    })
+fn single<R>(mut values: Vec<R>) -> Result<R, TaskError> {
+    values
+        .pop()
+        .ok_or_else(|| outcome::undecodable("the worker returned no result"))
 }
 
 /// Python's default `map` chunk size: `len / (4 * processes)`, rounded up.

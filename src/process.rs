@@ -176,8 +176,10 @@ use serde::de::DeserializeOwned;
 
 pub use current::{stop_requested, wait_for_stop};
 pub use procvisor_actors::sys::ExitStatus;
+use target::EntryFn;
 pub use target::{Run, Target, TargetOutput};
 
+use crate::code_ref::CodeRef;
 use crate::context::{StartMethod, start_method};
 use crate::error::{Error, JoinError, SignalError, StartError};
 use crate::runtime;
@@ -211,7 +213,7 @@ pub(crate) use popen::bootstrap_link;
 /// ```
 #[must_use = "a Process does nothing until it is started"]
 pub struct Process {
-    entry_offset: i64,
+    entry: CodeRef<EntryFn>,
     args: Box<dyn FnOnce() -> EncodedArgs + Send>,
     identity: Vec<u32>,
     name: String,
@@ -235,7 +237,7 @@ impl Process {
         const { target::assert_zero_sized::<F>() };
         let _ = target;
         Self::child(
-            target::offset_of(target::entry::<F, Args>),
+            CodeRef::of(target::entry::<F, Args> as EntryFn),
             Box::new(move || fdpass::collecting_fds(|| bootstrap::encode_payload(&args))),
             "Process",
         )
@@ -245,23 +247,23 @@ impl Process {
     /// As in Python, its default name is the type's name and the process's identity
     /// (`Worker-1` for a `Worker`).
     pub fn from_run<R: Run + Send>(runner: R) -> Process {
-        let offset = target::offset_of(target::run_entry::<R>);
+        let entry = CodeRef::of(target::run_entry::<R> as EntryFn);
         Self::child(
-            offset,
+            entry,
             Box::new(move || fdpass::collecting_fds(|| bootstrap::encode_payload(&runner))),
             short_type_name::<R>(),
         )
     }
 
     fn child(
-        entry_offset: i64,
+        entry: CodeRef<EntryFn>,
         args: Box<dyn FnOnce() -> EncodedArgs + Send>,
         kind_name: &str,
     ) -> Process {
         let identity = runtime::next_child_identity();
         let me = runtime::identity();
         Process {
-            entry_offset,
+            entry,
             args,
             name: default_name(kind_name, &identity),
             identity,
@@ -360,19 +362,22 @@ impl Process {
             name: self.name.clone(),
             reason: e.to_string(),
         })?;
-        let executable = sys::executable_identity().map_err(|source| StartError::Spawn {
+        // (A reference made where the executable cannot be identified would only fail in the
+        // child; say why here.)
+        sys::executable_identity().map_err(|source| StartError::Spawn {
             name: self.name.clone(),
             source: std::io::Error::new(
                 source.kind(),
                 format!("cannot identify this program's executable: {source}"),
             ),
         })?;
+        let (entry_offset, executable) = self.entry.to_parts();
         let method = self.start_method.unwrap_or_else(start_method);
         let boot = Bootstrap {
             protocol: PROTOCOL_VERSION,
             crate_version: child_main_version().to_string(),
             executable,
-            entry_offset: self.entry_offset,
+            entry_offset,
             payload,
             name: self.name,
             identity: self.identity,

@@ -10,13 +10,14 @@
 //!
 //! ```
 //! use std::time::Duration;
+//! use procvisor::{Queue, error::GetError};
 //!
-//! let q = procvisor::Queue::<Vec<Option<String>>>::new()?;
+//! let q = Queue::<Vec<Option<String>>>::new()?;
 //! q.put(&vec![Some("hello".into()), None])?;
-//! assert_eq!(q.qsize(), 1);
+//! assert_eq!(q.len(), 1);
 //! assert_eq!(q.get()?, vec![Some("hello".to_string()), None]);
 //! // Nothing left: a timed get gives up with `Empty`.
-//! assert!(matches!(q.get_timeout(Duration::from_millis(10)), Err(procvisor::Error::Empty)));
+//! assert!(matches!(q.get_timeout(Duration::from_millis(10)), Err(GetError::Empty)));
 //! # Ok::<(), procvisor::Error>(())
 //! ```
 //!
@@ -26,7 +27,7 @@
 //! use procvisor::{Process, Queue};
 //!
 //! fn f(q: Queue<(i32, Option<i32>, String)>) -> procvisor::Result<()> {
-//!     q.put(&(42, None, "hello".to_string()))
+//!     Ok(q.put(&(42, None, "hello".to_string()))?)
 //! }
 //!
 //! fn main() -> procvisor::Result<()> {
@@ -41,16 +42,20 @@
 //!
 //! # Operations
 //!
+//! Every operation is one family: `x` blocks, `try_x` never blocks, `x_timeout(d)` gives up
+//! after `d`, `x_async` is the `async fn` (cancel safe; for a deadline, wrap it in
+//! `tokio::time::timeout`). Each family has its error type: [`PutError`], [`GetError`], and
+//! [`QueueError`] for the rest.
+//!
 //! | Python | here |
 //! |---|---|
-//! | `Queue()`, `Queue(maxsize)` | [`Queue::new`], [`Queue::with_maxsize`], [`Queue::builder`] |
-//! | `put(item)` / `put(item, True, t)` / `put_nowait` | [`Queue::put`], [`Queue::put_timeout`], [`Queue::put_nowait`] → [`Error::Full`] |
-//! | `get()` / `get(True, t)` / `get_nowait` | [`Queue::get`], [`Queue::get_timeout`], [`Queue::get_nowait`] → [`Error::Empty`] |
-//! | `qsize`, `empty`, `full` | [`Queue::qsize`], [`Queue::empty`], [`Queue::full`] |
-//! | `close`, `join_thread`, `cancel_join_thread` | the same names |
-//! | `JoinableQueue`: `task_done`, `join` | [`JoinableQueue::task_done`] ([`Error::TaskDoneTooMany`]), [`JoinableQueue::join`] |
-//! | `SimpleQueue`: `put`, `get`, `empty`, `close` | [`SimpleQueue`] |
-//! | — | async: [`Queue::put_async`], [`Queue::get_async`], [`Queue::get_timeout_async`] |
+//! | `Queue()`, `Queue(maxsize)` | [`Queue::new`], [`Queue::bounded`], [`Queue::builder`] (also the ring's byte [`capacity`](QueueBuilder::capacity)) |
+//! | `put(item)` / `put(item, True, t)` / `put_nowait` | [`Queue::put`], [`Queue::put_timeout`], [`Queue::try_put`] → [`PutError::Full`]; [`Queue::put_async`] |
+//! | `get()` / `get(True, t)` / `get_nowait` | [`Queue::get`], [`Queue::get_timeout`], [`Queue::try_get`] → [`GetError::Empty`]; [`Queue::get_async`] |
+//! | `qsize`, `empty`, `full`, `maxsize` | [`Queue::len`], [`Queue::is_empty`], [`Queue::is_full`], [`Queue::max_len`] |
+//! | `close`, `join_thread`, `cancel_join_thread` | the same names ([`QueueError::NotClosed`]) |
+//! | `JoinableQueue`: `task_done`, `join` | [`JoinableQueue::task_done`] ([`QueueError::TaskDoneTooMany`]), [`JoinableQueue::join`], [`JoinableQueue::join_timeout`], [`JoinableQueue::join_async`], [`JoinableQueue::unfinished_tasks`] |
+//! | `SimpleQueue`: `put`, `get`, `empty`, `close` | [`SimpleQueue::put`], [`SimpleQueue::get`], [`SimpleQueue::is_empty`], [`SimpleQueue::close`]; [`SimpleQueue::put_async`], [`SimpleQueue::get_async`] |
 //!
 //! # Semantics
 //!
@@ -61,13 +66,14 @@
 //!   default 32 MiB ring this buffer is rarely used, and a child that puts and exits before
 //!   anyone reads does not hang its parent's `join` — Python's "joining processes that use
 //!   queues" deadlock — unless it put more than the ring holds.
-//! * **A bounded queue** (`maxsize`) makes `put` wait while `maxsize` items are in it.
+//! * **A bounded queue** ([`Queue::bounded`]) makes `put` wait while it holds
+//!   [`max_len`](Queue::max_len) items.
 //! * **A process killed while putting or getting does not corrupt the queue**: every put and
 //!   every get is committed by one store into shared memory, the internal locks it may hold are
 //!   given back by the node's watch of the holder, and no item is duplicated; only items already
 //!   in the dead process's hands (taken by it, or waiting in its feeder) are lost.
 //! * **An item that cannot be decoded** is consumed and reported as
-//!   [`Error::Decode`]; the next get proceeds normally.
+//!   [`GetError::Decode`]; the next get proceeds normally.
 //! * `close` and `cancel_join_thread` apply to the queue in the calling process (all its
 //!   handles of that queue), as Python's apply to the queue object.
 //!
@@ -93,56 +99,78 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use joinable::JoinableQueue;
 pub use simple::SimpleQueue;
 
-use crate::error::{Error, Result};
+use crate::error::{GetError, PutError, QueueError};
 use shared::{Shared, Wait};
 
 /// The default ring capacity: 32 MiB of address space, of which only the pages touched cost
 /// memory.
 pub const DEFAULT_CAPACITY: usize = 32 << 20;
 
+/// The largest [`max_len`](QueueBuilder::max_len) of a bounded queue, and the most items an
+/// unbounded queue holds at once (16 777 215).
+pub const MAX_LEN: usize = layout::MAX_ITEMS as usize;
+
 /// A multi-producer, multi-consumer FIFO queue between processes (Python's
 /// `multiprocessing.Queue`). See the [module docs](self).
+///
+/// ```
+/// use procvisor::Queue;
+///
+/// let q = Queue::<String>::bounded(2)?;
+/// q.put(&"a".to_string())?;
+/// q.try_put(&"b".to_string())?;
+/// assert!(q.is_full());
+/// assert_eq!(q.try_get()?, "a");
+/// assert_eq!(q.len(), 1);
+/// # Ok::<(), procvisor::Error>(())
+/// ```
 pub struct Queue<T> {
     shared: Shared,
     _items: PhantomData<fn(T) -> T>,
 }
 
-/// Settings for a new queue: `maxsize` (0: unbounded) and the ring's `capacity` in bytes.
+/// Settings for a new queue: the most items it holds ([`max_len`](Self::max_len); unbounded
+/// by default) and the ring's [`capacity`](Self::capacity) in bytes.
 ///
 /// ```
-/// let q = procvisor::Queue::<u64>::builder().maxsize(2).capacity(1 << 16).build()?;
+/// use procvisor::{Queue, error::PutError};
+///
+/// let q = Queue::<u64>::builder().max_len(2).capacity(1 << 16).build()?;
 /// q.put(&1)?;
 /// q.put(&2)?;
-/// assert!(q.full());
-/// assert!(matches!(q.put_nowait(&3), Err(procvisor::Error::Full)));
+/// assert!(q.is_full());
+/// assert!(matches!(q.try_put(&3), Err(PutError::Full)));
 /// # Ok::<(), procvisor::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct QueueBuilder {
-    maxsize: usize,
+    max_len: Option<usize>,
     capacity: usize,
 }
 
 impl Default for QueueBuilder {
     fn default() -> Self {
         QueueBuilder {
-            maxsize: 0,
+            max_len: None,
             capacity: DEFAULT_CAPACITY,
         }
     }
 }
 
 impl QueueBuilder {
-    /// The most items the queue holds at once; 0 (the default) is unbounded (up to 16 777 215
-    /// items, and as many bytes as the ring holds).
-    pub fn maxsize(mut self, maxsize: usize) -> Self {
-        self.maxsize = maxsize;
+    /// Makes the queue bounded: it holds at most `max_len` items at once (1 to [`MAX_LEN`]),
+    /// and a put waits while it is full. Without it the queue is unbounded (up to [`MAX_LEN`]
+    /// items, and as many bytes as the ring holds). Python's `maxsize`; unlike Python, 0 is
+    /// refused rather than read as "unbounded".
+    #[doc(alias = "maxsize")]
+    pub fn max_len(mut self, max_len: usize) -> Self {
+        self.max_len = Some(max_len);
         self
     }
 
     /// The ring's size in bytes, rounded up to a power of two (at least 4 KiB, at most 64 GiB;
     /// default [`DEFAULT_CAPACITY`]). An item takes its encoded length plus 4 bytes, rounded up
-    /// to 4; a larger item is refused with [`Error::ItemTooLarge`].
+    /// to 4; a larger item is refused with [`PutError::TooLarge`].
     pub fn capacity(mut self, bytes: usize) -> Self {
         self.capacity = bytes;
         self
@@ -151,12 +179,12 @@ impl QueueBuilder {
     /// Creates a [`Queue`].
     ///
     /// # Errors
-    /// [`Error::QueueConfig`] for a setting out of range; [`Error::Io`] if the OS refuses the
-    /// shared memory.
-    pub fn build<T>(self) -> Result<Queue<T>> {
+    /// [`QueueError::Config`] for a setting out of range; [`QueueError::Shared`] if the OS
+    /// refuses the shared memory.
+    pub fn build<T>(self) -> Result<Queue<T>, QueueError> {
         Ok(Queue::from_shared(Shared::create(
             self.capacity,
-            self.maxsize,
+            self.max_len,
             true,
         )?))
     }
@@ -165,42 +193,52 @@ impl QueueBuilder {
     ///
     /// # Errors
     /// As [`build`](Self::build).
-    pub fn build_joinable<T>(self) -> Result<JoinableQueue<T>> {
+    pub fn build_joinable<T>(self) -> Result<JoinableQueue<T>, QueueError> {
         Ok(JoinableQueue::from_queue(self.build()?))
     }
 
-    /// Creates a [`SimpleQueue`] (`maxsize` is ignored: a simple queue is unbounded, and its
-    /// `put` waits only while the ring is full).
+    /// Creates a [`SimpleQueue`]. A simple queue is unbounded, and its `put` waits only while
+    /// the ring is full: [`max_len`](Self::max_len) is refused with [`QueueError::Config`].
     ///
     /// # Errors
     /// As [`build`](Self::build).
-    pub fn build_simple<T>(self) -> Result<SimpleQueue<T>> {
+    pub fn build_simple<T>(self) -> Result<SimpleQueue<T>, QueueError> {
+        if let Some(max_len) = self.max_len {
+            return Err(QueueError::Config {
+                reason: format!(
+                    "a SimpleQueue is unbounded: max_len({max_len}) does not apply to it"
+                ),
+            });
+        }
         Ok(SimpleQueue::from_shared(Shared::create(
             self.capacity,
-            0,
+            None,
             false,
         )?))
     }
 }
 
 impl<T> Queue<T> {
-    /// An unbounded queue (Python's `Queue()`).
+    /// An unbounded queue with the default ring (Python's `Queue()`).
     ///
     /// # Errors
-    /// [`Error::Io`] if the OS refuses the shared memory.
-    pub fn new() -> Result<Queue<T>> {
+    /// [`QueueError::Shared`] if the OS refuses the shared memory.
+    pub fn new() -> Result<Queue<T>, QueueError> {
         QueueBuilder::default().build()
     }
 
-    /// A queue holding at most `maxsize` items (Python's `Queue(maxsize)`; 0 is unbounded).
+    /// A queue holding at most `max_len` items (Python's `Queue(maxsize)`), with the default
+    /// ring.
     ///
     /// # Errors
-    /// [`Error::QueueConfig`] if `maxsize` is above 16 777 215; [`Error::Io`] as [`new`](Self::new).
-    pub fn with_maxsize(maxsize: usize) -> Result<Queue<T>> {
-        QueueBuilder::default().maxsize(maxsize).build()
+    /// [`QueueError::Config`] if `max_len` is 0 or above [`MAX_LEN`]; [`QueueError::Shared`]
+    /// as [`new`](Self::new).
+    #[doc(alias = "maxsize")]
+    pub fn bounded(max_len: usize) -> Result<Queue<T>, QueueError> {
+        QueueBuilder::default().max_len(max_len).build()
     }
 
-    /// Settings for a new queue.
+    /// Settings for a new queue (a bound and the ring's byte capacity).
     pub fn builder() -> QueueBuilder {
         QueueBuilder::default()
     }
@@ -215,34 +253,39 @@ impl<T> Queue<T> {
     /// The approximate number of items in the queue: those in shared memory, plus those this
     /// process put that still wait for room in its feeder. Other processes may change it at
     /// any moment.
-    pub fn qsize(&self) -> usize {
-        self.shared.qsize()
+    #[doc(alias = "qsize")]
+    pub fn len(&self) -> usize {
+        self.shared.len()
     }
 
-    /// Whether a get would find no item now (approximate, as in Python).
-    pub fn empty(&self) -> bool {
+    /// Whether a get would find no item in shared memory now (approximate, as in Python).
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
         !self.shared.ring.has_items()
     }
 
-    /// Whether a bounded queue holds `maxsize` items now (approximate); always `false` for an
-    /// unbounded queue.
-    pub fn full(&self) -> bool {
+    /// Whether a bounded queue holds [`max_len`](Self::max_len) items now (approximate);
+    /// always `false` for an unbounded queue.
+    #[doc(alias = "full")]
+    pub fn is_full(&self) -> bool {
         self.shared.ring.is_full()
     }
 
-    /// The `maxsize` the queue was created with (`None`: unbounded).
-    pub fn maxsize(&self) -> Option<usize> {
-        self.shared.ring.maxsize()
+    /// The most items the queue holds (`Some` for a [bounded](Self::bounded) queue, `None`
+    /// for an unbounded one).
+    #[doc(alias = "maxsize")]
+    pub fn max_len(&self) -> Option<usize> {
+        self.shared.ring.max_len()
     }
 
-    /// The ring's size in bytes.
+    /// The ring's size in bytes (see [`QueueBuilder::capacity`]).
     pub fn capacity(&self) -> usize {
         self.shared.ring.capacity()
     }
 
     /// Says that this process will put and get no more: later puts and gets in this process
-    /// fail with [`Error::QueueClosed`]. Items already put (including any waiting in this
-    /// process's feeder) are still delivered.
+    /// fail with [`PutError::Closed`] and [`GetError::Closed`]. Items already put (including
+    /// any waiting in this process's feeder) are still delivered.
     pub fn close(&self) {
         self.shared.local.close();
     }
@@ -252,27 +295,28 @@ impl<T> Queue<T> {
     /// straight to shared memory) or after [`cancel_join_thread`](Self::cancel_join_thread).
     ///
     /// # Errors
-    /// [`Error::QueueNotClosed`] unless [`close`](Self::close) was called first, as in Python.
-    pub fn join_thread(&self) -> Result<()> {
+    /// [`QueueError::NotClosed`] unless [`close`](Self::close) was called first in this
+    /// process, as in Python.
+    pub fn join_thread(&self) -> Result<(), QueueError> {
         if !self.shared.local.is_closed() {
-            return Err(Error::QueueNotClosed);
+            return Err(QueueError::NotClosed);
         }
         self.shared.local.wait_drained(None);
         Ok(())
-    }
-
-    /// Test seam, not part of the API: takes the queue's internal put and get locks and never
-    /// gives them back, as a process killed in the middle of a put and a get would. Other
-    /// processes get them back when this process dies.
-    #[doc(hidden)]
-    pub fn __hold_internal_locks(&self) {
-        self.shared.ring.hold_locks();
     }
 
     /// Makes [`join_thread`](Self::join_thread) return at once and lets this process exit
     /// without flushing the items its feeder still holds (they are lost).
     pub fn cancel_join_thread(&self) {
         self.shared.local.cancel_join();
+    }
+
+    /// Test seam, not part of the API: takes the queue's internal put and get locks and never
+    /// gives them back, as a process killed in the middle of a put and a get would. Other
+    /// processes get them back when this process dies.
+    #[doc(hidden)]
+    pub fn hold_internal_locks_for_tests(&self) {
+        self.shared.ring.hold_locks();
     }
 }
 
@@ -281,34 +325,56 @@ impl<T: Serialize> Queue<T> {
     /// [module docs](self#semantics)); a bounded one waits while it is full.
     ///
     /// # Errors
-    /// [`Error::QueueClosed`] after [`close`](Self::close); [`Error::ItemTooLarge`];
-    /// [`Error::Encode`] if the item cannot be encoded.
-    pub fn put(&self, item: &T) -> Result<()> {
+    /// [`PutError::Closed`] after [`close`](Self::close); [`PutError::TooLarge`] if the item
+    /// does not fit in the ring; [`PutError::Encode`] if it cannot be encoded. Never
+    /// [`PutError::Full`].
+    pub fn put(&self, item: &T) -> Result<(), PutError> {
         self.shared.put(item, Wait::Forever)
     }
 
-    /// Puts `item`, waiting at most `timeout` for room in a bounded queue.
+    /// Puts `item` if there is room now, without waiting (Python's `put_nowait`). On an
+    /// unbounded queue it is the same as [`put`](Self::put).
     ///
     /// # Errors
-    /// [`Error::Full`] if the queue stayed full for `timeout`; otherwise as [`put`](Self::put).
-    pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<()> {
-        self.shared.put(item, Wait::timeout(timeout))
+    /// [`PutError::Full`] if a bounded queue is full; otherwise as [`put`](Self::put).
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&self, item: &T) -> Result<(), PutError> {
+        self.shared.put(item, Wait::Never)
     }
 
-    /// Puts `item` if there is room now (Python's `put_nowait`).
+    /// Puts `item`, waiting at most `timeout` for room in a bounded queue (Python's
+    /// `put(item, True, timeout)`).
     ///
     /// # Errors
-    /// [`Error::Full`] if a bounded queue is full; otherwise as [`put`](Self::put).
-    pub fn put_nowait(&self, item: &T) -> Result<()> {
-        self.shared.put(item, Wait::Never)
+    /// [`PutError::Full`] if the queue stayed full for `timeout`; otherwise as
+    /// [`put`](Self::put).
+    pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<(), PutError> {
+        self.shared.put(item, Wait::timeout(timeout))
     }
 
     /// [`put`](Self::put) for async callers, on any executor (or none). Waiting for room in a
     /// bounded queue happens on procvisor's node runtime, never on the caller's thread.
     ///
+    /// ```
+    /// # fn main() -> Result<(), procvisor::Error> {
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let q = procvisor::Queue::<u32>::bounded(1)?;
+    /// q.put_async(&1).await?;
+    /// // Full: give up after 10 ms (the item is not put).
+    /// let late = tokio::time::timeout(std::time::Duration::from_millis(10), q.put_async(&2));
+    /// assert!(late.await.is_err());
+    /// assert_eq!(q.len(), 1);
+    /// # Ok(()) })
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// As [`put`](Self::put).
-    pub async fn put_async(&self, item: &T) -> Result<()> {
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the item is in the queue once the future returns `Ok`, and not at all if
+    /// the future is dropped before it completes.
+    pub async fn put_async(&self, item: &T) -> Result<(), PutError> {
         self.shared.put_async(item).await
     }
 }
@@ -317,44 +383,57 @@ impl<T: DeserializeOwned> Queue<T> {
     /// Takes the next item, waiting as long as it takes.
     ///
     /// # Errors
-    /// [`Error::QueueClosed`] after [`close`](Self::close); [`Error::Decode`] if the item is
-    /// not a `T` (it is consumed: the next get proceeds normally).
-    pub fn get(&self) -> Result<T> {
+    /// [`GetError::Closed`] after [`close`](Self::close); [`GetError::Decode`] if the item is
+    /// not a `T` (it is consumed: the next get proceeds normally). Never [`GetError::Empty`].
+    pub fn get(&self) -> Result<T, GetError> {
         self.shared.get(Wait::Forever)
     }
 
-    /// Takes the next item, waiting at most `timeout`.
+    /// Takes the next item if there is one now, without waiting (Python's `get_nowait`).
     ///
     /// # Errors
-    /// [`Error::Empty`] if no item came within `timeout`; otherwise as [`get`](Self::get).
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        self.shared.get(Wait::timeout(timeout))
-    }
-
-    /// Takes the next item if there is one now (Python's `get_nowait`).
-    ///
-    /// # Errors
-    /// [`Error::Empty`] if there is none; otherwise as [`get`](Self::get).
-    pub fn get_nowait(&self) -> Result<T> {
+    /// [`GetError::Empty`] if there is none; otherwise as [`get`](Self::get).
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&self) -> Result<T, GetError> {
         self.shared.get(Wait::Never)
     }
 
+    /// Takes the next item, waiting at most `timeout` (Python's `get(True, timeout)`).
+    ///
+    /// # Errors
+    /// [`GetError::Empty`] if no item came within `timeout`; otherwise as [`get`](Self::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.shared.get(Wait::timeout(timeout))
+    }
+
     /// [`get`](Self::get) for async callers, on any executor (or none): waiting happens on
-    /// procvisor's node runtime. Cancel-safe: dropping the future loses no item.
+    /// procvisor's node runtime, never on the caller's thread. For a deadline, wrap it in
+    /// `tokio::time::timeout`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), procvisor::Error> {
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    ///
+    /// let q = procvisor::Queue::<String>::new()?;
+    /// // Nothing there yet: the timeout drops the get, which loses nothing.
+    /// assert!(tokio::time::timeout(Duration::from_millis(10), q.get_async()).await.is_err());
+    /// q.put(&"hello".to_string())?;
+    /// assert_eq!(q.get_async().await?, "hello");
+    /// # Ok(()) })
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// As [`get`](Self::get).
-    pub async fn get_async(&self) -> Result<T> {
-        self.shared.get_async(None).await
-    }
-
-    /// [`get_timeout`](Self::get_timeout) for async callers. Cancel-safe.
     ///
-    /// # Errors
-    /// As [`get_timeout`](Self::get_timeout).
-    pub async fn get_timeout_async(&self, timeout: Duration) -> Result<T> {
-        let deadline = std::time::Instant::now().checked_add(timeout);
-        self.shared.get_async(deadline).await
+    /// # Cancel safety
+    /// Cancel safe: an item is taken from the queue only in the poll that returns it, never
+    /// between polls, so dropping the future (a `tokio::time::timeout` that expires, a
+    /// `select!` branch that loses) never loses an item — it stays for the next get. A
+    /// wake-up meant for the dropped future is passed on to another waiter.
+    pub async fn get_async(&self) -> Result<T, GetError> {
+        self.shared.get_async().await
     }
 }
 
@@ -374,8 +453,8 @@ fn debug_queue(f: &mut fmt::Formatter<'_>, name: &str, shared: &Shared) -> fmt::
     f.debug_struct(name)
         .field("id", &shared.segment().id())
         .field("home_pid", &shared.segment().home_pid())
-        .field("qsize", &shared.qsize())
-        .field("maxsize", &shared.ring.maxsize())
+        .field("len", &shared.len())
+        .field("max_len", &shared.ring.max_len())
         .field("capacity", &shared.ring.capacity())
         .finish()
 }

@@ -71,6 +71,19 @@ pub(crate) fn name_for_messages() -> String {
     identity().name.clone()
 }
 
+/// Set by [`test_init!`](crate::test_init) in a program whose `init` runs from the loader's
+/// constructors, before the Rust runtime's own start-up (which ignores `SIGPIPE` and names the
+/// main thread): a child of such a program does both itself before its target runs.
+static BEFORE_RUNTIME_START: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn mark_before_runtime_start() {
+    BEFORE_RUNTIME_START.store(true, Ordering::SeqCst);
+}
+
+pub(crate) fn is_before_runtime_start() -> bool {
+    BEFORE_RUNTIME_START.load(Ordering::SeqCst)
+}
+
 pub(crate) fn mark_initialized() {
     INITIALIZED.store(true, Ordering::SeqCst);
 }

@@ -39,7 +39,7 @@
 //!     let (sup, events) = Supervisor::start_with_events(spec)?;
 //!     // `sync` crashes, and is restarted: wait for it.
 //!     events.wait_restarts("sync", 1, Duration::from_secs(10)).expect("restarted");
-//!     for child in sup.which_children()? {
+//!     for child in sup.which_children().wait()? {
 //!         println!("{} {:?} {:?}", child.id, child.pid, child.status);
 //!     }
 //!     sup.stop(); // sync, then http (reverse order)
@@ -330,7 +330,7 @@ impl ChildSpec {
     ///     .child(ChildSpec::custom("flaky", ChildType::Worker, Flaky));
     /// let (sup, events) = Supervisor::start_with_events(spec)?;
     /// // Two restarts are allowed; the third failure makes the supervisor give up.
-    /// assert!(matches!(sup.wait(Some(Duration::from_secs(10))), Some(Exit::Failed(_))));
+    /// assert!(matches!(sup.wait_timeout(Duration::from_secs(10)), Some(Exit::Failed(_))));
     /// let tags: Vec<String> = events.map(|e| e.tag()).collect();
     /// assert_eq!(tags, [
     ///     "started tasks:flaky",

@@ -1,19 +1,21 @@
 //! Pool results with real worker processes: map / imap / imap_unordered / starmap equal the
-//! sequential results for 0, 1 and 10,000 items and several chunk sizes; apply and apply_async;
-//! callbacks run once each; the initializer runs once per worker; maxtasksperchild replaces
-//! workers; the async API on and off a tokio runtime.
+//! sequential results for 0, 1 and 10,000 items and several chunk sizes; apply and submit;
+//! callbacks run once each; the initializer runs once per worker; max_tasks_per_child replaces
+//! workers (down to one task each); the async API on and off a tokio runtime.
 
 procvisor::test_init!();
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{GENEROUS, PidsGuard, TempDir};
-use procvisor::{Error, Pool};
+use procvisor::error::{RunError, TaskError};
+use procvisor::{AsyncResult, Pool};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -33,6 +35,12 @@ fn fails_on_odd(x: u64) -> Result<u64, String> {
     } else {
         Ok(x)
     }
+}
+
+/// The result's outcome, waiting at most [`GENEROUS`] for it.
+fn get_within<T>(r: AsyncResult<T>) -> Result<T, TaskError> {
+    assert!(r.wait_timeout(GENEROUS), "no result within {GENEROUS:?}");
+    r.get()
 }
 
 /// A pool whose workers are killed when the test ends, even by a panic.
@@ -82,12 +90,12 @@ fn inputs_without_an_exact_size_and_starmap() {
     let pairs: Vec<(u64, u64)> = (0..1000).map(|i| (i, 2 * i)).collect();
     let sums = pool.starmap(add, pairs.clone()).unwrap();
     assert_eq!(sums, pairs.iter().map(|(a, b)| a + b).collect::<Vec<_>>());
-    let sums = pool.starmap_async(add, pairs).unwrap().get(Some(GENEROUS));
+    let sums = get_within(pool.submit_starmap(add, pairs).unwrap());
     assert_eq!(sums.unwrap()[999], 2997);
 }
 
 #[test]
-fn apply_and_apply_async() {
+fn apply_and_submit() {
     let (pool, _guard) = pool(2);
     assert_eq!(pool.apply(square, (12,)).unwrap(), 144);
     assert_eq!(pool.apply(add, (2, 3)).unwrap(), 5);
@@ -96,14 +104,15 @@ fn apply_and_apply_async() {
         "no arguments"
     );
     let results: Vec<_> = (0..50)
-        .map(|i| pool.apply_async(square, (i,)).unwrap())
+        .map(|i| pool.submit(square, (i,)).unwrap())
         .collect();
-    for (i, r) in results.iter().enumerate() {
-        assert_eq!(r.get(Some(GENEROUS)).unwrap(), (i * i) as u64);
-        assert!(r.ready());
-        assert!(r.successful().unwrap());
-        // The value moved out; asking again says so.
-        assert!(matches!(r.get(None), Err(Error::ResultTaken)));
+    for (i, r) in results.into_iter().enumerate() {
+        assert!(r.wait_timeout(GENEROUS));
+        assert!(r.is_ready());
+        assert_eq!(r.is_successful(), Some(true));
+        // `get` consumes the result: the value moves out once, and asking again does not
+        // compile (see the compile_fail example on `AsyncResult`).
+        assert_eq!(r.get().unwrap(), (i * i) as u64);
     }
 }
 
@@ -122,15 +131,15 @@ fn callbacks_run_once_each_in_the_callers_process() {
                 assert_eq!(std::process::id(), me);
                 *seen.lock().unwrap().entry(*v).or_default() += 1;
             })
-            .error_callback(move |e: &Error| errors.lock().unwrap().push(e.to_string()))
+            .error_callback(move |e: &TaskError| errors.lock().unwrap().push(e.to_string()))
             .submit()
             .unwrap();
         results.push(r);
     }
     for (i, r) in results.iter().enumerate() {
         // The callback has run by the time the result is ready.
-        assert!(r.wait(Some(GENEROUS)));
-        assert_eq!(r.successful().unwrap(), i % 2 == 0);
+        assert!(r.wait_timeout(GENEROUS));
+        assert_eq!(r.is_successful(), Some(i % 2 == 0));
     }
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 20);
@@ -149,7 +158,7 @@ fn callbacks_run_once_each_in_the_callers_process() {
         })
         .submit()
         .unwrap();
-    assert_eq!(r.get(Some(GENEROUS)).unwrap().len(), 100);
+    assert_eq!(get_within(r).unwrap().len(), 100);
     assert_eq!(total.load(Ordering::SeqCst), 100);
 }
 
@@ -195,10 +204,10 @@ fn the_initializer_runs_once_in_each_worker() {
 }
 
 #[test]
-fn maxtasksperchild_replaces_workers_and_results_stay_right() {
+fn max_tasks_per_child_replaces_workers_and_results_stay_right() {
     let pool = Pool::builder()
         .processes(2)
-        .maxtasksperchild(3)
+        .max_tasks_per_child(NonZeroU64::new(3).unwrap())
         .build()
         .unwrap();
     let mut pids = BTreeSet::new();
@@ -214,6 +223,33 @@ fn maxtasksperchild_replaces_workers_and_results_stay_right() {
     );
     let squares = pool.map_task(square, 0..100u64).chunksize(5).run().unwrap();
     assert_eq!(squares, (0..100u64).map(square).collect::<Vec<_>>());
+    pool.close();
+    pool.join().unwrap();
+}
+
+/// The smallest limit a worker can have is one task: zero is not a `NonZeroU64` (a literal
+/// `max_tasks_per_child(0)` does not compile, see its compile_fail example), and every task
+/// then gets a fresh worker.
+#[test]
+fn max_tasks_per_child_cannot_be_zero_and_one_gives_every_task_a_fresh_worker() {
+    assert_eq!(NonZeroU64::new(0), None);
+    let pool = Pool::builder()
+        .processes(1)
+        .max_tasks_per_child(NonZeroU64::MIN)
+        .build()
+        .unwrap();
+    let mut guard = PidsGuard(pool.worker_pids());
+    let pids: Vec<i32> = (0..5u64)
+        .map(|i| pool.apply(pid_of_worker, (i,)).unwrap())
+        .collect();
+    let distinct: BTreeSet<i32> = pids.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        pids.len(),
+        "a worker served twice: {pids:?}"
+    );
+    assert_eq!(pool.map(square, 0..4u64).unwrap(), [0, 1, 4, 9]);
+    guard.0.extend(pool.worker_pids());
     pool.close();
     pool.join().unwrap();
 }
@@ -241,7 +277,10 @@ fn fork_started_workers_serve_and_are_replaced() {
         "{pids:?}"
     );
     let err = pool.apply(suicide, ()).unwrap_err();
-    assert!(matches!(err, Error::WorkerLost { .. }), "{err}");
+    assert!(
+        matches!(err, RunError::Task(TaskError::WorkerLost { .. })),
+        "{err}"
+    );
     assert_eq!(pool.apply(square, (5,)).unwrap(), 25);
     guard.0.extend(pool.worker_pids());
     pool.close();
@@ -256,15 +295,15 @@ fn async_results_and_iterators_on_a_tokio_runtime() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let r = pool.apply_async(square, (9,)).unwrap();
+        let r = pool.submit(square, (9,)).unwrap();
         assert_eq!(r.get_async().await.unwrap(), 81);
-        let r = pool.map_async(square, 0..1000u64).unwrap();
+        let r = pool.submit_map(square, 0..1000u64).unwrap();
         r.wait_async().await;
         assert_eq!(r.get_async().await.unwrap()[999], 998_001);
         let mut it = pool.imap(square, 0..10u64).unwrap();
         let mut got = Vec::new();
-        while let Some(v) = it.next_async().await.unwrap() {
-            got.push(v);
+        while let Some(v) = it.next_async().await {
+            got.push(v.unwrap());
         }
         assert_eq!(got, (0..10u64).map(square).collect::<Vec<_>>());
         // The blocking API works inside a runtime too.
@@ -273,7 +312,7 @@ fn async_results_and_iterators_on_a_tokio_runtime() {
         let inner = Pool::new(1).unwrap();
         let pids = inner.worker_pids();
         let _guard = PidsGuard(pids.clone());
-        let r = inner.apply_async(square, (4,)).unwrap();
+        let r = inner.submit(square, (4,)).unwrap();
         inner.close();
         inner.join_async().await.unwrap();
         assert_eq!(r.get_async().await.unwrap(), 16);
@@ -284,7 +323,7 @@ fn async_results_and_iterators_on_a_tokio_runtime() {
         drop(Pool::new(1).unwrap());
     });
     // And the async API outside one, on a plain executor.
-    let r = pool.apply_async(square, (5,)).unwrap();
+    let r = pool.submit(square, (5,)).unwrap();
     let v = futures_lite_block_on(r.get_async());
     assert_eq!(v.unwrap(), 25);
 }
@@ -321,4 +360,8 @@ fn pool_types_are_send_and_sync() {
     send_sync::<procvisor::AsyncResult<Vec<String>>>();
     send_sync::<procvisor::IMapIterator<u64>>();
     send_sync::<procvisor::PoolBuilder>();
+    send_sync::<procvisor::error::PoolError>();
+    send_sync::<TaskError>();
+    send_sync::<RunError>();
+    send_sync::<procvisor::error::ResultTimeout>();
 }

@@ -1,7 +1,7 @@
 //! Pool errors with real worker processes: a task's `Err` or panic fails only that task (the
 //! message reaches the caller, the worker keeps serving); a result that cannot be encoded;
-//! timeouts while waiting for results; misuse (join before close, successful before ready,
-//! submitting to a closed pool); a failing initializer.
+//! arguments that cannot be encoded; timeouts while waiting for results; misuse (join before
+//! close, is_successful before ready, submitting to a closed pool); a failing initializer.
 
 procvisor::test_init!();
 
@@ -11,7 +11,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{GENEROUS, PidsGuard, TempDir};
-use procvisor::{Error, Pool};
+use procvisor::Pool;
+use procvisor::error::{PoolError, ResultTimeout, RunError, TaskError};
 use serde::{Deserialize, Serialize, Serializer};
 
 fn square(x: u64) -> u64 {
@@ -57,6 +58,11 @@ fn unencodable() -> Unencodable {
     Unencodable
 }
 
+/// Takes an argument that cannot be encoded.
+fn takes_unencodable(_: Unencodable) -> u64 {
+    0
+}
+
 fn pool(processes: usize) -> (Pool, PidsGuard) {
     let pool = Pool::new(processes).unwrap();
     let guard = PidsGuard(pool.worker_pids());
@@ -69,18 +75,25 @@ fn an_err_or_a_panic_fails_only_that_task_and_the_worker_keeps_serving() {
     let before = pool.apply(worker_pid, ()).unwrap();
 
     let err = pool.apply(picky, (3,)).unwrap_err();
-    assert!(matches!(&err, Error::TaskFailed { message } if message == "three is not allowed"));
+    assert!(
+        matches!(&err, RunError::Task(TaskError::Failed { message }) if message == "three is not allowed")
+    );
     assert_eq!(err.to_string(), "the task failed: three is not allowed");
     let err = pool.apply(picky, (5,)).unwrap_err();
-    assert!(matches!(&err, Error::TaskPanicked { message } if message == "five makes me panic"));
+    assert!(
+        matches!(&err, RunError::Task(TaskError::Panicked { message }) if message == "five makes me panic")
+    );
     assert_eq!(err.to_string(), "the task panicked: five makes me panic");
 
     // map fails as a whole with the failing item's error …
     let err = pool.map(picky, [1, 2, 5, 6]).unwrap_err();
-    assert!(matches!(err, Error::TaskPanicked { .. }), "{err}");
+    assert!(
+        matches!(err, RunError::Task(TaskError::Panicked { .. })),
+        "{err}"
+    );
     // … imap reports each item, so the others are still there.
     for chunksize in [1, 3, 10] {
-        let got: Vec<Result<u64, Error>> = pool
+        let got: Vec<Result<u64, TaskError>> = pool
             .map_task(picky, 0..8u64)
             .chunksize(chunksize)
             .imap()
@@ -89,8 +102,8 @@ fn an_err_or_a_panic_fails_only_that_task_and_the_worker_keeps_serving() {
         assert_eq!(got.len(), 8);
         for (i, r) in got.iter().enumerate() {
             match i {
-                3 => assert!(matches!(r, Err(Error::TaskFailed { .. })), "{r:?}"),
-                5 => assert!(matches!(r, Err(Error::TaskPanicked { .. })), "{r:?}"),
+                3 => assert!(matches!(r, Err(TaskError::Failed { .. })), "{r:?}"),
+                5 => assert!(matches!(r, Err(TaskError::Panicked { .. })), "{r:?}"),
                 _ => assert_eq!(*r.as_ref().unwrap(), i as u64),
             }
         }
@@ -104,28 +117,71 @@ fn an_err_or_a_panic_fails_only_that_task_and_the_worker_keeps_serving() {
 fn a_result_that_cannot_be_encoded_fails_that_task_clearly() {
     let (pool, _guard) = pool(1);
     let err = pool.apply(unencodable, ()).unwrap_err();
-    assert!(matches!(err, Error::Encode { .. }), "{err}");
+    assert!(
+        matches!(err, RunError::Task(TaskError::EncodeResult { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("refuses to be encoded"), "{err}");
     assert_eq!(pool.apply(square, (4,)).unwrap(), 16);
 }
 
+/// As in Python, arguments that cannot be encoded are the task's failure, reported by its
+/// result (and its error callback), not a refusal of the submission.
 #[test]
-fn get_with_a_timeout_on_a_sleeping_task_times_out_and_the_result_still_arrives() {
+fn arguments_that_cannot_be_encoded_fail_the_task_not_the_submission() {
+    let (pool, _guard) = pool(1);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let s = seen.clone();
+    let r = pool
+        .task(takes_unencodable, (Unencodable,))
+        .error_callback(move |e| *s.lock().unwrap() = Some(e.clone()))
+        .submit()
+        .unwrap();
+    assert!(r.wait_timeout(GENEROUS));
+    let err = r.get().unwrap_err();
+    assert!(matches!(err, TaskError::EncodeArguments { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("cannot encode the task's arguments: ")
+            && message.contains("refuses to be encoded"),
+        "{message}"
+    );
+    assert_eq!(seen.lock().unwrap().as_ref(), Some(&err));
+    let err = pool.apply(takes_unencodable, (Unencodable,)).unwrap_err();
+    assert!(
+        matches!(&err, RunError::Task(TaskError::EncodeArguments { reason }) if reason.contains("refuses")),
+        "{err}"
+    );
+    let items: Vec<_> = pool
+        .imap(takes_unencodable, [Unencodable])
+        .unwrap()
+        .collect();
+    assert!(
+        matches!(&items[..], [Err(TaskError::EncodeArguments { .. })]),
+        "{items:?}"
+    );
+    assert_eq!(pool.apply(square, (4,)).unwrap(), 16);
+}
+
+#[test]
+fn wait_timeout_on_a_sleeping_task_times_out_and_the_result_still_arrives() {
     let (pool, _guard) = pool(1);
     let dir = TempDir::new("pool-get-timeout");
     let d = dir.path().display().to_string();
-    let r = pool.apply_async(wait_for_go, (d.clone(), 7)).unwrap();
+    let r = pool.submit(wait_for_go, (d.clone(), 7)).unwrap();
     let t = Instant::now();
-    let err = r.get(Some(Duration::from_millis(200))).unwrap_err();
+    // Python's get(timeout) raising TimeoutError: the wait gives up, the handle stays.
+    assert!(!r.wait_timeout(Duration::from_millis(200)));
     assert!(t.elapsed() >= Duration::from_millis(200));
-    assert!(matches!(err, Error::ResultTimeout { .. }), "{err}");
-    assert!(!r.ready());
-    assert!(matches!(r.successful(), Err(Error::ResultNotReady)));
-    assert!(!r.wait(Some(Duration::from_millis(50))));
+    assert!(!r.is_ready());
+    // Python's successful() raising ValueError before the result is ready.
+    assert_eq!(r.is_successful(), None);
+    assert!(!r.wait_timeout(Duration::from_millis(50)));
 
     std::fs::write(dir.file("go"), "").unwrap();
-    assert_eq!(r.get(Some(GENEROUS)).unwrap(), 7);
-    assert!(r.successful().unwrap());
+    assert!(r.wait_timeout(GENEROUS));
+    assert_eq!(r.is_successful(), Some(true));
+    assert_eq!(r.get().unwrap(), 7);
 }
 
 #[test]
@@ -138,10 +194,19 @@ fn imap_next_timeout_times_out_then_yields() {
         .imap()
         .unwrap();
     let err = it.next_timeout(Duration::from_millis(100)).unwrap_err();
-    assert!(matches!(err, Error::ResultTimeout { .. }), "{err}");
+    assert_eq!(
+        err,
+        ResultTimeout {
+            timeout: Duration::from_millis(100)
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "no result within 100ms (the tasks are still running)"
+    );
     std::fs::write(dir.file("go"), "").unwrap();
-    assert_eq!(it.next_timeout(GENEROUS).unwrap(), Some(1));
-    assert_eq!(it.next_timeout(GENEROUS).unwrap(), Some(2));
+    assert_eq!(it.next_timeout(GENEROUS).unwrap(), Some(Ok(1)));
+    assert_eq!(it.next_timeout(GENEROUS).unwrap(), Some(Ok(2)));
     assert_eq!(it.next_timeout(GENEROUS).unwrap(), None);
     assert!(it.next().is_none());
 }
@@ -149,33 +214,27 @@ fn imap_next_timeout_times_out_then_yields() {
 #[test]
 fn misuse_gets_precise_errors() {
     let (pool, _guard) = pool(1);
-    assert!(matches!(pool.join(), Err(Error::PoolStillRunning)));
-    assert!(matches!(
-        Pool::new(0),
-        Err(Error::PoolSize { processes: 0 })
-    ));
+    assert_eq!(pool.join(), Err(PoolError::StillRunning));
+    assert_eq!(
+        Pool::new(0).unwrap_err(),
+        PoolError::NoWorkers { processes: 0 }
+    );
     pool.close();
     let err = pool.apply(square, (1,)).unwrap_err();
-    assert!(
-        matches!(err, Error::PoolNotRunning { state: "closed" }),
-        "{err}"
+    assert_eq!(err, RunError::Pool(PoolError::Closed), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "the pool is closed: it accepts no new tasks"
     );
-    assert!(matches!(
+    assert_eq!(
         pool.map(square, 0..3),
-        Err(Error::PoolNotRunning { .. })
-    ));
+        Err(RunError::Pool(PoolError::Closed))
+    );
+    assert_eq!(pool.imap(square, 0..3).unwrap_err(), PoolError::Closed);
     pool.join().unwrap();
     pool.terminate();
-    let err = pool.apply_async(square, (1,)).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::PoolNotRunning {
-                state: "terminated"
-            }
-        ),
-        "{err}"
-    );
+    let err = pool.submit(square, (1,)).unwrap_err();
+    assert_eq!(err, PoolError::Terminated, "{err}");
 }
 
 fn failing_init(reason: String) -> Result<(), String> {
@@ -194,7 +253,7 @@ fn a_failing_initializer_breaks_the_pool_instead_of_looping() {
         .build()
         .unwrap_err();
     assert!(
-        matches!(&err, Error::PoolBroken { reason } if reason.contains("no database")),
+        matches!(&err, PoolError::Broken { reason } if reason.contains("no database")),
         "{err}"
     );
     let err = Pool::builder()

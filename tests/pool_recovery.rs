@@ -11,8 +11,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{GENEROUS, PidsGuard, TempDir, pid_is_running, send_signal, wait_until};
+use procvisor::error::{RunError, TaskError};
 use procvisor::supervisor::Exit;
-use procvisor::{Error, Pool};
+use procvisor::{AsyncResult, Pool};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -49,6 +50,12 @@ fn started_pid(dir: &TempDir, x: u64) -> i32 {
     std::fs::read_to_string(path).unwrap().parse().unwrap()
 }
 
+/// The result's outcome, waiting at most [`GENEROUS`] for it.
+fn get_within<T>(r: AsyncResult<T>) -> Result<T, TaskError> {
+    assert!(r.wait_timeout(GENEROUS), "no result within {GENEROUS:?}");
+    r.get()
+}
+
 fn pool(processes: usize) -> (Pool, PidsGuard) {
     let pool = Pool::new(processes).unwrap();
     let guard = PidsGuard(pool.worker_pids());
@@ -69,7 +76,7 @@ fn a_worker_sigkilled_mid_map_fails_the_map_with_worker_lost_and_the_pool_recove
     let victim = started_pid(&dir, 0);
     let t = Instant::now();
     send_signal(victim, libc::SIGKILL);
-    let err = map.get(Some(GENEROUS)).unwrap_err();
+    let err = get_within(map).unwrap_err();
     let took = t.elapsed();
     assert!(took < Duration::from_secs(2), "WorkerLost took {took:?}");
     assert_eq!(
@@ -77,7 +84,7 @@ fn a_worker_sigkilled_mid_map_fails_the_map_with_worker_lost_and_the_pool_recove
         format!("pool worker (pid {victim}) died while running the task: killed by SIGKILL")
     );
     match err {
-        Error::WorkerLost { pid, exit } => {
+        TaskError::WorkerLost { pid, exit } => {
             assert_eq!(pid, victim);
             assert_eq!(exit, Exit::Signal(libc::SIGKILL));
         }
@@ -98,10 +105,10 @@ fn a_worker_that_exits_or_aborts_mid_task_fails_only_that_task() {
     assert!(
         matches!(
             err,
-            Error::WorkerLost {
+            RunError::Task(TaskError::WorkerLost {
                 exit: Exit::Code(3),
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -110,10 +117,10 @@ fn a_worker_that_exits_or_aborts_mid_task_fails_only_that_task() {
     assert!(
         matches!(
             err,
-            Error::WorkerLost {
+            RunError::Task(TaskError::WorkerLost {
                 exit: Exit::Signal(libc::SIGABRT),
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -133,14 +140,11 @@ fn a_per_task_timeout_kills_only_the_stuck_task() {
     // Others keep being served meanwhile, with (generous) timeouts of their own.
     for i in 0..20u64 {
         let r = pool.task(square, (i,)).timeout(GENEROUS).submit().unwrap();
-        assert_eq!(r.get(Some(GENEROUS)).unwrap(), i * i);
+        assert_eq!(get_within(r).unwrap(), i * i);
     }
-    let err = slow.get(Some(GENEROUS)).unwrap_err();
+    let err = get_within(slow).unwrap_err();
     assert!(t.elapsed() >= timeout);
-    assert!(
-        matches!(err, Error::TaskTimeout { timeout: d } if d == timeout),
-        "{err}"
-    );
+    assert_eq!(err, TaskError::Timeout { timeout }, "{err}");
     assert!(wait_until(GENEROUS, || !pid_is_running(victim)));
     assert!(wait_until(GENEROUS, || pool.worker_pids().len() == 2));
     assert_eq!(pool.map(square, 0..100u64).unwrap()[10], 100);
@@ -158,7 +162,10 @@ fn a_pool_wide_timeout_applies_to_map_chunks() {
     let dir = TempDir::new("pool-wide-timeout");
     let d = dir.path().display().to_string();
     let err = pool.starmap(stuck, vec![(d, 1)]).unwrap_err();
-    assert!(matches!(err, Error::TaskTimeout { .. }), "{err}");
+    assert!(
+        matches!(err, RunError::Task(TaskError::Timeout { .. })),
+        "{err}"
+    );
     assert_eq!(pool.map(square, 0..4u64).unwrap(), [0, 1, 4, 9]);
     guard.0.extend(pool.worker_pids());
 }
@@ -185,10 +192,7 @@ fn terminate_stops_busy_workers_promptly() {
         t.elapsed()
     );
     assert!(pids.iter().all(|&p| !pid_is_running(p)), "{pids:?}");
-    assert!(matches!(
-        map.get(Some(GENEROUS)),
-        Err(Error::PoolTerminated)
-    ));
+    assert_eq!(get_within(map), Err(TaskError::PoolTerminated));
     // join after terminate is allowed and returns at once.
     pool.join().unwrap();
 }
@@ -199,14 +203,14 @@ fn after_close_and_join_no_worker_remains() {
     let pids = pool.worker_pids();
     assert_eq!(pids.len(), 3);
     let pending: Vec<_> = (0..100u64)
-        .map(|i| pool.apply_async(square, (i,)).unwrap())
+        .map(|i| pool.submit(square, (i,)).unwrap())
         .collect();
     pool.close();
     pool.join().unwrap();
     // join waited for every task …
-    for (i, r) in pending.iter().enumerate() {
-        assert!(r.ready());
-        assert_eq!(r.get(None).unwrap(), (i * i) as u64);
+    for (i, r) in pending.into_iter().enumerate() {
+        assert!(r.is_ready());
+        assert_eq!(r.get().unwrap(), (i * i) as u64);
     }
     // … and for every worker to exit.
     assert!(pids.iter().all(|&p| !pid_is_running(p)), "{pids:?}");
@@ -219,10 +223,10 @@ fn dropping_a_pool_stops_its_workers() {
     let pids = pool.worker_pids();
     let dir = TempDir::new("pool-drop");
     let r = pool
-        .apply_async(stuck, (dir.path().display().to_string(), 0))
+        .submit(stuck, (dir.path().display().to_string(), 0))
         .unwrap();
     started_pid(&dir, 0);
     drop(pool);
     assert!(pids.iter().all(|&p| !pid_is_running(p)), "{pids:?}");
-    assert!(matches!(r.get(Some(GENEROUS)), Err(Error::PoolTerminated)));
+    assert_eq!(get_within(r), Err(TaskError::PoolTerminated));
 }

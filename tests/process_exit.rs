@@ -411,3 +411,73 @@ per_start_method! {
         assert!(took >= Duration::from_millis(1500), "exited after {took:?}");
     }
 }
+
+// ---- a child's end is the program's end: exit handlers, SIGPIPE, the main thread ---------
+
+/// Where the child's `atexit` handler writes: set by the target before it registers it.
+static AT_EXIT_MARKER: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+
+extern "C" fn write_at_exit_marker() {
+    if let Some(path) = AT_EXIT_MARKER.get() {
+        // SAFETY: `path` is a valid NUL-terminated string that lives for the whole program.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o600) };
+        if fd >= 0 {
+            // SAFETY: `fd` was just opened by this handler and is closed once.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+fn register_at_exit_marker(path: String) -> Result<(), String> {
+    let path = std::ffi::CString::new(path).map_err(|e| e.to_string())?;
+    AT_EXIT_MARKER.set(path).map_err(|_| "set twice")?;
+    // SAFETY: the handler is a plain `extern "C" fn()` that lives for the whole program.
+    match unsafe { libc::atexit(write_at_exit_marker) } {
+        0 => Ok(()),
+        _ => Err("atexit refused the handler".into()),
+    }
+}
+
+/// Makes this process's stdout a pipe whose reading end is closed, leaves a byte unflushed in
+/// Rust's stdout buffer, and returns: the exit's flush then writes to a closed pipe.
+fn leave_output_for_a_closed_pipe() -> Result<(), String> {
+    let (read, write) = nix::unistd::pipe().map_err(|e| e.to_string())?;
+    drop(read);
+    // SAFETY: fd 1 is replaced by a descriptor this process owns; nothing else holds it.
+    if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&write), 1) } < 0 {
+        return Err("dup2 failed".into());
+    }
+    print!("unflushed");
+    Ok(())
+}
+
+fn main_thread_name() -> Result<(), String> {
+    match std::thread::current().name() {
+        Some("main") => Ok(()),
+        other => Err(format!("the target ran on a thread named {other:?}")),
+    }
+}
+
+per_start_method! {
+    /// The end of a child whose target returns is a full exit: the C library's exit handlers
+    /// registered in the child run (issue 17.1).
+    fn a_returning_child_runs_its_exit_handlers(method: StartMethod) {
+        let dir = TempDir::new("atexit");
+        let marker = dir.path().join("atexit-ran");
+        let target = Process::new(register_at_exit_marker, (marker.display().to_string(),));
+        assert_eq!(exitcode_of(method, target), Some(0));
+        assert!(marker.exists(), "the child's atexit handler did not run");
+    }
+
+    /// A child of a test crate ignores SIGPIPE as a child of a binary does: its exit flushes
+    /// into a closed pipe and it exits 0 instead of dying of the signal (issue 17.4).
+    fn a_child_flushing_into_a_closed_pipe_exits_zero(method: StartMethod) {
+        let target = Process::new(leave_output_for_a_closed_pipe, ());
+        assert_eq!(exitcode_of(method, target), Some(0));
+    }
+
+    /// A child's target runs on a thread named `main`, as in a binary (issue 17.4).
+    fn a_childs_target_runs_on_the_main_thread(method: StartMethod) {
+        assert_eq!(exitcode_of(method, Process::new(main_thread_name, ())), Some(0));
+    }
+}

@@ -156,12 +156,13 @@ fn report_thread_identity(out: String) {
 fn a_fork_childs_c_library_knows_its_thread() {
     let dir = TempDir::new("fork-tid");
     let out = dir.file("out");
-    let (p, code) = run(fork(Process::new(report_thread_identity, (out.clone(),))));
+    let (_child, code) = run(fork(Process::new(report_thread_identity, (out.clone(),))));
     assert_eq!(code, Some(0));
     let report = read(&out);
     let fields: Vec<&str> = report.split('|').collect();
     assert_eq!(fields[0], "0", "{report}");
-    assert_eq!(fields[1], p.pid().to_string(), "{report}");
+    // (The target of a test crate's child runs on a thread named `main`, not on the process's
+    // first thread: its id is not the pid, see `procvisor::test_init!`.)
     assert_eq!(
         fields[2], fields[1],
         "the C library has a stale thread id: {report}"

@@ -25,12 +25,12 @@ fn report(to: Connection, line: String) -> procvisor::Result<()> {
         .ok()
         .map(|d| d.display().to_string());
     println!("{line}");
-    to.send(&(mark, cwd))
+    Ok(to.send(&(mark, cwd))?)
 }
 
 /// Starts a spawn child running [`report`] and returns what it reported.
 fn spawned_report(line: &str) -> (Option<String>, Option<String>) {
-    let (ours, theirs) = pipe(false).unwrap();
+    let (ours, theirs) = pipe().unwrap();
     let mut guard = KillOnDrop::new();
     let p = common::start(
         &mut guard,
@@ -273,7 +273,7 @@ fn driver_kill_the_fork_server() {
     }
     let me = std::process::id() as i32;
     let mut guard = KillOnDrop::new();
-    let (ours, theirs) = pipe(false).unwrap();
+    let (ours, theirs) = pipe().unwrap();
     let running = common::start(
         &mut guard,
         Process::new(wait_forever, (theirs,)).start_method(StartMethod::Fork),

@@ -2,7 +2,8 @@
 //! `Full`), non-blocking calls, sizes, closing, `task_done` / `join`, FIFO per producer with
 //! several producers and consumers, items bigger than the ring, undecodable items, a child that
 //! exits before anyone reads, the overflow feeder and `cancel_join_thread`, handles sent to a
-//! running process through a pipe and through a queue, and the async API.
+//! running process through a pipe and through a queue, and the async API (cancel safety
+//! included).
 
 procvisor::test_init!();
 
@@ -14,9 +15,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use common::{GENEROUS, KillOnDrop, join_ok, start};
-use procvisor::{
-    Child, Connection, Error, JoinableQueue, Process, Queue, SimpleQueue, StartMethod, pipe,
-};
+use procvisor::error::{GetError, PutError, QueueError};
+use procvisor::{Child, Connection, JoinableQueue, Process, Queue, SimpleQueue, StartMethod, pipe};
 
 // ---- timeouts and non-blocking calls ------------------------------------------------------
 
@@ -26,24 +26,24 @@ fn get_with_a_timeout_on_an_empty_queue_is_empty_after_about_the_timeout() {
     let t = Instant::now();
     let r = q.get_timeout(Duration::from_millis(200));
     let took = t.elapsed();
-    assert!(matches!(r, Err(Error::Empty)), "{r:?}");
+    assert!(matches!(r, Err(GetError::Empty)), "{r:?}");
     assert!(took >= Duration::from_millis(200), "gave up after {took:?}");
     assert!(took < GENEROUS, "took {took:?}");
     assert_eq!(
-        Error::Empty.to_string(),
+        GetError::Empty.to_string(),
         "the queue is empty: no item was available in time"
     );
 }
 
 #[test]
 fn put_with_a_timeout_on_a_full_queue_is_full_after_about_the_timeout() {
-    let q = Queue::<String>::with_maxsize(2).unwrap();
+    let q = Queue::<String>::bounded(2).unwrap();
     q.put(&"a".into()).unwrap();
     q.put(&"b".into()).unwrap();
     let t = Instant::now();
     let r = q.put_timeout(&"c".into(), Duration::from_millis(200));
     let took = t.elapsed();
-    assert!(matches!(r, Err(Error::Full)), "{r:?}");
+    assert!(matches!(r, Err(PutError::Full)), "{r:?}");
     assert!(took >= Duration::from_millis(200), "gave up after {took:?}");
     assert!(took < GENEROUS);
     assert_eq!(q.get().unwrap(), "a");
@@ -54,43 +54,43 @@ fn put_with_a_timeout_on_a_full_queue_is_full_after_about_the_timeout() {
 }
 
 #[test]
-fn nowait_calls_never_block() {
-    let q = Queue::<u8>::with_maxsize(1).unwrap();
-    assert!(matches!(q.get_nowait(), Err(Error::Empty)));
-    q.put_nowait(&1).unwrap();
-    assert!(matches!(q.put_nowait(&2), Err(Error::Full)));
-    assert_eq!(q.get_nowait().unwrap(), 1);
-    assert!(matches!(q.get_nowait(), Err(Error::Empty)));
+fn try_calls_never_block() {
+    let q = Queue::<u8>::bounded(1).unwrap();
+    assert!(matches!(q.try_get(), Err(GetError::Empty)));
+    q.try_put(&1).unwrap();
+    assert!(matches!(q.try_put(&2), Err(PutError::Full)));
+    assert_eq!(q.try_get().unwrap(), 1);
+    assert!(matches!(q.try_get(), Err(GetError::Empty)));
 }
 
 #[test]
-fn qsize_empty_and_full_follow_puts_and_gets() {
-    let q = Queue::<u64>::with_maxsize(3).unwrap();
-    assert_eq!((q.qsize(), q.empty(), q.full()), (0, true, false));
+fn len_is_empty_and_is_full_follow_puts_and_gets() {
+    let q = Queue::<u64>::bounded(3).unwrap();
+    assert_eq!((q.len(), q.is_empty(), q.is_full()), (0, true, false));
     for i in 0..3 {
         q.put(&i).unwrap();
     }
-    assert_eq!((q.qsize(), q.empty(), q.full()), (3, false, true));
-    assert_eq!(q.maxsize(), Some(3));
+    assert_eq!((q.len(), q.is_empty(), q.is_full()), (3, false, true));
+    assert_eq!(q.max_len(), Some(3));
     q.get().unwrap();
-    assert_eq!((q.qsize(), q.empty(), q.full()), (2, false, false));
+    assert_eq!((q.len(), q.is_empty(), q.is_full()), (2, false, false));
     let unbounded = Queue::<u64>::new().unwrap();
     unbounded.put(&1).unwrap();
-    assert!(!unbounded.full());
-    assert_eq!(unbounded.maxsize(), None);
+    assert!(!unbounded.is_full());
+    assert_eq!(unbounded.max_len(), None);
 }
 
 #[test]
 fn a_blocked_put_proceeds_when_a_child_makes_room() {
     let mut guard = KillOnDrop::new();
-    let q = Queue::<u32>::with_maxsize(1).unwrap();
+    let q = Queue::<u32>::bounded(1).unwrap();
     q.put(&0).unwrap();
     fn take_two(q: Queue<u32>, done: Connection) -> procvisor::Result<()> {
         let a = q.get()?;
         let b = q.get()?;
-        done.send(&(a, b))
+        Ok(done.send(&(a, b))?)
     }
-    let (ours, theirs) = pipe(true).unwrap();
+    let (ours, theirs) = pipe().unwrap();
     let p = start(&mut guard, Process::new(take_two, (q.clone(), theirs)));
     q.put(&1).unwrap(); // waits until the child has taken 0
     assert_eq!(ours.recv::<(u32, u32)>().unwrap(), (0, 1));
@@ -103,12 +103,12 @@ fn a_blocked_put_proceeds_when_a_child_makes_room() {
 fn put_and_get_after_close_are_refused_and_join_thread_needs_close() {
     let q = Queue::<u32>::new().unwrap();
     q.put(&1).unwrap();
-    assert!(matches!(q.join_thread(), Err(Error::QueueNotClosed)));
+    assert!(matches!(q.join_thread(), Err(QueueError::NotClosed)));
     q.close();
-    assert!(matches!(q.put(&2), Err(Error::QueueClosed)));
-    assert!(matches!(q.get(), Err(Error::QueueClosed)));
+    assert!(matches!(q.put(&2), Err(PutError::Closed)));
+    assert!(matches!(q.get(), Err(GetError::Closed)));
     q.join_thread().unwrap();
-    assert_eq!(q.qsize(), 1, "what was put before close stays in the queue");
+    assert_eq!(q.len(), 1, "what was put before close stays in the queue");
 }
 
 // ---- JoinableQueue ------------------------------------------------------------------------
@@ -116,14 +116,14 @@ fn put_and_get_after_close_are_refused_and_join_thread_needs_close() {
 #[test]
 fn task_done_more_times_than_items_put_is_an_error() {
     let q = JoinableQueue::<u32>::new().unwrap();
-    assert!(matches!(q.task_done(), Err(Error::TaskDoneTooMany)));
+    assert!(matches!(q.task_done(), Err(QueueError::TaskDoneTooMany)));
     q.put(&1).unwrap();
     q.put(&2).unwrap();
     q.get().unwrap();
     q.task_done().unwrap();
     q.task_done().unwrap(); // Python counts puts, not gets
     let err = q.task_done().unwrap_err();
-    assert!(matches!(err, Error::TaskDoneTooMany), "{err}");
+    assert!(matches!(err, QueueError::TaskDoneTooMany), "{err}");
     assert_eq!(
         err.to_string(),
         "task_done() called more times than there were items put in the queue"
@@ -145,7 +145,7 @@ fn slow_worker(q: JoinableQueue<u32>, ctl: Connection) -> procvisor::Result<()> 
 fn join_waits_until_every_item_is_marked_done_in_another_process() {
     let mut guard = KillOnDrop::new();
     let q = JoinableQueue::<u32>::new().unwrap();
-    let (ours, theirs) = pipe(true).unwrap();
+    let (ours, theirs) = pipe().unwrap();
     let p = start(&mut guard, Process::new(slow_worker, (q.clone(), theirs)));
     q.put(&10).unwrap();
     q.put(&20).unwrap();
@@ -158,7 +158,7 @@ fn join_waits_until_every_item_is_marked_done_in_another_process() {
     let joiner = {
         let q = q.clone();
         std::thread::spawn(move || {
-            q.join().unwrap();
+            q.join();
             Instant::now()
         })
     };
@@ -174,7 +174,7 @@ fn join_waits_until_every_item_is_marked_done_in_another_process() {
 fn join_async_waits_until_every_item_is_marked_done_in_another_process() {
     let mut guard = KillOnDrop::new();
     let q = JoinableQueue::<u32>::new().unwrap();
-    let (ours, theirs) = pipe(true).unwrap();
+    let (ours, theirs) = pipe().unwrap();
     let p = start(&mut guard, Process::new(slow_worker, (q.clone(), theirs)));
     q.put(&10).unwrap();
     q.put(&20).unwrap();
@@ -200,7 +200,6 @@ fn join_async_waits_until_every_item_is_marked_done_in_another_process() {
         tokio::time::timeout(GENEROUS, joining)
             .await
             .expect("join_async did not return after the last task_done")
-            .unwrap()
             .unwrap();
     });
     assert_eq!(q.unfinished_tasks(), 0);
@@ -224,7 +223,7 @@ fn consumer(
     while let Some(item) = q.get()? {
         got.push(item);
     }
-    results.put(&got)
+    Ok(results.put(&got)?)
 }
 
 #[test]
@@ -234,7 +233,7 @@ fn three_producers_two_consumers_nothing_lost_nothing_duplicated_fifo_per_produc
     // A small ring, so that producers also wait for room and wrap around many times.
     let q = Queue::<Option<(u32, u32)>>::builder()
         .capacity(4096)
-        .maxsize(100)
+        .max_len(100)
         .build()
         .unwrap();
     let results = Queue::<Vec<(u32, u32)>>::new().unwrap();
@@ -271,7 +270,7 @@ fn three_producers_two_consumers_nothing_lost_nothing_duplicated_fifo_per_produc
     for c in &consumers {
         join_ok(c);
     }
-    assert!(q.empty());
+    assert!(q.is_empty());
 }
 
 // ---- sizes and bad items ------------------------------------------------------------------
@@ -281,14 +280,50 @@ fn an_item_larger_than_the_ring_is_refused_precisely() {
     let q = Queue::<Vec<u8>>::builder().capacity(4096).build().unwrap();
     let err = q.put(&vec![7u8; 5000]).unwrap_err();
     match err {
-        Error::ItemTooLarge { len, capacity } => {
+        PutError::TooLarge { len, capacity } => {
             assert_eq!(capacity, 4096);
             assert!(len > 5000, "{len}");
         }
-        other => panic!("expected ItemTooLarge, got {other:?}"),
+        other => panic!("expected TooLarge, got {other:?}"),
     }
     q.put(&vec![7u8; 4000]).unwrap();
     assert_eq!(q.get().unwrap().len(), 4000);
+}
+
+#[test]
+fn settings_out_of_range_are_refused_precisely() {
+    let config = |r: Result<(), QueueError>| match r {
+        Err(QueueError::Config { reason }) => reason,
+        other => panic!("expected Config, got {other:?}"),
+    };
+    let zero = config(Queue::<u8>::bounded(0).map(drop));
+    assert!(
+        zero.contains("at least 1 item") && zero.contains("Queue::new()"),
+        "{zero}"
+    );
+    let over = config(Queue::<u8>::bounded(procvisor::queues::MAX_LEN + 1).map(drop));
+    assert!(over.contains("above the largest, 16777215"), "{over}");
+    assert_eq!(
+        Queue::<u8>::bounded(procvisor::queues::MAX_LEN)
+            .unwrap()
+            .max_len(),
+        Some(16_777_215)
+    );
+    let ring = config(
+        Queue::<u8>::builder()
+            .capacity(usize::MAX)
+            .build::<u8>()
+            .map(drop),
+    );
+    assert!(ring.contains("above the largest ring"), "{ring}");
+    let simple = config(
+        Queue::<u8>::builder()
+            .max_len(3)
+            .build_simple::<u8>()
+            .map(drop),
+    );
+    assert!(simple.contains("SimpleQueue is unbounded"), "{simple}");
+    assert_eq!(JoinableQueue::<u8>::bounded(2).unwrap().max_len(), Some(2));
 }
 
 #[test]
@@ -300,16 +335,16 @@ fn an_undecodable_item_is_reported_and_the_next_one_is_delivered() {
     text.put(&"not a bool".into()).unwrap();
     numbers.put(&true).unwrap();
     let err = numbers.get().unwrap_err();
-    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+    assert!(matches!(err, GetError::Decode { .. }), "{err:?}");
     assert!(numbers.get_timeout(GENEROUS).unwrap());
-    assert!(numbers.empty());
+    assert!(numbers.is_empty());
 }
 
 // ---- exiting with items put ---------------------------------------------------------------
 
 fn put_big_and_exit(q: Queue<Vec<u8>>) -> procvisor::Result<()> {
     q.put(&vec![b'X'; 1_000_000])?;
-    q.put(&b"after".to_vec())
+    Ok(q.put(&b"after".to_vec())?)
 }
 
 #[test]
@@ -356,7 +391,7 @@ fn items_beyond_the_ring_are_flushed_by_the_feeder_before_the_child_exits() {
         assert_eq!(q.get_timeout(GENEROUS).unwrap(), i);
     }
     join_ok(&p);
-    assert!(q.empty());
+    assert!(q.is_empty());
 }
 
 #[test]
@@ -367,7 +402,7 @@ fn cancel_join_thread_lets_a_child_exit_without_flushing() {
     let p = start(&mut guard, Process::new(flood, (q.clone(), n, true)));
     join_ok(&p); // nobody reads: without the cancel this would wait for a consumer
     let mut got = Vec::new();
-    while let Ok(i) = q.get_nowait() {
+    while let Ok(i) = q.try_get() {
         got.push(i);
     }
     assert!(!got.is_empty() && got.len() < n as usize, "{}", got.len());
@@ -390,13 +425,13 @@ fn answer_on_received_queues(
     let via_queue = inbox.get()?;
     via_queue.put(&"through a queue".into())?;
     let simple: SimpleQueue<String> = ctl.recv()?;
-    simple.put(&"simple too".into())
+    Ok(simple.put(&"simple too".into())?)
 }
 
 #[test]
 fn queue_handles_sent_through_a_pipe_and_a_queue_work_in_a_running_process() {
     let mut guard = KillOnDrop::new();
-    let (ours, theirs) = pipe(true).unwrap();
+    let (ours, theirs) = pipe().unwrap();
     let inbox = Queue::<Queue<String>>::new().unwrap();
     let p = start(
         &mut guard,
@@ -436,9 +471,46 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     }
 }
 
+/// `fut`, given up after `timeout` (`None`), on any executor: a `tokio::time::timeout` whose
+/// timer is a thread, for the executor above.
+async fn within<F: std::future::Future>(timeout: Duration, fut: F) -> Option<F::Output> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    struct Timer {
+        fired: AtomicBool,
+        waker: Mutex<Option<Waker>>,
+    }
+    let timer = Arc::new(Timer {
+        fired: AtomicBool::new(false),
+        waker: Mutex::new(None),
+    });
+    let ring = timer.clone();
+    let alarm = std::thread::spawn(move || {
+        std::thread::sleep(timeout); // the timer itself, not a synchronization
+        ring.fired.store(true, Ordering::SeqCst);
+        if let Some(w) = ring.waker.lock().unwrap().take() {
+            w.wake();
+        }
+    });
+    let mut fut = std::pin::pin!(fut);
+    let out = std::future::poll_fn(|cx| {
+        *timer.waker.lock().unwrap() = Some(cx.waker().clone());
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        if timer.fired.load(Ordering::SeqCst) {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await;
+    alarm.join().unwrap();
+    out
+}
+
 fn put_when_told(q: Queue<String>, ctl: Connection) -> procvisor::Result<()> {
     ctl.recv::<()>()?;
-    q.put(&"late".into())
+    Ok(q.put(&"late".into())?)
 }
 
 #[test]
@@ -446,13 +518,19 @@ fn async_get_waits_for_a_child_outside_and_inside_a_tokio_runtime() {
     let mut guard = KillOnDrop::new();
     for inside_tokio in [false, true] {
         let q = Queue::<String>::new().unwrap();
-        let (ours, theirs) = pipe(true).unwrap();
+        let (ours, theirs) = pipe().unwrap();
         let p = start(&mut guard, Process::new(put_when_told, (q.clone(), theirs)));
         let get = async {
-            // Times out first (nothing there), then waits until the child puts.
+            // Times out first (nothing there), then waits until the child puts. A deadline for
+            // an async get is a timeout around it: tokio's inside tokio, a thread's outside.
             let t = Instant::now();
-            let r = q.get_timeout_async(Duration::from_millis(100)).await;
-            assert!(matches!(r, Err(Error::Empty)), "{r:?}");
+            let early = Duration::from_millis(100);
+            let r = if inside_tokio {
+                tokio::time::timeout(early, q.get_async()).await.ok()
+            } else {
+                within(early, q.get_async()).await
+            };
+            assert!(r.is_none(), "{r:?}");
             assert!(t.elapsed() >= Duration::from_millis(100));
             ours.send(&()).unwrap();
             q.get_async().await
@@ -473,7 +551,7 @@ fn async_get_waits_for_a_child_outside_and_inside_a_tokio_runtime() {
 
 #[test]
 fn async_put_on_a_full_bounded_queue_waits_for_room() {
-    let q = Queue::<u32>::with_maxsize(1).unwrap();
+    let q = Queue::<u32>::bounded(1).unwrap();
     q.put(&1).unwrap();
     let taker = {
         let q = q.clone();
@@ -502,6 +580,52 @@ fn a_dropped_async_get_loses_no_item() {
 }
 
 #[test]
+fn async_gets_dropped_by_timeouts_while_items_arrive_lose_nothing() {
+    // Many gets are given up in the middle of their wait (a short timeout) while a producer
+    // keeps putting: whatever future a wake-up or an item was meant for, every item is got
+    // once, in order.
+    const N: u32 = 400;
+    let q = Queue::<u32>::new().unwrap();
+    let producer = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            for i in 0..N {
+                q.put(&i).unwrap();
+                // Pace the puts so that getters wait, and often give up, between two items
+                // (a busy pause, no sleep: tokio's timer ticks in milliseconds).
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_millis(2) {
+                    std::hint::spin_loop();
+                }
+            }
+        })
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (got, dropped) = rt.block_on(async {
+        let (mut got, mut dropped) = (Vec::new(), 0u32);
+        let deadline = Instant::now() + GENEROUS;
+        while got.len() < N as usize && Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_millis(1), q.get_async()).await {
+                Ok(item) => got.push(item.unwrap()),
+                Err(_) => dropped += 1,
+            }
+        }
+        (got, dropped)
+    });
+    producer.join().unwrap();
+    eprintln!("{dropped} gets were dropped while waiting");
+    assert_eq!(
+        got,
+        (0..N).collect::<Vec<_>>(),
+        "{dropped} gets were dropped"
+    );
+    assert!(q.is_empty());
+}
+
+#[test]
 fn simple_queue_between_processes() {
     let mut guard = KillOnDrop::new();
     fn echo_simple(q: SimpleQueue<u32>, back: SimpleQueue<u32>) -> procvisor::Result<()> {
@@ -526,7 +650,7 @@ fn simple_queue_between_processes() {
     }
     q.put(&0).unwrap();
     join_ok(&p);
-    assert!(back.empty());
+    assert!(back.is_empty());
 }
 
 // ---- threads and types ----------------------------------------------------------------------
@@ -536,7 +660,7 @@ fn threads_of_one_process_share_a_queue_without_loss_or_duplicates() {
     const N: u32 = 5_000;
     let q = Queue::<(u32, u32)>::builder()
         .capacity(4096)
-        .maxsize(64)
+        .max_len(64)
         .build()
         .unwrap();
     let producers: Vec<_> = (0..4)

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{GENEROUS, KillOnDrop, join_ok, say, start, wait_until};
-use procvisor::{Child, Connection, Error, Process, Queue, pipe};
+use procvisor::error::PutError;
+use procvisor::{Child, Connection, Process, Queue, pipe};
 
 type Item = Option<(u32, u64)>;
 
@@ -22,11 +23,11 @@ fn produce(q: Queue<Item>, id: u32, report: Connection) -> procvisor::Result<()>
     while !procvisor::stop_requested() {
         match q.put_timeout(&Some((id, seq)), Duration::from_millis(20)) {
             Ok(()) => seq += 1,
-            Err(Error::Full) => {}
-            Err(e) => return Err(e),
+            Err(PutError::Full) => {}
+            Err(e) => return Err(e.into()),
         }
     }
-    report.send(&seq)
+    Ok(report.send(&seq)?)
 }
 
 /// Child: gets items until `None`, reporting each one on its pipe as soon as it has it.
@@ -56,7 +57,7 @@ fn collect(conn: Connection) -> Collected {
 }
 
 fn start_consumer(guard: &mut KillOnDrop, q: &Queue<Item>) -> (Child, Collected) {
-    let (ours, theirs) = pipe(false).unwrap();
+    let (ours, theirs) = pipe().unwrap();
     let p = start(guard, Process::new(consume, (q.clone(), theirs)));
     (p, collect(ours))
 }
@@ -67,7 +68,7 @@ fn twenty_rounds_of_sigkilled_producers_and_consumers_corrupt_nothing() {
     let mut guard = KillOnDrop::new();
     // Bounded and small, so that producers also block, and the ring wraps many times.
     let q = Queue::<Item>::builder()
-        .maxsize(500)
+        .max_len(500)
         .capacity(8192)
         .build()
         .unwrap();
@@ -80,14 +81,14 @@ fn twenty_rounds_of_sigkilled_producers_and_consumers_corrupt_nothing() {
     }
     let mut stable_producers = Vec::new();
     for id in 0..2 {
-        let (ours, theirs) = pipe(false).unwrap();
+        let (ours, theirs) = pipe().unwrap();
         let p = start(&mut guard, Process::new(produce, (q.clone(), id, theirs)));
         stable_producers.push((p, ours));
     }
 
     for round in 0..ROUNDS {
         let victim_id = 100 + round;
-        let (dead_end, theirs) = pipe(false).unwrap();
+        let (dead_end, theirs) = pipe().unwrap();
         let victim_producer = start(
             &mut guard,
             Process::new(produce, (q.clone(), victim_id, theirs)),
@@ -125,7 +126,7 @@ fn twenty_rounds_of_sigkilled_producers_and_consumers_corrupt_nothing() {
     for p in &stable_consumers {
         join_ok(p);
     }
-    assert!(q.empty(), "{} items left", q.qsize());
+    assert!(q.is_empty(), "{} items left", q.len());
 
     let mut seen = HashSet::new();
     let mut by_producer: HashMap<u32, BTreeSet<u64>> = HashMap::new();
@@ -169,7 +170,7 @@ fn twenty_rounds_of_sigkilled_producers_and_consumers_corrupt_nothing() {
 
 /// Child: takes the queue's internal locks, says so, and waits to be killed.
 fn hold_locks(q: Queue<u32>, ctl: Connection) -> procvisor::Result<()> {
-    q.__hold_internal_locks();
+    q.hold_internal_locks_for_tests();
     ctl.send(&())?;
     let _ = ctl.recv::<()>();
     Ok(())
@@ -180,7 +181,7 @@ fn a_process_killed_holding_the_internal_locks_does_not_wedge_the_queue() {
     let mut guard = KillOnDrop::new();
     let q = Queue::<u32>::new().unwrap();
     q.put(&1).unwrap();
-    let (ours, theirs) = pipe(true).unwrap();
+    let (ours, theirs) = pipe().unwrap();
     let holder = start(&mut guard, Process::new(hold_locks, (q.clone(), theirs)));
     ours.recv::<()>().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -203,7 +204,7 @@ fn a_process_killed_holding_the_internal_locks_does_not_wedge_the_queue() {
     user.join().unwrap();
     holder.join_timeout(GENEROUS).unwrap();
     q.put(&3).unwrap();
-    assert_eq!(q.get_nowait().unwrap(), 3);
+    assert_eq!(q.try_get().unwrap(), 3);
 }
 
 // ---- a SIGKILLed tree leaves nothing behind ------------------------------------------------
@@ -230,7 +231,7 @@ fn driver_queue_tree() {
     if !common::in_driver() {
         return;
     }
-    let q = Queue::<u64>::with_maxsize(100).unwrap();
+    let q = Queue::<u64>::bounded(100).unwrap();
     let producer = Process::new(busy_producer, (q.clone(),)).start().unwrap();
     let consumer = Process::new(busy_consumer, (q.clone(),)).start().unwrap();
     say(format!("PID {}", std::process::id()));
@@ -345,7 +346,7 @@ fn driver_exit_flushes_the_feeder() {
         q.put(&Some(i)).unwrap();
     }
     q.put(&None).unwrap();
-    say(format!("QSIZE {}", q.qsize()));
+    say(format!("LEN {}", q.len()));
     go.set();
     // Returning ends the program: the exit sequence flushes the feeder, then joins the child.
 }
@@ -355,9 +356,9 @@ fn a_main_process_that_exits_flushes_its_feeder_before_joining_its_children() {
     let out = common::run_driver("driver_exit_flushes_the_feeder");
     let stdout = common::stdout_of(&out);
     assert!(out.status.success(), "{}", common::describe(&out));
-    let qsize: usize = common::line_with(&stdout, "QSIZE").parse().unwrap();
+    let len: usize = common::line_with(&stdout, "LEN").parse().unwrap();
     // The 4 KiB ring holds at most 512 such items: the rest waited in the feeder.
-    assert!(qsize > 512, "the feeder was not needed: {qsize}");
+    assert!(len > 512, "the feeder was not needed: {len}");
     assert_eq!(
         common::line_with(&stdout, "CONSUMED"),
         "20000 true",

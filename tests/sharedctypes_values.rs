@@ -41,7 +41,7 @@ fn negate_then_watch(
     conn.send(&"done")?;
     let () = conn.recv()?;
     let p = points.get(1)?;
-    conn.send(&(n.get(), a.to_vec(), (p.x, p.y)))
+    Ok(conn.send(&(n.get(), a.to_vec(), (p.x, p.y)))?)
 }
 
 #[test]
@@ -50,7 +50,7 @@ fn values_and_arrays_are_visible_both_ways() {
     let n = Value::new(2.5f64).unwrap();
     let a = Array::from_typecode('i', &[1, 2, 3], true).unwrap();
     let points = RawArray::from_slice(&[Point { x: 1.0, y: 2.0 }; 2]).unwrap();
-    let (mine, theirs) = pipe(true).unwrap();
+    let (mine, theirs) = pipe().unwrap();
     let p = start(
         &mut guard,
         Process::new(
@@ -79,13 +79,13 @@ fn from_the_pipe(conn: Connection) -> procvisor::Result<()> {
     let (v, s): (Value<u64>, Array<Char>) = conn.recv()?;
     v.update(|x| x * 3);
     s.set_value(&s.value().to_ascii_uppercase())?;
-    conn.send(&"changed")
+    Ok(conn.send(&"changed")?)
 }
 
 #[test]
 fn handles_sent_through_a_pipe_to_a_running_process_share_the_memory() {
     let mut guard = KillOnDrop::new();
-    let (mine, theirs) = pipe(true).unwrap();
+    let (mine, theirs) = pipe().unwrap();
     let p = start(&mut guard, Process::new(from_the_pipe, (theirs,)));
     let v = Value::from_typecode('Q', 14u64, false).unwrap();
     let lock = RLock::new().unwrap();

@@ -32,7 +32,7 @@ fn a_lock_excludes_another_process_and_times_out() {
     let mut guard = KillOnDrop::new();
     let lock = Lock::new().unwrap();
     let held = lock.lock();
-    let (mine, theirs) = pipe(true).unwrap();
+    let (mine, theirs) = pipe().unwrap();
     let p = start(&mut guard, Process::new(contender, (lock.clone(), theirs)));
     assert!(!recv::<bool>(&mine), "took a held lock without waiting");
     let (timed, took): (bool, Duration) = recv(&mine);
@@ -90,21 +90,21 @@ fn acquire_and_report(lock: Lock, conn: Connection) -> procvisor::Result<()> {
 fn a_lock_whose_holder_is_sigkilled_goes_to_the_next_acquirer_with_a_notice() {
     let mut guard = KillOnDrop::new();
     let lock = Lock::new().unwrap();
-    let (a, a_child) = pipe(true).unwrap();
+    let (a, a_child) = pipe().unwrap();
     let holder = start(
         &mut guard,
         Process::new(hold_until_killed, (lock.clone(), a_child)),
     );
     let holder_pid: i32 = recv(&a);
     assert_eq!(holder_pid, holder.pid());
-    let (b, b_child) = pipe(true).unwrap();
+    let (b, b_child) = pipe().unwrap();
     let waiter = start(
         &mut guard,
         Process::new(acquire_and_report, (lock.clone(), b_child)),
     );
     assert_eq!(recv::<String>(&b), "waiting");
     // The waiter sleeps on the lock; it must still be waiting a moment later.
-    assert!(!b.poll(Some(Duration::from_millis(100))).unwrap());
+    assert!(!b.poll_timeout(Duration::from_millis(100)).unwrap());
     holder.kill().unwrap();
     let got: Option<Acquired> = recv(&b);
     assert_eq!(got, Some(Acquired::OwnerDied { pid: holder.pid() }));
@@ -119,7 +119,7 @@ fn a_lock_whose_holder_is_sigkilled_goes_to_the_next_acquirer_with_a_notice() {
 fn a_lock_whose_holder_died_while_nobody_waited_is_recovered_by_the_next_acquirer() {
     let mut guard = KillOnDrop::new();
     let lock = Lock::new().unwrap();
-    let (a, a_child) = pipe(true).unwrap();
+    let (a, a_child) = pipe().unwrap();
     let holder = start(
         &mut guard,
         Process::new(hold_until_killed, (lock.clone(), a_child)),
@@ -145,7 +145,7 @@ fn lock_from_the_pipe(conn: Connection) -> procvisor::Result<()> {
 #[test]
 fn a_lock_sent_through_a_pipe_to_a_running_process_is_the_same_lock() {
     let mut guard = KillOnDrop::new();
-    let (mine, theirs) = pipe(true).unwrap();
+    let (mine, theirs) = pipe().unwrap();
     let p = start(&mut guard, Process::new(lock_from_the_pipe, (theirs,)));
     let lock = Lock::new().unwrap(); // made after the child started
     mine.send(&lock).unwrap();
@@ -162,7 +162,7 @@ fn a_lock_sent_through_a_pipe_to_a_running_process_is_the_same_lock() {
 fn acquire_async_waits_without_blocking_the_runtime() {
     let mut guard = KillOnDrop::new();
     let lock = Lock::new().unwrap();
-    let (a, a_child) = pipe(true).unwrap();
+    let (a, a_child) = pipe().unwrap();
     let holder = start(
         &mut guard,
         Process::new(hold_until_killed, (lock.clone(), a_child)),
@@ -236,7 +236,7 @@ fn release_foreign_rlock(rlock: RLock, conn: Connection) -> procvisor::Result<()
         } => format!("{holder_kind} {holder_pid}"),
         other => format!("unexpected {other}"),
     };
-    conn.send(&kind)
+    Ok(conn.send(&kind)?)
 }
 
 #[test]
@@ -244,7 +244,7 @@ fn an_rlock_release_by_another_process_is_refused() {
     let mut guard = KillOnDrop::new();
     let rlock = RLock::new().unwrap();
     let _g = rlock.lock();
-    let (mine, theirs) = pipe(true).unwrap();
+    let (mine, theirs) = pipe().unwrap();
     let p = start(
         &mut guard,
         Process::new(release_foreign_rlock, (rlock.clone(), theirs)),
@@ -276,19 +276,19 @@ fn acquire_rlock_and_report(rlock: RLock, conn: Connection) -> procvisor::Result
 fn an_rlock_whose_owner_is_sigkilled_goes_to_the_next_acquirer_with_a_notice() {
     let mut guard = KillOnDrop::new();
     let rlock = RLock::new().unwrap();
-    let (a, a_child) = pipe(true).unwrap();
+    let (a, a_child) = pipe().unwrap();
     let holder = start(
         &mut guard,
         Process::new(hold_rlock_until_killed, (rlock.clone(), a_child)),
     );
     assert_eq!(recv::<u64>(&a), 3);
-    let (b, b_child) = pipe(true).unwrap();
+    let (b, b_child) = pipe().unwrap();
     let waiter = start(
         &mut guard,
         Process::new(acquire_rlock_and_report, (rlock.clone(), b_child)),
     );
     assert_eq!(recv::<String>(&b), "waiting");
-    assert!(!b.poll(Some(Duration::from_millis(100))).unwrap());
+    assert!(!b.poll_timeout(Duration::from_millis(100)).unwrap());
     holder.kill().unwrap();
     let (got, count): (Option<Acquired>, u64) = recv(&b);
     assert_eq!(got, Some(Acquired::OwnerDied { pid: holder.pid() }));

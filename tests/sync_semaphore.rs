@@ -36,7 +36,7 @@ fn a_bounded_semaphore_refuses_a_release_past_its_initial_value() {
 fn over_release(sem: BoundedSemaphore, conn: Connection) -> procvisor::Result<()> {
     let first = sem.release().is_ok(); // gives back the parent's unit
     let second = matches!(sem.release(), Err(Error::SemaphoreOverRelease { max: 1 }));
-    conn.send(&(first, second))
+    Ok(conn.send(&(first, second))?)
 }
 
 #[test]
@@ -44,7 +44,7 @@ fn over_release_is_refused_in_another_process_too() {
     let mut guard = KillOnDrop::new();
     let sem = BoundedSemaphore::new(1).unwrap();
     assert!(sem.acquire(false, None).is_some());
-    let (mine, theirs) = pipe(true).unwrap();
+    let (mine, theirs) = pipe().unwrap();
     let p = start(
         &mut guard,
         Process::new(over_release, (sem.clone(), theirs)),
@@ -74,7 +74,7 @@ fn take_one(sem: Semaphore, conn: Connection) -> procvisor::Result<()> {
 fn units_of_a_sigkilled_holder_are_given_back_with_a_notice() {
     let mut guard = KillOnDrop::new();
     let sem = Semaphore::new(3).unwrap();
-    let (a, a_child) = pipe(true).unwrap();
+    let (a, a_child) = pipe().unwrap();
     let holder = start(
         &mut guard,
         Process::new(hold_units, (sem.clone(), 2, a_child)),
@@ -88,10 +88,10 @@ fn units_of_a_sigkilled_holder_are_given_back_with_a_notice() {
             .is_none()
     );
     assert!(t.elapsed() >= Duration::from_millis(150));
-    let (b, b_child) = pipe(true).unwrap();
+    let (b, b_child) = pipe().unwrap();
     let waiter = start(&mut guard, Process::new(take_one, (sem.clone(), b_child)));
     assert_eq!(recv::<String>(&b), "waiting");
-    assert!(!b.poll(Some(Duration::from_millis(100))).unwrap());
+    assert!(!b.poll_timeout(Duration::from_millis(100)).unwrap());
     holder.kill().unwrap();
     let got: Option<Acquired> = recv(&b);
     let dead = holder.pid();
@@ -119,7 +119,7 @@ fn consume_signal(sem: Semaphore, conn: Connection) -> procvisor::Result<()> {
 fn a_signalling_semaphore_gains_no_unit_from_a_dead_consumer() {
     let mut guard = KillOnDrop::new();
     let sem = Semaphore::new(0).unwrap();
-    let (mine, theirs) = pipe(true).unwrap();
+    let (mine, theirs) = pipe().unwrap();
     let consumer = start(
         &mut guard,
         Process::new(consume_signal, (sem.clone(), theirs)),

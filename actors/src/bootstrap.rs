@@ -120,7 +120,8 @@ pub fn recv_with_fds<T: serde::de::DeserializeOwned>(
     max: usize,
 ) -> io::Result<Option<(T, Vec<std::os::fd::OwnedFd>)>> {
     use std::os::fd::AsFd;
-    let Some((header, fds)) = crate::fdpass::recv_header_with_fds(sock.as_fd())? else {
+    let mut header = [0u8; 4];
+    let Some(mut fds) = crate::fdpass::recv_exact_with_fds(sock.as_fd(), &mut header)? else {
         return Ok(None);
     };
     let len = u32::from_be_bytes(header) as usize;
@@ -128,7 +129,11 @@ pub fn recv_with_fds<T: serde::de::DeserializeOwned>(
         return Err(into_io(WireError::Oversized { len, max }));
     }
     let mut payload = vec![0u8; len];
-    (&*sock).read_exact(&mut payload)?;
+    // Past the first batches the fds ride on the payload's first bytes (see
+    // `send_frame_with_fds`).
+    let more = crate::fdpass::recv_exact_with_fds(sock.as_fd(), &mut payload)?
+        .ok_or(io::ErrorKind::UnexpectedEof)?;
+    fds.extend(more);
     let msg = codec::decode(&payload).map_err(into_io)?;
     Ok(Some((msg, fds)))
 }

@@ -11,8 +11,9 @@ use nix::sys::socket::{
     sendmsg, socketpair,
 };
 
-/// Most fds one message may carry.
-pub(crate) const MAX_FDS: usize = 8;
+/// The most fds one `sendmsg` may carry (the kernel's `SCM_MAX_FD`). A frame on a stream
+/// socket carries more by attaching one batch to each of its first bytes.
+pub(crate) const FDS_PER_SEND: usize = 253;
 
 /// A connected pair of `SOCK_SEQPACKET` Unix sockets (close-on-exec).
 pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -42,7 +43,7 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>])
 /// Receives one message into `buf`: its length (0 means the peer closed) and the fds it
 /// carried, owned by the caller (close-on-exec).
 pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
-    let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
+    let mut space = nix::cmsg_space!([RawFd; FDS_PER_SEND]);
     loop {
         let mut iov = [IoSliceMut::new(buf)];
         let msg = match recvmsg::<()>(
@@ -66,6 +67,12 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize,
                 );
             }
         }
+        if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "file descriptors were lost: more arrived than one message may carry",
+            ));
+        }
         if msg.flags.contains(MsgFlags::MSG_TRUNC) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -87,22 +94,28 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize,
 
 use std::cell::RefCell;
 
+/// The fds a message being encoded carries, each with the number it has in this process (an
+/// fd exported twice — a `Value` and its lock live in one memfd — travels once).
+struct Collected(Vec<(RawFd, OwnedFd)>);
+
 thread_local! {
-    static SINK: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
-    static SOURCE: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+    static SINK: RefCell<Option<Collected>> = const { RefCell::new(None) };
+    static SOURCE: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
 }
 
 /// Runs `encode`, collecting every fd that values export while it runs.
 pub fn collecting_fds<R>(encode: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
-    let outer = SINK.with(|s| s.replace(Some(Vec::new())));
+    let outer = SINK.with(|s| s.replace(Some(Collected(Vec::new()))));
     let result = encode();
-    let fds = SINK.with(|s| s.replace(outer)).unwrap_or_default();
+    let collected = SINK.with(|s| s.replace(outer));
+    let fds = collected.map_or_else(Vec::new, |c| c.0.into_iter().map(|(_, fd)| fd).collect());
     (result, fds)
 }
 
-/// Runs `decode` with `fds` available to [`import_fd`].
+/// Runs `decode` with `fds` available to [`import_fd`]; the fds are closed when it returns
+/// (the values that imported one hold their own duplicate).
 pub fn providing_fds<R>(fds: Vec<OwnedFd>, decode: impl FnOnce() -> R) -> R {
-    let outer = SOURCE.with(|s| s.replace(Some(fds.into_iter().map(Some).collect())));
+    let outer = SOURCE.with(|s| s.replace(Some(fds)));
     let result = decode();
     SOURCE.with(|s| s.replace(outer));
     result
@@ -110,66 +123,98 @@ pub fn providing_fds<R>(fds: Vec<OwnedFd>, decode: impl FnOnce() -> R) -> R {
 
 /// Called by a `Serialize` impl: duplicates `fd` into the current collection and returns its
 /// index, or `None` when no [`collecting_fds`] is running (the value is being encoded for a
-/// destination that cannot carry fds).
+/// destination that cannot carry fds). The same fd exported again gets the same index.
 pub fn export_fd(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
     SINK.with(|s| {
         let mut sink = s.borrow_mut();
-        let Some(fds) = sink.as_mut() else {
+        let Some(Collected(fds)) = sink.as_mut() else {
             return Ok(None);
         };
-        if fds.len() >= MAX_FDS {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("one message can carry at most {MAX_FDS} file descriptors"),
-            ));
-        }
-        fds.push(fd.try_clone_to_owned()?);
-        Ok(Some((fds.len() - 1) as u32))
+        let raw = fd.as_raw_fd();
+        let index = match fds.iter().position(|(number, _)| *number == raw) {
+            Some(index) => index,
+            None => {
+                fds.push((raw, fd.try_clone_to_owned()?));
+                fds.len() - 1
+            }
+        };
+        Ok(Some(index as u32))
     })
 }
 
-/// Called by a `Deserialize` impl: takes the fd at `index` from the current [`providing_fds`].
-/// `None` if there is none (not inside `providing_fds`, a bad index, or taken twice).
+/// Called by a `Deserialize` impl: a duplicate of the fd at `index` in the current
+/// [`providing_fds`] (an index may be imported by several values). `None` if there is none
+/// (not inside `providing_fds`, a bad index, or the process is out of descriptors).
 pub fn import_fd(index: u32) -> Option<OwnedFd> {
-    SOURCE.with(|s| s.borrow_mut().as_mut()?.get_mut(index as usize)?.take())
+    SOURCE.with(|s| s.borrow().as_ref()?.get(index as usize)?.try_clone().ok())
 }
 
-/// Writes `frame` (a whole frame, header included) on a stream socket with `fds` attached to
-/// its first byte. Loops over partial writes.
+/// Writes `frame` (a whole frame, header included) on a stream socket with `fds` attached.
+///
+/// One `sendmsg` carries at most [`FDS_PER_SEND`] fds, so batch `i` of the fds rides on byte
+/// `i` of the frame, sent alone: the kernel keeps each batch with its byte, and
+/// [`recv_exact_with_fds`] collects them all while it reads the frame. A frame thus carries up to
+/// `FDS_PER_SEND` × its length fds. Loops over partial writes.
 pub(crate) fn send_frame_with_fds(
     sock: BorrowedFd<'_>,
     frame: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<()> {
     let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let batches: Vec<&[RawFd]> = raw.chunks(FDS_PER_SEND).collect();
+    if batches.len() > frame.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a {}-byte message cannot carry {} file descriptors",
+                frame.len(),
+                raw.len()
+            ),
+        ));
+    }
     let mut sent = 0;
-    while sent < frame.len() {
-        let iov = [IoSlice::new(&frame[sent..])];
-        let rights = [ControlMessage::ScmRights(&raw)];
-        let cmsgs: &[ControlMessage<'_>] = if sent == 0 && !raw.is_empty() {
-            &rights
+    for (i, batch) in batches.iter().enumerate() {
+        // Every batch but the last goes with exactly one byte; the last with the rest.
+        let end = if i + 1 < batches.len() {
+            i + 1
         } else {
-            &[]
+            frame.len()
         };
-        match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
-            Ok(n) => sent += n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
+        sent += send_some(sock, &frame[i..end], batch)?;
+        if i + 1 < batches.len() && sent != i + 1 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "short write"));
         }
+    }
+    while sent < frame.len() {
+        sent += send_some(sock, &frame[sent..], &[])?;
     }
     Ok(())
 }
 
-/// Reads one frame's 4-byte header from a stream socket together with any fds attached to it;
-/// `Ok(None)` on a clean EOF. The caller reads the payload with ordinary reads.
-pub(crate) fn recv_header_with_fds(
+/// One `sendmsg` of (a prefix of) `bytes` with `fds`; returns how many bytes went.
+fn send_some(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd]) -> io::Result<usize> {
+    let iov = [IoSlice::new(bytes)];
+    let rights = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &rights };
+    loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(n) => return Ok(n),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Fills `buf` from a stream socket, collecting the fds attached to any of its bytes.
+/// `Ok(None)` on a clean EOF before the first byte.
+pub(crate) fn recv_exact_with_fds(
     sock: BorrowedFd<'_>,
-) -> io::Result<Option<([u8; 4], Vec<OwnedFd>)>> {
-    let mut header = [0u8; 4];
+    buf: &mut [u8],
+) -> io::Result<Option<Vec<OwnedFd>>> {
     let mut got = 0;
     let mut all_fds = Vec::new();
-    while got < 4 {
-        let (n, fds) = recv_with_fds(sock, &mut header[got..])?;
+    while got < buf.len() {
+        let (n, fds) = recv_with_fds(sock, &mut buf[got..])?;
         all_fds.extend(fds);
         if n == 0 {
             if got == 0 {
@@ -179,5 +224,5 @@ pub(crate) fn recv_header_with_fds(
         }
         got += n;
     }
-    Ok(Some((header, all_fds)))
+    Ok(Some(all_fds))
 }

@@ -1,9 +1,10 @@
 //! The OS edge of connections: a file descriptor that can be closed while other threads use
 //! it, raw reads and writes for the frame layer, and `ppoll` with a deadline.
 
+use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::ops::Deref;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
@@ -11,40 +12,35 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, ppoll};
 use nix::sys::time::TimeSpec;
 
-use crate::error::{Error, Result};
-
 /// An fd-owning value (`OwnedFd`, a listener socket) that any thread may close at any time.
 ///
 /// Every operation holds a shared guard ([`FdCell::guard`]) while it uses the fd, so the fd
 /// is never closed under it (and its number never reused under it). [`FdCell::close`] closes
 /// at once when nothing is in flight; otherwise the last operation in flight closes it when it
-/// ends. After `close`, new operations fail with [`Error::Closed`].
+/// ends. After `close`, [`FdCell::guard`] gives `None`, and each operation reports its own
+/// "closed" error.
 pub(crate) struct FdCell<T> {
     slot: RwLock<Option<T>>,
     closed: AtomicBool,
-    what: &'static str,
 }
 
 impl<T> FdCell<T> {
-    /// Wraps `value`; `what` names it in errors (`"connection"`, `"listener"`).
-    pub(crate) fn new(value: T, what: &'static str) -> Self {
+    /// Wraps `value`.
+    pub(crate) fn new(value: T) -> Self {
         FdCell {
             slot: RwLock::new(Some(value)),
             closed: AtomicBool::new(false),
-            what,
         }
     }
 
-    /// Shared access for the duration of one operation.
-    pub(crate) fn guard(&self) -> Result<FdGuard<'_, T>> {
+    /// Shared access for the duration of one operation; `None` once closed.
+    pub(crate) fn guard(&self) -> Option<FdGuard<'_, T>> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(self.closed_error());
+            return None;
         }
         let guard = self.slot.read().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            return Err(self.closed_error());
-        }
-        Ok(FdGuard {
+        guard.as_ref()?;
+        Some(FdGuard {
             cell: self,
             guard: Some(guard),
         })
@@ -58,10 +54,6 @@ impl<T> FdCell<T> {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn closed_error(&self) -> Error {
-        Error::Closed { what: self.what }
     }
 
     fn try_close(&self) {
@@ -99,6 +91,64 @@ impl<T> Drop for FdGuard<'_, T> {
         if self.cell.closed.load(Ordering::Acquire) {
             self.cell.try_close();
         }
+    }
+}
+
+/// The file descriptor of an open [`Connection`](crate::Connection) or
+/// [`Listener`](crate::Listener), kept open while this value lives (Python's `fileno()`):
+/// [`Connection::fd`](crate::Connection::fd) and [`Listener::fd`](crate::Listener::fd) return
+/// it, or `None` once closed.
+///
+/// A [`close`](crate::Connection::close) in another thread meanwhile takes effect when this
+/// value is dropped, so the number is never reused under it. Do not hold it longer than needed:
+/// the descriptor is not closed while it lives.
+///
+/// ```
+/// use std::os::fd::{AsFd, AsRawFd};
+///
+/// let (a, _b) = procvisor::pipe()?;
+/// let fd = a.fd().expect("open");
+/// assert!(fd.as_raw_fd() >= 0);
+/// let _borrowed = fd.as_fd(); // for poll loops and other OS calls
+/// drop(fd);
+/// a.close();
+/// assert!(a.fd().is_none());
+/// # Ok::<(), procvisor::Error>(())
+/// ```
+pub struct HeldFd<'a> {
+    fd: RawFd,
+    _hold: Hold<'a>,
+}
+
+/// What keeps a [`HeldFd`]'s descriptor open (never read: holding it is its purpose).
+#[allow(dead_code)]
+pub(super) enum Hold<'a> {
+    Connection(FdGuard<'a, OwnedFd>),
+    Listener(FdGuard<'a, super::listener::Socket>),
+}
+
+impl<'a> HeldFd<'a> {
+    pub(super) fn new(fd: RawFd, hold: Hold<'a>) -> Self {
+        HeldFd { fd, _hold: hold }
+    }
+}
+
+impl AsFd for HeldFd<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the guard in `_hold` keeps the descriptor open while `self` lives.
+        unsafe { BorrowedFd::borrow_raw(self.fd) }
+    }
+}
+
+impl AsRawFd for HeldFd<'_> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd
+    }
+}
+
+impl fmt::Debug for HeldFd<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("HeldFd").field(&self.fd).finish()
     }
 }
 
@@ -272,8 +322,8 @@ pub(crate) fn poll_readable(
         .collect())
 }
 
-/// The deadline `timeout` from now; `None` (wait forever) for `None` or a timeout too large
-/// to represent.
-pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.and_then(|t| Instant::now().checked_add(t))
+/// The deadline `timeout` from now; `None` (wait forever) for a timeout too large to
+/// represent.
+pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
 }

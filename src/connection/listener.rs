@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -18,8 +18,8 @@ use procvisor_actors::wire::{WireError, client_handshake, server_handshake};
 use serde::{Deserialize, Serialize};
 
 use super::Connection;
-use super::fd::{FdCell, RawIo};
-use crate::error::{Error, Result};
+use super::fd::{FdCell, HeldFd, Hold, RawIo};
+use crate::error::{AddressError, AuthError, ConnectError};
 use procvisor_actors::sync_util::lock;
 
 /// Listen queue length when none is given. Python's default is 1, which makes clients that
@@ -28,8 +28,8 @@ use procvisor_actors::sync_util::lock;
 pub const DEFAULT_BACKLOG: u32 = 128;
 
 /// How long an authenticating [`Listener::accept`] or [`Client`] waits for the peer's side of
-/// the handshake before giving up with [`Error::Authentication`] (so a silent peer cannot
-/// block a listener forever).
+/// the handshake before giving up with an [`AuthError`] (so a silent peer cannot block a
+/// listener forever).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A socket family (Python's `'AF_UNIX'` and `'AF_INET'`).
@@ -67,7 +67,7 @@ impl fmt::Display for Family {
 /// assert_eq!(unix, Address::unix("/tmp/my.sock"));
 /// let local = Address::inet("localhost", 6000)?; // resolved now
 /// assert_eq!(local.family(), Family::Inet);
-/// # Ok::<(), procvisor::Error>(())
+/// # Ok::<(), procvisor::error::AddressError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Address {
@@ -88,8 +88,8 @@ impl Address {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidAddress`] if the name does not resolve.
-    pub fn inet(host: &str, port: u16) -> Result<Address> {
+    /// [`AddressError`] if the name does not resolve.
+    pub fn inet(host: &str, port: u16) -> Result<Address, AddressError> {
         let shown = format!("{host}:{port}");
         let host = host
             .strip_prefix('[')
@@ -97,7 +97,7 @@ impl Address {
             .unwrap_or(host);
         let resolved: Vec<SocketAddr> = (host, port)
             .to_socket_addrs()
-            .map_err(|e| Error::InvalidAddress {
+            .map_err(|e| AddressError {
                 address: shown.clone(),
                 reason: format!("cannot resolve the host name: {e}"),
             })?
@@ -107,7 +107,7 @@ impl Address {
             .find(|a| a.is_ipv4())
             .or_else(|| resolved.first())
             .map(|a| Address::Inet(*a))
-            .ok_or_else(|| Error::InvalidAddress {
+            .ok_or_else(|| AddressError {
                 address: shown,
                 reason: "the host name resolves to no address".into(),
             })
@@ -125,10 +125,11 @@ impl Address {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidAddress`] for an empty string or a host name that does not resolve.
-    pub fn parse(text: &str) -> Result<Address> {
+    /// [`AddressError`] for an empty string, a port out of range, or a host name that does
+    /// not resolve.
+    pub fn parse(text: &str) -> Result<Address, AddressError> {
         if text.is_empty() {
-            return Err(Error::InvalidAddress {
+            return Err(AddressError {
                 address: String::new(),
                 reason: "an address cannot be empty".into(),
             });
@@ -143,7 +144,7 @@ impl Address {
                     && !port.is_empty()
                     && port.bytes().all(|b| b.is_ascii_digit()) =>
             {
-                let port = port.parse::<u16>().map_err(|_| Error::InvalidAddress {
+                let port = port.parse::<u16>().map_err(|_| AddressError {
                     address: text.to_string(),
                     reason: "the port must be a number from 0 to 65535".into(),
                 })?;
@@ -155,9 +156,9 @@ impl Address {
 }
 
 impl FromStr for Address {
-    type Err = Error;
+    type Err = AddressError;
 
-    fn from_str(text: &str) -> Result<Address> {
+    fn from_str(text: &str) -> Result<Address, AddressError> {
         Address::parse(text)
     }
 }
@@ -191,7 +192,7 @@ impl From<&Path> for Address {
 }
 
 /// A bound, listening socket.
-enum Socket {
+pub(super) enum Socket {
     Unix(UnixListener),
     Tcp(TcpListener),
 }
@@ -218,11 +219,11 @@ struct Cleanup {
 /// use procvisor::{Client, Listener};
 ///
 /// const AUTHKEY: &[u8] = b"secret password";
-/// let listener = Listener::new(None, None, None, Some(AUTHKEY))?; // a private Unix socket
+/// let listener = Listener::builder().authkey(AUTHKEY).bind()?; // a private Unix socket
 /// let address = listener.address().clone();
 /// let client = std::thread::spawn(move || -> procvisor::Result<String> {
-///     let conn = Client::connect(&address, Some(AUTHKEY))?;
-///     conn.recv::<String>()
+///     let conn = Client::builder(address).authkey(AUTHKEY).connect()?;
+///     Ok(conn.recv::<String>()?)
 /// });
 /// let conn = listener.accept()?;
 /// conn.send(&"welcome")?;
@@ -234,11 +235,14 @@ struct Cleanup {
 /// 0700) under the system's temporary directory, and an AF_INET one binds `127.0.0.1` on a
 /// free port. A Unix socket file the listener created is removed when it closes (and its
 /// private directory with it).
+///
+/// Python's `Listener(address, family, backlog, authkey)` is [`Listener::bind`] for an
+/// address alone, and [`Listener::builder`] for the rest.
 pub struct Listener {
     socket: FdCell<Socket>,
     address: Address,
     authkey: Option<Vec<u8>>,
-    handshake_timeout: Option<Duration>,
+    handshake_timeout: Duration,
     max_frame: usize,
     last_accepted: Mutex<Option<Address>>,
     cleanup: Mutex<Option<Cleanup>>,
@@ -249,18 +253,22 @@ pub struct Listener {
 /// ```
 /// use procvisor::{Family, Listener};
 ///
-/// let listener = Listener::builder().family(Family::Inet).authenticate(true).bind()?;
+/// // Authenticate clients with this process tree's key.
+/// let listener = Listener::builder()
+///     .family(Family::Inet)
+///     .authkey(procvisor::current_process().authkey())
+///     .bind()?;
 /// println!("listening on {}", listener.address());
 /// # Ok::<(), procvisor::Error>(())
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a ListenerBuilder does nothing until it is bound"]
 pub struct ListenerBuilder {
     address: Option<Address>,
     family: Option<Family>,
     backlog: u32,
     authkey: Option<Vec<u8>>,
-    authenticate: bool,
-    handshake_timeout: Option<Duration>,
+    handshake_timeout: Duration,
     max_frame: usize,
 }
 
@@ -271,8 +279,7 @@ impl Default for ListenerBuilder {
             family: None,
             backlog: DEFAULT_BACKLOG,
             authkey: None,
-            authenticate: false,
-            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_frame: DEFAULT_MAX_FRAME,
         }
     }
@@ -297,22 +304,20 @@ impl ListenerBuilder {
         self
     }
 
-    /// Authenticate every accepted connection with this key.
+    /// Authenticate every accepted connection with this key: a client must prove it knows
+    /// it, and is shown that the listener does. Without a key there is no handshake (Python
+    /// 3's rule). For the key of this process tree, pass
+    /// [`current_process().authkey()`](crate::CurrentProcess::authkey) (Python 2's
+    /// `authenticate=True`).
+    #[doc(alias = "authenticate")]
     pub fn authkey(mut self, authkey: impl AsRef<[u8]>) -> Self {
         self.authkey = Some(authkey.as_ref().to_vec());
         self
     }
 
-    /// Authenticate with the current process's authkey when no key is given (Python's
-    /// `authenticate=True`).
-    pub fn authenticate(mut self, authenticate: bool) -> Self {
-        self.authenticate = authenticate;
-        self
-    }
-
     /// How long `accept` waits for a client's side of the handshake
-    /// ([`DEFAULT_HANDSHAKE_TIMEOUT`] unless given; `None`: forever).
-    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+    /// ([`DEFAULT_HANDSHAKE_TIMEOUT`] unless given; `Duration::MAX` waits forever).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
     }
@@ -327,11 +332,10 @@ impl ListenerBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidAddress`] if the address is not of the family asked for;
-    /// [`Error::Io`] if the socket cannot be bound (address in use, no permission, a Unix
-    /// path too long).
-    pub fn bind(self) -> Result<Listener> {
-        let authkey = effective_authkey(self.authkey, self.authenticate);
+    /// [`ConnectError::Address`] if the address is not of the family asked for;
+    /// [`ConnectError::Io`] if the socket cannot be bound (address in use, no permission, a
+    /// Unix path too long).
+    pub fn bind(self) -> Result<Listener, ConnectError> {
         let backlog = Backlog::new(i32::try_from(self.backlog).unwrap_or(i32::MAX))
             .unwrap_or(Backlog::MAXCONN);
         if let Some(address) = &self.address {
@@ -352,9 +356,9 @@ impl ListenerBuilder {
             }
         };
         Ok(Listener {
-            socket: FdCell::new(socket, "listener"),
+            socket: FdCell::new(socket),
             address,
-            authkey,
+            authkey: self.authkey,
             handshake_timeout: self.handshake_timeout,
             max_frame: self.max_frame,
             last_accepted: Mutex::new(None),
@@ -364,11 +368,11 @@ impl ListenerBuilder {
 }
 
 /// A fresh directory only we can enter (`mkdtemp` makes it with mode 0700).
-fn private_temp_dir() -> Result<PathBuf> {
+fn private_temp_dir() -> Result<PathBuf, ConnectError> {
     // mkdtemp replaces the trailing six 'X's with random characters.
     let template = std::env::temp_dir().join(format!("procvisor-{}", "X".repeat(6)));
     nix::unistd::mkdtemp(&template).map_err(|e| {
-        Error::io(
+        ConnectError::io(
             format!(
                 "cannot create a private directory in {}",
                 std::env::temp_dir().display()
@@ -382,7 +386,7 @@ fn bind_unix(
     path: PathBuf,
     temp_dir: Option<PathBuf>,
     backlog: Backlog,
-) -> Result<(Socket, Address, Option<Cleanup>)> {
+) -> Result<(Socket, Address, Option<Cleanup>), ConnectError> {
     let bound = UnixListener::bind(&path);
     let listener = match bound {
         Ok(listener) => listener,
@@ -390,7 +394,7 @@ fn bind_unix(
             if let Some(dir) = &temp_dir {
                 let _ = std::fs::remove_dir(dir);
             }
-            return Err(Error::io(
+            return Err(ConnectError::io(
                 format!("cannot listen on the Unix socket {}", path.display()),
                 e,
             ));
@@ -403,7 +407,7 @@ fn bind_unix(
     // std listens with its own queue length; listening again sets ours.
     if let Err(e) = listen(&listener, backlog) {
         remove_files(cleanup);
-        return Err(Error::io(
+        return Err(ConnectError::io(
             format!("cannot listen on the Unix socket {}", path.display()),
             e.into(),
         ));
@@ -411,15 +415,18 @@ fn bind_unix(
     Ok((Socket::Unix(listener), Address::Unix(path), Some(cleanup)))
 }
 
-fn bind_inet(addr: SocketAddr, backlog: Backlog) -> Result<(Socket, Address, Option<Cleanup>)> {
-    let fail = |e| Error::io(format!("cannot listen on {addr}"), e);
+fn bind_inet(
+    addr: SocketAddr,
+    backlog: Backlog,
+) -> Result<(Socket, Address, Option<Cleanup>), ConnectError> {
+    let fail = |e| ConnectError::io(format!("cannot listen on {addr}"), e);
     // std sets SO_REUSEADDR, as Python does, so a restarted server can bind its port at once.
     let listener = TcpListener::bind(addr).map_err(fail)?;
     // std listens with its own queue length; listening again sets ours.
     listen(&listener, backlog).map_err(|e| fail(e.into()))?;
     let bound = listener
         .local_addr()
-        .map_err(|e| Error::io(format!("cannot read the address bound for {addr}"), e))?;
+        .map_err(|e| ConnectError::io(format!("cannot read the address bound for {addr}"), e))?;
     Ok((Socket::Tcp(listener), Address::Inet(bound), None))
 }
 
@@ -431,28 +438,26 @@ fn remove_files(cleanup: Cleanup) {
 }
 
 impl Listener {
-    /// A listener with Python's arguments: `Listener(address, family, backlog, authkey)`.
-    /// `None` picks the default (see [`ListenerBuilder`]); with an authkey every accepted
-    /// connection must authenticate.
+    /// Listens on `address`, without authentication (Python's `Listener(address)`); the
+    /// [`builder`](Listener::builder) sets the rest.
+    ///
+    /// ```
+    /// use procvisor::{Address, Listener};
+    ///
+    /// let listener = Listener::bind(&"127.0.0.1:0".parse::<Address>()?)?;
+    /// assert_ne!(listener.address().to_string(), "127.0.0.1:0", "the port is chosen");
+    /// # Ok::<(), procvisor::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
     /// As [`ListenerBuilder::bind`].
-    pub fn new(
-        address: Option<Address>,
-        family: Option<Family>,
-        backlog: Option<u32>,
-        authkey: Option<&[u8]>,
-    ) -> Result<Listener> {
-        let mut builder = Listener::builder();
-        builder.address = address;
-        builder.family = family;
-        builder.backlog = backlog.unwrap_or(DEFAULT_BACKLOG);
-        builder.authkey = authkey.map(<[u8]>::to_vec);
-        builder.bind()
+    #[doc(alias = "Listener")]
+    pub fn bind(address: &Address) -> Result<Listener, ConnectError> {
+        Listener::builder().address(address.clone()).bind()
     }
 
-    /// A [`ListenerBuilder`] with the defaults.
+    /// A [`ListenerBuilder`] with the defaults: a private AF_UNIX address, no authentication.
     pub fn builder() -> ListenerBuilder {
         ListenerBuilder::default()
     }
@@ -465,12 +470,12 @@ impl Listener {
     ///
     /// # Errors
     ///
-    /// [`Error::Authentication`] if the client does not prove it knows the key (a wrong key,
+    /// [`ConnectError::Auth`] if the client does not prove it knows the key (a wrong key,
     /// another protocol, a client that closes or stays silent past the handshake timeout);
-    /// [`Error::Closed`]; [`Error::Io`] if `accept` fails.
-    pub fn accept(&self) -> Result<Connection> {
+    /// [`ConnectError::Closed`]; [`ConnectError::Io`] if `accept` fails.
+    pub fn accept(&self) -> Result<Connection, ConnectError> {
         let (stream, peer): (OwnedFd, Option<Address>) = {
-            let socket = self.socket.guard()?;
+            let socket = self.socket.guard().ok_or(ConnectError::Closed)?;
             loop {
                 let accepted = match &*socket {
                     Socket::Unix(l) => l.accept().map(|(s, a)| {
@@ -488,7 +493,7 @@ impl Listener {
                     Ok(accepted) => break accepted,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => {
-                        return Err(Error::io(
+                        return Err(ConnectError::io(
                             format!("cannot accept a connection on {}", self.address),
                             e,
                         ));
@@ -500,7 +505,7 @@ impl Listener {
         if let Some(key) = &self.authkey {
             handshake(&stream, key, self.handshake_timeout, Side::Server)?;
         }
-        let conn = Connection::from_parts(stream, true, true, true);
+        let conn = Connection::from_parts(stream, true);
         conn.set_max_frame(self.max_frame);
         Ok(conn)
     }
@@ -517,13 +522,13 @@ impl Listener {
         lock(&self.last_accepted).clone()
     }
 
-    /// The listening socket's file descriptor.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`].
-    pub fn fileno(&self) -> Result<RawFd> {
-        Ok(self.socket.guard()?.as_fd().as_raw_fd())
+    /// The listening socket's file descriptor (Python's `fileno()`), kept open while the
+    /// returned [`HeldFd`] lives; `None` once the listener is closed.
+    #[doc(alias = "fileno")]
+    pub fn fd(&self) -> Option<HeldFd<'_>> {
+        let socket = self.socket.guard()?;
+        let raw = socket.as_fd().as_raw_fd();
+        Some(HeldFd::new(raw, Hold::Listener(socket)))
     }
 
     /// Stops listening and removes the socket file it created. Idempotent; also done on drop.
@@ -535,8 +540,9 @@ impl Listener {
         }
     }
 
-    /// Whether the listener has been closed.
-    pub fn closed(&self) -> bool {
+    /// Whether the listener has been closed (Python's `closed`).
+    #[doc(alias = "closed")]
+    pub fn is_closed(&self) -> bool {
         self.socket.is_closed()
     }
 }
@@ -552,17 +558,19 @@ impl fmt::Debug for Listener {
         f.debug_struct("Listener")
             .field("address", &self.address)
             .field("authenticates", &self.authkey.is_some())
-            .field("closed", &self.closed())
+            .field("closed", &self.is_closed())
             .finish()
     }
 }
 
-/// Connects to a [`Listener`] (Python's `Client(address, family, authkey)`).
+/// Connects to a [`Listener`] (Python's `Client(address, family, authkey)`):
+/// [`Client::connect`] for an address alone, [`Client::builder`] with a key or other settings.
 ///
 /// ```no_run
 /// use procvisor::{Address, Client};
 ///
-/// let conn = Client::connect(&"localhost:6000".parse::<Address>()?, Some(b"secret".as_slice()))?;
+/// let address: Address = "localhost:6000".parse()?;
+/// let conn = Client::builder(address).authkey(b"secret").connect()?;
 /// println!("{:?}", conn.recv::<String>()?);
 /// # Ok::<(), procvisor::Error>(())
 /// ```
@@ -573,54 +581,42 @@ pub struct Client {
 
 /// Builds a [`Client`] connection with Python's optional arguments and a few more.
 #[derive(Debug, Clone)]
+#[must_use = "a ClientBuilder does nothing until it connects"]
 pub struct ClientBuilder {
     address: Address,
     family: Option<Family>,
     authkey: Option<Vec<u8>>,
-    authenticate: bool,
-    handshake_timeout: Option<Duration>,
+    handshake_timeout: Duration,
     max_frame: usize,
 }
 
 impl Client {
-    /// Connects to `address`; with an authkey, runs the mutual handshake before returning.
+    /// Connects to `address`, without authentication (Python's `Client(address)`).
     ///
     /// # Errors
     ///
     /// As [`ClientBuilder::connect`].
-    pub fn connect(address: &Address, authkey: Option<&[u8]>) -> Result<Connection> {
-        let mut builder = Client::builder(address.clone());
-        builder.authkey = authkey.map(<[u8]>::to_vec);
-        builder.connect()
+    #[doc(alias = "Client")]
+    pub fn connect(address: &Address) -> Result<Connection, ConnectError> {
+        Client::builder(address.clone()).connect()
     }
 
-    /// A [`ClientBuilder`] for `address`.
+    /// A [`ClientBuilder`] for `address`, with the defaults: no authentication.
     pub fn builder(address: Address) -> ClientBuilder {
         ClientBuilder {
             address,
             family: None,
             authkey: None,
-            authenticate: false,
-            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_frame: DEFAULT_MAX_FRAME,
         }
     }
 }
 
-/// The key a listener or client authenticates with: the one given, else the current process's
-/// when `authenticate` (Python's `authenticate=True`), else none.
-fn effective_authkey(given: Option<Vec<u8>>, authenticate: bool) -> Option<Vec<u8>> {
-    match (given, authenticate) {
-        (Some(key), _) => Some(key),
-        (None, true) => Some(crate::current_process().authkey().to_vec()),
-        (None, false) => None,
-    }
-}
-
 /// Refuses an address that is not of the family asked for (if one was).
-fn check_family(address: &Address, family: Option<Family>) -> Result<()> {
+fn check_family(address: &Address, family: Option<Family>) -> Result<(), AddressError> {
     match family {
-        Some(family) if address.family() != family => Err(Error::InvalidAddress {
+        Some(family) if address.family() != family => Err(AddressError {
             address: address.to_string(),
             reason: format!(
                 "it is an {} address, but the family asked for is {family}",
@@ -638,22 +634,18 @@ impl ClientBuilder {
         self
     }
 
-    /// Authenticate with this key.
+    /// Authenticate with this key: run the mutual handshake before the connection is handed
+    /// out. Without a key there is no handshake (Python 3's rule). For the key of this process
+    /// tree, pass [`current_process().authkey()`](crate::CurrentProcess::authkey).
+    #[doc(alias = "authenticate")]
     pub fn authkey(mut self, authkey: impl AsRef<[u8]>) -> Self {
         self.authkey = Some(authkey.as_ref().to_vec());
         self
     }
 
-    /// Authenticate with the current process's authkey when no key is given (Python's
-    /// `authenticate=True`).
-    pub fn authenticate(mut self, authenticate: bool) -> Self {
-        self.authenticate = authenticate;
-        self
-    }
-
     /// How long to wait for the listener's side of the handshake
-    /// ([`DEFAULT_HANDSHAKE_TIMEOUT`] unless given; `None`: forever).
-    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+    /// ([`DEFAULT_HANDSHAKE_TIMEOUT`] unless given; `Duration::MAX` waits forever).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
     }
@@ -668,12 +660,12 @@ impl ClientBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidAddress`] if the address is not of the family given; [`Error::Io`] if
-    /// nobody listens there; [`Error::Authentication`] if the listener does not accept our key
-    /// or does not prove it knows it.
-    pub fn connect(self) -> Result<Connection> {
+    /// [`ConnectError::Address`] if the address is not of the family given;
+    /// [`ConnectError::Io`] if nobody listens there; [`ConnectError::Auth`] if the listener
+    /// does not accept our key or does not prove it knows it.
+    pub fn connect(self) -> Result<Connection, ConnectError> {
         check_family(&self.address, self.family)?;
-        let fail = |e| Error::io(format!("cannot connect to {}", self.address), e);
+        let fail = |e| ConnectError::io(format!("cannot connect to {}", self.address), e);
         let stream = match &self.address {
             Address::Unix(path) => OwnedFd::from(UnixStream::connect(path).map_err(fail)?),
             Address::Inet(addr) => {
@@ -682,11 +674,10 @@ impl ClientBuilder {
                 OwnedFd::from(stream)
             }
         };
-        let authkey = effective_authkey(self.authkey, self.authenticate);
-        if let Some(key) = &authkey {
+        if let Some(key) = &self.authkey {
             handshake(&stream, key, self.handshake_timeout, Side::Client)?;
         }
-        let conn = Connection::from_parts(stream, true, true, true);
+        let conn = Connection::from_parts(stream, true);
         conn.set_max_frame(self.max_frame);
         Ok(conn)
     }
@@ -703,43 +694,38 @@ enum Side {
 fn handshake(
     stream: &OwnedFd,
     authkey: &[u8],
-    timeout: Option<Duration>,
+    timeout: Duration,
     side: Side,
-) -> Result<()> {
-    let timeval = |t: Option<Duration>| {
-        let t = t.unwrap_or(Duration::ZERO);
+) -> Result<(), ConnectError> {
+    let timeval = |t: Duration| {
         nix::sys::time::TimeVal::new(
             t.as_secs().min(i64::MAX as u64) as _,
             t.subsec_micros() as _,
         )
     };
-    let set_timeouts = |t: Option<Duration>| -> Result<()> {
+    let set_timeouts = |t: Duration| -> Result<(), ConnectError> {
         setsockopt(stream, sockopt::ReceiveTimeout, &timeval(t))
             .and_then(|()| setsockopt(stream, sockopt::SendTimeout, &timeval(t)))
-            .map_err(|e| Error::io("cannot set the handshake timeout", e.into()))
+            .map_err(|e| ConnectError::io("cannot set the handshake timeout", e.into()))
     };
     // A zero timeval means "no timeout"; a zero Duration must still time out.
-    let timeout = timeout.map(|t| t.max(Duration::from_micros(1)));
-    if timeout.is_some() {
-        set_timeouts(timeout)?;
-    }
+    let timeout = timeout.max(Duration::from_micros(1));
+    set_timeouts(timeout)?;
     let mut io = RawIo::new(stream.as_raw_fd(), true);
     let result = match side {
         Side::Server => server_handshake(&mut io, authkey),
         Side::Client => client_handshake(&mut io, authkey),
     };
     result.map_err(|e| handshake_error(e, timeout))?;
-    if timeout.is_some() {
-        set_timeouts(None)?;
-    }
+    set_timeouts(Duration::ZERO)?;
     Ok(())
 }
 
-fn handshake_error(e: WireError, timeout: Option<Duration>) -> Error {
-    match e {
-        WireError::Authentication(reason) => Error::Authentication(reason),
+fn handshake_error(e: WireError, timeout: Duration) -> AuthError {
+    let reason = match e {
+        WireError::Authentication(reason) => reason,
         WireError::Eof | WireError::Truncated { .. } => {
-            Error::Authentication("the peer closed the connection during the handshake".into())
+            "the peer closed the connection during the handshake".into()
         }
         WireError::Io(io)
             if matches!(
@@ -747,10 +733,7 @@ fn handshake_error(e: WireError, timeout: Option<Duration>) -> Error {
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
             ) =>
         {
-            Error::Authentication(format!(
-                "the peer did not complete the handshake within {:?}",
-                timeout.unwrap_or_default()
-            ))
+            format!("the peer did not complete the handshake within {timeout:?}")
         }
         WireError::Io(io)
             if matches!(
@@ -758,10 +741,11 @@ fn handshake_error(e: WireError, timeout: Option<Duration>) -> Error {
                 std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
             ) =>
         {
-            Error::Authentication("the peer closed the connection during the handshake".into())
+            "the peer closed the connection during the handshake".into()
         }
-        other => Error::Authentication(format!("the handshake failed: {other}")),
-    }
+        other => format!("the handshake failed: {other}"),
+    };
+    AuthError { reason }
 }
 
 #[cfg(test)]
@@ -793,23 +777,19 @@ mod tests {
         assert_eq!(Address::parse("sock").unwrap(), Address::unix("sock"));
         assert!(matches!(
             Address::parse("host:99999"),
-            Err(Error::InvalidAddress { .. })
+            Err(AddressError { .. })
         ));
-        assert!(matches!(
-            Address::parse(""),
-            Err(Error::InvalidAddress { .. })
-        ));
+        assert!(matches!(Address::parse(""), Err(AddressError { .. })));
     }
 
     #[test]
     fn family_mismatch_is_an_invalid_address() {
-        let err = Listener::new(
-            Some(Address::unix("/tmp/nowhere")),
-            Some(Family::Inet),
-            None,
-            None,
-        )
-        .unwrap_err();
+        let err = Listener::builder()
+            .address(Address::unix("/tmp/nowhere"))
+            .family(Family::Inet)
+            .bind()
+            .unwrap_err();
+        assert!(matches!(err, ConnectError::Address(_)), "{err:?}");
         assert_eq!(
             err.to_string(),
             "invalid address \"/tmp/nowhere\": it is an AF_UNIX address, but the family asked \

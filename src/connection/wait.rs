@@ -1,19 +1,21 @@
-//! [`wait`]: block until one of several connections or processes is ready (Python 3's
-//! `multiprocessing.connection.wait`).
+//! [`wait`] and [`wait_timeout`]: block until one of several connections or processes is
+//! ready (Python 3's `multiprocessing.connection.wait`).
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use super::Connection;
 use super::fd::{FdGuard, deadline_after, poll_readable};
-use crate::error::{Error, Result};
+use super::{CanRecv, Connection};
+use crate::error::WaitError;
 use crate::process::Child;
 
-/// Something [`wait`] can wait for: a [`Connection`] (ready when a message or the end of the
-/// stream can be received), a [`Child`] (ready once it has exited: its
-/// [`sentinel`](Child::sentinel)), or any file descriptor (ready when readable).
+/// Something [`wait`] can wait for: a receiving [`Connection`] (a duplex one or a
+/// [`Receiver`](super::Receiver); ready when a message or the end of the stream can be
+/// received), a [`Child`] (ready once it has exited: its [`sentinel`](Child::sentinel)), or
+/// any file descriptor (ready when readable).
 ///
-/// The trait is sealed: those are the kinds of objects there are.
+/// The trait is sealed: those are the kinds of objects there are. A
+/// [`Sender`](super::Sender) is not `Waitable`: nothing can be received on it.
 pub trait Waitable: private::Sealed {}
 
 mod private {
@@ -29,20 +31,25 @@ mod private {
         pub(super) _hold: Option<FdGuard<'a, OwnedFd>>,
     }
 
+    /// Why an object cannot be waited for.
+    pub enum Unusable {
+        Closed,
+        NotReadable(String),
+    }
+
     pub trait Sealed {
-        fn prepare(&self) -> Result<Prepared<'_>>;
+        fn prepare(&self) -> Result<Prepared<'_>, Unusable>;
     }
 }
 
-use private::{Prepared, Sealed};
+use private::{Prepared, Sealed, Unusable};
 
-impl Waitable for Connection {}
+impl<D: CanRecv> Waitable for Connection<D> {}
 
-impl Sealed for Connection {
-    fn prepare(&self) -> Result<Prepared<'_>> {
-        self.inner.check_end("wait for", true)?;
-        let guard = self.inner.fd.guard()?;
-        let now = self.inner.ready_now()?;
+impl<D: CanRecv> Sealed for Connection<D> {
+    fn prepare(&self) -> Result<Prepared<'_>, Unusable> {
+        let guard = self.inner.fd.guard().ok_or(Unusable::Closed)?;
+        let now = self.inner.ready_now().map_err(Unusable::NotReadable)?;
         Ok(Prepared {
             now,
             fd: guard.as_raw_fd(),
@@ -54,7 +61,7 @@ impl Sealed for Connection {
 impl Waitable for Child {}
 
 impl Sealed for Child {
-    fn prepare(&self) -> Result<Prepared<'_>> {
+    fn prepare(&self) -> Result<Prepared<'_>, Unusable> {
         Ok(Prepared {
             now: false,
             fd: self.sentinel().as_raw_fd(),
@@ -66,7 +73,7 @@ impl Sealed for Child {
 impl Waitable for BorrowedFd<'_> {}
 
 impl Sealed for BorrowedFd<'_> {
-    fn prepare(&self) -> Result<Prepared<'_>> {
+    fn prepare(&self) -> Result<Prepared<'_>, Unusable> {
         Ok(Prepared {
             now: false,
             fd: self.as_raw_fd(),
@@ -75,36 +82,67 @@ impl Sealed for BorrowedFd<'_> {
     }
 }
 
-/// Waits until at least one of `objects` is ready, or `timeout` passes (`None`: no limit), and
-/// returns the indices of the ready ones, in order (empty on timeout).
+/// Waits until at least one of `objects` is ready and returns the indices of the ready ones,
+/// in order (Python's `wait(object_list)`, `timeout=None`).
 ///
-/// A connection is ready when [`poll`](Connection::poll) would say so; a process once it has
-/// exited; a file descriptor when it is readable. With no objects it just sleeps for
-/// `timeout`, as Python's does.
+/// A connection is ready when [`try_poll`](Connection::try_poll) would say so; a process once
+/// it has exited; a file descriptor when it is readable. With no objects it waits forever, as
+/// Python's does.
 ///
 /// ```
-/// use std::time::Duration;
-///
-/// let (a1, b1) = procvisor::pipe(true)?;
-/// let (a2, b2) = procvisor::pipe(true)?;
+/// let (a1, b1) = procvisor::pipe()?;
+/// let (a2, b2) = procvisor::pipe()?;
 /// a2.send(&"hi")?;
-/// assert_eq!(procvisor::wait(&[&b1, &b2], None)?, vec![1]);
-/// assert!(procvisor::wait(&[&b1], Some(Duration::ZERO))?.is_empty());
+/// assert_eq!(procvisor::wait(&[&b1, &b2])?, vec![1]);
 /// # drop((a1, b2));
 /// # Ok::<(), procvisor::Error>(())
 /// ```
 ///
 /// # Errors
 ///
-/// [`Error::Closed`], [`Error::WrongEnd`] or [`Error::NotReadable`] for a connection that
-/// cannot receive; [`Error::NotStarted`] for a process not yet started; [`Error::Io`] if the
-/// OS poll fails.
-pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>> {
-    let deadline = deadline_after(timeout);
+/// [`WaitError::Closed`] or [`WaitError::NotReadable`] for a connection that cannot receive
+/// (its index says which); [`WaitError::Poll`] if the OS poll fails.
+pub fn wait(objects: &[&dyn Waitable]) -> Result<Vec<usize>, WaitError> {
+    wait_until(objects, None)
+}
+
+/// Waits until at least one of `objects` is ready, or `timeout` passes, and returns the
+/// indices of the ready ones, in order: empty on timeout (Python's `wait(object_list,
+/// timeout)`). `Duration::ZERO` only looks. With no objects it sleeps for `timeout`, as
+/// Python's does.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let (a, b) = procvisor::pipe()?;
+/// assert!(procvisor::wait_timeout(&[&b], Duration::ZERO)?.is_empty());
+/// a.send(&1u8)?;
+/// assert_eq!(procvisor::wait_timeout(&[&b], Duration::from_secs(10))?, [0]);
+/// # Ok::<(), procvisor::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`wait`].
+#[doc(alias = "wait")]
+pub fn wait_timeout(objects: &[&dyn Waitable], timeout: Duration) -> Result<Vec<usize>, WaitError> {
+    wait_until(objects, deadline_after(timeout))
+}
+
+fn wait_until(
+    objects: &[&dyn Waitable],
+    deadline: Option<Instant>,
+) -> Result<Vec<usize>, WaitError> {
     let prepared = objects
         .iter()
-        .map(|o| o.prepare())
-        .collect::<Result<Vec<Prepared<'_>>>>()?;
+        .enumerate()
+        .map(|(index, o)| {
+            o.prepare().map_err(|unusable| match unusable {
+                Unusable::Closed => WaitError::Closed { index },
+                Unusable::NotReadable(reason) => WaitError::NotReadable { index, reason },
+            })
+        })
+        .collect::<Result<Vec<Prepared<'_>>, WaitError>>()?;
     let now: Vec<bool> = prepared.iter().map(|p| p.now).collect();
     // Something is ready already: only look (without waiting) which others are too.
     let deadline = if now.contains(&true) {
@@ -118,7 +156,7 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<
         // guard, a process's sentinel and a borrowed fd by the borrow of `objects`.
         .map(|p| unsafe { BorrowedFd::borrow_raw(p.fd) })
         .collect();
-    let polled = poll_readable(&fds, deadline).map_err(|e| Error::io("wait", e))?;
+    let polled = poll_readable(&fds, deadline).map_err(WaitError::Poll)?;
     Ok(now
         .iter()
         .zip(&polled)

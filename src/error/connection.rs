@@ -1,30 +1,40 @@
 //! Errors of connections, listeners and clients: one type per operation family.
+//!
+//! | operation | error |
+//! |---|---|
+//! | [`pipe`](crate::pipe), [`pipe_oneway`](crate::pipe_oneway) | [`PipeError`] |
+//! | `send`, `send_bytes` (and their `_async` twins) | [`SendError`] |
+//! | `recv`, `recv_bytes*`, `poll*` (and their `_async` twins) | [`RecvError`] |
+//! | [`wait`](crate::wait), [`wait_timeout`](crate::wait_timeout) | [`WaitError`] |
+//! | [`try_clone`](crate::Connection::try_clone) | [`TryCloneError`] |
+//! | [`deliver_challenge`](crate::connection::deliver_challenge), [`answer_challenge`](crate::connection::answer_challenge) | [`ChallengeError`] |
+//! | binding and accepting ([`Listener`](crate::Listener)), connecting ([`Client`](crate::Client)) | [`ConnectError`] |
+//! | parsing or resolving an [`Address`](crate::Address) | [`AddressError`] |
+//!
+//! A failed authentication handshake is an [`AuthError`], carried by [`ConnectError::Auth`]
+//! and [`ChallengeError::Auth`].
+//!
+//! Using a one-way pipe the wrong way round (sending on its receive end, receiving on its send
+//! end) is not an error here: it does not compile (see
+//! [`pipe_oneway`](crate::pipe_oneway)).
 
 use std::io;
 
 use procvisor_actors::wire::WireError;
 
-/// Which end of a one-way pipe a connection is (see [`pipe_oneway`](crate::pipe_oneway)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PipeEnd {
-    /// The end that can only receive.
-    ReceiveOnly,
-    /// The end that can only send.
-    SendOnly,
-}
-
-impl std::fmt::Display for PipeEnd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            PipeEnd::ReceiveOnly => "receive-only",
-            PipeEnd::SendOnly => "send-only",
-        })
-    }
+/// The OS refused to create the socket pair of a [`pipe`](crate::pipe) or
+/// [`pipe_oneway`](crate::pipe_oneway) (out of descriptors).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create a pipe: {source}")]
+pub struct PipeError {
+    /// The OS error.
+    #[source]
+    pub source: io::Error,
 }
 
 /// Why a message was not sent ([`Connection::send`](crate::Connection::send),
-/// [`send_bytes`](crate::Connection::send_bytes)). Nothing of the message was written, except
-/// for [`SendError::Wire`].
+/// [`send_bytes`](crate::Connection::send_bytes) and their `_async` twins). Nothing of the
+/// message was written, except for [`SendError::Wire`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
@@ -36,11 +46,8 @@ pub enum SendError {
     #[error("cannot send: the other end has closed the connection")]
     BrokenPipe,
 
-    /// Sending on the receive-only end of a one-way pipe.
-    #[error("cannot send: this is the {0} end of a one-way pipe")]
-    WrongEnd(PipeEnd),
-
-    /// The message is larger than the connection's frame limit.
+    /// The message is larger than the connection's frame limit
+    /// ([`max_frame`](crate::Connection::max_frame)).
     #[error("message of {len} bytes is larger than the frame limit of {max} bytes")]
     FrameTooLarge {
         /// The message's length.
@@ -50,7 +57,7 @@ pub enum SendError {
     },
 
     /// The value could not be encoded (Python's pickling error).
-    #[error("cannot encode {what}: {reason}")]
+    #[error("cannot encode a message of type {what}: {reason}")]
     Encode {
         /// The type's name.
         what: &'static str,
@@ -64,7 +71,10 @@ pub enum SendError {
 }
 
 /// Why no message was received ([`Connection::recv`](crate::Connection::recv),
-/// [`recv_bytes`](crate::Connection::recv_bytes), [`poll`](crate::Connection::poll), …).
+/// [`recv_bytes`](crate::Connection::recv_bytes),
+/// [`recv_bytes_max`](crate::Connection::recv_bytes_max),
+/// [`recv_bytes_into`](crate::Connection::recv_bytes_into), the `poll` family and the
+/// `_async` twins).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecvError {
@@ -75,10 +85,6 @@ pub enum RecvError {
     /// This end was closed ([`Connection::close`](crate::Connection::close)).
     #[error("cannot receive: the connection is closed")]
     Closed,
-
-    /// Receiving on the send-only end of a one-way pipe.
-    #[error("cannot receive: this is the {0} end of a one-way pipe")]
-    WrongEnd(PipeEnd),
 
     /// An earlier message was refused (longer than a `max_len` or the frame limit) and the
     /// position in the stream was lost: the connection can no longer be read.
@@ -136,6 +142,11 @@ pub enum RecvError {
         reason: String,
     },
 
+    /// Waiting for the connection to become readable failed (the OS refused the poll, or a
+    /// descriptor for the async reactor).
+    #[error("cannot poll the connection: {0}")]
+    Poll(#[source] io::Error),
+
     /// The stream broke (the peer closed it in the middle of a message, or the OS failed the
     /// read).
     #[error("connection failed: {0}")]
@@ -145,6 +156,14 @@ pub enum RecvError {
 impl RecvError {
     /// The complete message carried by [`RecvError::BufferTooShort`] (Python's `e.args[0]`),
     /// or `None` for other errors.
+    ///
+    /// ```
+    /// let (a, b) = procvisor::pipe()?;
+    /// a.send_bytes(b"too long")?;
+    /// let err = b.recv_bytes_into(&mut [0u8; 3]).unwrap_err();
+    /// assert_eq!(err.into_message().unwrap(), b"too long");
+    /// # Ok::<(), procvisor::Error>(())
+    /// ```
     pub fn into_message(self) -> Option<Vec<u8>> {
         match self {
             RecvError::BufferTooShort { message, .. } => Some(message),
@@ -153,14 +172,79 @@ impl RecvError {
     }
 }
 
+/// Why [`wait`](crate::wait) or [`wait_timeout`](crate::wait_timeout) could not
+/// wait. `index` is the position of the object in the slice given.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// A connection in the list was closed.
+    #[error("cannot wait: the connection at index {index} is closed")]
+    Closed {
+        /// Its position in the list.
+        index: usize,
+    },
+
+    /// A connection in the list can no longer be read (it refused a message earlier, see
+    /// [`RecvError::NotReadable`]).
+    #[error("cannot wait: the connection at index {index} is no longer readable: {reason}")]
+    NotReadable {
+        /// Its position in the list.
+        index: usize,
+        /// Why reading stopped.
+        reason: String,
+    },
+
+    /// The OS poll failed.
+    #[error("cannot wait: {0}")]
+    Poll(#[source] io::Error),
+}
+
+/// Why [`Connection::try_clone`](crate::Connection::try_clone) made no second handle.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TryCloneError {
+    /// The connection was closed.
+    #[error("cannot clone: the connection is closed")]
+    Closed,
+
+    /// The OS refused to duplicate the descriptor (out of descriptors).
+    #[error("cannot duplicate the connection's descriptor: {0}")]
+    Io(#[source] io::Error),
+}
+
 /// The authentication handshake failed (Python's `AuthenticationError`): a wrong key on either
 /// side, a peer that does not speak the handshake, or one that did not finish it in time. Both
 /// sides report it; nothing the peer sent was decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("authentication failed: {reason}")]
+#[doc(alias = "AuthenticationError")]
 pub struct AuthError {
-    /// What went wrong.
+    /// What went wrong ("digest received was wrong", "digest sent was rejected", …).
     pub reason: String,
+}
+
+/// Why [`deliver_challenge`](crate::connection::deliver_challenge) or
+/// [`answer_challenge`](crate::connection::answer_challenge) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChallengeError {
+    /// The peer failed the handshake (or rejected our answer), or closed the connection during
+    /// it.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+
+    /// The connection was closed.
+    #[error("cannot authenticate: the connection is closed")]
+    Closed,
+
+    /// Bytes were already received on the connection and not handed out: the handshake must
+    /// be the first thing on it.
+    #[error("cannot authenticate: the handshake must come first, but bytes were already received")]
+    NotFirst,
+
+    /// The OS failed a read or a write; the stream is unusable.
+    #[error("connection failed: {0}")]
+    Wire(#[source] WireError),
 }
 
 /// An address that cannot be used: unparsable, unresolvable, or of another family than the
@@ -199,4 +283,13 @@ pub enum ConnectError {
         #[source]
         source: io::Error,
     },
+}
+
+impl ConnectError {
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        ConnectError::Io {
+            context: context.into(),
+            source,
+        }
+    }
 }

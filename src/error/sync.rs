@@ -1,6 +1,6 @@
 //! Errors of the synchronization primitives (locks, semaphores, conditions, barriers).
 
-/// Why a [`release`](crate::synchronize::Acquire::release) was refused. Nothing changed.
+/// Why a [`release`](crate::Lock::release) was refused. Nothing changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReleaseError {

@@ -1,4 +1,4 @@
-//! The pool's callback thread: where `apply_async` / `map_async` callbacks run.
+//! The pool's callback thread: where `submit` / `submit_map` callbacks run.
 //!
 //! Results arrive on the reader threads (one per worker); running a user's callback there would
 //! hold up every later result of that worker. So a finished job with callbacks hands a closure

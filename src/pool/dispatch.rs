@@ -9,11 +9,12 @@
 //! Lifecycle stays with the pool's supervisor actor (see [`worker`](super::worker)): it starts
 //! and replaces workers, which [`register`](Shared::register) here. A worker's death is seen by
 //! its reader (EOF on the connection), which waits for the exit status and fails the task the
-//! worker held with [`Failure::WorkerLost`]. A task with a timeout arms a timer on the node's
+//! worker held with [`TaskError::WorkerLost`]. A task with a timeout arms a timer on the node's
 //! runtime; when it fires while the task is still running, the worker is SIGKILLed (through
-//! its pidfd) and the task fails with [`Failure::Timeout`]; the supervisor replaces the worker.
+//! its pidfd) and the task fails with [`TaskError::Timeout`]; the supervisor replaces the worker.
 
 use std::collections::VecDeque;
+use std::num::NonZeroU64;
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -22,10 +23,10 @@ use procvisor_actors::runtime;
 
 use super::callbacks::CallbackThread;
 use super::job::JobSink;
-use super::outcome::{Failure, Outcome};
+use super::outcome::{Outcome, undecodable};
 use super::protocol::{parse_result, recv_reusing, set_seq};
 use crate::connection::Connection;
-use crate::error::{Error, Result};
+use crate::error::{PoolError, TaskError};
 use crate::supervisor::{Exit, SupervisorRef};
 use procvisor_actors::sync_util::lock;
 
@@ -58,7 +59,7 @@ impl Task {
         }
     }
 
-    fn fail(self, failure: Failure) {
+    fn fail(self, failure: TaskError) {
         self.sink
             .complete(self.index, self.items, Outcome::Failed(failure));
     }
@@ -76,7 +77,7 @@ pub(crate) enum Status {
 struct Worker {
     conn: Arc<Connection>,
     record: Arc<ChildRecord>,
-    /// Tasks sent to this incarnation (for `maxtasksperchild`).
+    /// Tasks sent to this incarnation (for `max_tasks_per_child`).
     sent: u64,
 }
 
@@ -120,14 +121,14 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     idle: Condvar,
     idle_async: tokio::sync::Notify,
-    maxtasks: Option<u64>,
+    maxtasks: Option<NonZeroU64>,
     pub(crate) callbacks: Arc<CallbackThread>,
     /// The supervisor of the workers, stopped when the pool breaks.
     supervisor: OnceLock<SupervisorRef>,
 }
 
 impl Shared {
-    pub(crate) fn new(workers: usize, maxtasks: Option<u64>) -> Shared {
+    pub(crate) fn new(workers: usize, maxtasks: Option<NonZeroU64>) -> Shared {
         Shared {
             state: Mutex::new(State {
                 status: Status::Running,
@@ -153,7 +154,7 @@ impl Shared {
     }
 
     /// `Ok` if the pool accepts new calls.
-    pub(crate) fn check_running(&self) -> Result<()> {
+    pub(crate) fn check_running(&self) -> Result<(), PoolError> {
         status_error(&lock(&self.state).status)
     }
 
@@ -163,8 +164,10 @@ impl Shared {
     pub(crate) fn submit(self: &Arc<Self>, mut task: Task) {
         let mut state = lock(&self.state);
         let failure = match &state.status {
-            Status::Terminated => Some(Failure::Terminated),
-            Status::Broken(reason) => Some(Failure::Broken(reason.clone())),
+            Status::Terminated => Some(TaskError::PoolTerminated),
+            Status::Broken(reason) => Some(TaskError::PoolBroken {
+                reason: reason.clone(),
+            }),
             Status::Running | Status::Closed => None,
         };
         if let Some(failure) = failure {
@@ -190,7 +193,7 @@ impl Shared {
 
     fn eligible(&self, slot: &Slot) -> bool {
         match &slot.worker {
-            Some(w) => slot.busy.is_none() && self.maxtasks.is_none_or(|max| w.sent < max),
+            Some(w) => slot.busy.is_none() && self.maxtasks.is_none_or(|max| w.sent < max.get()),
             None => false,
         }
     }
@@ -228,7 +231,7 @@ impl Shared {
 
     fn send(self: &Arc<Self>, send: Send) {
         // A failed send means the worker is gone: its reader sees EOF and fails the task.
-        let _ = send.conn.send_bytes(&send.frame, 0, None);
+        let _ = send.conn.send_bytes(&send.frame);
         if let Some((slot, seq, timeout)) = send.timer {
             let weak = Arc::downgrade(self);
             runtime::spawn(async move {
@@ -329,10 +332,7 @@ impl Shared {
         }
         let outcome = match parse_result(frame) {
             Some((seq, status, payload)) if seq == task.seq => Outcome::Frame(status, payload),
-            _ => Outcome::Failed(Failure::Codec {
-                encode: false,
-                reason: "the worker sent a malformed result frame".into(),
-            }),
+            _ => Outcome::Failed(undecodable("the worker sent a malformed result frame")),
         };
         task.sink.complete(task.index, task.items, outcome);
         self.finished(1);
@@ -358,7 +358,7 @@ impl Shared {
         };
         drop(state);
         if let Some(task) = lost {
-            task.fail(Failure::WorkerLost {
+            task.fail(TaskError::WorkerLost {
                 pid: record.pid(),
                 exit,
             });
@@ -379,7 +379,7 @@ impl Shared {
             let _ = worker.record.signal(libc::SIGKILL);
         }
         if let Some(task) = task {
-            task.fail(Failure::Timeout(timeout));
+            task.fail(TaskError::Timeout { timeout });
             self.finished(1);
         }
     }
@@ -394,7 +394,7 @@ impl Shared {
 
     /// Ends the pool: every queued or running task fails with `failure`. Returns false if it
     /// had already ended.
-    pub(crate) fn end(&self, status: Status, failure: Failure) -> bool {
+    pub(crate) fn end(&self, status: Status, failure: TaskError) -> bool {
         let mut state = lock(&self.state);
         if matches!(state.status, Status::Terminated | Status::Broken(_)) {
             return false;
@@ -457,14 +457,12 @@ impl Shared {
     }
 }
 
-fn status_error(status: &Status) -> Result<()> {
+fn status_error(status: &Status) -> Result<(), PoolError> {
     match status {
         Status::Running => Ok(()),
-        Status::Closed => Err(Error::PoolNotRunning { state: "closed" }),
-        Status::Terminated => Err(Error::PoolNotRunning {
-            state: "terminated",
-        }),
-        Status::Broken(reason) => Err(Error::PoolBroken {
+        Status::Closed => Err(PoolError::Closed),
+        Status::Terminated => Err(PoolError::Terminated),
+        Status::Broken(reason) => Err(PoolError::Broken {
             reason: reason.clone(),
         }),
     }

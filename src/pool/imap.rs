@@ -10,15 +10,15 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use super::job::JobSink;
-use super::outcome::{Chunk, Failure, Outcome};
-use crate::error::{Error, Result};
+use super::outcome::{Chunk, Outcome};
+use crate::error::{ResultTimeout, TaskError};
 use procvisor_actors::sync_util::lock;
 
 struct State<R> {
     /// Items ready to be handed out, in the order they will be.
-    ready: VecDeque<Result<R, Failure>>,
+    ready: VecDeque<Result<R, TaskError>>,
     /// `imap`: chunks that arrived before an earlier one.
-    parked: BTreeMap<u32, Vec<Result<R, Failure>>>,
+    parked: BTreeMap<u32, Vec<Result<R, TaskError>>>,
     /// `imap`: the chunk whose items go to `ready` next.
     next_chunk: u32,
     /// Items handed out so far, and in all.
@@ -54,7 +54,7 @@ impl<R: DeserializeOwned + Send + 'static> ImapJob<R> {
 
     /// Ends the job early: after the items already received, `failure` is the last item (the
     /// caller's input could not be encoded, so the rest was never sent).
-    pub(crate) fn fail_rest(&self, failure: Failure) {
+    pub(crate) fn fail_rest(&self, failure: TaskError) {
         self.dropped.store(true, Ordering::Release);
         let mut state = lock(&self.state);
         state.parked.clear();
@@ -65,7 +65,7 @@ impl<R: DeserializeOwned + Send + 'static> ImapJob<R> {
         self.notify.notify_waiters();
     }
 
-    fn push(&self, index: u32, items: Vec<Result<R, Failure>>) {
+    fn push(&self, index: u32, items: Vec<Result<R, TaskError>>) {
         if self.abandoned() {
             return;
         }
@@ -93,22 +93,22 @@ impl<R: DeserializeOwned + Send + 'static> ImapJob<R> {
         self.notify.notify_waiters();
     }
 
-    /// The next item, `Ok(None)` at the end, `Err(ResultTimeout)` if none came in time.
-    fn next_until(&self, deadline: Option<(Instant, Duration)>) -> Result<Option<R>> {
+    /// The next item (`Some(None)` at the end), or `None` if `deadline` passed first.
+    fn next_until(&self, deadline: Option<Instant>) -> Option<Item<R>> {
         let mut state = lock(&self.state);
         loop {
             if let Some(item) = take_one(&mut state) {
-                return item;
+                return Some(item);
             }
             state = match deadline {
                 None => self
                     .cond
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner),
-                Some((at, timeout)) => {
+                Some(at) => {
                     let now = Instant::now();
                     if now >= at {
-                        return Err(Error::ResultTimeout { timeout });
+                        return None;
                     }
                     self.cond
                         .wait_timeout(state, at - now)
@@ -119,7 +119,7 @@ impl<R: DeserializeOwned + Send + 'static> ImapJob<R> {
         }
     }
 
-    async fn next_async(&self) -> Result<Option<R>> {
+    async fn next_async(&self) -> Item<R> {
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -132,12 +132,16 @@ impl<R: DeserializeOwned + Send + 'static> ImapJob<R> {
     }
 }
 
-fn take_one<R>(state: &mut State<R>) -> Option<Result<Option<R>>> {
+/// What the iterator yields next: an item's outcome, or `None` at the end.
+type Item<R> = Option<Result<R, TaskError>>;
+
+/// The next item if one is there (`Some(None)` at the end), `None` if the caller must wait.
+fn take_one<R>(state: &mut State<R>) -> Option<Item<R>> {
     if let Some(item) = state.ready.pop_front() {
         state.yielded += 1;
-        return Some(item.map(Some).map_err(|f| f.to_error()));
+        return Some(Some(item));
     }
-    (state.yielded >= state.total).then_some(Ok(None))
+    (state.yielded >= state.total).then_some(None)
 }
 
 impl<R: DeserializeOwned + Send + 'static> JobSink for ImapJob<R> {
@@ -156,12 +160,28 @@ impl<R: DeserializeOwned + Send + 'static> JobSink for ImapJob<R> {
 }
 
 /// The results of [`Pool::imap`](super::Pool::imap) (in input order) or
-/// [`Pool::imap_unordered`](super::Pool::imap_unordered) (in completion order): an iterator of
-/// one `Result` per input item, so a failed item does not end the iteration.
+/// [`Pool::imap_unordered`](super::Pool::imap_unordered) (in completion order): an
+/// [`Iterator`] of one `Result` per input item, so a failed item does not end the iteration.
 ///
 /// [`next_timeout`](IMapIterator::next_timeout) is Python's `next(timeout)`;
 /// [`next_async`](IMapIterator::next_async) serves async callers. Dropping the iterator
 /// abandons the items not yet sent to a worker.
+///
+/// ```standalone_crate
+/// # fn main() -> procvisor::Result<()> {
+/// # procvisor::init();
+/// use std::time::Duration;
+/// fn half(x: u64) -> Result<u64, String> {
+///     if x % 2 == 1 { Err(format!("{x} is odd")) } else { Ok(x / 2) }
+/// }
+/// let pool = procvisor::Pool::new(2)?;
+/// let mut it = pool.imap(half, [4, 5, 6])?;
+/// assert_eq!(it.next_timeout(Duration::from_secs(10))?, Some(Ok(2)));
+/// assert_eq!(it.next().unwrap().unwrap_err().to_string(), "the task failed: 5 is odd");
+/// assert_eq!(it.next(), Some(Ok(3)));
+/// assert_eq!(it.next(), None);
+/// # Ok(()) }
+/// ```
 pub struct IMapIterator<R> {
     job: Arc<ImapJob<R>>,
 }
@@ -171,33 +191,43 @@ impl<R: DeserializeOwned + Send + 'static> IMapIterator<R> {
         IMapIterator { job }
     }
 
-    /// The next result, waiting at most `timeout`: `Ok(Some(value))`, `Ok(None)` once every
-    /// item has been returned, or an error.
+    /// [`next`](Iterator::next), waiting at most `timeout` (Python's `next(timeout)`):
+    /// `Ok(Some(item))` with that item's outcome, `Ok(None)` once every item has been
+    /// returned.
     ///
     /// # Errors
     ///
-    /// [`Error::ResultTimeout`] if no result came in time (ask again later: nothing is lost);
-    /// otherwise that item's error ([`Error::TaskFailed`], [`Error::WorkerLost`], …).
-    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<R>> {
+    /// [`ResultTimeout`] if no result came in time; ask again later, nothing is lost.
+    pub fn next_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<Result<R, TaskError>>, ResultTimeout> {
         self.job
-            .next_until(Some((Instant::now() + timeout, timeout)))
+            .next_until(Some(Instant::now() + timeout))
+            .ok_or(ResultTimeout { timeout })
     }
 
-    /// The next result, for async callers: `Ok(None)` at the end.
-    ///
-    /// # Errors
-    ///
-    /// That item's error.
-    pub async fn next_async(&mut self) -> Result<Option<R>> {
+    /// [`next`](Iterator::next) for async callers: the next item's outcome, `None` at the
+    /// end. Cancel safe: an item is taken only when the future completes.
+    pub async fn next_async(&mut self) -> Option<Result<R, TaskError>> {
         self.job.next_async().await
     }
 }
 
 impl<R: DeserializeOwned + Send + 'static> Iterator for IMapIterator<R> {
-    type Item = Result<R>;
+    type Item = Result<R, TaskError>;
 
-    fn next(&mut self) -> Option<Result<R>> {
-        self.job.next_until(None).transpose()
+    /// The next item's outcome, waiting as long as it takes; `None` once every item has been
+    /// returned.
+    fn next(&mut self) -> Option<Result<R, TaskError>> {
+        // Without a deadline the wait ends only with an item or the end.
+        self.job.next_until(None).flatten()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let state = lock(&self.job.state);
+        let left = state.total.saturating_sub(state.yielded);
+        (left, Some(left))
     }
 }
 

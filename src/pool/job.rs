@@ -12,8 +12,8 @@ use tokio::sync::Notify;
 
 use super::assembly::Assembly;
 use super::callbacks::CallbackThread;
-use super::outcome::{Chunk, Failure, Outcome};
-use crate::error::Error;
+use super::outcome::{Chunk, Outcome};
+use crate::error::TaskError;
 
 /// What the dispatcher knows of a job: where to hand a chunk's outcome, and whether the job
 /// still wants its remaining chunks.
@@ -30,8 +30,9 @@ const SPIN: Duration = Duration::from_micros(20);
 
 enum State<T> {
     Pending,
-    Done(Result<T, Failure>),
-    Taken,
+    Done(Result<T, TaskError>),
+    /// Taken out; whether it was a value.
+    Taken(bool),
 }
 
 /// A result that becomes ready once: waitable from blocking code (a `Condvar`) and from async
@@ -52,7 +53,7 @@ impl<T> Completion<T> {
     }
 
     /// Makes the result ready (a second call is ignored).
-    pub(crate) fn set(&self, result: Result<T, Failure>) {
+    pub(crate) fn set(&self, result: Result<T, TaskError>) {
         let mut state = lock(&self.state);
         if matches!(*state, State::Pending) {
             *state = State::Done(result);
@@ -62,16 +63,16 @@ impl<T> Completion<T> {
         }
     }
 
-    pub(crate) fn ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         !matches!(*lock(&self.state), State::Pending)
     }
 
     /// `Some(true)` succeeded, `Some(false)` failed, `None` not ready.
-    pub(crate) fn successful(&self) -> Option<bool> {
+    pub(crate) fn is_successful(&self) -> Option<bool> {
         match &*lock(&self.state) {
             State::Pending => None,
             State::Done(r) => Some(r.is_ok()),
-            State::Taken => Some(true),
+            State::Taken(ok) => Some(*ok),
         }
     }
 
@@ -94,7 +95,7 @@ impl<T> Completion<T> {
         let start = Instant::now();
         let until = deadline.map_or(start + SPIN, |d| d.min(start + SPIN));
         loop {
-            if self.ready() {
+            if self.is_ready() {
                 return true;
             }
             if Instant::now() >= until {
@@ -110,28 +111,27 @@ impl<T> Completion<T> {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.ready() {
+            if self.is_ready() {
                 return;
             }
             notified.await;
         }
     }
 
-    /// Takes the value out (errors stay, so every call reports them); `None` if not ready.
-    pub(crate) fn take(&self) -> Option<Result<T, Error>> {
+    /// Takes the outcome out; `None` if not ready (or already taken: the one
+    /// [`AsyncResult`](super::AsyncResult) that takes it is consumed doing so).
+    pub(crate) fn take(&self) -> Option<Result<T, TaskError>> {
         let mut state = lock(&self.state);
-        match std::mem::replace(&mut *state, State::Taken) {
-            State::Pending => {
-                *state = State::Pending;
+        match std::mem::replace(&mut *state, State::Pending) {
+            State::Pending => None,
+            State::Done(result) => {
+                *state = State::Taken(result.is_ok());
+                Some(result)
+            }
+            taken @ State::Taken(_) => {
+                *state = taken;
                 None
             }
-            State::Done(Ok(value)) => Some(Ok(value)),
-            State::Done(Err(failure)) => {
-                let err = failure.to_error();
-                *state = State::Done(Err(failure));
-                Some(Err(err))
-            }
-            State::Taken => Some(Err(Error::ResultTaken)),
         }
     }
 }
@@ -139,9 +139,9 @@ impl<T> Completion<T> {
 /// A success callback: called with the value.
 pub(crate) type OnSuccess<T> = Box<dyn FnOnce(&T) + Send>;
 /// An error callback: called with the error.
-pub(crate) type OnError = Box<dyn FnOnce(&Error) + Send>;
+pub(crate) type OnError = Box<dyn FnOnce(&TaskError) + Send>;
 
-/// The success and error callbacks of an `apply_async` / `map_async`.
+/// The success and error callbacks of a `submit` / `submit_map`.
 pub(crate) struct Callbacks<T> {
     pub(crate) success: Option<OnSuccess<T>>,
     pub(crate) error: Option<OnError>,
@@ -157,7 +157,7 @@ impl<T> Callbacks<T> {
 /// the first failure fails the whole call and abandons its queued chunks.
 pub(crate) struct MapJob<R, T> {
     parts: Mutex<Assembly<R>>,
-    finish: fn(Vec<R>) -> Result<T, Failure>,
+    finish: fn(Vec<R>) -> Result<T, TaskError>,
     done: Arc<Completion<T>>,
     callbacks: Mutex<Option<Callbacks<T>>>,
     runner: Arc<CallbackThread>,
@@ -174,7 +174,7 @@ where
     pub(crate) fn new(
         total: usize,
         chunksize: usize,
-        finish: fn(Vec<R>) -> Result<T, Failure>,
+        finish: fn(Vec<R>) -> Result<T, TaskError>,
         callbacks: Callbacks<T>,
         runner: Arc<CallbackThread>,
     ) -> Arc<MapJob<R, T>> {
@@ -197,7 +197,7 @@ where
     }
 
     /// Ends the job with `result` (once): through the callback thread if it has callbacks.
-    pub(crate) fn deliver(&self, result: Result<T, Failure>) {
+    pub(crate) fn deliver(&self, result: Result<T, TaskError>) {
         if self.finished.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -208,7 +208,7 @@ where
             Some(cb) => self.runner.run(Box::new(move || {
                 match (&result, cb.success, cb.error) {
                     (Ok(value), Some(success), _) => success(value),
-                    (Err(failure), _, Some(error)) => error(&failure.to_error()),
+                    (Err(e), _, Some(error)) => error(e),
                     _ => {}
                 }
                 done.set(result);
@@ -221,10 +221,7 @@ where
         match placed {
             Ok(None) => {}
             Ok(Some(all)) => self.deliver((self.finish)(all)),
-            Err(reason) => self.deliver(Err(Failure::Codec {
-                encode: false,
-                reason,
-            })),
+            Err(reason) => self.deliver(Err(super::outcome::undecodable(reason))),
         }
     }
 }
@@ -263,9 +260,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::task::TaskError;
 
-    fn vec_of(v: Vec<u32>) -> Result<Vec<u32>, Failure> {
+    fn vec_of(v: Vec<u32>) -> Result<Vec<u32>, TaskError> {
         Ok(v)
     }
 
@@ -286,11 +282,13 @@ mod tests {
         use super::super::task::ChunkStatus::AllOk;
         job.complete(2, 1, Outcome::Frame(AllOk, &frame(&[5])));
         job.complete(0, 2, Outcome::Frame(AllOk, &frame(&[1, 2])));
-        assert!(!job.completion().ready());
+        assert!(!job.completion().is_ready());
         job.complete(1, 2, Outcome::Frame(AllOk, &frame(&[3, 4])));
         let done = job.completion();
         assert_eq!(done.take().unwrap().unwrap(), [1, 2, 3, 4, 5]);
-        assert!(matches!(done.take(), Some(Err(Error::ResultTaken))));
+        // The value moved out (the handle that takes it is consumed: a second get cannot be
+        // written).
+        assert!(done.take().is_none());
     }
 
     #[test]
@@ -299,15 +297,18 @@ mod tests {
         job.complete(
             1,
             2,
-            Outcome::Failed(Failure::Task(TaskError::Panicked("boom".into()))),
+            Outcome::Failed(TaskError::Panicked {
+                message: "boom".into(),
+            }),
         );
         assert!(job.abandoned());
         let done = job.completion();
-        assert_eq!(done.successful(), Some(false));
-        for _ in 0..2 {
-            let err = done.take().unwrap().unwrap_err();
-            assert_eq!(err.to_string(), "the task panicked: boom");
-        }
+        assert_eq!(done.is_successful(), Some(false));
+        let err = done.take().unwrap().unwrap_err();
+        assert_eq!(err.to_string(), "the task panicked: boom");
+        // A later chunk changes nothing.
+        job.complete(0, 2, Outcome::Failed(TaskError::PoolTerminated));
+        assert!(done.take().is_none());
     }
 
     #[test]
@@ -316,7 +317,7 @@ mod tests {
         use super::super::task::ChunkStatus::AllOk;
         job.complete(0, 3, Outcome::Frame(AllOk, &frame(&[1])));
         let err = job.completion().take().unwrap().unwrap_err();
-        assert!(matches!(err, Error::Decode { .. }), "{err}");
+        assert!(matches!(err, TaskError::DecodeResult { .. }), "{err}");
     }
 
     #[test]
@@ -324,6 +325,6 @@ mod tests {
         let job = MapJob::new(3, 3, vec_of, no_callbacks(), Default::default());
         let done = job.completion();
         assert!(!done.wait(Some(Duration::from_millis(20))));
-        assert_eq!(done.successful(), None);
+        assert_eq!(done.is_successful(), None);
     }
 }

@@ -4,13 +4,13 @@
 //! length, then the bytes below); the integers are little-endian.
 //!
 //! ```text
-//! pool → worker   task     seq: u64 | entry: i64 | chunk: the argument tuples (bincode Vec)
-//! worker → pool   hello    READY_SEQ | status 0 (ready)  or  status 2 | TaskError (initializer failed)
+//! pool → worker   task     seq: u64 | entry: CodeRef (24 bytes) | chunk: the argument tuples (bincode Vec)
+//! worker → pool   hello    READY_SEQ | status 0 (ready)  or  status 2 | WorkerFailure (initializer failed)
 //! worker → pool   result   seq: u64 | status: u8 | results (see ChunkStatus)
 //! ```
 //!
-//! `entry` is the offset of the task's chunk trampoline from the entry anchor (see
-//! [`task`](super::task)); `seq` names the task, and the worker echoes it. A worker holds at
+//! `entry` names the task's chunk trampoline (a [`CodeRef`] in its fixed layout: offset,
+//! device, inode; see [`task`](super::task)); `seq` names the task, and the worker echoes it. A worker holds at
 //! most one task at a time, so the pool knows which task a result (or a worker's death) is
 //! about without a table lookup; `seq` is a check.
 
@@ -20,12 +20,13 @@ use procvisor_actors::wire::codec;
 use serde::ser::{Error as _, SerializeSeq};
 use serde::{Serialize, Serializer};
 
-use super::task::ChunkStatus;
+use super::task::{ChunkFn, ChunkStatus};
+use crate::code_ref::{CODE_REF_LEN, CodeRef};
 use crate::connection::Connection;
-use crate::error::Error;
+use crate::error::RecvError;
 
-/// Bytes before a task's chunk: seq and entry offset.
-pub(crate) const TASK_HEADER: usize = 16;
+/// Bytes before a task's chunk: seq and entry.
+pub(crate) const TASK_HEADER: usize = 8 + CODE_REF_LEN;
 /// Bytes before a result's payload: seq and status.
 pub(crate) const RESULT_HEADER: usize = 9;
 /// The `seq` of a worker's hello frame.
@@ -33,14 +34,18 @@ pub(crate) const READY_SEQ: u64 = u64::MAX;
 
 /// A task frame for trampoline `entry` whose chunk is `items` (exactly `len` of them), encoded
 /// in one buffer with the header in front (the seq is filled in at dispatch).
-pub(crate) fn task_frame<I>(entry: i64, items: I, len: usize) -> Result<Vec<u8>, String>
+pub(crate) fn task_frame<I>(
+    entry: CodeRef<ChunkFn>,
+    items: I,
+    len: usize,
+) -> Result<Vec<u8>, String>
 where
     I: Iterator,
     I::Item: Serialize,
 {
     let mut frame = Vec::with_capacity(TASK_HEADER + 8 + len * 4);
     frame.extend_from_slice(&0u64.to_le_bytes());
-    frame.extend_from_slice(&entry.to_le_bytes());
+    frame.extend_from_slice(&entry.to_bytes());
     let seq = SeqOf {
         items: RefCell::new(Some(items)),
         len,
@@ -54,10 +59,10 @@ pub(crate) fn set_seq(frame: &mut [u8], seq: u64) {
     frame[..8].copy_from_slice(&seq.to_le_bytes());
 }
 
-/// Splits a task frame into seq, entry offset and chunk.
-pub(crate) fn parse_task(frame: &[u8]) -> Option<(u64, i64, &[u8])> {
+/// Splits a task frame into seq, entry and chunk.
+pub(crate) fn parse_task(frame: &[u8]) -> Option<(u64, CodeRef<ChunkFn>, &[u8])> {
     let seq = u64::from_le_bytes(frame.get(..8)?.try_into().ok()?);
-    let entry = i64::from_le_bytes(frame.get(8..16)?.try_into().ok()?);
+    let entry = CodeRef::from_bytes(frame.get(8..TASK_HEADER)?.try_into().ok()?);
     Some((seq, entry, &frame[TASK_HEADER..]))
 }
 
@@ -79,10 +84,10 @@ const KEEP_BUFFER: usize = 64 << 20;
 
 /// Receives one frame into `buf` (reused from frame to frame, so a stream of big chunks does
 /// not allocate and fault in fresh memory for each) and returns its length.
-pub(crate) fn recv_reusing(conn: &Connection, buf: &mut Vec<u8>) -> crate::Result<usize> {
-    match conn.recv_bytes_into(buf, 0) {
+pub(crate) fn recv_reusing(conn: &Connection, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+    match conn.recv_bytes_into(buf) {
         Ok(len) => Ok(len),
-        Err(Error::BufferTooShort { message, .. }) => {
+        Err(RecvError::BufferTooShort { message, .. }) => {
             let len = message.len();
             *buf = message;
             if len <= KEEP_BUFFER {
@@ -132,10 +137,11 @@ mod tests {
 
     #[test]
     fn a_chunk_encodes_like_a_vec_and_decodes_as_one_tuples() {
-        let mut frame = task_frame(-42, 0u32..5, 3).unwrap();
+        let entry = CodeRef::from_parts(-42, (1, 2));
+        let mut frame = task_frame(entry, 0u32..5, 3).unwrap();
         set_seq(&mut frame, 7);
-        let (seq, entry, chunk) = parse_task(&frame).unwrap();
-        assert_eq!((seq, entry), (7, -42));
+        let (seq, parsed, chunk) = parse_task(&frame).unwrap();
+        assert_eq!((seq, parsed), (7, entry));
         assert_eq!(chunk, codec::encode(&vec![0u32, 1, 2]).unwrap());
         let tuples: Vec<(u32,)> = codec::decode(chunk).unwrap();
         assert_eq!(tuples, [(0,), (1,), (2,)]);
@@ -143,7 +149,7 @@ mod tests {
 
     #[test]
     fn a_short_input_is_an_error_not_a_short_chunk() {
-        let err = task_frame(0, 0u32..2, 3).unwrap_err();
+        let err = task_frame(CodeRef::from_parts(0, (1, 2)), 0u32..2, 3).unwrap_err();
         assert!(err.contains("yielded 2 items"), "{err}");
     }
 

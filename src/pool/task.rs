@@ -2,9 +2,9 @@
 //!
 //! A task function is a `fn` item or a non-capturing closure, as for
 //! [`Process::new`](crate::Process::new), and it crosses into the worker the same way: the pool
-//! sends the offset of a trampoline, [`run_chunk::<F, Args>`](run_chunk), from the crate's entry
-//! anchor. The worker runs the same executable (checked when it started), adds the offset to
-//! its own anchor and calls the trampoline, which decodes a whole chunk of argument tuples,
+//! names a trampoline, [`run_chunk::<F, Args>`](run_chunk), with a
+//! [`CodeRef`](crate::code_ref) in each task frame. The worker, running the same executable,
+//! follows it and calls the trampoline, which decodes a whole chunk of argument tuples,
 //! calls `F` on each inside `catch_unwind`, and encodes the chunk's results in one buffer.
 //!
 //! `map(f, items)` encodes its items as a sequence of `A`; the trampoline decodes them as a
@@ -20,7 +20,9 @@ use procvisor_actors::wire::codec;
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::process::target::{anchor, conjure};
+use crate::code_ref::CodeRef;
+use crate::error::TaskError;
+use crate::process::target::conjure;
 
 /// A pool task function: a `fn` item or a closure that captures nothing, of up to six serde
 /// arguments (the `Args` tuple), returning a [`TaskOutput`].
@@ -47,8 +49,8 @@ pub trait TaskFn<Args>: Send + Sync + 'static {
 crate::process::target::impl_fn_of_args!(TaskFn, TaskOutput);
 
 /// What a pool task function may return: a plain value (the task's result), or a `Result`,
-/// whose `Err` fails that task (and only that task) with [`Error::TaskFailed`](crate::Error::TaskFailed)
-/// carrying the error's `Display`.
+/// whose `Err` fails that task (and only that task) with [`TaskError::Failed`] carrying the
+/// error's `Display`.
 ///
 /// Implemented for `()`, the primitive types, `String`, `Vec`, `Option`, `Box`, tuples of up to
 /// four, `HashMap`, `BTreeMap` and `Result<T, E: Display>`. For a type of your own, either
@@ -144,9 +146,10 @@ generic_output! {
     (V) => HashMap<String, V>;
 }
 
-/// Why one task (one item of a chunk) failed, as the worker reports it.
+/// Why one task (one item of a chunk) failed, as the worker reports it on the wire (the
+/// caller turns it into a [`TaskError`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum TaskError {
+pub(crate) enum WorkerFailure {
     /// The function returned `Err` (its `Display`).
     Failed(String),
     /// The function panicked (the panic's message).
@@ -157,15 +160,40 @@ pub(crate) enum TaskError {
     Decode(String),
 }
 
+impl From<WorkerFailure> for TaskError {
+    fn from(f: WorkerFailure) -> TaskError {
+        match f {
+            WorkerFailure::Failed(message) => TaskError::Failed { message },
+            WorkerFailure::Panicked(message) => TaskError::Panicked { message },
+            WorkerFailure::Encode(reason) => TaskError::EncodeResult { reason },
+            WorkerFailure::Decode(reason) => TaskError::DecodeArguments { reason },
+        }
+    }
+}
+
+impl WorkerFailure {
+    /// Why the pool's initializer failed, in words (the pool's broken reason).
+    pub(crate) fn initializer_failure(&self) -> String {
+        match self {
+            WorkerFailure::Failed(message) => format!("the initializer failed: {message}"),
+            WorkerFailure::Panicked(message) => format!("the initializer panicked: {message}"),
+            WorkerFailure::Encode(reason) => format!("the initializer failed: {reason}"),
+            WorkerFailure::Decode(reason) => {
+                format!("cannot decode the initializer's arguments in the worker: {reason}")
+            }
+        }
+    }
+}
+
 /// How a chunk's results are laid out after the status byte of a result frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum ChunkStatus {
     /// Every item succeeded: a `Vec<Value>`.
     AllOk = 0,
-    /// Some item failed: a `Vec<Result<Value, TaskError>>`, one per item.
+    /// Some item failed: a `Vec<Result<Value, WorkerFailure>>`, one per item.
     Partial = 1,
-    /// The chunk as a whole failed: one `TaskError`.
+    /// The chunk as a whole failed: one `WorkerFailure`.
     Failed = 2,
 }
 
@@ -185,7 +213,9 @@ impl ChunkStatus {
 pub(crate) type ChunkFn = fn(input: &[u8], out: &mut Vec<u8>);
 
 /// An initializer trampoline: decodes the arguments and runs the initializer.
-pub(crate) type InitFn = fn(input: &[u8]) -> Result<(), TaskError>;
+pub(crate) type InitFn = fn(input: &[u8]) -> Result<(), WorkerFailure>;
+
+crate::code_ref::fn_pointer!(ChunkFn, InitFn);
 
 /// The chunk trampoline for `F` called with argument tuples `Args`.
 ///
@@ -202,8 +232,7 @@ where
         Ok(Running(Ran::AllOk(values), _)) => write_results(out, ChunkStatus::AllOk, &values),
         Ok(Running(Ran::Partial(each), _)) => write_results(out, ChunkStatus::Partial, &each),
         Err(e) => {
-            let why = format!("cannot decode the task's arguments in the worker: {e}");
-            write_failed(out, &TaskError::Decode(why));
+            write_failed(out, &WorkerFailure::Decode(e.to_string()));
         }
     }
 }
@@ -215,7 +244,7 @@ type ValueOf<F, Args> = <<F as TaskFn<Args>>::Output as TaskOutput>::Value;
 /// per item.
 enum Ran<V> {
     AllOk(Vec<V>),
-    Partial(Vec<Result<V, TaskError>>),
+    Partial(Vec<Result<V, WorkerFailure>>),
 }
 
 /// "Decoding" a chunk runs `F` on each argument tuple as soon as it is decoded.
@@ -254,7 +283,7 @@ where
                 Ok(value) => ok.push(value),
                 Err(e) => {
                     // From here on every item gets its own outcome.
-                    let mut each: Vec<Result<_, TaskError>> = ok.into_iter().map(Ok).collect();
+                    let mut each: Vec<Result<_, WorkerFailure>> = ok.into_iter().map(Ok).collect();
                     each.push(Err(e));
                     while let Some(args) = seq.next_element::<Args>()? {
                         each.push(call(&f, args));
@@ -267,8 +296,8 @@ where
     }
 }
 
-/// Calls `f(args)`, turning an `Err` or a panic into a [`TaskError`].
-fn call<F, Args>(f: &F, args: Args) -> Result<<F::Output as TaskOutput>::Value, TaskError>
+/// Calls `f(args)`, turning an `Err` or a panic into a [`WorkerFailure`].
+fn call<F, Args>(f: &F, args: Args) -> Result<<F::Output as TaskOutput>::Value, WorkerFailure>
 where
     F: TaskFn<Args>,
 {
@@ -277,8 +306,8 @@ where
     });
     match outcome {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(message)) => Err(TaskError::Failed(message)),
-        Err(panic) => Err(TaskError::Panicked(panic_message(panic.as_ref()))),
+        Ok(Err(message)) => Err(WorkerFailure::Failed(message)),
+        Err(panic) => Err(WorkerFailure::Panicked(panic_message(panic.as_ref()))),
     }
 }
 
@@ -299,18 +328,15 @@ fn write_results<T: Serialize + ?Sized>(out: &mut Vec<u8>, status: ChunkStatus, 
     out.push(status as u8);
     if let Err(e) = codec::encode_into(results, out) {
         out.truncate(start);
-        write_failed(
-            out,
-            &TaskError::Encode(format!("cannot encode the task's result: {e}")),
-        );
+        write_failed(out, &WorkerFailure::Encode(e.to_string()));
     }
 }
 
 /// Appends a whole-chunk failure.
-pub(crate) fn write_failed(out: &mut Vec<u8>, error: &TaskError) {
+pub(crate) fn write_failed(out: &mut Vec<u8>, error: &WorkerFailure) {
     out.push(ChunkStatus::Failed as u8);
     if codec::encode_into(error, out).is_err() {
-        // A TaskError is strings only; this cannot fail, but never leave a frame half-written.
+        // A WorkerFailure is strings only; this cannot fail, but never leave a frame half-written.
         out.truncate(out.len() - 1);
         out.push(ChunkStatus::Failed as u8);
         out.push(0);
@@ -319,61 +345,33 @@ pub(crate) fn write_failed(out: &mut Vec<u8>, error: &TaskError) {
 }
 
 /// The initializer trampoline for `F` called with `Args`.
-pub(crate) fn run_init<F, Args>(input: &[u8]) -> Result<(), TaskError>
+pub(crate) fn run_init<F, Args>(input: &[u8]) -> Result<(), WorkerFailure>
 where
     F: TaskFn<Args>,
     Args: DeserializeOwned,
 {
-    let args: Args = codec::decode(input).map_err(|e| {
-        TaskError::Decode(format!(
-            "cannot decode the initializer's arguments in the worker: {e}"
-        ))
-    })?;
+    let args: Args = codec::decode(input).map_err(|e| WorkerFailure::Decode(e.to_string()))?;
     call(&conjure::<F>(), args).map(|_| ())
 }
 
-/// The offset of a trampoline from the crate's entry anchor (the same in every process running
-/// this executable).
-pub(crate) fn offset_of(f: usize) -> i64 {
-    (f as i64).wrapping_sub(anchor as *const () as usize as i64)
-}
-
-/// The offset of the chunk trampoline for `F` and `Args`.
-pub(crate) fn chunk_offset<F, Args>() -> i64
+/// The chunk trampoline for `F` and `Args`, named for a worker.
+pub(crate) fn chunk_ref<F, Args>() -> CodeRef<ChunkFn>
 where
     F: TaskFn<Args>,
     Args: DeserializeOwned,
 {
     const { crate::process::target::assert_zero_sized::<F>() };
-    offset_of(run_chunk::<F, Args> as ChunkFn as usize)
+    CodeRef::of(run_chunk::<F, Args> as ChunkFn)
 }
 
-/// The offset of the initializer trampoline for `F` and `Args`.
-pub(crate) fn init_offset<F, Args>() -> i64
+/// The initializer trampoline for `F` and `Args`, named for a worker.
+pub(crate) fn init_ref<F, Args>() -> CodeRef<InitFn>
 where
     F: TaskFn<Args>,
     Args: DeserializeOwned,
 {
     const { crate::process::target::assert_zero_sized::<F>() };
-    offset_of(run_init::<F, Args> as InitFn as usize)
-}
-
-fn address_at(offset: i64) -> usize {
-    (anchor as *const () as usize as i64).wrapping_add(offset) as usize
-}
-
-/// # Safety
-/// `offset` must come from [`chunk_offset`] in a process running this same executable file.
-pub(crate) unsafe fn chunk_fn_at(offset: i64) -> ChunkFn {
-    // SAFETY: per the contract, the address is that of a `ChunkFn` in this very binary.
-    unsafe { std::mem::transmute::<usize, ChunkFn>(address_at(offset)) }
-}
-
-/// # Safety
-/// `offset` must come from [`init_offset`] in a process running this same executable file.
-pub(crate) unsafe fn init_fn_at(offset: i64) -> InitFn {
-    // SAFETY: per the contract, the address is that of an `InitFn` in this very binary.
-    unsafe { std::mem::transmute::<usize, InitFn>(address_at(offset)) }
+    CodeRef::of(run_init::<F, Args> as InitFn)
 }
 
 #[cfg(test)]
@@ -419,13 +417,13 @@ mod tests {
     fn failures_and_panics_are_per_item() {
         let out = run(picky, &[1, 2, 3, 4]);
         assert_eq!(ChunkStatus::from_byte(out[0]), Some(ChunkStatus::Partial));
-        let each: Vec<Result<u64, TaskError>> = codec::decode(&out[1..]).unwrap();
+        let each: Vec<Result<u64, WorkerFailure>> = codec::decode(&out[1..]).unwrap();
         assert_eq!(
             each,
             [
                 Ok(1),
-                Err(TaskError::Failed("two".into())),
-                Err(TaskError::Panicked("three".into())),
+                Err(WorkerFailure::Failed("two".into())),
+                Err(WorkerFailure::Panicked("three".into())),
                 Ok(4)
             ]
         );
@@ -445,17 +443,16 @@ where {
         // One string whose bytes are not UTF-8.
         let out = raw(length, &[1, 1, 0xff]);
         assert_eq!(ChunkStatus::from_byte(out[0]), Some(ChunkStatus::Failed));
-        let e: TaskError = codec::decode(&out[1..]).unwrap();
-        assert!(matches!(e, TaskError::Decode(_)), "{e:?}");
+        let e: WorkerFailure = codec::decode(&out[1..]).unwrap();
+        assert!(matches!(e, WorkerFailure::Decode(_)), "{e:?}");
     }
 
     #[test]
-    fn trampolines_round_trip_through_offsets() {
-        fn offset<F: TaskFn<(u64,)>>(_f: F) -> i64
-where {
-            chunk_offset::<F, (u64,)>()
+    fn trampolines_round_trip_through_code_refs() {
+        fn named<F: TaskFn<(u64,)>>(_f: F) -> CodeRef<ChunkFn> {
+            chunk_ref::<F, (u64,)>()
         }
-        let f = unsafe { chunk_fn_at(offset(square)) };
+        let f = named(square).resolve().unwrap();
         let mut out = Vec::new();
         f(&codec::encode(&[5u64][..]).unwrap(), &mut out);
         assert_eq!(codec::decode::<Vec<u64>>(&out[1..]).unwrap(), [25]);

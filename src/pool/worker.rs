@@ -3,10 +3,11 @@
 //! The worker is a procvisor [`Process`] (daemonic, as Python's pool workers are) whose target
 //! is [`worker_main`] with one end of a duplex [`Connection`]. It runs the initializer, sends a
 //! hello (ready, or why the initializer failed), then serves task frames until EOF, until its
-//! `maxtasksperchild` is reached (it exits 0 and the supervisor replaces it), or until a stop
+//! `max_tasks_per_child` is reached (it exits 0 and the supervisor replaces it), or until a stop
 //! request from the supervisor (it exits 0 at once, even in the middle of a task: that is how
 //! `terminate` stops busy workers promptly; SIGTERM and SIGKILL follow if it does not).
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,12 +16,12 @@ use procvisor_actors::supervisor::{BoxFuture, RunningChild, StartChild, StartCon
 use serde::{Deserialize, Serialize};
 
 use super::dispatch::{Shared, Status};
-use super::outcome::Failure;
 use super::protocol::{READY_SEQ, parse_result, parse_task, recv_reusing, start_result};
-use super::task::{ChunkStatus, TaskError, chunk_fn_at, init_fn_at, write_failed};
+use super::task::{ChunkStatus, InitFn, WorkerFailure, write_failed};
+use crate::code_ref::CodeRef;
 use crate::connection::{Connection, pipe};
 use crate::context::StartMethod;
-use crate::error::Error;
+use crate::error::{RecvError, SendError, TaskError};
 use crate::process::{Child, Process};
 use crate::supervisor::worker::RunningProcess;
 
@@ -28,9 +29,9 @@ use crate::supervisor::worker::RunningProcess;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct WorkerSetup {
     /// The initializer: its trampoline's offset and its encoded arguments.
-    pub(crate) init: Option<(i64, Vec<u8>)>,
+    pub(crate) init: Option<(CodeRef<InitFn>, Vec<u8>)>,
     /// Tasks served before the worker exits to be replaced.
-    pub(crate) maxtasks: Option<u64>,
+    pub(crate) maxtasks: Option<NonZeroU64>,
 }
 
 /// The worker process's target.
@@ -38,37 +39,34 @@ pub(crate) fn worker_main(conn: Connection, setup: WorkerSetup) -> Result<(), St
     exit_on_stop_request();
     let mut out = Vec::with_capacity(64 * 1024);
     start_result(&mut out, READY_SEQ);
-    if let Some((offset, args)) = &setup.init {
-        // SAFETY: the offset was made by `init_offset` in the parent, which runs this same
-        // executable (checked by the bootstrap before this target ran).
-        let init = unsafe { init_fn_at(*offset) };
+    if let Some((init, args)) = &setup.init {
+        let init = init
+            .resolve()
+            .map_err(|e| format!("cannot run the pool's initializer: {e}"))?;
         if let Err(e) = init(args) {
             write_failed(&mut out, &e);
-            let _ = conn.send_bytes(&out, 0, None);
-            return Err(format!(
-                "the pool initializer failed: {}",
-                Failure::Task(e).to_error()
-            ));
+            let _ = conn.send_bytes(&out);
+            return Err(e.initializer_failure());
         }
     }
     out.push(ChunkStatus::AllOk as u8);
-    conn.send_bytes(&out, 0, None)
+    conn.send_bytes(&out)
         .map_err(|e| format!("cannot reach the pool: {e}"))?;
     let mut served = 0u64;
     let mut buf = Vec::new();
-    while setup.maxtasks.is_none_or(|max| served < max) {
+    while setup.maxtasks.is_none_or(|max| served < max.get()) {
         let len = match recv_reusing(&conn, &mut buf) {
             Ok(len) => len,
-            Err(Error::Eof) => return Ok(()),
+            Err(RecvError::Eof) => return Ok(()),
             Err(e) => return Err(format!("the pool's connection failed: {e}")),
         };
         let Some((seq, entry, chunk)) = parse_task(&buf[..len]) else {
             return Err("the pool sent a malformed task frame".into());
         };
         start_result(&mut out, seq);
-        // SAFETY: the offset was made by `chunk_offset` in the parent, which runs this same
-        // executable (checked by the bootstrap before this target ran).
-        let run = unsafe { chunk_fn_at(entry) };
+        let run = entry
+            .resolve()
+            .map_err(|e| format!("cannot run the pool's task: {e}"))?;
         run(chunk, &mut out);
         send_result(&conn, &mut out, seq)?;
         served += 1;
@@ -78,15 +76,12 @@ pub(crate) fn worker_main(conn: Connection, setup: WorkerSetup) -> Result<(), St
 
 /// Sends a result frame; one too large for the connection fails its task instead.
 fn send_result(conn: &Connection, out: &mut Vec<u8>, seq: u64) -> Result<(), String> {
-    match conn.send_bytes(out, 0, None) {
+    match conn.send_bytes(out) {
         Ok(()) => Ok(()),
-        Err(e @ Error::FrameTooLarge { .. }) => {
+        Err(e @ SendError::FrameTooLarge { .. }) => {
             start_result(out, seq);
-            write_failed(
-                out,
-                &TaskError::Encode(format!("the result is too large to send: {e}")),
-            );
-            conn.send_bytes(out, 0, None)
+            write_failed(out, &WorkerFailure::Encode(e.to_string()));
+            conn.send_bytes(out)
                 .map_err(|e| format!("cannot reach the pool: {e}"))
         }
         Err(e) => Err(format!("cannot reach the pool: {e}")),
@@ -98,7 +93,7 @@ fn exit_on_stop_request() {
     let _ = std::thread::Builder::new()
         .name("procvisor-pool-stop".into())
         .spawn(|| {
-            if crate::wait_for_stop(None) {
+            if crate::process::wait_for_stop(None) {
                 std::process::exit(0);
             }
         });
@@ -135,7 +130,7 @@ fn start_worker(
     setup: WorkerSetup,
     method: Option<StartMethod>,
 ) -> Result<Box<dyn RunningChild>, String> {
-    let (ours, theirs) = pipe(true).map_err(|e| e.to_string())?;
+    let (ours, theirs) = pipe().map_err(|e| e.to_string())?;
     let n = WORKER_NUMBER.fetch_add(1, Ordering::Relaxed);
     let mut process = Process::new(worker_main, (theirs, setup))
         .name(format!("PoolWorker-{n}"))
@@ -158,7 +153,7 @@ fn start_worker(
 /// Waits for the worker's hello; an initializer failure breaks the pool.
 fn await_hello(conn: &Connection, shared: &Shared, child: &Child) -> Result<(), String> {
     loop {
-        match conn.poll(Some(Duration::from_millis(100))) {
+        match conn.poll_timeout(Duration::from_millis(100)) {
             Ok(true) => break,
             Ok(false) => {
                 if matches!(shared.status(), Status::Terminated | Status::Broken(_)) {
@@ -168,7 +163,7 @@ fn await_hello(conn: &Connection, shared: &Shared, child: &Child) -> Result<(), 
             Err(e) => return Err(format!("cannot wait for the worker: {e}")),
         }
     }
-    let frame = match conn.recv_bytes(None) {
+    let frame = match conn.recv_bytes() {
         Ok(frame) => frame,
         Err(_) => {
             let _ = child.join_timeout(Duration::from_secs(5));
@@ -181,13 +176,15 @@ fn await_hello(conn: &Connection, shared: &Shared, child: &Child) -> Result<(), 
     match parse_result(&frame) {
         Some((READY_SEQ, ChunkStatus::AllOk, _)) => Ok(()),
         Some((READY_SEQ, ChunkStatus::Failed, payload)) => {
-            let reason = match procvisor_actors::wire::codec::decode::<TaskError>(payload) {
-                Ok(e) => format!("the initializer failed: {}", Failure::Task(e).to_error()),
+            let reason = match procvisor_actors::wire::codec::decode::<WorkerFailure>(payload) {
+                Ok(e) => e.initializer_failure(),
                 Err(e) => format!("the initializer failed (undecodable report: {e})"),
             };
             shared.end(
                 Status::Broken(reason.clone()),
-                Failure::Broken(reason.clone()),
+                TaskError::PoolBroken {
+                    reason: reason.clone(),
+                },
             );
             Err(reason)
         }

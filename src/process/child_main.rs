@@ -10,10 +10,11 @@ use procvisor_actors::bootstrap::{
     self, BOOTSTRAP_FAILED_EXIT_CODE, Bootstrap, ChildToParent, MAX_BOOTSTRAP_FRAME,
     PROTOCOL_VERSION,
 };
-use procvisor_actors::{fdpass, sys};
+use procvisor_actors::{fdpass, sync_util};
 
 use super::current::{self, Identity};
-use super::target::{self, EntryOutcome};
+use super::target::{EntryFn, EntryOutcome};
+use crate::code_ref::CodeRef;
 
 /// The version every process of a tree must share.
 pub(crate) const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -64,23 +65,64 @@ fn run_with(fd: RawFd, spawned: bool, rehearse: bool) -> ! {
     if let Err(reason) = check_compatible(&boot, spawned) {
         fail(&link, &boot.name, &reason);
     }
+    let entry = match CodeRef::<EntryFn>::from_parts(boot.entry_offset, boot.executable).resolve() {
+        Ok(entry) => entry,
+        Err(e) => fail(&link, &boot.name, &format!("cannot run the target: {e}")),
+    };
     become_child(&boot);
     super::parent_link::watch(link.as_raw_fd());
 
-    // SAFETY: `check_compatible` verified that we run the same executable file as the parent,
-    // which computed this offset with `target::offset_of`.
-    let entry = unsafe { target::entry_at(boot.entry_offset) };
     let before_run = || tracing::info!(target: "procvisor", "child process calling run()");
     // The arguments' file descriptors (a `Connection`, …) are handed to their values as the
     // trampoline decodes them.
     let run = || fdpass::providing_fds(fds, || entry(&boot.payload, &before_run));
-    let code = match std::panic::catch_unwind(run) {
+    let code = as_after_runtime_start(|| match std::panic::catch_unwind(run) {
         Ok(EntryOutcome::Finished(code)) => code,
         Ok(EntryOutcome::BadPayload(reason)) => fail(&link, &boot.name, &reason),
         // The panic hook has already printed the message (and backtrace when enabled).
         Err(_) => 1,
-    };
+    });
     current::exit_child(code)
+}
+
+/// Runs `target` as it would run in a child of a binary, whose `init` is called from `main`
+/// after the Rust runtime's start-up. A child of a test crate ([`crate::test_init!`]) runs
+/// before that start-up, so it does what it would have done: ignore `SIGPIPE` (or a child
+/// whose stdout is a closed pipe dies when it flushes), and run the target on a thread named
+/// `main` (the name panic messages and debuggers show), with the main thread's stack size.
+fn as_after_runtime_start(target: impl FnOnce() -> i32 + Send) -> i32 {
+    if !crate::runtime::is_before_runtime_start() {
+        return target();
+    }
+    // SAFETY: setting a signal's disposition to "ignore" has no preconditions; it is what the
+    // Rust runtime does at start-up.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let target = std::sync::Mutex::new(Some(target));
+    let take = || sync_util::lock(&target).take();
+    std::thread::scope(|scope| {
+        let named = std::thread::Builder::new()
+            .name("main".to_owned())
+            .stack_size(main_stack_size())
+            .spawn_scoped(scope, || take().map(|target| target()));
+        match named.map(|thread| thread.join()) {
+            Ok(Ok(Some(result))) => result,
+            // No thread could be started: the target runs here, unnamed, rather than not at all.
+            // (A panic escaping the thread is impossible: `target` catches them; it counts as
+            // one, exit code 1.)
+            _ => take().map_or(1, |target| target()),
+        }
+    })
+}
+
+/// The stack size of a main thread: the soft `RLIMIT_STACK`, 8 MiB when it is unlimited.
+fn main_stack_size() -> usize {
+    const DEFAULT: usize = 8 << 20;
+    match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_STACK) {
+        Ok((soft, _)) if soft != nix::sys::resource::RLIM_INFINITY => {
+            usize::try_from(soft).unwrap_or(DEFAULT).max(1 << 20)
+        }
+        _ => DEFAULT,
+    }
 }
 
 /// The part of a child's set-up that does not depend on its bootstrap and that a fork
@@ -169,13 +211,6 @@ fn check_compatible(boot: &Bootstrap, spawned: bool) -> Result<(), String> {
             "procvisor version mismatch: parent {} vs child {CRATE_VERSION}",
             boot.crate_version
         ));
-    }
-    let mine =
-        sys::executable_identity().map_err(|e| format!("cannot identify this executable: {e}"))?;
-    if mine != boot.executable {
-        return Err(
-            "the child is not running the parent's executable (was it rebuilt or replaced?)".into(),
-        );
     }
     if spawned && nix::unistd::getppid().as_raw() != boot.parent_pid {
         return Err("the parent process is gone".into());

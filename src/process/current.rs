@@ -78,22 +78,18 @@ pub(crate) fn rehearse_exit() {
 
 /// Logs the exit code, flushes, and exits the process after the shutdown sequence.
 ///
-/// Like Python's children (`os._exit` after the bootstrap), a child whose target returned ends
-/// with `_exit` once its own exit sequence has run and its output is flushed: the C library's
-/// `exit` would go on to run `atexit` handlers and the destructors of every loaded library,
-/// which fault in pages of each of them: close to half the running time of a no-op child. (A target
-/// that calls `std::process::exit` itself gets the full C exit, our sequence included.)
+/// The end of a child whose target returned is a full, orderly exit, as in CPython's
+/// children: our exit sequence first, then the C library's `exit`, which runs the `atexit`
+/// handlers registered in the child (C libraries, coverage runtimes that write their data at
+/// exit) and flushes C stdio. Our own `atexit` handler finds the sequence done and returns.
 pub(crate) fn exit_child(code: i32) -> ! {
     shutdown();
     tracing::info!(target: "procvisor", "process exiting with exitcode {code}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    // SAFETY: fflush(NULL) flushes every C stdio stream (output a C library buffered).
-    unsafe { libc::fflush(std::ptr::null_mut()) };
     super::dress_rehearsal::report_if_rehearsing();
-    // SAFETY: _exit ends the process and has no preconditions.
-    unsafe { libc::_exit(code) }
+    std::process::exit(code)
 }
 
 /// The `atexit` handler. It runs after the main thread's thread-locals are destroyed, so the

@@ -112,7 +112,9 @@ fn send_bootstrap(link: &UnixStream) -> io::Result<()> {
 
 /// The entry offset of a function target taking no arguments.
 fn entry_offset_of<F: target::Target<()>>(_: F) -> i64 {
-    target::offset_of(target::entry::<F, ()>)
+    crate::code_ref::CodeRef::of(target::entry::<F, ()> as target::EntryFn)
+        .to_parts()
+        .0
 }
 
 /// Reads the child's list of pages until it exits (EOF), within [`REPORT_TIMEOUT_MS`] for

@@ -3,15 +3,13 @@
 //!
 //! ## How a function crosses into another process without registration
 //!
-//! A child re-executes the same binary, so every function sits at the same distance from any
-//! other function in both processes (address-space randomisation moves the whole image, not its
-//! parts). For each target type `F` and argument type `A`, [`Process::new`](crate::Process::new)
-//! instantiates the trampoline [`entry::<F, A>`](entry) and sends the child its offset from
-//! [`anchor`]; the child adds that offset to its own `anchor` and calls the trampoline, which
-//! decodes the arguments and calls `F`. `F` must be zero-sized (a `fn` item or a closure that
-//! captures nothing), so the trampoline can make its own `F` out of nothing: this is checked at
-//! compile time. The child also checks that it runs the very same executable file (device and
-//! inode) before it trusts the offset.
+//! For each target type `F` and argument type `A`, [`Process::new`](crate::Process::new)
+//! instantiates the trampoline [`entry::<F, A>`](entry) and sends the child a
+//! [`CodeRef`](crate::code_ref) to it (its distance from a fixed function, and the identity of
+//! the executable; the child runs the same file); the child follows it and calls the
+//! trampoline, which decodes the arguments and calls `F`. `F` must be zero-sized (a `fn` item
+//! or a closure that captures nothing), so the trampoline can make its own `F` out of nothing:
+//! this is checked at compile time.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -135,11 +133,7 @@ pub(crate) enum EntryOutcome {
 /// The type of every entry trampoline: payload and a hook to call right before the target.
 pub(crate) type EntryFn = fn(&[u8], &dyn Fn()) -> EntryOutcome;
 
-/// The fixed point that entry offsets are measured from.
-#[inline(never)]
-pub(crate) fn anchor() -> &'static str {
-    "procvisor entry anchor"
-}
+crate::code_ref::fn_pointer!(EntryFn);
 
 /// The trampoline for a function target.
 pub(crate) fn entry<F, Args>(payload: &[u8], before_run: &dyn Fn()) -> EntryOutcome
@@ -174,19 +168,6 @@ pub(crate) fn conjure<F>() -> F {
     // SAFETY: `F` has size zero (checked at compile time above), so it has no bytes that could
     // be invalid; it is a fn item or a closure capturing nothing, which carry no invariants.
     unsafe { std::mem::zeroed() }
-}
-
-/// Offset of `f` from [`anchor`] in this binary, and the reverse.
-pub(crate) fn offset_of(f: EntryFn) -> i64 {
-    (f as usize as i64).wrapping_sub(anchor as *const () as usize as i64)
-}
-
-/// # Safety
-/// `offset` must come from [`offset_of`] in a process running the same executable file.
-pub(crate) unsafe fn entry_at(offset: i64) -> EntryFn {
-    let addr = (anchor as *const () as usize as i64).wrapping_add(offset) as usize;
-    // SAFETY: per the contract, `addr` is the address of an `EntryFn` in this very binary.
-    unsafe { std::mem::transmute::<usize, EntryFn>(addr) }
 }
 
 /// Compile-time check that `F` is zero-sized, with a message that says what to do.

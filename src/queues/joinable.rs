@@ -18,19 +18,22 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::layout::{Cursor, SEQ_MASK};
 use super::shared::ASYNC_SLICE;
 use super::{Queue, debug_queue, open_shared};
-use crate::error::{Error, Result};
+use crate::error::QueueError;
 
 /// A [`Queue`] with [`task_done`](Self::task_done) and [`join`](Self::join) (Python's
 /// `multiprocessing.JoinableQueue`). Every `Queue` method is available through `Deref`.
 ///
 /// ```
-/// let q = procvisor::JoinableQueue::<u32>::new()?;
+/// use procvisor::{JoinableQueue, error::QueueError};
+///
+/// let q = JoinableQueue::<u32>::new()?;
 /// q.put(&7)?;
 /// let task = q.get()?;
 /// assert_eq!(task, 7);
+/// assert_eq!(q.unfinished_tasks(), 1);
 /// q.task_done()?;
-/// q.join()?; // every item put has been marked done
-/// assert!(matches!(q.task_done(), Err(procvisor::Error::TaskDoneTooMany)));
+/// q.join(); // every item put has been marked done
+/// assert!(matches!(q.task_done(), Err(QueueError::TaskDoneTooMany)));
 /// # Ok::<(), procvisor::Error>(())
 /// ```
 pub struct JoinableQueue<T> {
@@ -38,21 +41,22 @@ pub struct JoinableQueue<T> {
 }
 
 impl<T> JoinableQueue<T> {
-    /// An unbounded joinable queue.
+    /// An unbounded joinable queue (Python's `JoinableQueue()`).
     ///
     /// # Errors
     /// As [`Queue::new`].
-    pub fn new() -> Result<JoinableQueue<T>> {
+    pub fn new() -> Result<JoinableQueue<T>, QueueError> {
         super::QueueBuilder::default().build_joinable()
     }
 
-    /// A joinable queue holding at most `maxsize` items (0: unbounded).
+    /// A joinable queue holding at most `max_len` items (Python's `JoinableQueue(maxsize)`).
     ///
     /// # Errors
-    /// As [`Queue::with_maxsize`].
-    pub fn with_maxsize(maxsize: usize) -> Result<JoinableQueue<T>> {
+    /// As [`Queue::bounded`].
+    #[doc(alias = "maxsize")]
+    pub fn bounded(max_len: usize) -> Result<JoinableQueue<T>, QueueError> {
         super::QueueBuilder::default()
-            .maxsize(maxsize)
+            .max_len(max_len)
             .build_joinable()
     }
 
@@ -60,7 +64,9 @@ impl<T> JoinableQueue<T> {
         JoinableQueue { queue }
     }
 
-    /// Items put and not yet marked done (approximate while others work).
+    /// Items put and not yet marked done with [`task_done`](Self::task_done) (approximate
+    /// while others work; Python's `_unfinished_tasks`).
+    #[doc(alias = "_unfinished_tasks")]
     pub fn unfinished_tasks(&self) -> usize {
         let w = self.queue.shared.ring.words();
         let puts = Cursor::unpack(w.tail.load(SeqCst)).seq;
@@ -71,14 +77,15 @@ impl<T> JoinableQueue<T> {
     /// marked done, [`join`](Self::join) returns in every process.
     ///
     /// # Errors
-    /// [`Error::TaskDoneTooMany`] if called more times than items were put.
-    pub fn task_done(&self) -> Result<()> {
+    /// [`QueueError::TaskDoneTooMany`] if called more times than items were put (the count
+    /// is left as it was).
+    pub fn task_done(&self) -> Result<(), QueueError> {
         let w = self.queue.shared.ring.words();
         let mut done = w.done.load(SeqCst);
         loop {
             let puts = Cursor::unpack(w.tail.load(SeqCst)).seq;
             if puts.wrapping_sub(done) & SEQ_MASK == 0 {
-                return Err(Error::TaskDoneTooMany);
+                return Err(QueueError::TaskDoneTooMany);
             }
             let next = done.wrapping_add(1) & SEQ_MASK;
             match w.done.compare_exchange(done, next, SeqCst, SeqCst) {
@@ -93,28 +100,39 @@ impl<T> JoinableQueue<T> {
         }
     }
 
-    /// Waits until every item put has been marked done with [`task_done`](Self::task_done)
-    /// (this process's own items still in its feeder included).
-    ///
-    /// # Errors
-    /// None today; a `Result` for symmetry with the other blocking calls.
-    pub fn join(&self) -> Result<()> {
+    /// Waits until every item put has been marked done with [`task_done`](Self::task_done),
+    /// in any process (this process's own items still in its feeder included).
+    pub fn join(&self) {
         self.join_until(None);
-        Ok(())
     }
 
-    /// [`join`](Self::join) for at most `timeout`: `true` if every item was done in time.
+    /// [`join`](Self::join) for at most `timeout`: `true` if every item was done in time,
+    /// `false` if some were still unfinished when `timeout` passed.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
         self.join_until(Instant::now().checked_add(timeout))
     }
 
     /// [`join`](Self::join) for async callers (any executor, inside a tokio runtime or not):
     /// the wait runs in slices on procvisor's node runtime's blocking pool, so no executor
-    /// thread blocks. Dropping the future gives up.
+    /// thread blocks. For a deadline, wrap it in `tokio::time::timeout`.
     ///
-    /// # Errors
-    /// As [`join`](Self::join).
-    pub async fn join_async(&self) -> Result<()>
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    ///
+    /// let q = procvisor::JoinableQueue::<u32>::new()?;
+    /// q.put(&1)?;
+    /// // One task unfinished: the join is still waiting when the timeout ends it.
+    /// assert!(tokio::time::timeout(Duration::from_millis(10), q.join_async()).await.is_err());
+    /// q.get()?;
+    /// q.task_done()?;
+    /// q.join_async().await;
+    /// # Ok::<(), procvisor::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only waits, so dropping the future changes nothing.
+    pub async fn join_async(&self)
     where
         T: 'static,
     {
@@ -125,7 +143,7 @@ impl<T> JoinableQueue<T> {
                 let _ = tx.send(me.join_until(Instant::now().checked_add(ASYNC_SLICE)));
             });
             if rx.await.unwrap_or(false) {
-                return Ok(());
+                return;
             }
         }
     }

@@ -95,7 +95,7 @@ impl Ring {
         self.capacity
     }
 
-    pub fn maxsize(&self) -> Option<usize> {
+    pub fn max_len(&self) -> Option<usize> {
         self.bounded.then_some(self.limit as usize)
     }
 

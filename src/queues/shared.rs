@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use super::feeder::Local;
 use super::layout::{self, MAX_CAPACITY_LOG2, MAX_ITEMS, MIN_CAPACITY_LOG2};
 use super::ring::{Ring, Side};
-use crate::error::{Error, Result};
+use crate::error::{GetError, PutError, QueueError, SharedError};
 
 /// Reused encode/decode buffers larger than this are freed after use.
 const KEEP_BUFFER: usize = 1 << 20;
@@ -26,7 +26,7 @@ pub(super) const ASYNC_SLICE: Duration = Duration::from_millis(200);
 /// How an operation waits.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Wait {
-    /// Not at all (`*_nowait`).
+    /// Not at all (`try_*`).
     Never,
     /// Until an instant (`*_timeout`).
     Until(Instant),
@@ -62,21 +62,32 @@ pub(super) struct Shared {
 
 impl Shared {
     /// Creates the segment of a new queue.
-    pub fn create(capacity: usize, maxsize: usize, overflow: bool) -> Result<Shared> {
+    ///
+    /// `max_len`: `None` for an unbounded queue, else at least 1 and at most [`MAX_ITEMS`].
+    pub fn create(
+        capacity: usize,
+        max_len: Option<usize>,
+        overflow: bool,
+    ) -> Result<Shared, QueueError> {
         let log2 = capacity_log2(capacity)?;
-        let maxsize = u32::try_from(maxsize)
-            .ok()
-            .filter(|&m| m <= MAX_ITEMS)
-            .ok_or_else(|| Error::QueueConfig {
-                reason: format!("maxsize {maxsize} is above the largest, {MAX_ITEMS}"),
-            })?;
+        let maxsize = match max_len {
+            None => 0,
+            Some(0) => {
+                return Err(QueueError::Config {
+                    reason: "a bounded queue holds at least 1 item (max_len 0 given); \
+                             Queue::new() makes an unbounded one"
+                        .into(),
+                });
+            }
+            Some(n) => u32::try_from(n)
+                .ok()
+                .filter(|&m| m <= MAX_ITEMS)
+                .ok_or_else(|| QueueError::Config {
+                    reason: format!("max_len {n} is above the largest, {MAX_ITEMS}"),
+                })?,
+        };
         let capacity = 1usize << log2;
-        let seg = Segment::create(layout::RING + capacity).map_err(|e| {
-            Error::io(
-                "cannot create the queue's shared memory",
-                std::io::Error::other(e),
-            )
-        })?;
+        let seg = Segment::create(layout::RING + capacity).map_err(SharedError::from)?;
         let config = |offset| seg.state::<std::sync::atomic::AtomicU32>(offset);
         config(layout::CONFIG_CAPACITY_LOG2).store(log2, Ordering::Relaxed);
         config(layout::CONFIG_MAXSIZE).store(maxsize, Ordering::Relaxed);
@@ -85,13 +96,19 @@ impl Shared {
     }
 
     /// A handle on a queue segment received from another process; checks its config line.
-    pub fn open(seg: Segment, overflow: bool) -> std::result::Result<Shared, String> {
+    pub fn open(seg: Segment, overflow: bool) -> Result<Shared, SharedError> {
+        let invalid = |reason: String| SharedError::Invalid { reason };
         if seg.len() < layout::RING {
-            return Err(format!("a {}-byte segment cannot hold a queue", seg.len()));
+            return Err(invalid(format!(
+                "a {}-byte segment cannot hold a queue",
+                seg.len()
+            )));
         }
         let config = |offset| seg.state::<std::sync::atomic::AtomicU32>(offset);
         if config(layout::CONFIG_MAGIC).load(Ordering::Acquire) != layout::MAGIC {
-            return Err("the shared memory received does not hold a queue".into());
+            return Err(invalid(
+                "the shared memory received does not hold a queue".into(),
+            ));
         }
         let log2 = config(layout::CONFIG_CAPACITY_LOG2).load(Ordering::Relaxed);
         let maxsize = config(layout::CONFIG_MAXSIZE).load(Ordering::Relaxed);
@@ -99,11 +116,11 @@ impl Shared {
             || seg.len() < layout::RING + (1usize << log2)
             || maxsize > MAX_ITEMS
         {
-            return Err(format!(
+            return Err(invalid(format!(
                 "the queue's settings are invalid (capacity 2^{log2} in a {}-byte segment, \
-                 maxsize {maxsize})",
+                 max_len {maxsize})",
                 seg.len()
-            ));
+            )));
         }
         Ok(Shared::with(seg, 1 << log2, maxsize, overflow))
     }
@@ -121,19 +138,15 @@ impl Shared {
         self.ring.segment()
     }
 
-    fn check_open(&self) -> Result<()> {
-        if self.local.is_closed() {
-            Err(Error::QueueClosed)
-        } else {
-            Ok(())
-        }
+    fn is_closed(&self) -> bool {
+        self.local.is_closed()
     }
 
-    fn check_fits(&self, len: usize) -> Result<()> {
+    fn check_fits(&self, len: usize) -> Result<(), PutError> {
         if self.ring.fits(len) {
             Ok(())
         } else {
-            Err(Error::ItemTooLarge {
+            Err(PutError::TooLarge {
                 len,
                 capacity: self.ring.capacity(),
             })
@@ -143,15 +156,17 @@ impl Shared {
     // ---- put ------------------------------------------------------------------------------
 
     /// Encodes and puts `item`.
-    pub fn put<T: Serialize>(&self, item: &T, wait: Wait) -> Result<()> {
-        self.check_open()?;
+    pub fn put<T: Serialize>(&self, item: &T, wait: Wait) -> Result<(), PutError> {
+        if self.is_closed() {
+            return Err(PutError::Closed);
+        }
         with_buffer(&ENCODE_BUF, |buf| {
-            codec::encode_into(item, buf).map_err(|e| encode_error(e, item))?;
+            codec::encode_into(item, buf).map_err(encode_error::<T>)?;
             self.put_bytes(buf, wait)
         })
     }
 
-    fn put_bytes(&self, payload: &[u8], wait: Wait) -> Result<()> {
+    fn put_bytes(&self, payload: &[u8], wait: Wait) -> Result<(), PutError> {
         self.check_fits(payload.len())?;
         if self.overflow {
             // Never waits: a full ring sends the record to this process's feeder.
@@ -164,14 +179,17 @@ impl Shared {
             Wait::Never => self.ring.try_push(payload, None),
             wait => self.ring.push(payload, wait.deadline()),
         };
-        if pushed { Ok(()) } else { Err(Error::Full) }
+        if pushed { Ok(()) } else { Err(PutError::Full) }
     }
 
     /// [`put`](Self::put) for async callers: waiting for room happens on the node's blocking
-    /// pool, in slices, never on the caller's thread.
-    pub async fn put_async<T: Serialize>(&self, item: &T) -> Result<()> {
-        self.check_open()?;
-        let payload = codec::encode(item).map_err(|e| encode_error(e, item))?;
+    /// pool, in slices, never on the caller's thread. Cancel safe: the item is pushed by the
+    /// poll that returns `Ready`, so a future dropped before that has put nothing.
+    pub async fn put_async<T: Serialize>(&self, item: &T) -> Result<(), PutError> {
+        if self.is_closed() {
+            return Err(PutError::Closed);
+        }
+        let payload = codec::encode(item).map_err(encode_error::<T>)?;
         self.check_fits(payload.len())?;
         if self.overflow {
             return self.put_bytes(&payload, Wait::Never);
@@ -180,15 +198,17 @@ impl Shared {
             if self.ring.try_push(&payload, None) {
                 return Ok(());
             }
-            self.wait_async(Side::Space, None).await;
+            self.wait_async(Side::Space).await;
         }
     }
 
     // ---- get ------------------------------------------------------------------------------
 
     /// Gets and decodes an item.
-    pub fn get<T: DeserializeOwned>(&self, wait: Wait) -> Result<T> {
-        self.check_open()?;
+    pub fn get<T: DeserializeOwned>(&self, wait: Wait) -> Result<T, GetError> {
+        if self.is_closed() {
+            return Err(GetError::Closed);
+        }
         with_buffer(&DECODE_BUF, |buf| {
             let popped = match wait {
                 Wait::Never => self.ring.try_pop(buf, None),
@@ -196,36 +216,33 @@ impl Shared {
             };
             match popped {
                 Ok(true) => decode_item(buf),
-                Ok(false) => Err(Error::Empty),
-                Err(corrupt) => Err(Error::Decode {
-                    what: "a queue record".into(),
+                Ok(false) => Err(GetError::Empty),
+                Err(corrupt) => Err(GetError::Decode {
+                    what: std::any::type_name::<T>(),
                     reason: corrupt.0,
                 }),
             }
         })
     }
 
-    /// [`get`](Self::get) for async callers (`deadline` None: no timeout). Cancel-safe: an item
-    /// is only taken by the caller's own poll, so dropping the future loses nothing.
-    pub async fn get_async<T: DeserializeOwned>(&self, deadline: Option<Instant>) -> Result<T> {
+    /// [`get`](Self::get) for async callers. Cancel safe: an item is only taken inside the
+    /// poll that returns it (`Ready`), never between polls, so dropping the future loses
+    /// nothing.
+    pub async fn get_async<T: DeserializeOwned>(&self) -> Result<T, GetError> {
         loop {
             match self.get(Wait::Never) {
-                Err(Error::Empty) => {}
+                Err(GetError::Empty) => {}
                 other => return other,
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(Error::Empty);
-            }
-            self.wait_async(Side::Items, deadline).await;
+            self.wait_async(Side::Items).await;
         }
     }
 
     /// Sleeps once (at most [`ASYNC_SLICE`]) on `side`'s event word on the node's blocking
     /// pool. A wake-up that arrives after the caller's future was dropped is passed on, so no
     /// other waiter misses it.
-    async fn wait_async(&self, side: Side, deadline: Option<Instant>) {
-        let slice_end = Instant::now() + ASYNC_SLICE;
-        let until = deadline.map_or(slice_end, |d| d.min(slice_end));
+    async fn wait_async(&self, side: Side) {
+        let until = Instant::now() + ASYNC_SLICE;
         let ring = self.ring.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         runtime::spawn_blocking(move || {
@@ -241,16 +258,16 @@ impl Shared {
     // ---- sizes ----------------------------------------------------------------------------
 
     /// Items in the queue, plus this process's items still waiting in its overflow.
-    pub fn qsize(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.ring.len() + self.local.pending()
     }
 }
 
-fn capacity_log2(capacity: usize) -> Result<u32> {
+fn capacity_log2(capacity: usize) -> Result<u32, QueueError> {
     let rounded = capacity.checked_next_power_of_two().unwrap_or(usize::MAX);
     let log2 = rounded.trailing_zeros().max(MIN_CAPACITY_LOG2);
     if rounded == usize::MAX || log2 > MAX_CAPACITY_LOG2 {
-        return Err(Error::QueueConfig {
+        return Err(QueueError::Config {
             reason: format!(
                 "capacity {capacity} bytes is above the largest ring, {} bytes",
                 1u64 << MAX_CAPACITY_LOG2
@@ -284,23 +301,24 @@ fn with_buffer<R>(
     })
 }
 
-fn encode_error<T>(e: WireError, _item: &T) -> Error {
-    match e {
-        WireError::Encode(reason) => Error::Encode {
-            what: format!("a queue item of type {}", std::any::type_name::<T>()),
-            reason,
+/// The codec writes into memory, so every failure is the item's: it cannot be encoded.
+fn encode_error<T>(e: WireError) -> PutError {
+    PutError::Encode {
+        what: std::any::type_name::<T>(),
+        reason: match e {
+            WireError::Encode(reason) => reason,
+            other => other.to_string(),
         },
-        other => Error::Wire(other),
     }
 }
 
-fn decode_item<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    codec::decode(bytes).map_err(|e| match e {
-        WireError::Decode(reason) => Error::Decode {
-            what: format!("a queue item as {}", std::any::type_name::<T>()),
-            reason,
+fn decode_item<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GetError> {
+    codec::decode(bytes).map_err(|e| GetError::Decode {
+        what: std::any::type_name::<T>(),
+        reason: match e {
+            WireError::Decode(reason) => reason,
+            other => other.to_string(),
         },
-        other => Error::Wire(other),
     })
 }
 

@@ -8,19 +8,21 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::shared::{Shared, Wait};
 use super::{debug_queue, open_shared};
-use crate::error::Result;
+use crate::error::{GetError, PutError, QueueError};
 
 /// A plain multi-producer, multi-consumer queue between processes: `put` writes straight into
 /// shared memory and waits only while the ring is full (no feeder thread); `get` waits for an
 /// item.
 ///
 /// ```
-/// let q = procvisor::SimpleQueue::<String>::new()?;
-/// assert!(q.empty());
+/// use procvisor::{SimpleQueue, error::GetError};
+///
+/// let q = SimpleQueue::<String>::new()?;
+/// assert!(q.is_empty());
 /// q.put(&"hello".to_string())?;
 /// assert_eq!(q.get()?, "hello");
 /// q.close();
-/// assert!(matches!(q.get(), Err(procvisor::Error::QueueClosed)));
+/// assert!(matches!(q.get(), Err(GetError::Closed)));
 /// # Ok::<(), procvisor::Error>(())
 /// ```
 pub struct SimpleQueue<T> {
@@ -29,11 +31,12 @@ pub struct SimpleQueue<T> {
 }
 
 impl<T> SimpleQueue<T> {
-    /// A new simple queue with the default ring ([`DEFAULT_CAPACITY`](super::DEFAULT_CAPACITY)).
+    /// A new simple queue with the default ring ([`DEFAULT_CAPACITY`](super::DEFAULT_CAPACITY);
+    /// for another, [`QueueBuilder::build_simple`](super::QueueBuilder::build_simple)).
     ///
     /// # Errors
-    /// [`Error::Io`](crate::Error::Io) if the OS refuses the shared memory.
-    pub fn new() -> Result<SimpleQueue<T>> {
+    /// [`QueueError::Shared`] if the OS refuses the shared memory.
+    pub fn new() -> Result<SimpleQueue<T>, QueueError> {
         super::QueueBuilder::default().build_simple()
     }
 
@@ -45,12 +48,13 @@ impl<T> SimpleQueue<T> {
     }
 
     /// Whether a get would find no item now (approximate).
-    pub fn empty(&self) -> bool {
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
         !self.shared.ring.has_items()
     }
 
-    /// Says that this process will put and get no more ([`Error::QueueClosed`](crate::Error::QueueClosed)
-    /// afterwards).
+    /// Says that this process will put and get no more: later puts and gets in this process
+    /// fail with [`PutError::Closed`] and [`GetError::Closed`].
     pub fn close(&self) {
         self.shared.local.close();
     }
@@ -61,7 +65,7 @@ impl<T: Serialize> SimpleQueue<T> {
     ///
     /// # Errors
     /// As [`Queue::put`](super::Queue::put).
-    pub fn put(&self, item: &T) -> Result<()> {
+    pub fn put(&self, item: &T) -> Result<(), PutError> {
         self.shared.put(item, Wait::Forever)
     }
 
@@ -69,7 +73,11 @@ impl<T: Serialize> SimpleQueue<T> {
     ///
     /// # Errors
     /// As [`put`](Self::put).
-    pub async fn put_async(&self, item: &T) -> Result<()> {
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the item is in the queue once the future returns `Ok`, and not at all if
+    /// the future is dropped before it completes.
+    pub async fn put_async(&self, item: &T) -> Result<(), PutError> {
         self.shared.put_async(item).await
     }
 }
@@ -79,16 +87,21 @@ impl<T: DeserializeOwned> SimpleQueue<T> {
     ///
     /// # Errors
     /// As [`Queue::get`](super::Queue::get).
-    pub fn get(&self) -> Result<T> {
+    pub fn get(&self) -> Result<T, GetError> {
         self.shared.get(Wait::Forever)
     }
 
-    /// [`get`](Self::get) for async callers; cancel-safe.
+    /// [`get`](Self::get) for async callers (waiting happens on procvisor's node runtime).
+    /// For a deadline, wrap it in `tokio::time::timeout`.
     ///
     /// # Errors
     /// As [`get`](Self::get).
-    pub async fn get_async(&self) -> Result<T> {
-        self.shared.get_async(None).await
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`Queue::get_async`](super::Queue::get_async): an item is taken only in
+    /// the poll that returns it, so dropping the future never loses one.
+    pub async fn get_async(&self) -> Result<T, GetError> {
+        self.shared.get_async().await
     }
 }
 

@@ -99,7 +99,7 @@ fn serve(link: LinkEnd, path: String, spec: SupervisorSpec) -> Result<(), String
     {
         let sup = sup.clone();
         std::thread::spawn(move || {
-            crate::wait_for_stop(None);
+            crate::process::wait_for_stop(None);
             sup.stop();
         });
     }

@@ -75,7 +75,7 @@ pub(crate) struct Factory<P>(pub(crate) P);
 
 impl<P> BuildProcess for Factory<P>
 where
-    P: Fn() -> crate::Result<Process> + Send + Sync + 'static,
+    P: Fn() -> crate::error::Result<Process> + Send + Sync + 'static,
 {
     fn build(
         &self,
@@ -93,7 +93,7 @@ pub(crate) struct TemplateFactory<P, E>(pub(crate) P, pub(crate) PhantomData<fn(
 
 impl<P, E> BuildProcess for TemplateFactory<P, E>
 where
-    P: Fn(&E) -> crate::Result<Process> + Send + Sync + 'static,
+    P: Fn(&E) -> crate::error::Result<Process> + Send + Sync + 'static,
     E: Send + Sync + 'static,
 {
     fn build(

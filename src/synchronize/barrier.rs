@@ -19,8 +19,8 @@
 //! * A waiter sleeps while the word is unchanged; once its generation has moved on it reads the
 //!   outcome its generation left in the ring.
 //!
-//! The action is a plain `fn()`; it travels between processes as its distance from an anchor
-//! function in the same executable (checked on arrival), like a process target.
+//! The action is a plain `fn()`; it travels between processes as a
+//! [`CodeRef`](crate::code_ref), like a process target (see its trust model).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -31,6 +31,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::shared::Shared;
 use super::wait::Wait;
+use crate::code_ref::CodeRef;
 use crate::error::{Error, Result};
 
 const COUNT_BITS: u32 = 15;
@@ -331,13 +332,7 @@ impl Barrier {
 
 // ---- the action ---------------------------------------------------------------------------
 
-#[inline(never)]
-fn anchor() -> &'static str {
-    "procvisor barrier action anchor"
-}
-
-/// A barrier action: a `fn()` in this executable, encodable as its offset from [`anchor`]
-/// together with the executable's identity.
+/// A barrier action: a `fn()` in this executable, travelling as a [`CodeRef`].
 #[derive(Clone, Copy, Debug)]
 struct Action {
     f: fn(),
@@ -354,41 +349,18 @@ impl Action {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct ActionRepr {
-    offset: i64,
-    exe: (u64, u64),
-}
-
-fn anchor_addr() -> i64 {
-    anchor as *const () as usize as i64
-}
-
 impl Serialize for Action {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::Error as _;
-        let exe = procvisor_actors::sys::executable_identity().map_err(S::Error::custom)?;
-        let offset = (self.f as usize as i64).wrapping_sub(anchor_addr());
-        ActionRepr { offset, exe }.serialize(serializer)
+        CodeRef::of(self.f).serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Action {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
-        let repr = ActionRepr::deserialize(deserializer)?;
-        let exe = procvisor_actors::sys::executable_identity().map_err(D::Error::custom)?;
-        if exe != repr.exe {
-            return Err(D::Error::custom(
-                "a barrier with an action can only be used by processes running the same \
-                 executable as its creator",
-            ));
-        }
-        let addr = anchor_addr().wrapping_add(repr.offset) as usize;
-        // SAFETY: the offset was computed from a `fn()` in a process running this very
-        // executable file (checked above), and functions keep their distances from `anchor`
-        // across processes of one executable (ASLR moves the image as a whole).
-        let f = unsafe { std::mem::transmute::<usize, fn()>(addr) };
+        let f = CodeRef::<fn()>::deserialize(deserializer)?
+            .resolve()
+            .map_err(|e| D::Error::custom(format!("a barrier's action cannot travel here: {e}")))?;
         Ok(Action { f })
     }
 }

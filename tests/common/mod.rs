@@ -688,7 +688,7 @@ pub fn join_ok(p: &Child) {
 /// Receives one message from a child, failing the test if none comes within [`GENEROUS`].
 pub fn recv<T: serde::de::DeserializeOwned>(conn: &procvisor::Connection) -> T {
     assert!(
-        conn.poll(Some(GENEROUS)).unwrap(),
+        conn.poll_timeout(GENEROUS).unwrap(),
         "no message from the child"
     );
     conn.recv().unwrap()
