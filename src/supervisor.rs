@@ -78,6 +78,16 @@
 //! reach the subscribers of every ancestor, with its path (`top/db`) as `supervisor`. Killing a
 //! subtree's process takes its descendants with it: children never outlive their parent.
 //!
+//! [`Supervisor::subtree("db")`](Supervisor::subtree) (or `"db/replicas"`, any depth) gives a
+//! [`SupervisorRef`] on a nested supervisor, with every request of the top-level handle
+//! (`which_children`, `count_children`, `start_child`, `terminate_child`, …) and a stream of
+//! its subtree's events, as OTP addresses any supervisor of a tree. For a supervisor in its own
+//! process the requests travel over the supervision links (through every process on the way),
+//! and a spec given to its `start_child` travels too: one made by [`ChildSpec::worker`],
+//! [`ChildSpec::template`] or [`ChildSpec::supervisor_process`] can, being a function of this
+//! executable and serde arguments. A handle names one incarnation, as a pid does: after its
+//! parent restarted it, it answers [`SupervisorError::NotRunning`].
+//!
 //! ## Readiness
 //!
 //! A child process exists as soon as it is started, but may need time to become useful. With
@@ -93,6 +103,7 @@
 //! exit sequence, newest first, before the process's remaining children are joined.
 
 mod link;
+mod portable;
 mod remote;
 pub(crate) mod worker;
 
@@ -115,6 +126,7 @@ pub use remote::BuildSpec;
 
 use crate::error::Result;
 use crate::process::{Process, Target};
+use portable::Portable;
 use worker::{FnTarget, ProcessChild, TemplateTarget, assert_zero_sized};
 
 /// Tells the supervisor that this child process is ready (see [`ChildSpec::wait_ready`]).
@@ -151,6 +163,8 @@ pub struct ChildSpec {
     extra: Option<ExtraType>,
     delay: Option<RestartDelay>,
     significant: bool,
+    /// How its start travels to a supervisor in another process, if it can.
+    portable: Option<Portable>,
 }
 
 #[derive(Clone)]
@@ -180,6 +194,7 @@ impl std::fmt::Debug for ChildSpec {
             .field("shutdown", &self.shutdown)
             .field("restart_delay", &self.delay)
             .field("significant", &self.significant)
+            .field("portable", &self.portable.is_some())
             .finish()
     }
 }
@@ -195,6 +210,7 @@ impl ChildSpec {
             extra: None,
             delay: None,
             significant: false,
+            portable: None,
         }
     }
 
@@ -214,8 +230,12 @@ impl ChildSpec {
         Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
         const { assert_zero_sized::<F>() };
+        let portable = Portable::worker::<F, Args>(args.clone());
         let build = Arc::new(FnTarget { target, args });
-        ChildSpec::with_start(id, ChildType::Worker, Start::Process { build, ready: None })
+        let mut spec =
+            ChildSpec::with_start(id, ChildType::Worker, Start::Process { build, ready: None });
+        spec.portable = Some(portable);
+        spec
     }
 
     /// A worker process built by `factory` at every start: for `Run` values, names, start
@@ -244,6 +264,7 @@ impl ChildSpec {
         let mut spec =
             ChildSpec::with_start(id, ChildType::Worker, Start::Process { build, ready: None });
         spec.extra = Some(ExtraType::of::<E>());
+        spec.portable = Some(Portable::template::<F, E>());
         spec
     }
 
@@ -276,8 +297,11 @@ impl ChildSpec {
         const { assert_zero_sized::<B>() };
         let _ = build;
         let id = id.into();
+        let portable = remote::portable::<B, Args>(args.clone());
         let start = Start::Remote(remote::builder::<B, Args>(id.clone(), args));
-        ChildSpec::with_start(id, ChildType::Supervisor, start)
+        let mut spec = ChildSpec::with_start(id, ChildType::Supervisor, start);
+        spec.portable = Some(portable);
+        spec
     }
 
     /// Any child that can be started and stopped: implement [`StartChild`] and
@@ -452,12 +476,20 @@ impl ChildSpec {
         if let Some(extra) = self.extra {
             converted = converted.extra_type(extra);
         }
+        if let Some(portable) = &self.portable {
+            let ready = match &self.start {
+                Start::Process { ready, .. } => *ready,
+                _ => None,
+            };
+            converted = converted.portable(portable.encoder(ready));
+        }
         converted
     }
 }
 
 /// A running child's spec, as [`Supervisor::child_spec`] reads it: it starts the child the
-/// same way (its start is kept as it is, a [`StartChild`]), with the same settings.
+/// same way (its start is kept as it is, a [`StartChild`]), with the same settings, and can
+/// travel to a supervisor in another process if the original could.
 impl From<actors::ChildSpec> for ChildSpec {
     fn from(spec: actors::ChildSpec) -> ChildSpec {
         ChildSpec {
@@ -469,6 +501,7 @@ impl From<actors::ChildSpec> for ChildSpec {
             extra: spec.extra(),
             delay: spec.delay_before_restart(),
             significant: spec.is_significant(),
+            portable: spec.portable_encoder().cloned().map(Portable::Encoded),
         }
     }
 }
@@ -594,7 +627,7 @@ impl Supervisor {
     /// # }
     /// ```
     pub fn start_child(&self, spec: ChildSpec) -> Request<Option<i32>> {
-        self.sup().start_child(spec.into())
+        self.sup().start_child(spec)
     }
 
     /// `SimpleOneForOne`: starts a child from the template with these extra arguments (the
@@ -660,6 +693,52 @@ impl Supervisor {
     /// `SimpleOneForOne` supervisor has 1 spec, its template, as in OTP).
     pub fn count_children(&self) -> Request<ChildCounts> {
         self.sup().count_children()
+    }
+
+    /// A handle on the nested supervisor at `path` below this one — a child id (`"db"`), or
+    /// ids joined by `/` (`"db/replicas"`), each a supervisor child of the one before —
+    /// whether it runs in this process ([`ChildSpec::supervisor`]) or in its own
+    /// ([`ChildSpec::supervisor_process`]; its requests then travel over the supervision
+    /// links, through every process on the way). OTP addresses any supervisor of a tree by its
+    /// pid; this is that handle.
+    ///
+    /// The handle has every request of this one (`which_children`, `count_children`,
+    /// `start_child`, `terminate_child`, …) and its own event stream (its subtree's events).
+    /// It names the incarnation running now: once that one has exited (its parent restarts
+    /// it, say), its requests answer [`SupervisorError::NotRunning`] — ask again for the new
+    /// one. Dropping it does not stop anything. A spec given to `start_child` on a supervisor
+    /// in another process travels there, so it must be made by [`ChildSpec::worker`],
+    /// [`ChildSpec::template`] or [`ChildSpec::supervisor_process`] (or read back with
+    /// `child_spec`): [`SupervisorError::NotPortable`] otherwise; `start_child_with` is not
+    /// available there ([`SupervisorError::RemoteUnsupported`]: its extra arguments are any
+    /// Rust value).
+    ///
+    /// Errors: no such child ([`SupervisorError::ChildNotFound`]), a child that is not a
+    /// supervisor ([`SupervisorError::NotASupervisor`]) or is not running
+    /// ([`SupervisorError::ChildNotRunning`]).
+    ///
+    /// ```no_run
+    /// use procvisor::supervisor::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
+    /// fn worker() { procvisor::wait_for_stop(None); }
+    /// fn shards(n: u32) -> SupervisorSpec {
+    ///     (0..n).fold(SupervisorSpec::new(Strategy::OneForOne), |spec, i| {
+    ///         spec.child(ChildSpec::worker(format!("shard-{i}"), worker, ()))
+    ///     })
+    /// }
+    /// # fn main() -> procvisor::Result<()> {
+    /// let spec = SupervisorSpec::new(Strategy::OneForOne)
+    ///     .name("top")
+    ///     .child(ChildSpec::supervisor_process("shards", shards, (2,)));
+    /// let sup = Supervisor::start(spec)?;
+    /// let shards = sup.subtree("shards").wait()?; // in another process
+    /// assert_eq!(shards.count_children().wait()?.active, 2);
+    /// shards.start_child(ChildSpec::worker("shard-2", worker, ())).wait()?;
+    /// shards.terminate_child("shard-0").wait()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn subtree(&self, path: &str) -> Request<SupervisorRef> {
+        self.sup().subtree(path)
     }
 
     /// Stops the children in reverse start order, then the supervisor. Returns once all have

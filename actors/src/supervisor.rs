@@ -54,8 +54,13 @@ mod error;
 mod event;
 mod exit;
 mod handle;
+mod info;
 mod intensity;
 mod nested;
+mod protocol;
+mod remote;
+mod request;
+mod requests;
 mod spec;
 mod strategy;
 
@@ -66,14 +71,18 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::Notify;
 
-pub use child::{BoxFuture, ExtraArgs, RunningChild, StartChild, StartContext};
+pub use child::{ExtraArgs, RunningChild, StartChild, StartContext};
 pub use error::{SignificantProblem, SupervisorError};
 pub use event::{Event, EventBus, EventStream, MAX_QUEUED, WaitError};
 pub use exit::{ChildExit, Exit};
-pub use handle::{ChildCounts, ChildInfo, ChildStatus, Request, SupervisorRef};
+pub use handle::SupervisorRef;
+pub use info::{ChildCounts, ChildInfo, ChildStatus};
+pub use protocol::{DecodeSpec, WireSpec, set_spec_decoder};
+pub use remote::{RemoteServer, RemoteTree, SendRequest, ServerFrame, WriteFrame};
+pub use request::{BoxFuture, Request};
 pub use spec::{
-    AutoShutdown, ChildSpec, ChildType, DEFAULT_WORKER_SHUTDOWN, ExtraType, Intensity, Shutdown,
-    SupervisorSpec,
+    AutoShutdown, ChildSpec, ChildType, DEFAULT_WORKER_SHUTDOWN, EncodeStart, ExtraType, Intensity,
+    PortableStart, Shutdown, SupervisorSpec,
 };
 pub use strategy::{Restart, RestartDelay, Strategy};
 
@@ -110,17 +119,21 @@ pub(crate) enum SupMsg {
     DeleteChild(String, Reply<Result<(), SupervisorError>>),
     KillChild(String, Reply<Result<(), SupervisorError>>),
     ChildSpec(String, Reply<Result<ChildSpec, SupervisorError>>),
+    Subtree(String, Reply<Result<SupervisorRef, SupervisorError>>),
     WhichChildren(Reply<Result<Vec<ChildInfo>, SupervisorError>>),
     CountChildren(Reply<Result<ChildCounts, SupervisorError>>),
     /// Stop every child (reverse order) and exit normally.
     Stop(Option<Reply<Result<(), SupervisorError>>>),
 }
 
-/// What a supervisor's handles share with it: its identity, its bus and how it ended.
+/// What a supervisor's handles share with it: its identity, its bus and how it ended. (For a
+/// supervisor in another process: what its handles know of it, kept by its `RemoteTree`.)
 pub(crate) struct Shared {
     pub(crate) path: String,
     pub(crate) strategy: Strategy,
     pub(crate) bus: Arc<EventBus>,
+    /// Which incarnation: its process's pid and a number unique in that process.
+    pub(crate) instance: u64,
     /// How many events the bus had published when the start was over.
     pub(crate) events_of_start: AtomicU64,
     exit: Mutex<Option<Exit>>,
@@ -130,10 +143,26 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn new(path: String, strategy: Strategy, bus: Arc<EventBus>) -> Shared {
+        // The pid in the high half: a handle in one process can name supervisors of several
+        // (a subtree's process, and the processes below it) without two sharing a number.
+        static INSTANCES: AtomicU64 = AtomicU64::new(1);
+        let count = INSTANCES.fetch_add(1, Ordering::Relaxed) & u64::from(u32::MAX);
+        let instance = (u64::from(std::process::id()) << 32) | count;
+        Shared::remote(path, strategy, bus, instance)
+    }
+
+    /// The shared state of incarnation `instance`, numbered by the process it runs in.
+    pub(crate) fn remote(
+        path: String,
+        strategy: Strategy,
+        bus: Arc<EventBus>,
+        instance: u64,
+    ) -> Shared {
         Shared {
             path,
             strategy,
             bus,
+            instance,
             events_of_start: AtomicU64::new(0),
             exit: Mutex::new(None),
             exited: Condvar::new(),
@@ -141,7 +170,7 @@ impl Shared {
         }
     }
 
-    fn publish_exit(&self, exit: Exit) {
+    pub(crate) fn publish_exit(&self, exit: Exit) {
         let mut slot = lock(&self.exit);
         if slot.is_none() {
             *slot = Some(exit);
@@ -359,6 +388,7 @@ impl Actor for SupervisorActor {
             SupMsg::DeleteChild(id, reply) => reply.send(state.delete_child(&id)),
             SupMsg::KillChild(id, reply) => reply.send(state.kill_child(&id)),
             SupMsg::ChildSpec(id, reply) => reply.send(state.child_spec(&id)),
+            SupMsg::Subtree(id, reply) => reply.send(state.subtree(&id)),
             SupMsg::WhichChildren(reply) => reply.send(Ok(state.which_children())),
             SupMsg::CountChildren(reply) => reply.send(Ok(state.count_children())),
             SupMsg::Stop(reply) => {
@@ -1025,6 +1055,23 @@ impl SupState {
                 id: id.into(),
             }),
         }
+    }
+
+    /// A handle on child `id`, a running supervisor.
+    fn subtree(&self, id: &str) -> Result<SupervisorRef, SupervisorError> {
+        let slot = &self.children[self.find(id)?];
+        let SlotState::Running { child, .. } = &slot.state else {
+            return Err(SupervisorError::ChildNotRunning {
+                supervisor: self.path(),
+                id: id.into(),
+            });
+        };
+        child
+            .supervisor()
+            .ok_or_else(|| SupervisorError::NotASupervisor {
+                supervisor: self.path(),
+                id: id.into(),
+            })
     }
 
     /// The spec of child `id` (OTP's `get_childspec`); a dynamic child's is its template.

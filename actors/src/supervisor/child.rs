@@ -15,15 +15,12 @@
 
 use std::any::Any;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use super::event::EventBus;
 use super::exit::Exit;
-
-/// A boxed, sendable future (what the child traits return).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use super::handle::SupervisorRef;
+use super::request::BoxFuture;
 
 /// The extra arguments a `SimpleOneForOne` child was started with: kept by the supervisor and
 /// handed to every restart of that child.
@@ -114,4 +111,10 @@ pub trait RunningChild: Send + Sync + 'static {
     /// that publishes events of its own (a supervisor in another process, forwarding its
     /// subtree's) holds them until then, so that they never come before its start.
     fn started(&self) {}
+
+    /// A handle on this incarnation, if the child is a supervisor (nested in this process, or
+    /// in its own): what its parent's `subtree` answers. `None` by default.
+    fn supervisor(&self) -> Option<SupervisorRef> {
+        None
+    }
 }

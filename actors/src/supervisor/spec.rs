@@ -92,6 +92,17 @@ impl ExtraType {
     }
 }
 
+/// A child's start in a form that another process running this same executable can rebuild
+/// it from: bytes made and read by the process layer (`procvisor` encodes a zero-sized start
+/// function's offset and its serde arguments), opaque here. A spec that has one can be sent
+/// to a supervisor in another process (`start_child` on a handle on it, `child_spec` of one of
+/// its children).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortableStart(pub Vec<u8>);
+
+/// Makes a spec's [`PortableStart`] when it must travel (or says why it cannot).
+pub type EncodeStart = Arc<dyn Fn() -> Result<PortableStart, String> + Send + Sync>;
+
 /// One child of a supervisor: how to start it, when to restart it, how to stop it.
 ///
 /// `procvisor::ChildSpec` builds these for processes (`worker`, `process`, `template`,
@@ -107,6 +118,7 @@ pub struct ChildSpec {
     extra: Option<ExtraType>,
     delay: Option<RestartDelay>,
     significant: bool,
+    portable: Option<EncodeStart>,
 }
 
 /// The default shutdown of a worker (OTP's 5000 ms).
@@ -137,6 +149,7 @@ impl ChildSpec {
             extra: None,
             delay: None,
             significant: false,
+            portable: None,
         }
     }
 
@@ -220,6 +233,32 @@ impl ChildSpec {
     pub fn starter(&self) -> &Arc<dyn StartChild> {
         &self.start
     }
+
+    /// Gives the spec a start that can travel to another process: `encode` makes it when
+    /// needed (see [`PortableStart`]).
+    pub fn portable(mut self, encode: EncodeStart) -> ChildSpec {
+        self.portable = Some(encode);
+        self
+    }
+
+    /// What makes its [`PortableStart`], if it has one (see [`portable`](ChildSpec::portable)).
+    pub fn portable_encoder(&self) -> Option<&EncodeStart> {
+        self.portable.as_ref()
+    }
+
+    /// Its start in a form another process can rebuild, or why it has none.
+    pub fn portable_start(&self) -> Result<PortableStart, String> {
+        match &self.portable {
+            Some(encode) => encode(),
+            None => Err(
+                "its start cannot travel to another process: only the starts of \
+                         ChildSpec::worker, ChildSpec::template and \
+                         ChildSpec::supervisor_process specs can (not a factory's, a custom \
+                         StartChild's or a nested SupervisorSpec's)"
+                    .into(),
+            ),
+        }
+    }
 }
 
 impl fmt::Debug for ChildSpec {
@@ -231,6 +270,7 @@ impl fmt::Debug for ChildSpec {
             .field("child_type", &self.child_type)
             .field("restart_delay", &self.delay)
             .field("significant", &self.significant)
+            .field("portable", &self.portable.is_some())
             .finish_non_exhaustive()
     }
 }
