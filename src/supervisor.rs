@@ -88,6 +88,39 @@
 //! executable and serde arguments. A handle names one incarnation, as a pid does: after its
 //! parent restarted it, it answers [`SupervisorError::NotRunning`].
 //!
+//! ## Where this differs from Erlang/OTP
+//!
+//! The semantics are OTP's `supervisor` wherever an OS process allows; these are the
+//! adaptations a user meets.
+//!
+//! * **A supervisor past its intensity exits `Failed`**, not with OTP's reason `shutdown`. It
+//!   stops its children (reverse order), publishes [`Event::GaveUp`] and
+//!   [`Event::SupervisorExited`], and exits with [`Exit::Failed`] naming the child and the
+//!   intensity: a top-level [`Supervisor::wait`] returns it; the process of a
+//!   [`ChildSpec::supervisor_process`] exits with code 1 and its parent sees the same
+//!   `Failed(reason)`. Its parent handles that as a failed child — abnormal, so a `Transient`
+//!   supervisor child is restarted too (in OTP, whose `shutdown` counts as a normal exit, only
+//!   a `Permanent` one is), and it counts toward the parent's intensity: escalation goes up
+//!   through every supervisor that is not `Temporary`. Giving up is a failure here, so it is
+//!   reported as one wherever it ends.
+//! * **A shutdown timeout is two grace periods.** An OTP child is sent `exit(Child,
+//!   shutdown)`, which a process not trapping exits obeys at once, and is killed after the
+//!   timeout. A process here gets the graceful stop request first (it must look:
+//!   [`stop_requested`](crate::stop_requested), [`wait_for_stop`](crate::wait_for_stop)); after
+//!   `Timeout(d)` it gets SIGTERM, which ends a process with the default handler; after another
+//!   `d`, SIGKILL. So `d` bounds the wait for a cooperative stop, and a stop takes at most `2d`.
+//!   A death by SIGTERM counts as a shutdown (`Transient` children are not restarted after it),
+//!   as systemd's `Restart=on-failure` does.
+//! * **`which_children` lists children in start order** (the spec order, children added by
+//!   `start_child` at the end; a child keeps its place when it is stopped or restarted), and a
+//!   `SimpleOneForOne` supervisor's in the order they were started, with ids `template-N`
+//!   (OTP's list comes in reverse start order, its dynamic children in no defined order and
+//!   without ids, addressed by pid). Its `count_children` reports 1 spec, its template, as OTP.
+//! * **A child is an OS process** (or anything implementing [`StartChild`]), its "pid" a real
+//!   pid, and its exit an [`Exit`] (a code, a signal, or a failure to start) rather than an
+//!   Erlang term. Failed restarts may wait ([`ChildSpec::restart_delay`]); OTP retries at once,
+//!   which stays the default.
+//!
 //! ## Readiness
 //!
 //! A child process exists as soon as it is started, but may need time to become useful. With
