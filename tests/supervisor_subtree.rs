@@ -388,3 +388,32 @@ fn a_handle_names_one_incarnation_of_a_restarted_subtree() {
     );
     sup.stop();
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn subtree_handles_are_awaited_too() {
+    let dir = common::TempDir::new("subtree-async");
+    let log = dir.file("log");
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .name("top")
+        .child(ChildSpec::supervisor_process("mid", middle, (log.clone(),)));
+    let sup = Supervisor::start_async(spec).await.unwrap();
+    let leaf = sup.subtree("mid/leaf").await.unwrap();
+    let z = leaf
+        .start_child(child(&log, "z", &["serve"]))
+        .await
+        .unwrap()
+        .expect("a pid");
+    assert!(pid_is_running(z));
+    assert_eq!(leaf.count_children().await.unwrap().active, 3);
+    leaf.terminate_child("z").await.unwrap();
+    assert_eq!(lines_with(&log, "stop "), ["z"]);
+    assert_eq!(
+        sup.subtree("mid/nope").await.unwrap_err(),
+        SupervisorError::ChildNotFound {
+            supervisor: "top/mid".into(),
+            id: "nope".into()
+        }
+    );
+    sup.stop_async().await;
+    assert!(matches!(leaf.wait_async().await, Exit::Code(0)));
+}

@@ -121,7 +121,10 @@ fn serve(link: LinkEnd, path: String, spec: SupervisorSpec) -> Result<(), String
             server.events_done();
         })
     };
-    std::thread::spawn(move || serve_requests(requests, server));
+    {
+        let server = server.clone();
+        std::thread::spawn(move || serve_requests(requests, server));
+    }
     {
         let sup = sup.clone();
         std::thread::spawn(move || {
@@ -131,6 +134,9 @@ fn serve(link: LinkEnd, path: String, spec: SupervisorSpec) -> Result<(), String
     }
     let exit = sup.wait();
     let _ = forwarder.join();
+    // The answers owed (to a stop request, say) and the exits of the supervisors below, which
+    // the parent's handles on them wait for, before this process exits.
+    server.settle(EVENTS_DRAIN);
     match exit {
         Exit::Code(0) => Ok(()),
         exit => Err(format!("supervisor {} exited: {exit}", sup.path())),

@@ -14,11 +14,13 @@
 //! before it was made (its writer waits for the event forwarder to have written that many
 //! events), and the exit of a supervisor it handed a handle on is written after that answer
 //! (one lock over "answer written, exit watched"). So a handle is registered before any news
-//! of its end, and its stream sees the events of its end before it closes.
+//! of its end, and its stream sees the events of its end before it closes. Before the child
+//! process exits, [`RemoteServer::settle`] lets the frames still owed (answers, exits) out.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use super::Shared;
 use super::error::SupervisorError;
@@ -245,6 +247,26 @@ pub struct RemoteServer {
     progress: Condvar,
     /// The incarnations the parent holds handles on whose exit is being watched.
     watched: Mutex<HashSet<u64>>,
+    /// Frames owed to the parent: requests not answered yet, watched exits not written yet.
+    owed: Mutex<usize>,
+    settled: Condvar,
+}
+
+/// One frame owed to the parent, until dropped.
+struct Owed(Arc<RemoteServer>);
+
+impl Owed {
+    fn new(server: &Arc<RemoteServer>) -> Owed {
+        *lock(&server.owed) += 1;
+        Owed(server.clone())
+    }
+}
+
+impl Drop for Owed {
+    fn drop(&mut self) {
+        *lock(&self.0.owed) -= 1;
+        self.0.settled.notify_all();
+    }
 }
 
 impl std::fmt::Debug for RemoteServer {
@@ -266,6 +288,8 @@ impl RemoteServer {
             written: Mutex::new((0, false)),
             progress: Condvar::new(),
             watched: Mutex::new(HashSet::new()),
+            owed: Mutex::new(0),
+            settled: Condvar::new(),
         })
     }
 
@@ -294,9 +318,22 @@ impl RemoteServer {
         });
     }
 
+    /// Blocks until every answer owed and the exit of every supervisor the parent holds a
+    /// handle on have been written, or `timeout` has passed. A process whose root supervisor
+    /// has exited calls it before it exits, so that its parent hears how the subtree ended
+    /// (for the handles below the root: their own exit, not just that the process is gone).
+    pub fn settle(&self, timeout: Duration) {
+        let owed = lock(&self.owed);
+        let deadline = Instant::now() + timeout;
+        wait_for(&self.settled, owed, Some(deadline), |owed| {
+            (*owed == 0).then_some(())
+        });
+    }
+
     /// Serves request `id` (its bytes), answering when it is done; returns at once.
     pub fn request(self: &Arc<Self>, id: u64, request: &[u8]) {
         let server = self.clone();
+        let owed = Owed::new(self);
         let request = protocol::decode_request(request, self.root.path());
         runtime::spawn(async move {
             let (answer, watch) = match request {
@@ -307,6 +344,7 @@ impl RemoteServer {
             let path = server.root.path().to_string();
             let bytes = protocol::encode_answer(&answer, &path);
             runtime::spawn_blocking(move || {
+                let _owed = owed;
                 server.wait_written(published);
                 let mut watched = lock(&server.watched);
                 let answer = bytes;
@@ -333,10 +371,12 @@ impl RemoteServer {
     /// Tells the parent when `target` exits (after the events before its exit).
     fn watch(self: &Arc<Self>, target: SupervisorRef) {
         let server = self.clone();
+        let owed = Owed::new(self);
         runtime::spawn(async move {
             let exit = target.wait_async().await;
             let published = server.root.bus().published();
             runtime::spawn_blocking(move || {
+                let _owed = owed;
                 server.wait_written(published);
                 let mut watched = lock(&server.watched);
                 watched.remove(&target.instance());
