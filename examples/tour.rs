@@ -565,6 +565,45 @@ fn supervision() -> procvisor::Result<()> {
     for e in events {
         say!("event: {e}");
     }
+    subtrees()
+}
+
+/// The spec of a supervisor that runs in its own process (built there, from these arguments).
+fn shards(n: u32) -> procvisor::supervisor::SupervisorSpec {
+    use procvisor::supervisor::{ChildSpec, Strategy, SupervisorSpec};
+    (0..n).fold(SupervisorSpec::new(Strategy::OneForOne), |spec, i| {
+        spec.child(
+            ChildSpec::worker(format!("shard-{i}"), stage, ()).wait_ready(Duration::from_secs(10)),
+        )
+    })
+}
+
+/// A handle on a nested supervisor, here one in its own OS process (OTP addresses any
+/// supervisor of a tree).
+fn subtrees() -> procvisor::Result<()> {
+    use procvisor::supervisor::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
+
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .name("tree")
+        .child(ChildSpec::supervisor_process("shards", shards, (2,)));
+    let sup = Supervisor::start(spec)?;
+    let shards = sup.subtree("shards").wait()?;
+    say!(
+        "subtree(\"shards\"): a handle on {} (in its own process: {})",
+        shards.path(),
+        shards.is_remote()
+    );
+    let spec = ChildSpec::worker("shard-2", stage, ()).wait_ready(Duration::from_secs(10));
+    let pid = shards.start_child(spec).wait()?;
+    say!(
+        "start_child there: the spec travels, shard-2 is pid {}",
+        pid.unwrap_or(0)
+    );
+    shards.terminate_child("shard-0").wait()?;
+    for c in shards.which_children().wait()? {
+        say!("{}: {} {:?}", shards.path(), c.id, c.status);
+    }
+    sup.stop();
     Ok(())
 }
 

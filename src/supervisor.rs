@@ -55,6 +55,13 @@
 //! | `Transient` | an abnormal exit: not exit code 0, not a *shutdown* (one its supervisor asked for, or a death by SIGTERM, which systemd's `Restart=on-failure` also counts as clean) |
 //! | `Temporary` | never (and it is forgotten once it exits) |
 //!
+//! A restart happens at once, as in OTP, and so does the retry of a restart that failed to
+//! start the child (by a message the supervisor sends itself, so it serves requests between
+//! attempts). Each attempt counts toward the intensity, so a child whose dependency is down for
+//! more than a few milliseconds exhausts any finite intensity; [`ChildSpec::restart_delay`]
+//! makes its restarts wait, with a backoff ([`RestartDelay`], announced by
+//! [`Event::RestartDelayed`]).
+//!
 //! ## Shutdown
 //!
 //! `Brutal` kills (SIGKILL). `Timeout(d)` sends the graceful stop request
@@ -71,6 +78,49 @@
 //! reach the subscribers of every ancestor, with its path (`top/db`) as `supervisor`. Killing a
 //! subtree's process takes its descendants with it: children never outlive their parent.
 //!
+//! [`Supervisor::subtree("db")`](Supervisor::subtree) (or `"db/replicas"`, any depth) gives a
+//! [`SupervisorRef`] on a nested supervisor, with every request of the top-level handle
+//! (`which_children`, `count_children`, `start_child`, `terminate_child`, …) and a stream of
+//! its subtree's events, as OTP addresses any supervisor of a tree. For a supervisor in its own
+//! process the requests travel over the supervision links (through every process on the way),
+//! and a spec given to its `start_child` travels too: one made by [`ChildSpec::worker`],
+//! [`ChildSpec::template`] or [`ChildSpec::supervisor_process`] can, being a function of this
+//! executable and serde arguments. A handle names one incarnation, as a pid does: after its
+//! parent restarted it, it answers [`SupervisorError::NotRunning`].
+//!
+//! ## Where this differs from Erlang/OTP
+//!
+//! The semantics are OTP's `supervisor` wherever an OS process allows; these are the
+//! adaptations a user meets.
+//!
+//! * **A supervisor past its intensity exits `Failed`**, not with OTP's reason `shutdown`. It
+//!   stops its children (reverse order), publishes [`Event::GaveUp`] and
+//!   [`Event::SupervisorExited`], and exits with [`Exit::Failed`] naming the child and the
+//!   intensity: a top-level [`Supervisor::wait`] returns it; the process of a
+//!   [`ChildSpec::supervisor_process`] exits with code 1 and its parent sees the same
+//!   `Failed(reason)`. Its parent handles that as a failed child — abnormal, so a `Transient`
+//!   supervisor child is restarted too (in OTP, whose `shutdown` counts as a normal exit, only
+//!   a `Permanent` one is), and it counts toward the parent's intensity: escalation goes up
+//!   through every supervisor that is not `Temporary`. Giving up is a failure here, so it is
+//!   reported as one wherever it ends.
+//! * **A shutdown timeout is two grace periods.** An OTP child is sent `exit(Child,
+//!   shutdown)`, which a process not trapping exits obeys at once, and is killed after the
+//!   timeout. A process here gets the graceful stop request first (it must look:
+//!   [`stop_requested`](crate::stop_requested), [`wait_for_stop`](crate::wait_for_stop)); after
+//!   `Timeout(d)` it gets SIGTERM, which ends a process with the default handler; after another
+//!   `d`, SIGKILL. So `d` bounds the wait for a cooperative stop, and a stop takes at most `2d`.
+//!   A death by SIGTERM counts as a shutdown (`Transient` children are not restarted after it),
+//!   as systemd's `Restart=on-failure` does.
+//! * **`which_children` lists children in start order** (the spec order, children added by
+//!   `start_child` at the end; a child keeps its place when it is stopped or restarted), and a
+//!   `SimpleOneForOne` supervisor's in the order they were started, with ids `template-N`
+//!   (OTP's list comes in reverse start order, its dynamic children in no defined order and
+//!   without ids, addressed by pid). Its `count_children` reports 1 spec, its template, as OTP.
+//! * **A child is an OS process** (or anything implementing [`StartChild`]), its "pid" a real
+//!   pid, and its exit an [`Exit`] (a code, a signal, or a failure to start) rather than an
+//!   Erlang term. Failed restarts may wait ([`ChildSpec::restart_delay`]); OTP retries at once,
+//!   which stays the default.
+//!
 //! ## Readiness
 //!
 //! A child process exists as soon as it is started, but may need time to become useful. With
@@ -86,6 +136,7 @@
 //! exit sequence, newest first, before the process's remaining children are joined.
 
 mod link;
+mod portable;
 mod remote;
 pub(crate) mod worker;
 
@@ -98,21 +149,37 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use procvisor_actors::supervisor::{
-    BoxFuture, ChildCounts, ChildExit, ChildInfo, ChildStatus, ChildType, EventBus, Exit,
-    ExtraArgs, ExtraType, Intensity, Request, Restart, RunningChild, Shutdown, StartChild,
-    StartContext, Strategy, SupervisorError, SupervisorRef, SupervisorSpec, WaitError,
+    AutoShutdown, BoxFuture, ChildCounts, ChildExit, ChildInfo, ChildStatus, ChildType, EventBus,
+    Exit, ExtraArgs, ExtraType, Intensity, Request, Restart, RestartDelay, RunningChild, Shutdown,
+    SignificantProblem, StartChild, StartContext, Strategy, SupervisorError, SupervisorRef,
+    SupervisorSpec, WaitError,
 };
 pub use procvisor_actors::supervisor::{Event, EventStream as Events};
 pub use remote::BuildSpec;
 
 use crate::error::Result;
 use crate::process::{Process, Target};
+use portable::Portable;
 use worker::{FnTarget, ProcessChild, TemplateTarget, assert_zero_sized};
 
 /// Tells the supervisor that this child process is ready (see [`ChildSpec::wait_ready`]).
 /// Does nothing in a process whose supervisor is not waiting for it, and after the first call.
 pub fn notify_ready() {
     link::notify_ready();
+}
+
+/// Declines this start, as an OTP child's `init/1` returning `ignore`, and exits (code 0).
+///
+/// For a child whose supervisor waits for its readiness ([`ChildSpec::wait_ready`]), called
+/// before [`notify_ready`]: the start is then neither a success nor a failure — the supervisor
+/// keeps the child as not running (`Stopped`; a temporary or dynamic child is forgotten),
+/// publishes [`Event::ChildIgnored`], and goes on (with the next child, or the rest of a
+/// restart). Anywhere else (no supervisor waiting, or after `notify_ready`) the start is
+/// already complete, and this is an ordinary exit with code 0.
+#[doc(alias = "ignore")]
+pub fn decline_start() -> ! {
+    link::notify_ignore();
+    std::process::exit(0)
 }
 
 /// One child of a [`Supervisor`]: its id, how to start it, when to restart it, how to stop it.
@@ -127,6 +194,10 @@ pub struct ChildSpec {
     restart: Restart,
     shutdown: Option<Shutdown>,
     extra: Option<ExtraType>,
+    delay: Option<RestartDelay>,
+    significant: bool,
+    /// How its start travels to a supervisor in another process, if it can.
+    portable: Option<Portable>,
 }
 
 #[derive(Clone)]
@@ -154,6 +225,9 @@ impl std::fmt::Debug for ChildSpec {
             .field("child_type", &self.child_type)
             .field("restart", &self.restart)
             .field("shutdown", &self.shutdown)
+            .field("restart_delay", &self.delay)
+            .field("significant", &self.significant)
+            .field("portable", &self.portable.is_some())
             .finish()
     }
 }
@@ -167,6 +241,9 @@ impl ChildSpec {
             restart: Restart::Permanent,
             shutdown: None,
             extra: None,
+            delay: None,
+            significant: false,
+            portable: None,
         }
     }
 
@@ -186,8 +263,12 @@ impl ChildSpec {
         Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
         const { assert_zero_sized::<F>() };
+        let portable = Portable::worker::<F, Args>(args.clone());
         let build = Arc::new(FnTarget { target, args });
-        ChildSpec::with_start(id, ChildType::Worker, Start::Process { build, ready: None })
+        let mut spec =
+            ChildSpec::with_start(id, ChildType::Worker, Start::Process { build, ready: None });
+        spec.portable = Some(portable);
+        spec
     }
 
     /// A worker process built by `factory` at every start: for `Run` values, names, start
@@ -216,6 +297,7 @@ impl ChildSpec {
         let mut spec =
             ChildSpec::with_start(id, ChildType::Worker, Start::Process { build, ready: None });
         spec.extra = Some(ExtraType::of::<E>());
+        spec.portable = Some(Portable::template::<F, E>());
         spec
     }
 
@@ -248,8 +330,11 @@ impl ChildSpec {
         const { assert_zero_sized::<B>() };
         let _ = build;
         let id = id.into();
+        let portable = remote::portable::<B, Args>(args.clone());
         let start = Start::Remote(remote::builder::<B, Args>(id.clone(), args));
-        ChildSpec::with_start(id, ChildType::Supervisor, start)
+        let mut spec = ChildSpec::with_start(id, ChildType::Supervisor, start);
+        spec.portable = Some(portable);
+        spec
     }
 
     /// Any child that can be started and stopped: implement [`StartChild`] and
@@ -332,6 +417,36 @@ impl ChildSpec {
         self
     }
 
+    /// Waits before each restart of this child, with a backoff (see [`RestartDelay`]): after it
+    /// exited, and after each restart attempt that failed to start it. OTP restarts at once,
+    /// and so does a spec without a delay; with one, a child whose dependency is down for a
+    /// while does not exhaust a finite [`Intensity`] in a few milliseconds of immediate
+    /// retries (each attempt still counts).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procvisor::supervisor::{ChildSpec, RestartDelay};
+    /// fn client() { /* connects to the database */ }
+    /// let spec = ChildSpec::worker("db-client", client, ()).restart_delay(
+    ///     RestartDelay::exponential(Duration::from_millis(100), Duration::from_secs(5)),
+    /// );
+    /// # let _ = spec;
+    /// ```
+    pub fn restart_delay(mut self, delay: RestartDelay) -> ChildSpec {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// Marks the child significant (OTP's `significant`): when it ends on its own for good,
+    /// its supervisor's [`AutoShutdown`] may end the supervisor (see
+    /// [`SupervisorSpec::auto_shutdown`]). Only `Transient` and `Temporary` children may be
+    /// significant, in a supervisor whose auto-shutdown is not `Never`
+    /// ([`SupervisorError::BadSignificantChild`] otherwise).
+    pub fn significant(mut self, significant: bool) -> ChildSpec {
+        self.significant = significant;
+        self
+    }
+
     /// Overrides the child type (it only changes reports and the default shutdown).
     pub fn child_type(mut self, child_type: ChildType) -> ChildSpec {
         self.child_type = child_type;
@@ -356,29 +471,71 @@ impl ChildSpec {
 
 impl From<ChildSpec> for actors::ChildSpec {
     fn from(spec: ChildSpec) -> actors::ChildSpec {
-        let start: Arc<dyn StartChild> = match spec.start {
-            Start::Process { build, ready } => Arc::new(ProcessChild { build, ready }),
-            Start::Remote(build) => Arc::new(remote::RemoteChild(build)),
-            Start::Nested(nested) => {
-                let mut converted = actors::ChildSpec::supervisor(spec.id, nested)
-                    .restart(spec.restart)
-                    .with_child_type(spec.child_type);
-                if let Some(shutdown) = spec.shutdown {
-                    converted = converted.shutdown(shutdown);
-                }
-                return converted;
+        let id = spec.id.clone();
+        let converted = match &spec.start {
+            Start::Process { build, ready } => {
+                let start = ProcessChild {
+                    build: build.clone(),
+                    ready: *ready,
+                };
+                actors::ChildSpec::new(id, spec.child_type, start)
             }
-            Start::Custom(start) => start,
+            Start::Remote(build) => {
+                let start = remote::RemoteChild(build.clone());
+                actors::ChildSpec::new(id, spec.child_type, start)
+            }
+            Start::Nested(nested) => {
+                actors::ChildSpec::supervisor(id, nested.clone()).with_child_type(spec.child_type)
+            }
+            Start::Custom(start) => actors::ChildSpec::from_arc(id, spec.child_type, start.clone()),
         };
-        let mut converted =
-            actors::ChildSpec::from_arc(spec.id, spec.child_type, start).restart(spec.restart);
-        if let Some(shutdown) = spec.shutdown {
+        spec.settings_on(converted)
+    }
+}
+
+impl ChildSpec {
+    /// The settings every kind of spec shares, on its converted form (the shutdown: when one
+    /// was chosen, else the default of the child's type).
+    fn settings_on(&self, converted: actors::ChildSpec) -> actors::ChildSpec {
+        let mut converted = converted
+            .restart(self.restart)
+            .significant(self.significant);
+        if let Some(shutdown) = self.shutdown {
             converted = converted.shutdown(shutdown);
         }
-        if let Some(extra) = spec.extra {
+        if let Some(delay) = self.delay {
+            converted = converted.restart_delay(delay);
+        }
+        if let Some(extra) = self.extra {
             converted = converted.extra_type(extra);
         }
+        if let Some(portable) = &self.portable {
+            let ready = match &self.start {
+                Start::Process { ready, .. } => *ready,
+                _ => None,
+            };
+            converted = converted.portable(portable.encoder(ready));
+        }
         converted
+    }
+}
+
+/// A running child's spec, as [`Supervisor::child_spec`] reads it: it starts the child the
+/// same way (its start is kept as it is, a [`StartChild`]), with the same settings, and can
+/// travel to a supervisor in another process if the original could.
+impl From<actors::ChildSpec> for ChildSpec {
+    fn from(spec: actors::ChildSpec) -> ChildSpec {
+        ChildSpec {
+            id: spec.id().to_string(),
+            start: Start::Custom(spec.starter().clone()),
+            child_type: spec.child_type(),
+            restart: spec.restart_type(),
+            shutdown: Some(spec.shutdown_kind()),
+            extra: spec.extra(),
+            delay: spec.delay_before_restart(),
+            significant: spec.is_significant(),
+            portable: spec.portable_encoder().cloned().map(Portable::Encoded),
+        }
     }
 }
 
@@ -503,7 +660,7 @@ impl Supervisor {
     /// # }
     /// ```
     pub fn start_child(&self, spec: ChildSpec) -> Request<Option<i32>> {
-        self.sup().start_child(spec.into())
+        self.sup().start_child(spec)
     }
 
     /// `SimpleOneForOne`: starts a child from the template with these extra arguments (the
@@ -517,6 +674,10 @@ impl Supervisor {
 
     /// Stops child `id` (as its shutdown says); its spec stays, stopped (temporary and dynamic
     /// children are forgotten). Answers once it has exited.
+    ///
+    /// Idempotent for dynamic children: terminating one that has already exited (or been
+    /// terminated) succeeds, as in OTP, so a cleanup never races with a child ending on its
+    /// own. An id never given out is [`SupervisorError::ChildNotFound`].
     pub fn terminate_child(&self, id: &str) -> Request<()> {
         self.sup().terminate_child(id)
     }
@@ -534,6 +695,13 @@ impl Supervisor {
     /// Kills child `id` (SIGKILL) as if it had crashed: for tests of supervision trees.
     pub fn kill_child(&self, id: &str) -> Request<()> {
         self.sup().kill_child(id)
+    }
+
+    /// The spec of child `id` (OTP's `get_childspec`; for a dynamic child, the template), which
+    /// can be given to [`start_child`](Supervisor::start_child) again.
+    #[doc(alias = "get_childspec")]
+    pub fn child_spec(&self, id: &str) -> Request<ChildSpec> {
+        self.sup().child_spec(id).map(ChildSpec::from)
     }
 
     /// The children in start order: id, pid, type, status, restarts.
@@ -554,9 +722,56 @@ impl Supervisor {
             })
     }
 
-    /// Specs, running children, supervisors, workers.
+    /// Specs, running children, supervisors, workers (see [`ChildCounts`]: a
+    /// `SimpleOneForOne` supervisor has 1 spec, its template, as in OTP).
     pub fn count_children(&self) -> Request<ChildCounts> {
         self.sup().count_children()
+    }
+
+    /// A handle on the nested supervisor at `path` below this one — a child id (`"db"`), or
+    /// ids joined by `/` (`"db/replicas"`), each a supervisor child of the one before —
+    /// whether it runs in this process ([`ChildSpec::supervisor`]) or in its own
+    /// ([`ChildSpec::supervisor_process`]; its requests then travel over the supervision
+    /// links, through every process on the way). OTP addresses any supervisor of a tree by its
+    /// pid; this is that handle.
+    ///
+    /// The handle has every request of this one (`which_children`, `count_children`,
+    /// `start_child`, `terminate_child`, …) and its own event stream (its subtree's events).
+    /// It names the incarnation running now: once that one has exited (its parent restarts
+    /// it, say), its requests answer [`SupervisorError::NotRunning`] — ask again for the new
+    /// one. Dropping it does not stop anything. A spec given to `start_child` on a supervisor
+    /// in another process travels there, so it must be made by [`ChildSpec::worker`],
+    /// [`ChildSpec::template`] or [`ChildSpec::supervisor_process`] (or read back with
+    /// `child_spec`): [`SupervisorError::NotPortable`] otherwise; `start_child_with` is not
+    /// available there ([`SupervisorError::RemoteUnsupported`]: its extra arguments are any
+    /// Rust value).
+    ///
+    /// Errors: no such child ([`SupervisorError::ChildNotFound`]), a child that is not a
+    /// supervisor ([`SupervisorError::NotASupervisor`]) or is not running
+    /// ([`SupervisorError::ChildNotRunning`]).
+    ///
+    /// ```no_run
+    /// use procvisor::supervisor::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
+    /// fn worker() { procvisor::wait_for_stop(None); }
+    /// fn shards(n: u32) -> SupervisorSpec {
+    ///     (0..n).fold(SupervisorSpec::new(Strategy::OneForOne), |spec, i| {
+    ///         spec.child(ChildSpec::worker(format!("shard-{i}"), worker, ()))
+    ///     })
+    /// }
+    /// # fn main() -> procvisor::Result<()> {
+    /// let spec = SupervisorSpec::new(Strategy::OneForOne)
+    ///     .name("top")
+    ///     .child(ChildSpec::supervisor_process("shards", shards, (2,)));
+    /// let sup = Supervisor::start(spec)?;
+    /// let shards = sup.subtree("shards").wait()?; // in another process
+    /// assert_eq!(shards.count_children().wait()?.active, 2);
+    /// shards.start_child(ChildSpec::worker("shard-2", worker, ())).wait()?;
+    /// shards.terminate_child("shard-0").wait()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn subtree(&self, path: &str) -> Request<SupervisorRef> {
+        self.sup().subtree(path)
     }
 
     /// Stops the children in reverse start order, then the supervisor. Returns once all have

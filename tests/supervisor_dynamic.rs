@@ -41,8 +41,8 @@ fn simple_one_for_one_children_are_added_at_run_time() {
         .child(template);
     let (sup, events) = Supervisor::start_with_events(spec).unwrap();
     assert_eq!(
-        sup.count_children().wait().unwrap(),
-        ChildCounts::default(),
+        sup.count_children().wait().unwrap().active,
+        0,
         "no child at first"
     );
 
@@ -85,7 +85,7 @@ fn simple_one_for_one_children_are_added_at_run_time() {
     assert_eq!(
         sup.count_children().wait().unwrap(),
         ChildCounts {
-            specs: 2,
+            specs: 1,
             active: 2,
             supervisors: 0,
             workers: 2
@@ -267,4 +267,141 @@ async fn the_async_api_works_inside_a_tokio_runtime() {
     while let Some(e) = events.recv_async().await {
         let _ = e;
     }
+}
+
+fn jobs(restart: Restart) -> SupervisorSpec {
+    let template = ChildSpec::template("job", actor)
+        .wait_ready(GENEROUS)
+        .shutdown(procvisor::supervisor::Shutdown::Timeout(GRACE))
+        .restart(restart);
+    SupervisorSpec::new(Strategy::SimpleOneForOne)
+        .name("jobs")
+        .intensity(Intensity::new(10, Duration::from_secs(60)))
+        .child(template)
+}
+
+#[test]
+fn a_simple_one_for_one_supervisor_counts_its_one_template_spec() {
+    let dir = TempDir::new("count-simple");
+    let log = dir.file("log");
+    let sup = Supervisor::start(jobs(Restart::Permanent)).unwrap();
+    // OTP's count_children: `specs` is 1 (the template) however many children run.
+    assert_eq!(
+        sup.count_children().wait().unwrap(),
+        ChildCounts {
+            specs: 1,
+            active: 0,
+            supervisors: 0,
+            workers: 0
+        }
+    );
+    for id in ["a", "b"] {
+        sup.start_child_with((log.clone(), id.to_string(), script(&["serve"])))
+            .wait()
+            .unwrap();
+    }
+    assert_eq!(
+        sup.count_children().wait().unwrap(),
+        ChildCounts {
+            specs: 1,
+            active: 2,
+            supervisors: 0,
+            workers: 2
+        }
+    );
+    sup.stop();
+}
+
+#[test]
+fn terminating_a_dynamic_child_that_already_exited_is_ok() {
+    let dir = TempDir::new("terminate-gone");
+    let log = dir.file("log");
+    for restart in [Restart::Temporary, Restart::Transient] {
+        let (sup, events) = Supervisor::start_with_events(jobs(restart)).unwrap();
+        let (gone, _) = sup
+            .start_child_with((log.clone(), "quick".to_string(), script(&["exit:0"])))
+            .wait()
+            .unwrap();
+        let (alive, _) = sup
+            .start_child_with((log.clone(), "slow".to_string(), script(&["serve"])))
+            .wait()
+            .unwrap();
+        // The first exits on its own and is forgotten (OTP: terminating a dead dynamic
+        // child is ok), twice over; the second is terminated, then terminated again.
+        events.wait_for(|e| e.is_exit_of(&gone), GENEROUS).unwrap();
+        sup.terminate_child(&gone).wait().unwrap();
+        sup.terminate_child(&gone).wait().unwrap();
+        sup.terminate_child(&alive).wait().unwrap();
+        sup.terminate_child(&alive).wait().unwrap();
+        assert!(sup.which_children().wait().unwrap().is_empty());
+        // An id this supervisor never gave out is still unknown.
+        for never in ["job-3", "job-0", "job", "job-x", "other-1", "job-01"] {
+            assert!(
+                matches!(
+                    refused(sup.terminate_child(never).wait()),
+                    SupervisorError::ChildNotFound { .. }
+                ),
+                "{never}"
+            );
+        }
+        sup.stop();
+    }
+}
+
+#[test]
+fn a_dynamic_child_that_declines_is_not_kept() {
+    let dir = TempDir::new("ignore-dynamic");
+    let log = dir.file("log");
+    let (sup, events) = Supervisor::start_with_events(jobs(Restart::Permanent)).unwrap();
+    let (id, pid) = sup
+        .start_child_with((log.clone(), "no".to_string(), script(&["decline"])))
+        .wait()
+        .unwrap();
+    assert_eq!((id.as_str(), pid), ("job-1", None));
+    assert_eq!(tags(&events.drain()), ["ignored jobs:job-1"]);
+    assert!(sup.which_children().wait().unwrap().is_empty());
+    // Its id was given out: terminating it is a no-op, as for any dynamic child gone.
+    sup.terminate_child(&id).wait().unwrap();
+    sup.stop();
+}
+
+#[test]
+fn a_running_childs_spec_can_be_read_and_started_again() {
+    let dir = TempDir::new("child-spec");
+    let log = dir.file("log");
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .name("top")
+        .child(child(&log, "a", &["serve"]).restart(Restart::Transient));
+    let sup = Supervisor::start(spec).unwrap();
+    let a = sup.child_spec("a").wait().unwrap();
+    assert_eq!(a.id(), "a");
+    let shown = format!("{a:?}");
+    assert!(
+        shown.contains("Transient") && shown.contains("300ms"),
+        "{shown}"
+    );
+    assert!(matches!(
+        sup.child_spec("nope").wait(),
+        Err(SupervisorError::ChildNotFound { .. })
+    ));
+    // The spec read back starts the child the same way: here, and in another supervisor.
+    sup.terminate_child("a").wait().unwrap();
+    sup.delete_child("a").wait().unwrap();
+    sup.start_child(a.clone()).wait().unwrap();
+    let other = Supervisor::start(SupervisorSpec::new(Strategy::OneForOne).name("other")).unwrap();
+    other.start_child(a).wait().unwrap();
+    assert_eq!(lines_with(&log, "start "), ["a", "a", "a"]);
+    other.stop();
+    sup.stop();
+
+    // A dynamic child's spec is its supervisor's template.
+    let jobs = Supervisor::start(jobs(Restart::Temporary)).unwrap();
+    let (id, _) = jobs
+        .start_child_with((log.clone(), "j".to_string(), script(&["serve"])))
+        .wait()
+        .unwrap();
+    assert_eq!(jobs.child_spec(&id).wait().unwrap().id(), "job");
+    assert_eq!(jobs.child_spec("job").wait().unwrap().id(), "job");
+    assert!(jobs.child_spec("job-9").wait().is_err());
+    jobs.stop();
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::{GENEROUS, TempDir};
 use procvisor::Process;
 use procvisor::supervisor::{
-    ChildExit, ChildSpec, Event, EventBus, Exit, Intensity, Strategy, Supervisor, SupervisorError,
-    SupervisorRef, SupervisorSpec,
+    ChildExit, ChildSpec, ChildStatus, Event, EventBus, Exit, Intensity, Restart, Strategy,
+    Supervisor, SupervisorError, SupervisorRef, SupervisorSpec,
 };
 use supervisor_common::{child, lines, tags};
 
@@ -250,6 +250,68 @@ fn a_nested_supervisor_that_fails_to_start_fails_its_parents_start() {
             "start y",
             "stop x",
             "stop w"
+        ]
+    );
+}
+
+#[test]
+fn a_child_may_decline_its_start_and_is_kept_stopped() {
+    let dir = TempDir::new("ignore");
+    let log = dir.file("log");
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .name("top")
+        .intensity(Intensity::new(10, Duration::from_secs(60)))
+        .child(child(&log, "a", &["serve"]))
+        .child(child(&log, "b", &["decline"]))
+        .child(child(&log, "temp", &["decline"]).restart(Restart::Temporary))
+        .child(child(&log, "c", &["serve", "decline"]));
+    let (sup, events) = Supervisor::start_with_events(spec).unwrap();
+    // OTP's `ignore`: b is kept, not running; a temporary child that declines is not kept.
+    assert_eq!(
+        tags(&events.drain()),
+        [
+            "started top:a",
+            "ignored top:b",
+            "ignored top:temp",
+            "started top:c",
+        ]
+    );
+    let status = || -> Vec<(String, ChildStatus)> {
+        sup.which_children()
+            .wait()
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.id, c.status))
+            .collect()
+    };
+    let running = |id: &str| (id.to_string(), ChildStatus::Running);
+    let stopped = |id: &str| (id.to_string(), ChildStatus::Stopped);
+    assert_eq!(status(), [running("a"), stopped("b"), running("c")]);
+    assert_eq!(sup.count_children().wait().unwrap().active, 2);
+    // restart_child of a child that declines again: answered (no pid), still stopped.
+    assert_eq!(sup.restart_child("b").wait(), Ok(None));
+    // A restart that declines is over: c is stopped, with no retry pending.
+    sup.kill_child("c").wait().unwrap();
+    let seen = events
+        .wait_for(
+            |e| matches!(e, Event::ChildIgnored { id, .. } if id == "c"),
+            GENEROUS,
+        )
+        .unwrap();
+    assert_eq!(seen.tag(), "ignored top:c");
+    assert_eq!(status(), [running("a"), stopped("b"), stopped("c")]);
+    assert!(sup.is_alive());
+    sup.stop();
+    assert_eq!(
+        lines(&log),
+        [
+            "start a",
+            "start b",
+            "start temp",
+            "start c",
+            "start b",
+            "start c",
+            "stop a"
         ]
     );
 }

@@ -21,9 +21,12 @@
 //!   [`RunningChild::wait_exit`] (for a process: its pidfd becoming readable — no polling). The
 //!   generation tells a stale exit (of an incarnation the supervisor already replaced or
 //!   stopped) from a live one.
-//! * `RetryRestart { id }`: a restart whose start failed is retried by a message to itself
-//!   (OTP's `try_again_restart`), never by a loop inside the handler, so requests queued
-//!   meanwhile are served between attempts; each attempt counts toward the intensity.
+//! * `RetryRestart { id, token }`: a restart whose start failed is retried by a message to
+//!   itself (OTP's `try_again_restart`), never by a loop inside the handler, so requests
+//!   queued meanwhile are served between attempts; each attempt counts toward the intensity.
+//!   A child with a [`RestartDelay`] has that message sent by a timer instead, after the
+//!   delay (of its restart after an exit, too). The token makes a retry overtaken by events
+//!   (the child was terminated meanwhile) a no-op.
 //!
 //! Starting and stopping children are awaited inside the handler (as OTP's supervisor does
 //! them synchronously): a start takes about one process start, a stop at most its shutdown
@@ -51,8 +54,13 @@ mod error;
 mod event;
 mod exit;
 mod handle;
+mod info;
 mod intensity;
 mod nested;
+mod protocol;
+mod remote;
+mod request;
+mod requests;
 mod spec;
 mod strategy;
 
@@ -63,15 +71,20 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::Notify;
 
-pub use child::{BoxFuture, ExtraArgs, RunningChild, StartChild, StartContext};
-pub use error::SupervisorError;
+pub use child::{ExtraArgs, RunningChild, StartChild, StartContext};
+pub use error::{SignificantProblem, SupervisorError};
 pub use event::{Event, EventBus, EventStream, MAX_QUEUED, WaitError};
 pub use exit::{ChildExit, Exit};
-pub use handle::{ChildCounts, ChildInfo, ChildStatus, Request, SupervisorRef};
+pub use handle::SupervisorRef;
+pub use info::{ChildCounts, ChildInfo, ChildStatus};
+pub use protocol::{DecodeSpec, WireSpec, set_spec_decoder};
+pub use remote::{RemoteServer, RemoteTree, SendRequest, ServerFrame, WriteFrame};
+pub use request::{BoxFuture, Request};
 pub use spec::{
-    ChildSpec, ChildType, DEFAULT_WORKER_SHUTDOWN, ExtraType, Intensity, Shutdown, SupervisorSpec,
+    AutoShutdown, ChildSpec, ChildType, DEFAULT_WORKER_SHUTDOWN, EncodeStart, ExtraType, Intensity,
+    PortableStart, Shutdown, SupervisorSpec,
 };
-pub use strategy::{Restart, Strategy};
+pub use strategy::{Restart, RestartDelay, Strategy};
 
 use crate::reply::Reply;
 use crate::sync_util::lock;
@@ -88,9 +101,12 @@ pub(crate) enum SupMsg {
         generation: u64,
         exit: Exit,
     },
-    /// Internal: try again the restart of `id` whose start failed.
+    /// Internal: try again the restart of `id` whose start failed, or whose restart delay is
+    /// over. `token` tells a retry still wanted from one overtaken (the child was terminated,
+    /// or restarted and failed again, meanwhile).
     RetryRestart {
         id: String,
+        token: u64,
     },
     StartChild(ChildSpec, Reply<Result<Option<i32>, SupervisorError>>),
     StartDynamic(
@@ -102,17 +118,22 @@ pub(crate) enum SupMsg {
     RestartChild(String, Reply<Result<Option<i32>, SupervisorError>>),
     DeleteChild(String, Reply<Result<(), SupervisorError>>),
     KillChild(String, Reply<Result<(), SupervisorError>>),
+    ChildSpec(String, Reply<Result<ChildSpec, SupervisorError>>),
+    Subtree(String, Reply<Result<SupervisorRef, SupervisorError>>),
     WhichChildren(Reply<Result<Vec<ChildInfo>, SupervisorError>>),
     CountChildren(Reply<Result<ChildCounts, SupervisorError>>),
     /// Stop every child (reverse order) and exit normally.
     Stop(Option<Reply<Result<(), SupervisorError>>>),
 }
 
-/// What a supervisor's handles share with it: its identity, its bus and how it ended.
+/// What a supervisor's handles share with it: its identity, its bus and how it ended. (For a
+/// supervisor in another process: what its handles know of it, kept by its `RemoteTree`.)
 pub(crate) struct Shared {
     pub(crate) path: String,
     pub(crate) strategy: Strategy,
     pub(crate) bus: Arc<EventBus>,
+    /// Which incarnation: its process's pid and a number unique in that process.
+    pub(crate) instance: u64,
     /// How many events the bus had published when the start was over.
     pub(crate) events_of_start: AtomicU64,
     exit: Mutex<Option<Exit>>,
@@ -122,10 +143,26 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn new(path: String, strategy: Strategy, bus: Arc<EventBus>) -> Shared {
+        // The pid in the high half: a handle in one process can name supervisors of several
+        // (a subtree's process, and the processes below it) without two sharing a number.
+        static INSTANCES: AtomicU64 = AtomicU64::new(1);
+        let count = INSTANCES.fetch_add(1, Ordering::Relaxed) & u64::from(u32::MAX);
+        let instance = (u64::from(std::process::id()) << 32) | count;
+        Shared::remote(path, strategy, bus, instance)
+    }
+
+    /// The shared state of incarnation `instance`, numbered by the process it runs in.
+    pub(crate) fn remote(
+        path: String,
+        strategy: Strategy,
+        bus: Arc<EventBus>,
+        instance: u64,
+    ) -> Shared {
         Shared {
             path,
             strategy,
             bus,
+            instance,
             events_of_start: AtomicU64::new(0),
             exit: Mutex::new(None),
             exited: Condvar::new(),
@@ -133,7 +170,7 @@ impl Shared {
         }
     }
 
-    fn publish_exit(&self, exit: Exit) {
+    pub(crate) fn publish_exit(&self, exit: Exit) {
         let mut slot = lock(&self.exit);
         if slot.is_none() {
             *slot = Some(exit);
@@ -173,7 +210,7 @@ pub(crate) async fn spawn_supervisor(
     bus: Arc<EventBus>,
 ) -> Result<SupervisorRef, SupervisorError> {
     spec.validate_as(&path)?;
-    let (strategy, intensity, children) = spec.into_parts();
+    let (strategy, intensity, auto_shutdown, children) = spec.into_parts();
     let shared = Arc::new(Shared::new(path, strategy, bus));
     let not_running = || SupervisorError::NotRunning {
         supervisor: shared.path.clone(),
@@ -181,6 +218,7 @@ pub(crate) async fn spawn_supervisor(
     let args = Args {
         shared: shared.clone(),
         intensity,
+        auto_shutdown,
         children,
     };
     let (actor, _) = Actor::spawn(None, SupervisorActor, args)
@@ -201,7 +239,16 @@ struct SupervisorActor;
 struct Args {
     shared: Arc<Shared>,
     intensity: Intensity,
+    auto_shutdown: AutoShutdown,
     children: Vec<ChildSpec>,
+}
+
+/// What a start did.
+enum Started {
+    /// The child runs (with this pid, if it is a process).
+    Running(Option<i32>),
+    /// The child declined (OTP's `ignore`): it does not run.
+    Ignored,
 }
 
 /// One child: its spec and, if running, its current incarnation.
@@ -215,6 +262,10 @@ struct Slot {
     /// Which incarnation is current: exits of older ones are stale.
     generation: u64,
     restarts: u32,
+    /// Restart attempts in a row that failed to start it (reset by a start): picks the delay.
+    failed_starts: u32,
+    /// The token of the retry it waits for (see `SupMsg::RetryRestart`).
+    retry: u64,
 }
 
 enum SlotState {
@@ -222,7 +273,8 @@ enum SlotState {
         child: Box<dyn RunningChild>,
         pid: Option<i32>,
     },
-    /// A restart failed and is to be retried (`RetryRestart` is on its way).
+    /// A restart is pending (`RetryRestart` is on its way): one that failed to start it, or
+    /// one that waits for its restart delay.
     Restarting,
     Stopped,
 }
@@ -237,6 +289,8 @@ impl Slot {
             state: SlotState::Stopped,
             generation: 0,
             restarts: 0,
+            failed_starts: 0,
+            retry: 0,
         }
     }
 
@@ -260,6 +314,7 @@ impl Slot {
 struct SupState {
     shared: Arc<Shared>,
     intensity: Intensity,
+    auto_shutdown: AutoShutdown,
     window: RestartWindow,
     children: Vec<Slot>,
     /// The template of a `SimpleOneForOne` supervisor.
@@ -285,6 +340,7 @@ impl Actor for SupervisorActor {
         Ok(SupState {
             window: RestartWindow::new(args.intensity),
             intensity: args.intensity,
+            auto_shutdown: args.auto_shutdown,
             shared: args.shared,
             children: Vec::new(),
             template: None,
@@ -322,7 +378,7 @@ impl Actor for SupervisorActor {
                 generation,
                 exit,
             } => state.child_exited(me, &id, generation, exit).await,
-            SupMsg::RetryRestart { id } => state.retry_restart(me, &id).await,
+            SupMsg::RetryRestart { id, token } => state.retry_restart(me, &id, token).await,
             SupMsg::StartChild(spec, reply) => reply.send(state.start_child(me, spec).await),
             SupMsg::StartDynamic(extra, ty, reply) => {
                 reply.send(state.start_dynamic(me, extra, ty).await)
@@ -331,6 +387,8 @@ impl Actor for SupervisorActor {
             SupMsg::RestartChild(id, reply) => reply.send(state.restart_child(me, &id).await),
             SupMsg::DeleteChild(id, reply) => reply.send(state.delete_child(&id)),
             SupMsg::KillChild(id, reply) => reply.send(state.kill_child(&id)),
+            SupMsg::ChildSpec(id, reply) => reply.send(state.child_spec(&id)),
+            SupMsg::Subtree(id, reply) => reply.send(state.subtree(&id)),
             SupMsg::WhichChildren(reply) => reply.send(Ok(state.which_children())),
             SupMsg::CountChildren(reply) => reply.send(Ok(state.count_children())),
             SupMsg::Stop(reply) => {
@@ -414,11 +472,26 @@ impl SupState {
     }
 
     fn find(&self, id: &str) -> Result<usize, SupervisorError> {
-        self.position(id)
-            .ok_or_else(|| SupervisorError::ChildNotFound {
-                supervisor: self.path(),
-                id: id.into(),
-            })
+        self.position(id).ok_or_else(|| self.not_found(id))
+    }
+
+    fn not_found(&self, id: &str) -> SupervisorError {
+        SupervisorError::ChildNotFound {
+            supervisor: self.path(),
+            id: id.into(),
+        }
+    }
+
+    /// Whether `id` is one this `SimpleOneForOne` supervisor gave a dynamic child
+    /// (`template-N`, `1 ≤ N ≤` the last one given), running or not.
+    fn was_dynamic(&self, id: &str) -> bool {
+        let Some(template) = &self.template else {
+            return false;
+        };
+        id.strip_prefix(template.id())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|n| n.parse::<u64>().ok().filter(|k| k.to_string() == n))
+            .is_some_and(|n| (1..=self.next_dynamic).contains(&n))
     }
 
     /// The supervisor exits: publish how, end the event streams, stop the actor.
@@ -433,12 +506,13 @@ impl SupState {
         myself.stop(None);
     }
 
-    /// Starts a new incarnation of child `idx` and watches it. Does not emit.
+    /// Starts a new incarnation of child `idx` and watches it, unless it declines (it then
+    /// stays as it was: not running). Does not emit.
     async fn start_slot(
         &mut self,
         myself: &ActorRef<SupMsg>,
         idx: usize,
-    ) -> Result<Option<i32>, String> {
+    ) -> Result<Started, String> {
         let slot = &self.children[idx];
         let ctx = StartContext {
             id: slot.id.clone(),
@@ -446,7 +520,9 @@ impl SupState {
             events: self.shared.bus.clone(),
             extra: slot.extra.clone(),
         };
-        let child = slot.spec.starter().start(ctx).await?;
+        let Some(child) = slot.spec.starter().start_or_ignore(ctx).await? else {
+            return Ok(Started::Ignored);
+        };
         let pid = child.pid();
         self.next_generation += 1;
         let generation = self.next_generation;
@@ -463,8 +539,9 @@ impl SupState {
         });
         let slot = &mut self.children[idx];
         slot.generation = generation;
+        slot.failed_starts = 0;
         slot.state = SlotState::Running { child, pid };
-        Ok(pid)
+        Ok(Started::Running(pid))
     }
 
     /// Stops child `idx` if it runs (as its shutdown says) and reports its exit.
@@ -536,9 +613,10 @@ impl SupState {
             .into_iter()
             .map(|spec| Slot::new(spec.clone(), spec.id().into(), None, false))
             .collect();
-        for idx in 0..self.children.len() {
+        let mut idx = 0;
+        while idx < self.children.len() {
             match self.start_slot(myself, idx).await {
-                Ok(pid) => self.announce_start(
+                Ok(Started::Running(pid)) => self.announce_start(
                     idx,
                     Event::ChildStarted {
                         supervisor: self.path(),
@@ -546,6 +624,11 @@ impl SupState {
                         pid,
                     },
                 ),
+                Ok(Started::Ignored) => {
+                    if self.ignored(idx) {
+                        continue; // forgotten: the next child is at `idx` now
+                    }
+                }
                 Err(reason) => {
                     let id = self.children[idx].id.clone();
                     self.emit(Event::ChildStartFailed {
@@ -566,8 +649,24 @@ impl SupState {
                     });
                 }
             }
+            idx += 1;
         }
         Ok(())
+    }
+
+    /// Child `idx` declined to start: publish it, and forget it if it is temporary or dynamic
+    /// (OTP keeps an ignored child's spec, except a temporary one's). True if forgotten.
+    fn ignored(&mut self, idx: usize) -> bool {
+        let slot = &self.children[idx];
+        self.emit(Event::ChildIgnored {
+            supervisor: self.path(),
+            id: slot.id.clone(),
+        });
+        let forget = slot.dynamic || slot.spec.restart_type() == Restart::Temporary;
+        if forget {
+            self.children.remove(idx);
+        }
+        forget
     }
 
     async fn child_exited(
@@ -596,6 +695,7 @@ impl SupState {
         };
         let restart = should_restart(slot.spec.restart_type(), &exit);
         let forget = !restart && (slot.spec.restart_type() == Restart::Temporary || slot.dynamic);
+        let ended_for_good = !restart && slot.spec.is_significant();
         self.emit(Event::ChildExited {
             supervisor: self.path(),
             id: id.into(),
@@ -604,9 +704,60 @@ impl SupState {
         });
         if forget {
             self.children.remove(idx);
-        } else if restart {
-            self.restart(myself, idx).await;
         }
+        if ended_for_good && self.auto_shutdown_due() {
+            self.emit(Event::AutoShutdown {
+                supervisor: self.path(),
+                id: id.into(),
+            });
+            self.stop_all().await;
+            self.finish(myself, Exit::Code(0));
+        } else if restart {
+            match self.children[idx].spec.delay_before_restart() {
+                None => self.restart(myself, idx).await,
+                Some(delay) => self.retry_later(myself, idx, Some(delay.delay(0))),
+            }
+        }
+    }
+
+    /// A significant child has just ended on its own, for good: whether that ends the
+    /// supervisor (OTP's `auto_shutdown`).
+    fn auto_shutdown_due(&self) -> bool {
+        match self.auto_shutdown {
+            AutoShutdown::Never => false,
+            AutoShutdown::AnySignificant => true,
+            AutoShutdown::AllSignificant => !self
+                .children
+                .iter()
+                .any(|s| s.spec.is_significant() && !matches!(s.state, SlotState::Stopped)),
+        }
+    }
+
+    /// Marks child `idx` `Restarting` and has its restart tried again — at once (a message to
+    /// ourselves, OTP's `try_again_restart`: requests queued meanwhile are served first), or
+    /// `after` its delay (a timer sends that message).
+    fn retry_later(&mut self, myself: &ActorRef<SupMsg>, idx: usize, after: Option<Duration>) {
+        let slot = &mut self.children[idx];
+        slot.state = SlotState::Restarting;
+        slot.retry += 1;
+        let retry = SupMsg::RetryRestart {
+            id: slot.id.clone(),
+            token: slot.retry,
+        };
+        let Some(delay) = after else {
+            let _ = myself.cast(retry);
+            return;
+        };
+        self.emit(Event::RestartDelayed {
+            supervisor: self.path(),
+            id: self.children[idx].id.clone(),
+            delay,
+        });
+        let me = myself.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = me.cast(retry);
+        });
     }
 
     /// Restarts child `idx` and the siblings its strategy names; gives up past the intensity.
@@ -627,12 +778,16 @@ impl SupState {
         self.children.retain(|s| {
             s.id == failed || s.spec.restart_type() != Restart::Temporary || !set.contains(&s.id)
         });
-        for (k, id) in set.iter().enumerate() {
+        for id in &set {
             let Some(j) = self.position(id) else {
                 continue;
             };
             match self.start_slot(myself, j).await {
-                Ok(pid) => {
+                Ok(Started::Ignored) => {
+                    // Not running, and not to be retried: as OTP, an ignored restart is done.
+                    self.ignored(j);
+                }
+                Ok(Started::Running(pid)) => {
                     let slot = &mut self.children[j];
                     slot.restarts += 1;
                     let restarts = slot.restarts;
@@ -653,22 +808,24 @@ impl SupState {
                         reason,
                         retrying: true,
                     });
-                    for rest in &set[k..] {
-                        if let Some(j) = self.position(rest) {
-                            self.children[j].state = SlotState::Restarting;
-                        }
-                    }
-                    // OTP's try_again_restart: other requests are served before the retry.
-                    let _ = myself.cast(SupMsg::RetryRestart { id: id.clone() });
+                    // Only the child that failed is restarting (OTP's `restarting(Pid)`): the
+                    // children of the set after it, stopped above, are simply not running;
+                    // the retry restarts the failed child's set again, them included.
+                    let slot = &mut self.children[j];
+                    slot.failed_starts = slot.failed_starts.saturating_add(1);
+                    let after = (slot.spec.delay_before_restart())
+                        .map(|delay| delay.delay(slot.failed_starts));
+                    self.retry_later(myself, j, after);
                     return;
                 }
             }
         }
     }
 
-    async fn retry_restart(&mut self, myself: &ActorRef<SupMsg>, id: &str) {
+    async fn retry_restart(&mut self, myself: &ActorRef<SupMsg>, id: &str, token: u64) {
         if let Some(idx) = self.position(id) {
-            if matches!(self.children[idx].state, SlotState::Restarting) {
+            let slot = &self.children[idx];
+            if matches!(slot.state, SlotState::Restarting) && slot.retry == token {
                 self.restart(myself, idx).await;
             }
         }
@@ -702,7 +859,7 @@ impl SupState {
     ) -> Result<Option<i32>, SupervisorError> {
         let id = self.children[idx].id.clone();
         match self.start_slot(myself, idx).await {
-            Ok(pid) => {
+            Ok(Started::Running(pid)) => {
                 self.announce_start(
                     idx,
                     Event::ChildStarted {
@@ -712,6 +869,10 @@ impl SupState {
                     },
                 );
                 Ok(pid)
+            }
+            Ok(Started::Ignored) => {
+                self.ignored(idx);
+                Ok(None)
             }
             Err(reason) => {
                 self.children.remove(idx);
@@ -741,7 +902,7 @@ impl SupState {
                 operation: "start_child with a child spec (use start_child_with)",
             });
         }
-        spec::validate_child(&spec)?;
+        spec::validate_child(&spec, &self.shared.path, self.auto_shutdown)?;
         if let Some(idx) = self.position(spec.id()) {
             let slot = &self.children[idx];
             return Err(match slot.state {
@@ -791,7 +952,15 @@ impl SupState {
     }
 
     async fn terminate_child(&mut self, id: &str) -> Result<(), SupervisorError> {
-        let idx = self.find(id)?;
+        let Some(idx) = self.position(id) else {
+            // A dynamic child that has exited is forgotten; terminating it again is not an
+            // error (OTP: terminating a dead dynamic child is `ok`), so cleanups need not race
+            // with children that end on their own.
+            if self.was_dynamic(id) {
+                return Ok(());
+            }
+            return Err(self.not_found(id));
+        };
         self.shutdown_slot(idx).await;
         let slot = &mut self.children[idx];
         slot.state = SlotState::Stopped;
@@ -835,7 +1004,11 @@ impl SupState {
         let idx = self.find(id)?;
         self.refuse_if_not_stopped(idx)?;
         match self.start_slot(myself, idx).await {
-            Ok(pid) => {
+            Ok(Started::Ignored) => {
+                self.ignored(idx);
+                Ok(None)
+            }
+            Ok(Started::Running(pid)) => {
                 self.announce_start(
                     idx,
                     Event::ChildStarted {
@@ -884,6 +1057,34 @@ impl SupState {
         }
     }
 
+    /// A handle on child `id`, a running supervisor.
+    fn subtree(&self, id: &str) -> Result<SupervisorRef, SupervisorError> {
+        let slot = &self.children[self.find(id)?];
+        let SlotState::Running { child, .. } = &slot.state else {
+            return Err(SupervisorError::ChildNotRunning {
+                supervisor: self.path(),
+                id: id.into(),
+            });
+        };
+        child
+            .supervisor()
+            .ok_or_else(|| SupervisorError::NotASupervisor {
+                supervisor: self.path(),
+                id: id.into(),
+            })
+    }
+
+    /// The spec of child `id` (OTP's `get_childspec`); a dynamic child's is its template.
+    fn child_spec(&self, id: &str) -> Result<ChildSpec, SupervisorError> {
+        if let Some(template) = &self.template {
+            if template.id() == id || self.position(id).is_some() {
+                return Ok(template.clone());
+            }
+            return Err(self.not_found(id));
+        }
+        Ok(self.children[self.find(id)?].spec.clone())
+    }
+
     fn which_children(&self) -> Vec<ChildInfo> {
         self.children
             .iter()
@@ -898,8 +1099,12 @@ impl SupState {
     }
 
     fn count_children(&self) -> ChildCounts {
+        let specs = match self.template {
+            Some(_) => 1, // OTP: a simple_one_for_one supervisor has one spec, its template
+            None => self.children.len(),
+        };
         let mut counts = ChildCounts {
-            specs: self.children.len(),
+            specs,
             ..ChildCounts::default()
         };
         for slot in &self.children {

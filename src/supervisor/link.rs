@@ -2,9 +2,17 @@
 //! start and handed to the child in its arguments (the fd travels with the bootstrap).
 //!
 //! Child → supervisor, one frame each ([`crate`]'s wire format: 4-byte length + bincode):
-//! `Ready` (a worker called [`notify_ready`](super::notify_ready), or a nested supervisor has
-//! started its children), `StartFailed(reason)`, and `Event(e)` (a nested supervisor's events).
-//! The supervisor only reads; EOF means the child has exited.
+//! `Ready` (a worker called [`notify_ready`](super::notify_ready)), `Ignore` (a worker called
+//! [`decline_start`](super::decline_start)), and from a supervisor in its own process:
+//! `Event(e)` (its subtree's events), `StartFailed(reason)` or `Started { strategy, instance }`
+//! (it has started its children; what a handle on it needs), then `Answer { id, answer }` (to
+//! a request of its parent) and `Exited { instance, exit }` (a supervisor of its subtree that
+//! the parent holds a handle on has exited). EOF means the child has exited.
+//!
+//! Supervisor → a supervisor in its own process: `Request { id, request }`, the requests of
+//! handles on the supervisors of its subtree (see `procvisor_actors::supervisor`'s
+//! `remote.rs` for their order and `protocol.rs` for their contents). A worker's link carries
+//! nothing that way.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -12,13 +20,13 @@ use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 
 use procvisor_actors::fdpass;
-use procvisor_actors::supervisor::Event;
+use procvisor_actors::supervisor::{Event, Exit, Strategy};
 use procvisor_actors::sync_util::lock;
 use procvisor_actors::wire::{self, FrameLimits, WireError};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Largest frame a supervisor accepts from a child.
-const MAX_FRAME: usize = 1 << 20;
+/// Largest frame either end accepts (an answer listing many children can be large).
+pub(crate) const MAX_FRAME: usize = 16 << 20;
 
 /// What a supervised child tells its supervisor.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -26,6 +34,30 @@ pub(crate) enum ChildMsg {
     Ready,
     StartFailed(String),
     Event(Event),
+    /// The child declines its start ([`decline_start`](super::decline_start)).
+    Ignore,
+    /// A supervisor in its own process has started its children.
+    Started {
+        strategy: Strategy,
+        instance: u64,
+    },
+    /// The answer to request `id` (an encoded `Result<RemoteAnswer, SupervisorError>`).
+    Answer {
+        id: u64,
+        answer: Vec<u8>,
+    },
+    /// Incarnation `instance` of a supervisor of the subtree has exited.
+    Exited {
+        instance: u64,
+        exit: Exit,
+    },
+}
+
+/// What a supervisor tells a supervisor in its own process.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum ParentMsg {
+    /// Request `id` (an encoded `RemoteRequest`).
+    Request { id: u64, request: Vec<u8> },
 }
 
 /// The child's end of a supervision link, as a target argument: its fd is exported while the
@@ -65,10 +97,28 @@ pub(crate) fn send(link: &Mutex<UnixStream>, msg: &ChildMsg) -> io::Result<()> {
 
 /// Reads one message (the supervisor's side); `None` at EOF or on any error (the child is gone
 /// or broken: either way nothing more will come).
-pub(crate) async fn recv(link: &mut tokio::net::UnixStream) -> Option<ChildMsg> {
+pub(crate) async fn recv<R: tokio::io::AsyncRead + Unpin>(link: &mut R) -> Option<ChildMsg> {
     let frame = wire::read_frame_async(link, &FrameLimits::new(MAX_FRAME))
         .await
         .ok()?;
+    wire::decode(&frame).ok()
+}
+
+/// Writes one request (the supervisor's side).
+pub(crate) async fn send_request<W: tokio::io::AsyncWrite + Unpin>(
+    link: &mut W,
+    msg: &ParentMsg,
+) -> Result<(), String> {
+    let payload = wire::encode(msg).map_err(|e| e.to_string())?;
+    wire::write_frame_async(link, &payload, &FrameLimits::new(MAX_FRAME))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Reads one request (blocking; the child's side); `None` at EOF or on any error (the parent
+/// is gone or broken).
+pub(crate) fn recv_request(link: &mut UnixStream) -> Option<ParentMsg> {
+    let frame = wire::read_frame_unbuffered(link, &FrameLimits::new(MAX_FRAME)).ok()?;
     wire::decode(&frame).ok()
 }
 
@@ -95,8 +145,17 @@ pub(crate) fn set_ready_link(link: LinkEnd) {
 }
 
 pub(crate) fn notify_ready() {
+    tell_once(&ChildMsg::Ready);
+}
+
+pub(crate) fn notify_ignore() {
+    tell_once(&ChildMsg::Ignore);
+}
+
+/// Sends the one answer a worker gives to its start.
+fn tell_once(msg: &ChildMsg) {
     let link = lock(&READY_LINK).take();
     if let Some(link) = link {
-        let _ = send(&Mutex::new(link), &ChildMsg::Ready);
+        let _ = send(&Mutex::new(link), msg);
     }
 }

@@ -13,15 +13,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use procvisor_actors::supervisor::{
-    BoxFuture, Event, EventBus, Exit, RunningChild, StartChild, StartContext, SupervisorRef,
-    SupervisorSpec,
+    BoxFuture, Event, EventBus, Exit, RemoteServer, RemoteTree, RunningChild, SendRequest,
+    ServerFrame, StartChild, StartContext, SupervisorRef, SupervisorSpec, WriteFrame,
 };
 use procvisor_actors::sync_util::lock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-use super::link::{self, ChildMsg, LinkEnd};
+use super::link::{self, ChildMsg, LinkEnd, ParentMsg};
+use super::portable::{self, Made, MakeInput, Portable};
 use super::worker::{RunningProcess, conjure, start_blocking};
 use crate::process::Process;
 
@@ -73,13 +74,20 @@ where
     serve(link, path, spec)
 }
 
-/// Runs `spec` as the supervisor at `path`, reporting to the parent over `link`. The events of
-/// the start are sent before `Ready` (or `StartFailed`), from this thread; a forwarder thread
-/// sends the later ones (a child may already have exited: those come after `Ready`, so the
-/// parent publishes them after this supervisor's start). One writer at a time, so the parent
-/// sees them in order.
+/// Runs `spec` as the supervisor at `path`, reporting to the parent over `link` and serving
+/// the requests of the parent's handles on its subtree. The events of the start are sent
+/// before `Started` (or `StartFailed`), from this thread; a forwarder thread sends the later
+/// ones (a child may already have exited: those come after `Started`, so the parent publishes
+/// them after this supervisor's start), counting them for the [`RemoteServer`], which writes
+/// each answer after the events published before it. One writer at a time, so the parent sees
+/// every frame whole and in order.
 fn serve(link: LinkEnd, path: String, spec: SupervisorSpec) -> Result<(), String> {
-    let link = Arc::new(Mutex::new(std::os::unix::net::UnixStream::from(link.0)));
+    portable::install();
+    let stream = std::os::unix::net::UnixStream::from(link.0);
+    let requests = stream
+        .try_clone()
+        .map_err(|e| format!("cannot read the supervision link: {e}"))?;
+    let link = Arc::new(Mutex::new(stream));
     let bus = EventBus::new(None);
     let events = bus.subscribe();
     let sup = match SupervisorRef::start_at(spec, path, bus) {
@@ -90,25 +98,68 @@ fn serve(link: LinkEnd, path: String, spec: SupervisorSpec) -> Result<(), String
             return Err(e.to_string());
         }
     };
-    forward(&link, events.drain_first(sup.events_of_start()));
-    let _ = link::send(&link, &ChildMsg::Ready);
-    let forwarder = {
-        let link = link.clone();
-        std::thread::spawn(move || forward(&link, events))
+    let of_start = sup.events_of_start();
+    forward(&link, events.drain_first(of_start));
+    let server = RemoteServer::new(sup.clone(), writer(link.clone()));
+    server.events_written(of_start);
+    let started = ChildMsg::Started {
+        strategy: sup.strategy(),
+        instance: server.instance(),
     };
+    let _ = link::send(&link, &started);
+    let forwarder = {
+        let (link, server) = (link.clone(), server.clone());
+        std::thread::spawn(move || {
+            let mut written = of_start;
+            while let Some(event) = events.recv(None) {
+                if link::send(&link, &ChildMsg::Event(event)).is_err() {
+                    break;
+                }
+                written += 1;
+                server.events_written(written + events.lagged());
+            }
+            server.events_done();
+        })
+    };
+    {
+        let server = server.clone();
+        std::thread::spawn(move || serve_requests(requests, server));
+    }
     {
         let sup = sup.clone();
         std::thread::spawn(move || {
-            crate::process::wait_for_stop(None);
+            crate::wait_for_stop(None);
             sup.stop();
         });
     }
     let exit = sup.wait();
     let _ = forwarder.join();
+    // The answers owed (to a stop request, say) and the exits of the supervisors below, which
+    // the parent's handles on them wait for, before this process exits.
+    server.settle(EVENTS_DRAIN);
     match exit {
         Exit::Code(0) => Ok(()),
         exit => Err(format!("supervisor {} exited: {exit}", sup.path())),
     }
+}
+
+/// Hands the parent's requests to `server` until the link closes (the parent is gone: this
+/// process follows it).
+fn serve_requests(mut link: std::os::unix::net::UnixStream, server: Arc<RemoteServer>) {
+    while let Some(ParentMsg::Request { id, request }) = link::recv_request(&mut link) {
+        server.request(id, &request);
+    }
+}
+
+/// How the [`RemoteServer`] writes its frames.
+fn writer(link: Arc<Mutex<std::os::unix::net::UnixStream>>) -> WriteFrame {
+    Box::new(move |frame| {
+        let msg = match frame {
+            ServerFrame::Answer { id, answer } => ChildMsg::Answer { id, answer },
+            ServerFrame::Exited { instance, exit } => ChildMsg::Exited { instance, exit },
+        };
+        link::send(&link, &msg).map_err(|e| e.to_string())
+    })
 }
 
 /// Sends `events` to the parent until the link breaks.
@@ -134,6 +185,28 @@ where
     })
 }
 
+/// The portable start of `supervisor_process(id, B, args)` (see `portable.rs`).
+pub(crate) fn portable<B, Args>(args: Args) -> Portable
+where
+    B: BuildSpec<Args> + Copy,
+    Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    Portable::with_args(make::<B, Args>, args)
+}
+
+/// Rebuilds the start of `supervisor_process(id, B, args)` in this process.
+fn make<B, Args>(input: MakeInput<'_>) -> Result<Made, String>
+where
+    B: BuildSpec<Args> + Copy,
+    Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let args = portable::decode_args::<Args>(input.args)?;
+    Ok(Made {
+        start: Arc::new(RemoteChild(builder::<B, Args>(input.id.into(), args))),
+        extra: None,
+    })
+}
+
 /// The [`StartChild`] of supervisors in their own process.
 pub(crate) struct RemoteChild(pub(crate) Arc<BuildRemote>);
 
@@ -144,13 +217,14 @@ impl StartChild for RemoteChild {
     ) -> BoxFuture<'static, Result<Box<dyn RunningChild>, String>> {
         let build = self.0.clone();
         Box::pin(async move {
+            portable::install();
             let (ours, theirs) = link::pair()?;
             let path = ctx.child_path();
             let process = {
                 let path = path.clone();
                 start_blocking(move || Ok(build(theirs, path))).await?
             };
-            let mut link = link::into_async(ours)?;
+            let (mut read, write) = link::into_async(ours)?.into_split();
             let final_exit = Arc::new(Mutex::new(None));
             let note = |event: &Event| {
                 if let Event::SupervisorExited { supervisor, exit } = event {
@@ -159,9 +233,9 @@ impl StartChild for RemoteChild {
                     }
                 }
             };
-            loop {
-                match link::recv(&mut link).await {
-                    Some(ChildMsg::Ready) => break,
+            let (strategy, instance) = loop {
+                match link::recv(&mut read).await {
+                    Some(ChildMsg::Started { strategy, instance }) => break (strategy, instance),
                     Some(ChildMsg::Event(event)) => {
                         note(&event);
                         ctx.events.publish(event);
@@ -170,34 +244,59 @@ impl StartChild for RemoteChild {
                         process.wait_exit().await;
                         return Err(reason);
                     }
+                    Some(other) => {
+                        process.kill();
+                        process.wait_exit().await;
+                        return Err(format!(
+                            "its process sent {other:?} before it started, which only a worker may"
+                        ));
+                    }
                     None => {
                         let exit = process.wait_exit().await;
                         return Err(format!("its process exited before it started ({exit})"));
                     }
                 }
-            }
+            };
+            let (requests, to_send) = mpsc::unbounded_channel();
+            let bus = EventBus::new(Some(ctx.events.clone()));
+            let tree = RemoteTree::new(path.clone(), strategy, instance, bus, sender(requests));
+            tokio::spawn(send_requests(write, to_send));
             let (done, events_done) = watch::channel(false);
             let (release, mut released) = watch::channel(false);
-            let bus = ctx.events.clone();
+            let exited = process.wait_exit();
             let last = final_exit.clone();
+            let reader_tree = tree.clone();
             tokio::spawn(async move {
+                let tree = reader_tree;
                 // Not before our supervisor has published this child's start (`started`), or
                 // a subtree's events could come before it. (Dropped unreleased: go on.)
                 let _ = released.wait_for(|go| *go).await;
-                while let Some(msg) = link::recv(&mut link).await {
-                    if let ChildMsg::Event(event) = msg {
-                        if let Event::SupervisorExited { supervisor, exit } = &event {
-                            if *supervisor == path {
-                                *lock(&last) = Some(exit.clone());
+                while let Some(msg) = link::recv(&mut read).await {
+                    match msg {
+                        ChildMsg::Event(event) => {
+                            if let Event::SupervisorExited { supervisor, exit } = &event {
+                                if *supervisor == path {
+                                    *lock(&last) = Some(exit.clone());
+                                }
                             }
+                            tree.event(event);
                         }
-                        bus.publish(event);
+                        ChildMsg::Answer { id, answer } => tree.answer(id, answer),
+                        ChildMsg::Exited { instance, exit } => tree.exited(instance, exit),
+                        other => tracing::warn!(
+                            target: "procvisor",
+                            "supervisor {path}: unexpected {other:?} on its supervision link"
+                        ),
                     }
                 }
+                tree.closed(None);
+                let exit = final_exit_of(exited.await, &last);
+                tree.root_exited(exit);
                 let _ = done.send(true);
             });
             Ok(Box::new(RunningRemote {
                 process,
+                tree,
                 events_done,
                 final_exit,
                 release,
@@ -206,13 +305,54 @@ impl StartChild for RemoteChild {
     }
 }
 
+/// Sends the requests of the handles on a subtree to its process (never blocks: they queue).
+fn sender(requests: mpsc::UnboundedSender<(u64, Vec<u8>)>) -> SendRequest {
+    Box::new(move |id, request| {
+        if request.len() > link::MAX_FRAME - 64 {
+            return Err(format!(
+                "a request of {} bytes is over the supervision link's limit of {} bytes",
+                request.len(),
+                link::MAX_FRAME
+            ));
+        }
+        requests
+            .send((id, request))
+            .map_err(|_| "the supervision link is closed".to_string())
+    })
+}
+
+/// Writes queued requests to the subtree's process until the link or the queue closes (a
+/// request lost on a broken link is answered when the reader sees the link close).
+async fn send_requests(
+    mut link: tokio::net::unix::OwnedWriteHalf,
+    mut requests: mpsc::UnboundedReceiver<(u64, Vec<u8>)>,
+) {
+    while let Some((id, request)) = requests.recv().await {
+        let msg = ParentMsg::Request { id, request };
+        if link::send_request(&mut link, &msg).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// A nested supervisor process's exit: a supervisor that gave up reports its reason
+/// (`Failed`, its last event said) rather than its exit code.
+fn final_exit_of(exit: Exit, said: &Mutex<Option<Exit>>) -> Exit {
+    match (exit, lock(said).clone()) {
+        (Exit::Code(code), Some(Exit::Failed(reason))) if code != 0 => Exit::Failed(reason),
+        (exit, _) => exit,
+    }
+}
+
 /// A nested supervisor's running process.
 struct RunningRemote {
     process: RunningProcess,
+    /// The handles on its supervisors.
+    tree: Arc<RemoteTree>,
     events_done: watch::Receiver<bool>,
     /// How the nested supervisor said it ended (its last event).
     final_exit: Arc<Mutex<Option<Exit>>>,
-    /// Lets the forwarder publish the subtree's events (see `started`).
+    /// Lets the reader publish the subtree's events (see `started`).
     release: watch::Sender<bool>,
 }
 
@@ -221,8 +361,8 @@ impl RunningChild for RunningRemote {
         self.process.pid()
     }
 
-    /// The process's exit, once the subtree's last events have been republished; a supervisor
-    /// that gave up reports its reason (`Failed`) rather than its exit code.
+    /// The process's exit, once the subtree's last events have been republished (and its
+    /// handles have learned it).
     fn wait_exit(&self) -> BoxFuture<'static, Exit> {
         let exited = self.process.wait_exit();
         let mut events_done = self.events_done.clone();
@@ -230,11 +370,7 @@ impl RunningChild for RunningRemote {
         Box::pin(async move {
             let exit = exited.await;
             let _ = tokio::time::timeout(EVENTS_DRAIN, events_done.wait_for(|done| *done)).await;
-            let said = lock(&final_exit).clone();
-            match (exit, said) {
-                (Exit::Code(code), Some(Exit::Failed(reason))) if code != 0 => Exit::Failed(reason),
-                (exit, _) => exit,
-            }
+            final_exit_of(exit, &final_exit)
         })
     }
 
@@ -252,5 +388,9 @@ impl RunningChild for RunningRemote {
 
     fn started(&self) {
         self.release.send_replace(true);
+    }
+
+    fn supervisor(&self) -> Option<SupervisorRef> {
+        Some(self.tree.root())
     }
 }

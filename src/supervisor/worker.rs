@@ -186,6 +186,18 @@ impl StartChild for ProcessChild {
         &self,
         ctx: StartContext,
     ) -> BoxFuture<'static, Result<Box<dyn RunningChild>, String>> {
+        let started = self.start_or_ignore(ctx);
+        Box::pin(async move {
+            started
+                .await?
+                .ok_or_else(|| "it declined to start (ignore)".to_string())
+        })
+    }
+
+    fn start_or_ignore(
+        &self,
+        ctx: StartContext,
+    ) -> BoxFuture<'static, Result<Option<Box<dyn RunningChild>>, String>> {
         let build = self.build.clone();
         let ready = self.ready;
         Box::pin(async move {
@@ -199,9 +211,11 @@ impl StartChild for ProcessChild {
             let child =
                 start_blocking(move || build.build(&ctx.id, ctx.extra.as_ref(), theirs)).await?;
             if let (Some(ours), Some(timeout)) = (ours, ready) {
-                child.await_ready(ours, timeout).await?;
+                if child.await_ready(ours, timeout).await? == Readiness::Declined {
+                    return Ok(None);
+                }
             }
-            Ok(Box::new(child) as Box<dyn RunningChild>)
+            Ok(Some(Box::new(child) as Box<dyn RunningChild>))
         })
     }
 }
@@ -219,6 +233,14 @@ pub(crate) async fn start_blocking(
     .map_err(|e| format!("the thread starting the process failed: {e}"))?
 }
 
+/// How a worker answered its start.
+#[derive(Debug, PartialEq, Eq)]
+enum Readiness {
+    Ready,
+    /// It declined ([`decline_start`](super::decline_start)) and has exited.
+    Declined,
+}
+
 /// One started worker process. Dropping it kills the process if it still runs.
 pub(crate) struct RunningProcess {
     record: Arc<ChildRecord>,
@@ -231,16 +253,20 @@ impl RunningProcess {
         }
     }
 
-    /// Waits for the child's `Ready` on the link; a child that exits (or stays silent) first
-    /// failed to start.
+    /// Waits for the child's `Ready` (or `Ignore`, once it has exited) on the link; a child
+    /// that exits (or stays silent) first failed to start.
     async fn await_ready(
         &self,
         link: std::os::unix::net::UnixStream,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<Readiness, String> {
         let mut link = link::into_async(link)?;
         match tokio::time::timeout(timeout, link::recv(&mut link)).await {
-            Ok(Some(ChildMsg::Ready)) => Ok(()),
+            Ok(Some(ChildMsg::Ready)) => Ok(Readiness::Ready),
+            Ok(Some(ChildMsg::Ignore)) => {
+                self.wait_exit().await;
+                Ok(Readiness::Declined)
+            }
             Ok(Some(other)) => Err(format!("unexpected message before ready: {other:?}")),
             Ok(None) => {
                 let exit = self.wait_exit().await;

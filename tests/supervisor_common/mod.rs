@@ -49,7 +49,10 @@ pub fn lines_with(log: &str, prefix: &str) -> Vec<String> {
 /// * `serve` — wait for the stop request, log `stop <id>`, exit 0;
 /// * `ignore-stop` — log `stop <id>` on the stop request but keep running (SIGTERM ends it);
 /// * `ignore-term` — the same, with SIGTERM ignored too (only SIGKILL ends it);
-/// * `unready:N` — exit with code N *before* reporting ready (a failed start).
+/// * `unready:N` — exit with code N *before* reporting ready (a failed start);
+/// * `decline` — decline the start (`decline_start`, OTP's `ignore`) instead of reporting ready;
+/// * `gate:PATH` — while no file exists at PATH, the same as `unready:2`; once it does, `serve`
+///   (a dependency that is down, then back).
 pub fn actor(log: String, id: String, script: Vec<String>) {
     append(&log, &format!("start {id}"));
     let starts = lines(&log)
@@ -63,6 +66,14 @@ pub fn actor(log: String, id: String, script: Vec<String>) {
         .unwrap_or_else(|| "serve".into());
     if let Some(code) = action.strip_prefix("unready:") {
         std::process::exit(code.parse().unwrap());
+    }
+    let action = match action.strip_prefix("gate:") {
+        Some(gate) if !std::path::Path::new(gate).exists() => std::process::exit(2),
+        Some(_) => "serve".to_string(),
+        None => action,
+    };
+    if action == "decline" {
+        procvisor::supervisor::decline_start();
     }
     if action == "ignore-term" {
         // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.

@@ -15,15 +15,12 @@
 
 use std::any::Any;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use super::event::EventBus;
 use super::exit::Exit;
-
-/// A boxed, sendable future (what the child traits return).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use super::handle::SupervisorRef;
+use super::request::BoxFuture;
 
 /// The extra arguments a `SimpleOneForOne` child was started with: kept by the supervisor and
 /// handed to every restart of that child.
@@ -69,6 +66,24 @@ pub trait StartChild: Send + Sync + 'static {
     /// Starts one incarnation.
     fn start(&self, ctx: StartContext)
     -> BoxFuture<'static, Result<Box<dyn RunningChild>, String>>;
+
+    /// Starts one incarnation, or declines to: `Ok(None)` is OTP's `ignore` (a start function
+    /// returning `ignore` instead of a pid). The supervisor calls this one; the default is
+    /// [`start`](StartChild::start), which never declines. A child that may decline overrides
+    /// it (and makes `start` treat a decline as a failure).
+    ///
+    /// A declined child does not run and is not an error: at the supervisor's start, by
+    /// `start_child` or `restart_child`, and in a restart, it is kept as a stopped child (a
+    /// temporary one, or a dynamic one, is not kept), and the supervisor publishes
+    /// [`Event::ChildIgnored`](super::Event::ChildIgnored).
+    #[doc(alias = "ignore")]
+    fn start_or_ignore(
+        &self,
+        ctx: StartContext,
+    ) -> BoxFuture<'static, Result<Option<Box<dyn RunningChild>>, String>> {
+        let started = self.start(ctx);
+        Box::pin(async move { started.await.map(Some) })
+    }
 }
 
 /// One started incarnation of a child.
@@ -96,4 +111,10 @@ pub trait RunningChild: Send + Sync + 'static {
     /// that publishes events of its own (a supervisor in another process, forwarding its
     /// subtree's) holds them until then, so that they never come before its start.
     fn started(&self) {}
+
+    /// A handle on this incarnation, if the child is a supervisor (nested in this process, or
+    /// in its own): what its parent's `subtree` answers. `None` by default.
+    fn supervisor(&self) -> Option<SupervisorRef> {
+        None
+    }
 }

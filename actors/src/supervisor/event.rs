@@ -61,6 +61,15 @@ pub enum Event {
         /// How many times this supervisor has restarted this child so far.
         restarts: u32,
     },
+    /// A child declined to start (OTP's `ignore`, see
+    /// [`StartChild::start_or_ignore`](super::StartChild::start_or_ignore)): it is not running,
+    /// and kept stopped (a temporary or dynamic child is forgotten).
+    ChildIgnored {
+        /// The supervisor's path.
+        supervisor: String,
+        /// The child's id.
+        id: String,
+    },
     /// A child could not be started. `retrying`: a restart that failed and will be tried again
     /// (by a message the supervisor sends itself); otherwise the start request failed.
     ChildStartFailed {
@@ -73,6 +82,16 @@ pub enum Event {
         /// Whether the supervisor will try again.
         retrying: bool,
     },
+    /// The restart of a child waits for its [`RestartDelay`](super::RestartDelay): after it
+    /// exited, or after a restart attempt that failed. The attempt comes `delay` later.
+    RestartDelayed {
+        /// The supervisor's path.
+        supervisor: String,
+        /// The child's id.
+        id: String,
+        /// How long the supervisor waits before the attempt.
+        delay: Duration,
+    },
     /// The restart intensity was exceeded: the supervisor stops all its children and exits.
     GaveUp {
         /// The supervisor's path.
@@ -81,6 +100,15 @@ pub enum Event {
         restarts: u32,
         /// The period.
         period: Duration,
+    },
+    /// A significant child ended on its own and the supervisor's
+    /// [`AutoShutdown`](super::AutoShutdown) says that ends the supervisor: it stops its other
+    /// children and exits normally (`Code(0)`, OTP's `shutdown`).
+    AutoShutdown {
+        /// The supervisor's path.
+        supervisor: String,
+        /// The significant child whose exit triggered it.
+        id: String,
     },
     /// The supervisor exited, its children all stopped: `Code(0)` when it was stopped,
     /// `Failed` when it gave up or could not start its children.
@@ -99,8 +127,11 @@ impl Event {
             Event::ChildStarted { supervisor, .. }
             | Event::ChildExited { supervisor, .. }
             | Event::ChildRestarted { supervisor, .. }
+            | Event::ChildIgnored { supervisor, .. }
             | Event::ChildStartFailed { supervisor, .. }
+            | Event::RestartDelayed { supervisor, .. }
             | Event::GaveUp { supervisor, .. }
+            | Event::AutoShutdown { supervisor, .. }
             | Event::SupervisorExited { supervisor, .. } => supervisor,
         }
     }
@@ -111,8 +142,12 @@ impl Event {
             Event::ChildStarted { id, .. }
             | Event::ChildExited { id, .. }
             | Event::ChildRestarted { id, .. }
-            | Event::ChildStartFailed { id, .. } => Some(id),
-            Event::GaveUp { .. } | Event::SupervisorExited { .. } => None,
+            | Event::ChildIgnored { id, .. }
+            | Event::ChildStartFailed { id, .. }
+            | Event::RestartDelayed { id, .. } => Some(id),
+            Event::GaveUp { .. } | Event::AutoShutdown { .. } | Event::SupervisorExited { .. } => {
+                None
+            }
         }
     }
 
@@ -127,7 +162,8 @@ impl Event {
     }
 
     /// A short tag naming the kind of event and its child or supervisor, handy in assertions:
-    /// `started top:a`, `exited top:a`, `restarted top:a`, `start-failed top:a`, `gave-up top`,
+    /// `started top:a`, `exited top:a`, `restarted top:a`, `ignored top:a`,
+    /// `start-failed top:a`, `restart-delayed top:a`, `gave-up top`, `auto-shutdown top`,
     /// `supervisor-exited top`.
     pub fn tag(&self) -> String {
         let child = |id: &str| format!("{}:{id}", self.supervisor());
@@ -135,8 +171,11 @@ impl Event {
             Event::ChildStarted { id, .. } => format!("started {}", child(id)),
             Event::ChildExited { id, .. } => format!("exited {}", child(id)),
             Event::ChildRestarted { id, .. } => format!("restarted {}", child(id)),
+            Event::ChildIgnored { id, .. } => format!("ignored {}", child(id)),
             Event::ChildStartFailed { id, .. } => format!("start-failed {}", child(id)),
+            Event::RestartDelayed { id, .. } => format!("restart-delayed {}", child(id)),
             Event::GaveUp { supervisor, .. } => format!("gave-up {supervisor}"),
+            Event::AutoShutdown { supervisor, .. } => format!("auto-shutdown {supervisor}"),
             Event::SupervisorExited { supervisor, .. } => format!("supervisor-exited {supervisor}"),
         }
     }
@@ -184,6 +223,9 @@ impl fmt::Display for Event {
                 "[{supervisor}] child {id} restarted{} (restart #{restarts})",
                 pid_text(pid)
             ),
+            Event::ChildIgnored { supervisor, id } => {
+                write!(f, "[{supervisor}] child {id} declined to start (ignore)")
+            }
             Event::ChildStartFailed {
                 supervisor,
                 id,
@@ -194,6 +236,11 @@ impl fmt::Display for Event {
                 "[{supervisor}] child {id} failed to start: {reason}{}",
                 if *retrying { "; will retry" } else { "" }
             ),
+            Event::RestartDelayed {
+                supervisor,
+                id,
+                delay,
+            } => write!(f, "[{supervisor}] child {id} restarts in {delay:?}"),
             Event::GaveUp {
                 supervisor,
                 restarts,
@@ -201,6 +248,10 @@ impl fmt::Display for Event {
             } => write!(
                 f,
                 "[{supervisor}] gave up: {restarts} restarts within {period:?}"
+            ),
+            Event::AutoShutdown { supervisor, id } => write!(
+                f,
+                "[{supervisor}] significant child {id} ended: shutting down"
             ),
             Event::SupervisorExited { supervisor, exit } => {
                 write!(f, "[{supervisor}] supervisor exited: {exit}")

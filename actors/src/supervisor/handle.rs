@@ -1,74 +1,71 @@
-//! [`SupervisorRef`]: a handle to a running supervisor actor, usable from any thread (blocking
-//! calls) and any tokio runtime (`_async` calls).
+//! [`SupervisorRef`]: a handle to a running supervisor, usable from any thread (blocking calls)
+//! and any tokio runtime (async calls) — the supervisor's actor in this process, or one in
+//! another process reached over its supervision link. Its requests are in `requests.rs`.
 
-use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::ActorRef;
-use serde::{Deserialize, Serialize};
 
 use super::error::SupervisorError;
 use super::event::{EventBus, EventStream};
 use super::exit::Exit;
-use super::spec::{ChildSpec, ChildType, ExtraType, SupervisorSpec};
 use super::strategy::Strategy;
-use super::{Shared, SupMsg, spawn_supervisor};
-use crate::reply::{self, Pending, Reply};
-use crate::runtime;
-
-/// What `which_children` says about one child.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChildInfo {
-    /// Its id (`template-N` for the dynamic children of a `SimpleOneForOne` supervisor).
-    pub id: String,
-    /// Its pid while it runs (if it is a process).
-    pub pid: Option<i32>,
-    /// Worker or supervisor.
-    pub child_type: ChildType,
-    /// Running, being restarted, or stopped.
-    pub status: ChildStatus,
-    /// How many times the supervisor restarted it.
-    pub restarts: u32,
-}
-
-/// Whether a child runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ChildStatus {
-    /// It runs.
-    Running,
-    /// Its restart failed and will be tried again.
-    Restarting,
-    /// It is not running (terminated, or exited and not restarted); its spec is kept.
-    Stopped,
-}
-
-/// What `count_children` says (OTP's `count_children`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ChildCounts {
-    /// Child specs, running or not.
-    pub specs: usize,
-    /// Children running.
-    pub active: usize,
-    /// Specs of supervisors.
-    pub supervisors: usize,
-    /// Specs of workers.
-    pub workers: usize,
-}
+use super::{Shared, SupMsg};
 
 /// A handle to a supervisor. Cloning gives another handle to the same supervisor; dropping
 /// handles does not stop it (`procvisor::Supervisor` does, when its last handle goes).
+///
+/// A handle names one incarnation of a supervisor, as a pid does in OTP: once that incarnation
+/// has exited, its handle answers [`SupervisorError::NotRunning`], even if the supervisor's
+/// parent has restarted it (ask the parent for a handle on the new one with `subtree`).
 #[derive(Clone)]
 pub struct SupervisorRef {
-    actor: ActorRef<SupMsg>,
+    pub(crate) route: Route,
     pub(crate) shared: Arc<Shared>,
 }
+
+/// Where a handle's requests go.
+#[derive(Clone)]
+pub(crate) enum Route {
+    /// The supervisor's actor, in this process.
+    Actor(ActorRef<SupMsg>),
+    /// A supervisor in another process: `below` are the child ids from that process's root
+    /// supervisor down to it (empty: the root itself).
+    Remote {
+        transport: Arc<dyn Transport>,
+        below: Vec<String>,
+    },
+}
+
+/// How an encoded request reaches a supervisor in another process, and its answer comes back
+/// (implemented by `RemoteTree`, over a supervision link).
+pub(crate) trait Transport: Send + Sync + 'static {
+    /// Sends `request` (an encoded `RemoteRequest`); `answer` gets the encoded answer, or why
+    /// there is none (the link broke, the process exited). `supervisor` names the target in
+    /// those errors.
+    fn request(&self, supervisor: &str, request: Vec<u8>, answer: AnswerFn);
+
+    /// The handle on the supervisor `below` the remote root, incarnation `instance` (the same
+    /// shared state for every handle on one incarnation).
+    fn handle(
+        self: Arc<Self>,
+        below: Vec<String>,
+        path: String,
+        strategy: Strategy,
+        instance: u64,
+    ) -> SupervisorRef;
+}
+
+/// Receives the encoded answer to a remote request.
+pub(crate) type AnswerFn = Box<dyn FnOnce(Result<Vec<u8>, SupervisorError>) + Send>;
 
 impl std::fmt::Debug for SupervisorRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SupervisorRef")
             .field("path", &self.shared.path)
             .field("strategy", &self.shared.strategy)
+            .field("remote", &matches!(self.route, Route::Remote { .. }))
             .field("exit", &self.shared.exit())
             .finish()
     }
@@ -76,66 +73,10 @@ impl std::fmt::Debug for SupervisorRef {
 
 impl SupervisorRef {
     pub(crate) fn new(actor: ActorRef<SupMsg>, shared: Arc<Shared>) -> SupervisorRef {
-        SupervisorRef { actor, shared }
-    }
-
-    /// Starts a supervisor and its children (in order) on this process's node, and returns
-    /// once all have started — or fails with the first child that could not start, after
-    /// stopping those already started. Blocks the calling thread.
-    pub fn start(spec: SupervisorSpec) -> Result<SupervisorRef, SupervisorError> {
-        Self::start_with_bus(spec, EventBus::new(None))
-    }
-
-    /// [`start`](SupervisorRef::start) publishing on `bus` (subscribe to it first to see the
-    /// first children start).
-    pub fn start_with_bus(
-        spec: SupervisorSpec,
-        bus: Arc<EventBus>,
-    ) -> Result<SupervisorRef, SupervisorError> {
-        let name = spec.get_name().to_string();
-        Self::on_node(spec, name.clone(), bus)
-            .wait()
-            .unwrap_or(Err(SupervisorError::NotRunning { supervisor: name }))
-    }
-
-    /// [`start`](SupervisorRef::start) for async callers (any runtime).
-    pub async fn start_async(spec: SupervisorSpec) -> Result<SupervisorRef, SupervisorError> {
-        Self::start_with_bus_async(spec, EventBus::new(None)).await
-    }
-
-    /// [`start_with_bus`](SupervisorRef::start_with_bus) for async callers.
-    pub async fn start_with_bus_async(
-        spec: SupervisorSpec,
-        bus: Arc<EventBus>,
-    ) -> Result<SupervisorRef, SupervisorError> {
-        let name = spec.get_name().to_string();
-        Self::on_node(spec, name.clone(), bus)
-            .wait_async()
-            .await
-            .unwrap_or(Err(SupervisorError::NotRunning { supervisor: name }))
-    }
-
-    /// [`start_with_bus`](SupervisorRef::start_with_bus) under another path (a nested
-    /// supervisor running in its own OS process is named after its place in the tree).
-    pub fn start_at(
-        spec: SupervisorSpec,
-        path: String,
-        bus: Arc<EventBus>,
-    ) -> Result<SupervisorRef, SupervisorError> {
-        let supervisor = path.clone();
-        Self::on_node(spec, path, bus)
-            .wait()
-            .unwrap_or(Err(SupervisorError::NotRunning { supervisor }))
-    }
-
-    fn on_node(
-        spec: SupervisorSpec,
-        path: String,
-        bus: Arc<EventBus>,
-    ) -> Pending<Result<SupervisorRef, SupervisorError>> {
-        let (reply, pending) = reply::channel();
-        runtime::spawn(async move { reply.send(spawn_supervisor(spec, path, bus).await) });
-        pending
+        SupervisorRef {
+            route: Route::Actor(actor),
+            shared,
+        }
     }
 
     /// The supervisor's path (`top`, `top/db`, …).
@@ -143,9 +84,21 @@ impl SupervisorRef {
         &self.shared.path
     }
 
+    /// Whether it runs in another process (requests travel over its supervision link).
+    pub fn is_remote(&self) -> bool {
+        matches!(self.route, Route::Remote { .. })
+    }
+
+    /// Which incarnation of the supervisor at its path this handle names: the pid of the
+    /// process it runs in and a number unique in that process.
+    pub(crate) fn instance(&self) -> u64 {
+        self.shared.instance
+    }
+
     /// How many events its bus had published when its start was over: a stream subscribed
     /// before the start reads the start's events as its first this many
-    /// ([`EventStream::drain_first`](crate::supervisor::EventStream::drain_first)).
+    /// ([`EventStream::drain_first`](crate::supervisor::EventStream::drain_first)). 0 for a
+    /// handle on a supervisor in another process.
     pub fn events_of_start(&self) -> u64 {
         self.shared
             .events_of_start
@@ -157,7 +110,8 @@ impl SupervisorRef {
         self.shared.strategy
     }
 
-    /// A new subscription to its events (and its subtree's) from now on.
+    /// A new subscription to its events (and its subtree's) from now on. The stream ends
+    /// once this incarnation has exited.
     pub fn events(&self) -> EventStream {
         self.shared.bus.subscribe()
     }
@@ -172,7 +126,8 @@ impl SupervisorRef {
         self.shared.exit().is_none()
     }
 
-    /// How it ended, if it has: `Code(0)` after `stop`, `Failed` when it gave up.
+    /// How it ended, if it has: `Code(0)` after `stop` (or an auto-shutdown), `Failed` when
+    /// it gave up.
     pub fn exit(&self) -> Option<Exit> {
         self.shared.exit()
     }
@@ -194,146 +149,9 @@ impl SupervisorRef {
         self.shared.wait_exit_async().await
     }
 
-    fn not_running(&self) -> SupervisorError {
+    pub(crate) fn not_running(&self) -> SupervisorError {
         SupervisorError::NotRunning {
             supervisor: self.shared.path.clone(),
         }
-    }
-
-    /// Sends a request to the actor; its answer comes through the returned [`Request`].
-    fn request<T: Send + 'static>(
-        &self,
-        make: impl FnOnce(Reply<Result<T, SupervisorError>>) -> SupMsg,
-    ) -> Request<T> {
-        let (reply, pending) = reply::channel();
-        let sent = match self.actor.cast(make(reply)) {
-            Ok(()) => Ok(pending),
-            Err(_) => Err(self.not_running()),
-        };
-        Request {
-            sent,
-            supervisor: self.shared.path.clone(),
-        }
-    }
-
-    /// Adds a child (at the end of the start order) and starts it; answers its pid. Errors:
-    /// an id already in use ([`SupervisorError::AlreadyStarted`] /
-    /// [`SupervisorError::AlreadyPresent`]), a failed start (the spec is not kept).
-    pub fn start_child(&self, spec: ChildSpec) -> Request<Option<i32>> {
-        self.request(|r| SupMsg::StartChild(spec, r))
-    }
-
-    /// `SimpleOneForOne`: starts a new child from the template with `extra` arguments; answers
-    /// its id (`template-N`) and pid.
-    pub fn start_child_with<E: Any + Send + Sync>(
-        &self,
-        extra: E,
-    ) -> Request<(String, Option<i32>)> {
-        self.request(|r| SupMsg::StartDynamic(Arc::new(extra), ExtraType::of::<E>(), r))
-    }
-
-    /// Stops child `id` (as its shutdown says) and keeps its spec, stopped — unless it is
-    /// temporary or dynamic, which are forgotten. Answers once it has exited.
-    pub fn terminate_child(&self, id: &str) -> Request<()> {
-        self.request(|r| SupMsg::TerminateChild(id.into(), r))
-    }
-
-    /// Starts again the stopped child `id`; answers its pid.
-    pub fn restart_child(&self, id: &str) -> Request<Option<i32>> {
-        self.request(|r| SupMsg::RestartChild(id.into(), r))
-    }
-
-    /// Forgets the stopped child `id`.
-    pub fn delete_child(&self, id: &str) -> Request<()> {
-        self.request(|r| SupMsg::DeleteChild(id.into(), r))
-    }
-
-    /// Kills child `id` (SIGKILL) as if it crashed: its supervisor handles the exit as usual.
-    /// For tests of supervision trees.
-    pub fn kill_child(&self, id: &str) -> Request<()> {
-        self.request(|r| SupMsg::KillChild(id.into(), r))
-    }
-
-    /// The children in start order.
-    pub fn which_children(&self) -> Request<Vec<ChildInfo>> {
-        self.request(SupMsg::WhichChildren)
-    }
-
-    /// Counts of specs, running children, supervisors and workers.
-    pub fn count_children(&self) -> Request<ChildCounts> {
-        self.request(SupMsg::CountChildren)
-    }
-
-    /// Stops every child in reverse start order, then the supervisor (exit `Code(0)`). Returns
-    /// once all have exited; stopping a supervisor that has already exited is not an error.
-    pub fn stop(&self) {
-        // A supervisor that already exited answers NotRunning: nothing left to stop.
-        let _ = self.request(|r| SupMsg::Stop(Some(r))).wait();
-        self.wait();
-    }
-
-    /// [`stop`](SupervisorRef::stop) for async callers.
-    pub async fn stop_async(&self) {
-        let _ = self.request(|r| SupMsg::Stop(Some(r))).await;
-        self.wait_async().await;
-    }
-
-    /// Asks the supervisor to stop without waiting.
-    pub fn request_stop(&self) {
-        let _ = self.actor.cast(SupMsg::Stop(None));
-    }
-
-    /// Kills the supervisor actor at once: its children are killed (SIGKILL), not stopped.
-    pub fn kill(&self) {
-        self.actor.kill();
-    }
-}
-
-/// A request sent to a supervisor, whose answer is awaited either way: [`wait`](Request::wait)
-/// blocks the calling thread (any thread, inside or outside a tokio runtime), `.await` waits
-/// asynchronously (any runtime). One request type serves both, so every supervisor operation
-/// is written once.
-///
-/// The request is sent when it is made: dropping it without waiting does not cancel the
-/// operation, it only discards the answer.
-#[must_use = "the request is sent; .wait() or .await gives its answer"]
-pub struct Request<T> {
-    sent: Result<Pending<Result<T, SupervisorError>>, SupervisorError>,
-    supervisor: String,
-}
-
-impl<T: Send + 'static> Request<T> {
-    /// Blocks until the supervisor answers. A supervisor that exits before answering gives
-    /// [`SupervisorError::NotRunning`].
-    pub fn wait(self) -> Result<T, SupervisorError> {
-        let supervisor = self.supervisor;
-        self.sent?
-            .wait()
-            .unwrap_or(Err(SupervisorError::NotRunning { supervisor }))
-    }
-}
-
-impl<T: Send + 'static> std::future::IntoFuture for Request<T> {
-    type Output = Result<T, SupervisorError>;
-    type IntoFuture =
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, SupervisorError>> + Send>>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let supervisor = self.supervisor;
-            self.sent?
-                .wait_async()
-                .await
-                .unwrap_or(Err(SupervisorError::NotRunning { supervisor }))
-        })
-    }
-}
-
-impl<T> std::fmt::Debug for Request<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Request")
-            .field("supervisor", &self.supervisor)
-            .field("sent", &self.sent.is_ok())
-            .finish()
     }
 }

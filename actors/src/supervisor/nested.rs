@@ -2,10 +2,11 @@
 //! parent's [`StartChild`], and its exit (normal, or `Failed` when it gave up) is the child
 //! exit its parent sees. Its events go to its own bus, which forwards to the parent's.
 
-use super::child::{BoxFuture, RunningChild, StartChild, StartContext};
+use super::child::{RunningChild, StartChild, StartContext};
 use super::event::EventBus;
 use super::exit::Exit;
 use super::handle::SupervisorRef;
+use super::request::BoxFuture;
 use super::spawn_supervisor;
 use super::spec::{ChildSpec, ChildType, SupervisorSpec};
 
@@ -60,6 +61,10 @@ impl RunningChild for RunningSupervisor {
 
     fn kill(&self) {
         self.0.kill();
+    }
+
+    fn supervisor(&self) -> Option<SupervisorRef> {
+        Some(self.0.clone())
     }
 }
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::child::StartChild;
-use super::error::SupervisorError;
-use super::strategy::{Restart, Strategy};
+use super::error::{SignificantProblem, SupervisorError};
+use super::strategy::{Restart, RestartDelay, Strategy};
 
 /// How a supervisor ends a child.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -92,6 +92,17 @@ impl ExtraType {
     }
 }
 
+/// A child's start in a form that another process running this same executable can rebuild
+/// it from: bytes made and read by the process layer (`procvisor` encodes a zero-sized start
+/// function's offset and its serde arguments), opaque here. A spec that has one can be sent
+/// to a supervisor in another process (`start_child` on a handle on it, `child_spec` of one of
+/// its children).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortableStart(pub Vec<u8>);
+
+/// Makes a spec's [`PortableStart`] when it must travel (or says why it cannot).
+pub type EncodeStart = Arc<dyn Fn() -> Result<PortableStart, String> + Send + Sync>;
+
 /// One child of a supervisor: how to start it, when to restart it, how to stop it.
 ///
 /// `procvisor::ChildSpec` builds these for processes (`worker`, `process`, `template`,
@@ -105,6 +116,9 @@ pub struct ChildSpec {
     shutdown: Shutdown,
     child_type: ChildType,
     extra: Option<ExtraType>,
+    delay: Option<RestartDelay>,
+    significant: bool,
+    portable: Option<EncodeStart>,
 }
 
 /// The default shutdown of a worker (OTP's 5000 ms).
@@ -133,6 +147,9 @@ impl ChildSpec {
             },
             child_type,
             extra: None,
+            delay: None,
+            significant: false,
+            portable: None,
         }
     }
 
@@ -145,6 +162,22 @@ impl ChildSpec {
     /// Sets how the child is stopped.
     pub fn shutdown(mut self, shutdown: Shutdown) -> ChildSpec {
         self.shutdown = shutdown;
+        self
+    }
+
+    /// Waits `delay` before each restart of this child (see [`RestartDelay`]; by default, as
+    /// OTP, a child is restarted at once).
+    pub fn restart_delay(mut self, delay: RestartDelay) -> ChildSpec {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// Marks the child significant (OTP's `significant`): when it ends on its own and is not
+    /// restarted, its supervisor's [`AutoShutdown`] may end the supervisor. Only `Transient`
+    /// and `Temporary` children can be significant, and only in a supervisor whose
+    /// auto-shutdown is not `Never` (checked when the supervisor starts or the child is added).
+    pub fn significant(mut self, significant: bool) -> ChildSpec {
+        self.significant = significant;
         self
     }
 
@@ -181,6 +214,16 @@ impl ChildSpec {
         self.child_type
     }
 
+    /// Whether it is significant (see [`significant`](ChildSpec::significant)).
+    pub fn is_significant(&self) -> bool {
+        self.significant
+    }
+
+    /// The delay before its restarts, if it has one.
+    pub fn delay_before_restart(&self) -> Option<RestartDelay> {
+        self.delay
+    }
+
     /// The declared extra-argument type, if any.
     pub fn extra(&self) -> Option<ExtraType> {
         self.extra
@@ -189,6 +232,32 @@ impl ChildSpec {
     /// The starter.
     pub fn starter(&self) -> &Arc<dyn StartChild> {
         &self.start
+    }
+
+    /// Gives the spec a start that can travel to another process: `encode` makes it when
+    /// needed (see [`PortableStart`]).
+    pub fn portable(mut self, encode: EncodeStart) -> ChildSpec {
+        self.portable = Some(encode);
+        self
+    }
+
+    /// What makes its [`PortableStart`], if it has one (see [`portable`](ChildSpec::portable)).
+    pub fn portable_encoder(&self) -> Option<&EncodeStart> {
+        self.portable.as_ref()
+    }
+
+    /// Its start in a form another process can rebuild, or why it has none.
+    pub fn portable_start(&self) -> Result<PortableStart, String> {
+        match &self.portable {
+            Some(encode) => encode(),
+            None => Err(
+                "its start cannot travel to another process: only the starts of \
+                         ChildSpec::worker, ChildSpec::template and \
+                         ChildSpec::supervisor_process specs can (not a factory's, a custom \
+                         StartChild's or a nested SupervisorSpec's)"
+                    .into(),
+            ),
+        }
     }
 }
 
@@ -199,8 +268,30 @@ impl fmt::Debug for ChildSpec {
             .field("restart", &self.restart)
             .field("shutdown", &self.shutdown)
             .field("child_type", &self.child_type)
+            .field("restart_delay", &self.delay)
+            .field("significant", &self.significant)
+            .field("portable", &self.portable.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// When a supervisor ends itself because its significant children ended (OTP 24's
+/// `auto_shutdown`). Only exits a significant child makes on its own count — not one its
+/// supervisor caused (`terminate_child`, a restart of its siblings, a shutdown) — and only when
+/// the child is not restarted: a `Transient` child's normal exit or shutdown, a `Temporary`
+/// child's any exit. The supervisor then stops its other children (reverse start order),
+/// publishes [`Event::AutoShutdown`](super::Event::AutoShutdown) and exits normally
+/// (`Code(0)`, OTP's `shutdown`), which its own supervisor does not restart unless it is
+/// `Permanent`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AutoShutdown {
+    /// Never (the default); significant children are then refused.
+    #[default]
+    Never,
+    /// When any significant child has ended.
+    AnySignificant,
+    /// When every significant child has ended (none is running or being restarted).
+    AllSignificant,
 }
 
 /// A supervisor: its name, strategy, restart intensity and child specs (in start order).
@@ -222,6 +313,7 @@ pub struct SupervisorSpec {
     name: String,
     strategy: Strategy,
     intensity: Intensity,
+    auto_shutdown: AutoShutdown,
     children: Vec<ChildSpec>,
 }
 
@@ -232,6 +324,7 @@ impl SupervisorSpec {
             name: "supervisor".into(),
             strategy,
             intensity: Intensity::default(),
+            auto_shutdown: AutoShutdown::Never,
             children: Vec::new(),
         }
     }
@@ -246,6 +339,13 @@ impl SupervisorSpec {
     /// Sets the restart intensity.
     pub fn intensity(mut self, intensity: Intensity) -> SupervisorSpec {
         self.intensity = intensity;
+        self
+    }
+
+    /// Sets when the supervisor ends itself because its significant children ended (default
+    /// [`AutoShutdown::Never`]).
+    pub fn auto_shutdown(mut self, auto_shutdown: AutoShutdown) -> SupervisorSpec {
+        self.auto_shutdown = auto_shutdown;
         self
     }
 
@@ -279,13 +379,18 @@ impl SupervisorSpec {
         self.intensity
     }
 
+    /// Its auto-shutdown.
+    pub fn get_auto_shutdown(&self) -> AutoShutdown {
+        self.auto_shutdown
+    }
+
     /// The child specs, in start order.
     pub fn get_children(&self) -> &[ChildSpec] {
         &self.children
     }
 
     /// Checks the spec: a positive period, non-empty unique ids, exactly one spec for
-    /// `SimpleOneForOne`.
+    /// `SimpleOneForOne`, valid restart delays, significant children only where they may be.
     pub fn validate(&self) -> Result<(), SupervisorError> {
         self.validate_as(&self.name)
     }
@@ -304,7 +409,7 @@ impl SupervisorSpec {
         }
         let mut seen = HashSet::new();
         for child in &self.children {
-            validate_child(child)?;
+            validate_child(child, path, self.auto_shutdown)?;
             if !seen.insert(child.id()) {
                 return Err(SupervisorError::DuplicateChildId {
                     supervisor: path.into(),
@@ -315,15 +420,48 @@ impl SupervisorSpec {
         Ok(())
     }
 
-    pub(crate) fn into_parts(self) -> (Strategy, Intensity, Vec<ChildSpec>) {
-        (self.strategy, self.intensity, self.children)
+    pub(crate) fn into_parts(self) -> (Strategy, Intensity, AutoShutdown, Vec<ChildSpec>) {
+        (
+            self.strategy,
+            self.intensity,
+            self.auto_shutdown,
+            self.children,
+        )
     }
 }
 
-/// Checks one child spec on its own.
-pub(crate) fn validate_child(child: &ChildSpec) -> Result<(), SupervisorError> {
+/// Checks one child spec, for the supervisor at `path` with this auto-shutdown.
+pub(crate) fn validate_child(
+    child: &ChildSpec,
+    path: &str,
+    auto_shutdown: AutoShutdown,
+) -> Result<(), SupervisorError> {
     if child.id().is_empty() {
         return Err(SupervisorError::EmptyChildId);
+    }
+    if let Some(delay) = child.delay {
+        if delay.factor == 0 || delay.max < delay.first {
+            return Err(SupervisorError::InvalidRestartDelay {
+                id: child.id().into(),
+                delay,
+            });
+        }
+    }
+    if child.significant {
+        let problem = if child.restart == Restart::Permanent {
+            Some(SignificantProblem::Permanent)
+        } else if auto_shutdown == AutoShutdown::Never {
+            Some(SignificantProblem::NoAutoShutdown)
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(SupervisorError::BadSignificantChild {
+                supervisor: path.into(),
+                id: child.id().into(),
+                problem,
+            });
+        }
     }
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! The two decisions a supervisor makes when a child exits, each one `match` over its policy:
 //! restart it at all (the child's [`Restart`] type, [`should_restart`]), and which children
-//! restart with it (the supervisor's [`Strategy`], [`restart_set`]).
+//! restart with it (the supervisor's [`Strategy`], [`restart_set`]); and when
+//! ([`RestartDelay`], at once by default).
 
 use std::ops::Range;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +38,67 @@ pub enum Strategy {
     /// Like `OneForOne`, for children added at run time from one template spec with extra
     /// arguments (`start_child_with`).
     SimpleOneForOne,
+}
+
+/// How long a supervisor waits before restarting a child: an addition to OTP, whose supervisor
+/// restarts at once and retries a failed restart at once (which stays the default: a spec
+/// without a delay).
+///
+/// The delay of a child's `n`-th restart attempt in a row (`n` = 0 for the restart after it
+/// exited, 1 after that attempt failed to start it, …) is `first × factorⁿ`, at most `max`; a
+/// successful start resets `n`. Every attempt still counts toward the supervisor's
+/// [`Intensity`](super::Intensity), so a delay lets a child wait out a slow dependency
+/// without exhausting a finite intensity in a few milliseconds. While it waits, the child is
+/// `Restarting` and the supervisor serves requests (`terminate_child` cancels the pending
+/// restart). The wait is a timer whose expiry the supervisor sends itself as a message, so the
+/// strategy's set (the siblings of a `OneForAll` / `RestForOne` supervisor) is restarted when
+/// it expires, not before.
+///
+/// ```
+/// use std::time::Duration;
+/// use procvisor_actors::supervisor::RestartDelay;
+///
+/// let backoff = RestartDelay::exponential(Duration::from_millis(100), Duration::from_secs(1));
+/// let delays: Vec<u128> = (0..6).map(|n| backoff.delay(n).as_millis()).collect();
+/// assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+/// assert_eq!(RestartDelay::fixed(Duration::from_secs(2)).delay(9), Duration::from_secs(2));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RestartDelay {
+    /// The delay of the first attempt.
+    pub first: Duration,
+    /// The longest delay.
+    pub max: Duration,
+    /// Each attempt in a row waits this many times longer than the one before (at least 1).
+    pub factor: u32,
+}
+
+impl RestartDelay {
+    /// The same delay before every attempt.
+    pub const fn fixed(delay: Duration) -> RestartDelay {
+        RestartDelay {
+            first: delay,
+            max: delay,
+            factor: 1,
+        }
+    }
+
+    /// `first`, then twice as long at each attempt in a row, at most `max`.
+    pub const fn exponential(first: Duration, max: Duration) -> RestartDelay {
+        RestartDelay {
+            first,
+            max,
+            factor: 2,
+        }
+    }
+
+    /// The delay before attempt `attempt` in a row (0: the first).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let grown = u32::try_from(u64::from(self.factor).saturating_pow(attempt))
+            .ok()
+            .and_then(|times| self.first.checked_mul(times));
+        grown.map_or(self.max, |d| d.min(self.max))
+    }
 }
 
 /// Whether a child of this restart type is restarted after this exit.
