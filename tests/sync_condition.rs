@@ -171,13 +171,30 @@ fn a_sigkilled_waiter_does_not_swallow_a_notification() {
 /// The futex word the main thread of `pid` (ours: a child) sleeps on, as an address in that
 /// process, read from `/proc/<pid>/syscall`; `None` while it runs or is in another call.
 fn futex_slept_on(pid: i32) -> Option<u64> {
-    let line = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+    let line =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{}/syscall", target_thread(pid))).ok()?;
     let mut fields = line.split_whitespace();
     let nr: i64 = fields.next()?.parse().ok()?;
     if nr != libc::SYS_futex {
         return None;
     }
     u64::from_str_radix(fields.next()?.trim_start_matches("0x"), 16).ok()
+}
+
+/// The thread a child's target runs on: the one named `main` (a child of a test crate runs its
+/// target there, see `procvisor::test_init!`), else the process's first thread.
+fn target_thread(pid: i32) -> i32 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten();
+    tasks
+        .flatten()
+        .filter_map(|task| task.file_name().to_str()?.parse::<i32>().ok())
+        .find(|tid| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == "main")
+        })
+        .unwrap_or(pid)
 }
 
 #[test]
